@@ -1,0 +1,454 @@
+//! Pipeline (dataset) configuration: which files belong to a dataset and how they are sanitized.
+//!
+//! The file is TOML (`pipelines.toml`); each `[datasets.NAME]` table describes one kind of file.
+//! A config is checked completely when it is loaded, so a Lambda refuses a bad config at cold
+//! start instead of failing on the first file. Every error names the dataset and the field.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::sanitize::header::normalize_header;
+use crate::sanitize::{CellPolicy, Encoding, Limits, MarkupPolicy, Policy, RaggedRows};
+
+/// Why a pipeline config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read pipeline config {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or does not have the expected shape.
+    #[error("pipeline config {origin} is not valid: {message}")]
+    Syntax { origin: String, message: String },
+    /// A value parses but makes no sense.
+    #[error("dataset `{dataset}`, field `{field}`: {message}")]
+    Invalid {
+        dataset: String,
+        field: String,
+        message: String,
+    },
+    /// A dataset was asked for by name and is not in the config.
+    #[error("dataset `{name}` is not in the pipeline config (known: {known})")]
+    UnknownDataset { name: String, known: String },
+}
+
+/// A loaded and checked pipeline config.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    datasets: BTreeMap<String, Dataset>,
+}
+
+/// One dataset: a kind of file and how to treat it.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// The dataset's name (its key in the config).
+    pub name: String,
+    /// Key prefix in the quarantine bucket whose objects belong to this dataset.
+    pub prefix: String,
+    /// How its files are sanitized.
+    pub sanitize: Policy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    datasets: BTreeMap<String, RawDataset>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataset {
+    prefix: String,
+    #[serde(default)]
+    sanitize: RawSanitize,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSanitize {
+    #[serde(default)]
+    encoding: Option<String>,
+    #[serde(default)]
+    delimiter: Option<String>,
+    #[serde(default)]
+    required_columns: Vec<String>,
+    #[serde(default)]
+    aliases: BTreeMap<String, String>,
+    #[serde(default)]
+    ragged_rows: Option<RaggedRows>,
+    #[serde(default)]
+    formulas: Option<CellPolicy>,
+    #[serde(default)]
+    markup: Option<MarkupPolicy>,
+    #[serde(default)]
+    markup_allowed_columns: Vec<String>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_file_bytes: Option<u64>,
+    max_columns: Option<usize>,
+    max_field_bytes: Option<usize>,
+    max_rows: Option<u64>,
+    max_record_lines: Option<u64>,
+    max_rejected_share: Option<f64>,
+}
+
+impl PipelineConfig {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks config text; `origin` names it in errors (a path or URI).
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_string(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let mut datasets = BTreeMap::new();
+        for (name, raw) in raw.datasets {
+            let dataset = check_dataset(&name, raw)?;
+            datasets.insert(name, dataset);
+        }
+        check_prefixes_disjoint(&datasets)?;
+        Ok(Self { datasets })
+    }
+
+    /// The dataset with this name.
+    pub fn dataset(&self, name: &str) -> Result<&Dataset, ConfigError> {
+        self.datasets
+            .get(name)
+            .ok_or_else(|| ConfigError::UnknownDataset {
+                name: name.to_string(),
+                known: self.datasets.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// The dataset whose prefix the object key starts with, if any.
+    pub fn dataset_for_key(&self, key: &str) -> Option<&Dataset> {
+        self.datasets.values().find(|d| key.starts_with(&d.prefix))
+    }
+
+    /// All datasets, by name.
+    pub fn datasets(&self) -> impl Iterator<Item = &Dataset> {
+        self.datasets.values()
+    }
+}
+
+fn invalid(dataset: &str, field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        dataset: dataset.to_string(),
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+fn check_dataset(name: &str, raw: RawDataset) -> Result<Dataset, ConfigError> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err(invalid(
+            name,
+            "name",
+            "dataset names use lowercase letters, digits, `_` and `-`",
+        ));
+    }
+    if raw.prefix.is_empty() || !raw.prefix.ends_with('/') {
+        return Err(invalid(
+            name,
+            "prefix",
+            format!(
+                "must be a non-empty key prefix ending in `/`, got {:?}",
+                raw.prefix
+            ),
+        ));
+    }
+    let sanitize = check_sanitize(name, raw.sanitize)?;
+    Ok(Dataset {
+        name: name.to_string(),
+        prefix: raw.prefix,
+        sanitize,
+    })
+}
+
+fn check_sanitize(ds: &str, raw: RawSanitize) -> Result<Policy, ConfigError> {
+    let defaults = Policy::default();
+    let encoding = match raw.encoding.as_deref() {
+        None | Some("auto") => None,
+        Some(label) => Some(Encoding::from_label(label).ok_or_else(|| {
+            invalid(
+                ds,
+                "sanitize.encoding",
+                format!("unknown encoding {label:?} (use auto, utf-8, windows-1252, utf-16le or utf-16be)"),
+            )
+        })?),
+    };
+    let delimiter =
+        match raw.delimiter.as_deref() {
+            None | Some("auto") => None,
+            Some(",") => Some(b','),
+            Some(";") => Some(b';'),
+            Some("\t") | Some("tab") => Some(b'\t'),
+            Some("|") => Some(b'|'),
+            Some(other) => return Err(invalid(
+                ds,
+                "sanitize.delimiter",
+                format!(
+                    "unsupported delimiter {other:?} (use auto, \",\", \";\", \"tab\" or \"|\")"
+                ),
+            )),
+        };
+    let required_columns = clean_names(ds, "sanitize.required_columns", &raw.required_columns)?;
+    let mut aliases = BTreeMap::new();
+    for (from, to) in &raw.aliases {
+        let field = format!("sanitize.aliases.{from}");
+        let from_clean = normalize_header(from)
+            .ok_or_else(|| invalid(ds, &field, "an alias must have letters or digits"))?;
+        let to_clean = clean_names(ds, &field, std::slice::from_ref(to))?.remove(0);
+        aliases.insert(from_clean, to_clean);
+    }
+    let markup_allowed_columns = clean_names(
+        ds,
+        "sanitize.markup_allowed_columns",
+        &raw.markup_allowed_columns,
+    )?;
+    let limits = check_limits(ds, raw.limits, &defaults.limits)?;
+    Ok(Policy {
+        encoding,
+        delimiter,
+        required_columns,
+        aliases,
+        ragged_rows: raw.ragged_rows.unwrap_or(defaults.ragged_rows),
+        formulas: raw.formulas.unwrap_or(defaults.formulas),
+        markup: raw.markup.unwrap_or(defaults.markup),
+        markup_allowed_columns,
+        limits,
+    })
+}
+
+/// Column names in config must already be clean names, so that what the operator wrote is
+/// exactly what appears in the clean file.
+fn clean_names(ds: &str, field: &str, names: &[String]) -> Result<Vec<String>, ConfigError> {
+    names
+        .iter()
+        .map(|name| match normalize_header(name) {
+            Some(clean) if &clean == name => Ok(clean),
+            Some(clean) => Err(invalid(
+                ds,
+                field,
+                format!("{name:?} is not a clean column name; write {clean:?}"),
+            )),
+            None => Err(invalid(
+                ds,
+                field,
+                "a column name must have letters or digits",
+            )),
+        })
+        .collect()
+}
+
+fn check_limits(ds: &str, raw: RawLimits, defaults: &Limits) -> Result<Limits, ConfigError> {
+    fn positive<T: PartialOrd + Default + Copy>(
+        ds: &str,
+        field: &str,
+        value: Option<T>,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        match value {
+            Some(v) if v <= T::default() => Err(invalid(
+                ds,
+                &format!("sanitize.limits.{field}"),
+                "must be greater than 0",
+            )),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        }
+    }
+    let share = raw
+        .max_rejected_share
+        .unwrap_or(defaults.max_rejected_share);
+    if !(0.0..=1.0).contains(&share) {
+        return Err(invalid(
+            ds,
+            "sanitize.limits.max_rejected_share",
+            "must be a fraction between 0.0 and 1.0",
+        ));
+    }
+    Ok(Limits {
+        max_file_bytes: positive(
+            ds,
+            "max_file_bytes",
+            raw.max_file_bytes,
+            defaults.max_file_bytes,
+        )?,
+        max_columns: positive(ds, "max_columns", raw.max_columns, defaults.max_columns)?,
+        max_field_bytes: positive(
+            ds,
+            "max_field_bytes",
+            raw.max_field_bytes,
+            defaults.max_field_bytes,
+        )?,
+        max_rows: positive(ds, "max_rows", raw.max_rows, defaults.max_rows)?,
+        max_record_lines: positive(
+            ds,
+            "max_record_lines",
+            raw.max_record_lines,
+            defaults.max_record_lines,
+        )?,
+        max_rejected_share: share,
+    })
+}
+
+fn check_prefixes_disjoint(datasets: &BTreeMap<String, Dataset>) -> Result<(), ConfigError> {
+    for a in datasets.values() {
+        for b in datasets.values() {
+            if a.name != b.name && b.prefix.starts_with(&a.prefix) {
+                return Err(invalid(
+                    &b.name,
+                    "prefix",
+                    format!(
+                        "{:?} lies inside dataset `{}`'s prefix {:?}: a key must belong to one dataset",
+                        b.prefix, a.name, a.prefix
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [datasets.orders]
+        prefix = "incoming/orders/"
+        [datasets.orders.sanitize]
+        required_columns = ["order_id", "sku"]
+        aliases = { "Order Number" = "order_id" }
+        ragged_rows = "pad"
+        markup = "neutralize"
+        markup_allowed_columns = ["notes_html"]
+        [datasets.orders.sanitize.limits]
+        max_rows = 1000
+
+        [datasets.train_movements]
+        prefix = "incoming/train_movements/"
+    "#;
+
+    #[test]
+    fn loads_datasets_with_defaults_for_what_is_not_said() {
+        let config = PipelineConfig::parse(GOOD, "test").unwrap();
+        let orders = config.dataset("orders").unwrap();
+        assert_eq!(orders.sanitize.required_columns, ["order_id", "sku"]);
+        assert_eq!(orders.sanitize.aliases["order_number"], "order_id");
+        assert_eq!(orders.sanitize.ragged_rows, RaggedRows::Pad);
+        assert_eq!(orders.sanitize.limits.max_rows, 1000);
+        assert_eq!(
+            orders.sanitize.limits.max_columns,
+            Limits::default().max_columns
+        );
+        let trains = config.dataset("train_movements").unwrap();
+        assert_eq!(trains.sanitize.ragged_rows, RaggedRows::Reject);
+    }
+
+    #[test]
+    fn finds_dataset_by_key_prefix() {
+        let config = PipelineConfig::parse(GOOD, "test").unwrap();
+        let hit = config.dataset_for_key("incoming/orders/2026/11/23/x.csv");
+        assert_eq!(hit.map(|d| d.name.as_str()), Some("orders"));
+        assert!(config.dataset_for_key("incoming/other/x.csv").is_none());
+    }
+
+    #[test]
+    fn unknown_dataset_lists_known_ones() {
+        let config = PipelineConfig::parse(GOOD, "test").unwrap();
+        let err = config.dataset("invoices").unwrap_err().to_string();
+        assert!(
+            err.contains("invoices") && err.contains("orders, train_movements"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_field_naming_it() {
+        let text =
+            "[datasets.orders]\nprefix = \"in/\"\n[datasets.orders.sanitize]\nformula = \"keep\"\n";
+        let err = PipelineConfig::parse(text, "pipelines.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("formula") && err.contains("pipelines.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refuses_bad_values_naming_dataset_and_field() {
+        let cases = [
+            ("prefix = \"in\"", "prefix"),
+            (
+                "prefix = \"in/\"\nsanitize.encoding = \"latin-9x\"",
+                "sanitize.encoding",
+            ),
+            (
+                "prefix = \"in/\"\nsanitize.delimiter = \"#\"",
+                "sanitize.delimiter",
+            ),
+            (
+                "prefix = \"in/\"\nsanitize.required_columns = [\"Order ID\"]",
+                "sanitize.required_columns",
+            ),
+            (
+                "prefix = \"in/\"\nsanitize.limits.max_columns = 0",
+                "sanitize.limits.max_columns",
+            ),
+            (
+                "prefix = \"in/\"\nsanitize.limits.max_rejected_share = 1.5",
+                "sanitize.limits.max_rejected_share",
+            ),
+        ];
+        for (body, field) in cases {
+            let text = format!("[datasets.orders]\n{body}\n");
+            let err = PipelineConfig::parse(&text, "t").unwrap_err().to_string();
+            assert!(
+                err.contains("`orders`") && err.contains(field),
+                "{body}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_overlapping_prefixes() {
+        let text = "[datasets.a]\nprefix = \"in/\"\n[datasets.b]\nprefix = \"in/b/\"\n";
+        let err = PipelineConfig::parse(text, "t").unwrap_err().to_string();
+        assert!(err.contains("`b`") && err.contains("prefix"), "{err}");
+    }
+
+    #[test]
+    fn refuses_bad_enum_value() {
+        let text = "[datasets.a]\nprefix = \"in/\"\nsanitize.ragged_rows = \"ignore\"\n";
+        let err = PipelineConfig::parse(text, "t").unwrap_err().to_string();
+        assert!(
+            err.contains("ignore") && err.contains("ragged_rows"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Sluice's pure logic: sniffing and sanitizing files, pipeline (dataset) config.
+//!
+//! Nothing here talks to AWS or a database, and nothing holds a whole file in memory: the
+//! Lambda stages and the `sluice` command drive the same code over their own byte sources.
+
+pub mod config;
+pub mod sanitize;
+
+pub use config::{ConfigError, Dataset, PipelineConfig};
+pub use sanitize::{Policy, Report, Sanitizer, Verdict};

@@ -1,0 +1,76 @@
+//! Thin loops that run a [`Sanitizer`] over a byte source and into a byte sink.
+//!
+//! Output is written as it is produced: when the report says the file was rejected, what was
+//! written is garbage and the caller must discard it (the CLI writes to a temporary file and
+//! renames it only on acceptance; the Lambda aborts its multipart upload).
+
+use std::io::{self, Read, Write};
+
+use super::{Policy, Report, Sanitizer};
+
+/// Input is read in pieces of this size.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Sanitizes `input` into `output` with `policy`; `dataset` names it in the report.
+/// `Err` only for I/O errors; a rejected file is an `Ok` report with verdict `rejected`.
+pub fn sanitize_read(
+    mut input: impl Read,
+    mut output: impl Write,
+    policy: Policy,
+    dataset: Option<String>,
+) -> io::Result<Report> {
+    let mut sanitizer = Sanitizer::new(policy, dataset);
+    let mut chunk = vec![0u8; CHUNK_BYTES];
+    let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
+    while sanitizer.wants_input() {
+        let n = match input.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let _ = sanitizer.feed(&chunk[..n], &mut out);
+        if !sanitizer.is_rejected() {
+            output.write_all(&out)?;
+        }
+        out.clear();
+    }
+    let report = sanitizer.finish(&mut out);
+    if report.verdict == super::Verdict::Accepted {
+        output.write_all(&out)?;
+    }
+    output.flush()?;
+    Ok(report)
+}
+
+/// The async twin of [`sanitize_read`], over tokio's `AsyncRead`/`AsyncWrite`.
+#[cfg(feature = "tokio")]
+pub async fn sanitize_async(
+    mut input: impl tokio::io::AsyncRead + Unpin,
+    mut output: impl tokio::io::AsyncWrite + Unpin,
+    policy: Policy,
+    dataset: Option<String>,
+) -> io::Result<Report> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut sanitizer = Sanitizer::new(policy, dataset);
+    let mut chunk = vec![0u8; CHUNK_BYTES];
+    let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
+    while sanitizer.wants_input() {
+        let n = input.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        let _ = sanitizer.feed(&chunk[..n], &mut out);
+        if !sanitizer.is_rejected() {
+            output.write_all(&out).await?;
+        }
+        out.clear();
+    }
+    let report = sanitizer.finish(&mut out);
+    if report.verdict == super::Verdict::Accepted {
+        output.write_all(&out).await?;
+    }
+    output.flush().await?;
+    Ok(report)
+}

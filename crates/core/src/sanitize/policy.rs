@@ -1,0 +1,110 @@
+//! What a dataset asks of the sanitizer: encoding and dialect overrides, column rules, what to
+//! do with ragged rows and hostile cells, and limits.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::Encoding;
+
+/// How one file is sanitized. `Policy::default()` is what a file with no dataset gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Forced input encoding; `None` sniffs it (BOM, UTF-8 validity, else Windows-1252).
+    pub encoding: Option<Encoding>,
+    /// Forced delimiter; `None` sniffs it among `,` `;` tab `|`.
+    pub delimiter: Option<u8>,
+    /// Clean column names that must be present after aliasing, or the file is rejected.
+    pub required_columns: Vec<String>,
+    /// Clean header name -> clean name it should take (e.g. `order_number` -> `order_id`).
+    pub aliases: BTreeMap<String, String>,
+    /// What to do with a row whose field count differs from the header's.
+    pub ragged_rows: RaggedRows,
+    /// What to do with formula-like cells (`=`, `+`, `-`, `@`, tab, CR, LF first).
+    pub formulas: CellPolicy,
+    /// What to do with cells holding HTML/script markup.
+    pub markup: MarkupPolicy,
+    /// Clean column names whose markup is kept as is (rich-text columns).
+    pub markup_allowed_columns: Vec<String>,
+    /// Size limits.
+    pub limits: Limits,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            encoding: None,
+            delimiter: None,
+            required_columns: Vec::new(),
+            aliases: BTreeMap::new(),
+            ragged_rows: RaggedRows::Reject,
+            formulas: CellPolicy::Neutralize,
+            markup: MarkupPolicy::Neutralize,
+            markup_allowed_columns: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What to do with a row whose field count differs from the header's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RaggedRows {
+    /// Reject the row (reported with its line).
+    Reject,
+    /// Pad short rows with empty cells and drop empty trailing extras (Excel's `,,,`);
+    /// a row with non-empty extra cells is still rejected.
+    Pad,
+}
+
+/// What to do with a formula-like cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellPolicy {
+    /// Prefix the cell with `'` so spreadsheets show it as text.
+    Neutralize,
+    /// Reject the whole row.
+    RejectRow,
+    /// Leave it alone (trusted sources only).
+    Keep,
+}
+
+/// What to do with a cell holding HTML/script markup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkupPolicy {
+    /// Escape it so that no live markup survives (see `sanitize::markup`).
+    Neutralize,
+    /// Reject the whole row.
+    RejectRow,
+    /// Leave it alone in every column.
+    Keep,
+}
+
+/// Size limits. A file over `max_file_bytes`, `max_columns`, `max_rows` or
+/// `max_record_lines`, or whose rejected-row share passes `max_rejected_share`, is rejected
+/// whole; a row with a field over `max_field_bytes` is rejected alone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Limits {
+    pub max_file_bytes: u64,
+    pub max_columns: usize,
+    pub max_field_bytes: usize,
+    pub max_rows: u64,
+    /// Physical lines one record may span; guards against an unbalanced quote eating the file.
+    pub max_record_lines: u64,
+    /// Share (0.0–1.0) of non-blank data rows that may be rejected before the file is.
+    pub max_rejected_share: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 10 * 1024 * 1024 * 1024,
+            max_columns: 1024,
+            max_field_bytes: 128 * 1024,
+            max_rows: 100_000_000,
+            max_record_lines: 200,
+            max_rejected_share: 0.10,
+        }
+    }
+}
