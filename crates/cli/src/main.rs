@@ -1,1 +1,40 @@
-fn main() {}
+//! `sluice`: the operators' command and local runs of the pipeline stages.
+
+mod sanitize;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    pub const ACCEPTED: u8 = 0;
+    pub const OPERATIONAL: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const REJECTED: u8 = 3;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Quarantine, sanitize, transform and deliver CSV files"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Sanitize one CSV file into a clean RFC 4180 UTF-8 file and a JSON report.
+    Sanitize(sanitize::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Sanitize(args) => sanitize::run(args),
+    };
+    ExitCode::from(code)
+}

@@ -199,21 +199,22 @@ fn check_sanitize(ds: &str, raw: RawSanitize) -> Result<Policy, ConfigError> {
             )
         })?),
     };
-    let delimiter =
-        match raw.delimiter.as_deref() {
-            None | Some("auto") => None,
-            Some(",") => Some(b','),
-            Some(";") => Some(b';'),
-            Some("\t") | Some("tab") => Some(b'\t'),
-            Some("|") => Some(b'|'),
-            Some(other) => return Err(invalid(
+    let delimiter = match raw.delimiter.as_deref() {
+        None | Some("auto") => None,
+        Some(",") => Some(b','),
+        Some(";") => Some(b';'),
+        Some("\t") | Some("tab") => Some(b'\t'),
+        Some("|") => Some(b'|'),
+        Some(other) => {
+            return Err(invalid(
                 ds,
                 "sanitize.delimiter",
                 format!(
                     "unsupported delimiter {other:?} (use auto, \",\", \";\", \"tab\" or \"|\")"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let required_columns = clean_names(ds, "sanitize.required_columns", &raw.required_columns)?;
     let mut aliases = BTreeMap::new();
     for (from, to) in &raw.aliases {
@@ -367,6 +368,14 @@ mod tests {
         );
         let trains = config.dataset("train_movements").unwrap();
         assert_eq!(trains.sanitize.ragged_rows, RaggedRows::Reject);
+    }
+
+    #[test]
+    fn the_shipped_pipelines_toml_loads() {
+        let text = include_str!("../../../pipelines.toml");
+        let config = PipelineConfig::parse(text, "pipelines.toml").unwrap();
+        let names: Vec<&str> = config.datasets().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["orders", "train_movements"]);
     }
 
     #[test]

@@ -2,6 +2,9 @@
 
 /// Counts line terminators (`\n`, `\r\n` and lone `\r` each count once), remembering a `\r`
 /// at the end of one piece until the next piece says whether `\n` follows.
+///
+/// Counting is done in bulk over whole slices (memchr's vectorized count), so the record loop never
+/// pays for it per record: it asks for a line number only when it reports one.
 #[derive(Debug, Default)]
 pub struct LineCounter {
     terminators: u64,
@@ -14,63 +17,32 @@ pub struct LineCounter {
 impl LineCounter {
     /// Counts the terminators in the next piece of the stream.
     pub fn count(&mut self, bytes: &[u8]) {
-        let mut i = 0;
-        if self.pending_cr && !bytes.is_empty() {
+        let Some((&first, _)) = bytes.split_first() else {
+            return;
+        };
+        let mut tally = Tally::of(bytes);
+        if self.pending_cr {
             self.pending_cr = false;
             self.terminators += 1;
-            if bytes[0] == b'\n' {
+            if first == b'\n' {
                 self.crlf += 1;
-                i = 1;
+                tally.lf -= 1;
             } else {
                 self.cr += 1;
             }
         }
-        while let Some(off) = memchr::memchr2(b'\r', b'\n', &bytes[i..]) {
-            let p = i + off;
-            if bytes[p] == b'\n' {
-                self.lf += 1;
-                self.terminators += 1;
-                i = p + 1;
-            } else if p + 1 == bytes.len() {
-                self.pending_cr = true;
-                i = p + 1;
-            } else if bytes[p + 1] == b'\n' {
-                self.crlf += 1;
-                self.terminators += 1;
-                i = p + 2;
-            } else {
-                self.cr += 1;
-                self.terminators += 1;
-                i = p + 1;
-            }
-        }
+        let trailing_cr = bytes.last() == Some(&b'\r');
+        let lone_cr = tally.cr - tally.crlf - u64::from(trailing_cr);
+        self.lf += tally.lf - tally.crlf;
+        self.crlf += tally.crlf;
+        self.cr += lone_cr;
+        self.terminators += tally.lf + lone_cr;
+        self.pending_cr = trailing_cr;
     }
 
-    /// Counts `bytes` as the next piece of a record. If the record has not started yet
-    /// (`start` is `None`), leading terminators belong to earlier lines, and the line of the
-    /// first other byte is stored in `start`.
-    pub fn count_record(&mut self, bytes: &[u8], start: &mut Option<u64>) {
-        if start.is_some() {
-            return self.count(bytes);
-        }
-        match bytes.iter().position(|&b| b != b'\r' && b != b'\n') {
-            None => self.count(bytes),
-            Some(k) => {
-                self.count(&bytes[..k]);
-                *start = Some(self.next_line());
-                self.count(&bytes[k..]);
-            }
-        }
-    }
-
-    /// The 1-based line number of the next content byte.
+    /// The 1-based line number of the next byte, when that byte is not `\n`.
     pub fn next_line(&self) -> u64 {
         self.terminators + 1 + u64::from(self.pending_cr)
-    }
-
-    /// Terminators seen so far (a pending `\r` included).
-    pub fn terminators(&self) -> u64 {
-        self.terminators + u64::from(self.pending_cr)
     }
 
     /// `lf`, `crlf`, `cr`, `mixed` or `none`.
@@ -86,43 +58,71 @@ impl LineCounter {
     }
 }
 
+/// Counts of `\n`, `\r` and `\r\n` in a slice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub lf: u64,
+    pub cr: u64,
+    pub crlf: u64,
+}
+
+impl Tally {
+    /// Tallies a slice with memchr's vectorized search.
+    pub fn of(bytes: &[u8]) -> Self {
+        let lf = memchr::memchr_iter(b'\n', bytes).count() as u64;
+        let cr = memchr::memchr_iter(b'\r', bytes).count() as u64;
+        let crlf = if cr == 0 {
+            0
+        } else {
+            memchr::memchr_iter(b'\r', bytes)
+                .filter(|&i| bytes.get(i + 1) == Some(&b'\n'))
+                .count() as u64
+        };
+        Self { lf, cr, crlf }
+    }
+
+    /// Line breaks in the slice, `\r\n` counted once.
+    pub fn breaks(self) -> u64 {
+        self.lf + self.cr - self.crlf
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn starts(text: &[u8], piece: usize, records: &[usize]) -> Vec<u64> {
-        // `records` are the byte lengths of consecutive records as a parser consumes them.
+    /// Line of the first byte after `prefix`, counting `prefix` in `piece`-byte pieces.
+    fn line_after(prefix: &[u8], piece: usize) -> u64 {
         let mut counter = LineCounter::default();
-        let mut out = Vec::new();
-        let mut pos = 0;
-        for &len in records {
-            let mut start = None;
-            for chunk in text[pos..pos + len].chunks(piece) {
-                counter.count_record(chunk, &mut start);
-            }
-            out.push(start.unwrap());
-            pos += len;
+        for chunk in prefix.chunks(piece) {
+            counter.count(chunk);
         }
-        out
+        counter.next_line()
     }
 
     #[test]
     fn counts_lf_crlf_and_lone_cr_alike_across_piece_boundaries() {
         for piece in [1, 2, 3, 64] {
-            assert_eq!(starts(b"a\nb\nc\n", piece, &[2, 2, 2]), [1, 2, 3]);
-            assert_eq!(starts(b"a\r\nb\r\nc\r\n", piece, &[2, 3, 3]), [1, 2, 3]);
-            assert_eq!(starts(b"a\rb\rc\r", piece, &[2, 2, 2]), [1, 2, 3]);
+            assert_eq!(line_after(b"a\nb\n", piece), 3);
+            assert_eq!(line_after(b"a\r\nb\r\n", piece), 3);
+            assert_eq!(line_after(b"a\rb\r", piece), 3);
+            assert_eq!(line_after(b"a\r\n\r\rb\n\n", piece), 6);
         }
     }
 
     #[test]
-    fn blank_lines_before_a_record_move_its_start() {
-        assert_eq!(starts(b"a\n\n\r\nb\n", 1, &[2, 5]), [1, 4]);
+    fn a_trailing_cr_counts_before_the_next_content_byte() {
+        let mut counter = LineCounter::default();
+        counter.count(b"a\r");
+        assert_eq!(counter.next_line(), 2);
+        counter.count(b"\nb");
+        assert_eq!(counter.next_line(), 2);
     }
 
     #[test]
-    fn embedded_newlines_count_as_physical_lines() {
-        assert_eq!(starts(b"\"x\ny\"\nz\n", 4, &[6, 2]), [1, 3]);
+    fn counts_breaks_inside_a_cell() {
+        assert_eq!(Tally::of(b"a\r\nb\nc\rd").breaks(), 3);
+        assert_eq!(Tally::of(b"abc").breaks(), 0);
     }
 
     #[test]

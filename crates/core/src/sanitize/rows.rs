@@ -5,9 +5,9 @@ use csv_core::ReadRecordResult;
 
 use super::cell::{is_formula_like, strip_controls};
 use super::header::{build_header, Header};
-use super::lines::LineCounter;
+use super::lines::{LineCounter, Tally};
 use super::markup;
-use super::policy::{CellPolicy, MarkupPolicy, Policy, RaggedRows};
+use super::policy::{CellPolicy, Limits, MarkupPolicy, Policy, RaggedRows};
 use super::report::{CellCounts, ColumnReport, RowReject, MAX_LISTED_REJECTS};
 
 const TERMINATOR: &[u8] = b"\r\n";
@@ -15,49 +15,50 @@ const INITIAL_RECORD_BYTES: usize = 64 * 1024;
 /// Whatever the limits say, one record never holds more memory than this.
 const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
 
-// Byte classes, OR-ed over a whole record to pick the fast path.
+// What a piece of text may hold, found by one pass over the whole piece; records in a piece
+// without them skip the matching per-record checks.
 const CTRL: u8 = 1;
-const QUOTE: u8 = 2;
-const MARK: u8 = 4;
+const MARK: u8 = 2;
 
-static CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        t[b] = CTRL;
-        b += 1;
+/// Which of [`CTRL`] (a control character to strip) and [`MARK`] (a byte that may start
+/// markup) occur in `bytes`. This pass sees every byte of the file, so it is written to
+/// vectorize: per-lane accumulators, reduced once at the end. (Folding the line-break tally
+/// into it measured slower than memchr's runtime-dispatched AVX2 counting.)
+fn piece_classes(bytes: &[u8]) -> u8 {
+    const LANES: usize = 32;
+    let mut acc = [0u8; LANES];
+    let mut chunks = bytes.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (a, &b) in acc.iter_mut().zip(chunk) {
+            *a |= byte_class(b);
+        }
     }
-    t[b'\t' as usize] = 0;
-    t[b'\n' as usize] = QUOTE;
-    t[b'\r' as usize] = QUOTE;
-    t[0x7f] = CTRL;
-    // Lead byte of U+0080..U+00BF, which holds the C1 controls.
-    t[0xc2] = CTRL;
-    t[b',' as usize] = QUOTE;
-    t[b'"' as usize] = QUOTE;
-    t[b'<' as usize] = MARK;
-    t[b'=' as usize] = MARK;
-    t[b':' as usize] = MARK;
-    t
-};
+    let tail = chunks.remainder().iter().fold(0, |a, &b| a | byte_class(b));
+    acc.iter().fold(tail, |a, &b| a | b)
+}
 
-fn classes(bytes: &[u8]) -> u8 {
-    let mut acc = 0u8;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        acc |= CLASS[c[0] as usize]
-            | CLASS[c[1] as usize]
-            | CLASS[c[2] as usize]
-            | CLASS[c[3] as usize]
-            | CLASS[c[4] as usize]
-            | CLASS[c[5] as usize]
-            | CLASS[c[6] as usize]
-            | CLASS[c[7] as usize];
-    }
-    for &b in chunks.remainder() {
-        acc |= CLASS[b as usize];
-    }
-    acc
+#[inline(always)]
+fn byte_class(b: u8) -> u8 {
+    let c0 = (b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r');
+    // 0xC2 leads U+0080..U+00BF, where the C1 controls are.
+    let ctrl = c0 | (b == 0x7f) | (b == 0xc2);
+    let mark = (b == b'<') | (b == b'=') | (b == b':');
+    (u8::from(ctrl) * CTRL) | (u8::from(mark) * MARK)
+}
+
+/// Whether a field must be quoted in RFC 4180 output.
+fn needs_quotes(field: &[u8]) -> bool {
+    field.iter().fold(false, |acc, &b| {
+        acc | (b == b',') | (b == b'"') | (b == b'\n') | (b == b'\r')
+    })
+}
+
+/// Where a record starts: an offset in the text piece being parsed, or, once that piece is
+/// done, its line number.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    At(usize),
+    Line(u64),
 }
 
 /// A problem that ends the whole file.
@@ -83,6 +84,7 @@ pub struct RowStats {
 /// The record loop: owns the CSV parser, the record buffer and the per-file findings.
 pub struct Rows {
     policy: Policy,
+    delimiter: u8,
     csv: csv_core::Reader,
     rec: Vec<u8>,
     rec_len: usize,
@@ -91,7 +93,12 @@ pub struct Rows {
     /// Set when the current record outgrew its buffers; the rest of it is skipped.
     oversize: Option<String>,
     lines: LineCounter,
-    record_line: Option<u64>,
+    /// Offset in the current text piece up to which `lines` has counted.
+    counted: usize,
+    /// Where the current record's first byte is, once seen.
+    start: Option<Start>,
+    /// Classes of the piece being parsed, and of earlier ones an open record came from.
+    piece_class: u8,
     columns: Option<Columns>,
     pub stats: RowStats,
     scratch: String,
@@ -107,6 +114,7 @@ impl Rows {
             .build();
         Self {
             policy,
+            delimiter,
             csv,
             rec: vec![0; INITIAL_RECORD_BYTES],
             rec_len: 0,
@@ -114,7 +122,9 @@ impl Rows {
             ends_len: 0,
             oversize: None,
             lines: LineCounter::default(),
-            record_line: None,
+            counted: 0,
+            start: None,
+            piece_class: 0,
             columns: None,
             stats: RowStats::default(),
             scratch: String::new(),
@@ -141,26 +151,45 @@ impl Rows {
     }
 
     /// Parses the next piece of decoded text, appending clean rows to `out`.
-    pub fn push(&mut self, mut text: &[u8], out: &mut Vec<u8>) -> Result<(), Fatal> {
-        while !text.is_empty() {
+    pub fn push(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), Fatal> {
+        let carried = if self.start.is_some() {
+            self.piece_class
+        } else {
+            0
+        };
+        self.piece_class = piece_classes(text) | carried;
+        let mut pos = 0;
+        while pos < text.len() {
             let (res, nin, nout, nend) = self.csv.read_record(
-                text,
+                &text[pos..],
                 &mut self.rec[self.rec_len..],
                 &mut self.ends[self.ends_len..],
             );
-            self.consumed(&text[..nin])?;
-            text = &text[nin..];
+            if self.start.is_none() {
+                // Leading line breaks end earlier lines (or are blank lines csv-core skips).
+                let consumed = &text[pos..pos + nin];
+                if let Some(k) = consumed.iter().position(|&b| b != b'\r' && b != b'\n') {
+                    self.start = Some(Start::At(pos + k));
+                }
+            }
+            pos += nin;
             self.rec_len += nout;
             self.ends_len += nend;
-            self.step(res, out)?;
+            self.step(res, text, pos, out)?;
         }
+        // The piece is done: pin an open record's start to a line, then count the rest.
+        if let Some(Start::At(_)) = self.start {
+            self.start = Some(Start::Line(self.record_line(text)));
+        }
+        self.lines.count(&text[self.counted..]);
+        self.counted = 0;
         Ok(())
     }
 
     /// Ends the input: flushes a final record without terminator, refuses an unclosed quote.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), Fatal> {
-        if let Some(line) = self.record_line {
-            self.end_last_record(line, out)?;
+        if self.start.is_some() {
+            self.end_last_record(out)?;
         }
         loop {
             let (res, _, nout, nend) = self.csv.read_record(
@@ -173,7 +202,7 @@ impl Rows {
             if res == ReadRecordResult::End {
                 break;
             }
-            self.step(res, out)?;
+            self.step(res, &[], 0, out)?;
         }
         if self.columns.is_none() {
             return Err("no header row: the file has no data, only blank lines".into());
@@ -185,7 +214,7 @@ impl Rows {
     /// does just what the end of input does. Inside a quoted field the newline becomes
     /// content instead: the quote was never closed. (csv-core has no way to ask for its state
     /// and its `Clone` does not copy it.)
-    fn end_last_record(&mut self, line: u64, out: &mut Vec<u8>) -> Result<(), Fatal> {
+    fn end_last_record(&mut self, out: &mut Vec<u8>) -> Result<(), Fatal> {
         if self.rec_len == self.rec.len() {
             self.rec.push(0);
         }
@@ -198,6 +227,7 @@ impl Rows {
             &mut self.ends[self.ends_len..],
         );
         if res != ReadRecordResult::Record {
+            let line = self.record_line(&[]);
             return Err(format!(
                 "line {line}: a quoted field opened in this record is never closed \
                  (unterminated quote; the rest of the file would be swallowed)"
@@ -205,31 +235,40 @@ impl Rows {
         }
         self.rec_len += nout;
         self.ends_len += nend;
-        self.step(res, out)
+        self.step(res, &[], 0, out)
     }
 
-    fn consumed(&mut self, bytes: &[u8]) -> Result<(), Fatal> {
-        self.lines.count_record(bytes, &mut self.record_line);
-        let Some(line) = self.record_line else {
-            return Ok(());
-        };
-        let spanned = self.lines.terminators() - (line - 1);
-        if spanned > self.policy.limits.max_record_lines {
-            return Err(format!(
-                "line {line}: one record runs over more than {} lines; a quote is probably \
-                 never closed",
-                self.policy.limits.max_record_lines
-            ));
+    /// The line on which the current record starts. Counts lines up to it in `text`, the
+    /// piece being parsed; cheap because records come in order and this is asked rarely.
+    fn record_line(&mut self, text: &[u8]) -> u64 {
+        match self.start {
+            Some(Start::Line(line)) => line,
+            Some(Start::At(p)) => {
+                self.lines.count(&text[self.counted..p]);
+                self.counted = p;
+                self.lines.next_line()
+            }
+            None => self.lines.next_line(),
         }
-        Ok(())
     }
 
-    fn step(&mut self, res: ReadRecordResult, out: &mut Vec<u8>) -> Result<(), Fatal> {
+    /// Acts on one parser result; `end` is where parsing stopped in `text`.
+    fn step(
+        &mut self,
+        res: ReadRecordResult,
+        text: &[u8],
+        end: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Fatal> {
         match res {
             ReadRecordResult::InputEmpty | ReadRecordResult::End => Ok(()),
-            ReadRecordResult::OutputFull => self.grow_record(),
-            ReadRecordResult::OutputEndsFull => self.grow_ends(),
-            ReadRecordResult::Record => self.record(out),
+            ReadRecordResult::OutputFull => self.grow_record(text),
+            ReadRecordResult::OutputEndsFull => self.grow_ends(text),
+            ReadRecordResult::Record => {
+                let result = self.record(text, end, out);
+                self.start = None;
+                result
+            }
         }
     }
 
@@ -242,7 +281,7 @@ impl Rows {
         )
     }
 
-    fn grow_record(&mut self) -> Result<(), Fatal> {
+    fn grow_record(&mut self, text: &[u8]) -> Result<(), Fatal> {
         let cap = self.record_cap();
         if self.rec.len() < cap {
             let len = (self.rec.len() * 2).min(cap);
@@ -250,7 +289,7 @@ impl Rows {
             return Ok(());
         }
         if self.columns.is_none() {
-            let line = self.record_line.unwrap_or(1);
+            let line = self.record_line(text);
             return Err(format!(
                 "line {line}: header row is longer than {cap} bytes"
             ));
@@ -261,7 +300,7 @@ impl Rows {
         Ok(())
     }
 
-    fn grow_ends(&mut self) -> Result<(), Fatal> {
+    fn grow_ends(&mut self, text: &[u8]) -> Result<(), Fatal> {
         let limit = self.policy.limits.max_columns;
         let cap = match &self.columns {
             None => limit + 1,
@@ -274,7 +313,8 @@ impl Rows {
         }
         match &self.columns {
             None => Err(format!(
-                "line 1: header has more than {limit} columns, the limit"
+                "line {}: header has more than {limit} columns, the limit",
+                self.record_line(text)
             )),
             Some(c) => {
                 let n = c.header.clean.len();
@@ -286,36 +326,32 @@ impl Rows {
         }
     }
 
-    fn record(&mut self, out: &mut Vec<u8>) -> Result<(), Fatal> {
-        let line = self
-            .record_line
-            .take()
-            .unwrap_or_else(|| self.lines.next_line());
+    fn record(&mut self, text: &[u8], end: usize, out: &mut Vec<u8>) -> Result<(), Fatal> {
+        // The record's own bytes, when they are all in this piece and already comma-separated.
+        let raw = match self.start {
+            Some(Start::At(p)) if self.delimiter == b',' => Some(trim_line_break(&text[p..end])),
+            _ => None,
+        };
         let oversize = self.oversize.take();
         let (rec, ends) = (
             std::mem::take(&mut self.rec),
             std::mem::take(&mut self.ends),
         );
-        let (rec_len, ends_len) = (self.rec_len, self.ends_len);
+        let fields = Fields {
+            bytes: &rec[..self.rec_len],
+            ends: &ends[..self.ends_len],
+        };
         self.rec_len = 0;
         self.ends_len = 0;
         let result = match oversize {
-            Some(reason) if self.columns.is_some() => {
+            Some(reason) => {
                 self.stats.rows_in += 1;
+                let line = self.record_line(text);
                 self.reject(line, None, reason);
                 Ok(())
             }
-            _ => {
-                let fields = Fields {
-                    bytes: &rec[..rec_len],
-                    ends: &ends[..ends_len],
-                };
-                if self.columns.is_none() {
-                    self.header_record(line, &fields, out)
-                } else {
-                    self.data_record(line, &fields, out)
-                }
-            }
+            None if self.columns.is_none() => self.header_record(text, &fields, out),
+            None => self.data_record(text, raw, &fields, out),
         };
         self.rec = rec;
         self.ends = ends;
@@ -324,7 +360,7 @@ impl Rows {
 
     fn header_record(
         &mut self,
-        line: u64,
+        text: &[u8],
         fields: &Fields,
         out: &mut Vec<u8>,
     ) -> Result<(), Fatal> {
@@ -338,7 +374,8 @@ impl Rows {
             &p.required_columns,
             p.limits.max_columns,
         )
-        .map_err(|e| format!("line {line}: {e}"))?;
+        .map_err(|e| format!("line {}: {e}", self.record_line(text)))?;
+        let p = &self.policy;
         let markup_allowed = header
             .clean
             .iter()
@@ -354,12 +391,7 @@ impl Rows {
                 ..ColumnReport::default()
             })
             .collect();
-        for (i, name) in header.clean.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(name.as_bytes());
-        }
+        out.extend_from_slice(header.clean.join(",").as_bytes());
         out.extend_from_slice(TERMINATOR);
         self.columns = Some(Columns {
             header,
@@ -369,38 +401,88 @@ impl Rows {
         Ok(())
     }
 
-    fn data_record(&mut self, line: u64, fields: &Fields, out: &mut Vec<u8>) -> Result<(), Fatal> {
+    fn data_record(
+        &mut self,
+        text: &[u8],
+        raw: Option<&[u8]>,
+        fields: &Fields,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Fatal> {
         self.stats.rows_in += 1;
-        if self.stats.rows_in > self.policy.limits.max_rows {
-            return Err(format!(
-                "more than {} data rows, the limit",
-                self.policy.limits.max_rows
-            ));
+        let Limits {
+            max_rows,
+            max_record_lines,
+            max_field_bytes,
+            ..
+        } = self.policy.limits;
+        if self.stats.rows_in > max_rows {
+            return Err(format!("more than {max_rows} data rows, the limit"));
         }
         if fields.is_blank() {
             self.stats.rows_blank += 1;
             return Ok(());
         }
+        let quotes_or_breaks = memchr::memchr3(b'"', b'\n', b'\r', fields.bytes).is_some();
+        if quotes_or_breaks {
+            let lines = 1 + Tally::of(fields.bytes).breaks();
+            if lines > max_record_lines {
+                return Err(format!(
+                    "line {}: one record runs over {lines} lines, more than the limit of {}; \
+                     a quote is probably not closed where it should be",
+                    self.record_line(text),
+                    max_record_lines
+                ));
+            }
+        }
         let ncols = self.columns.as_ref().map_or(0, |c| c.header.clean.len());
         let used = match self.fit_to_header(fields, ncols) {
             Ok(used) => used,
             Err(reason) => {
+                let line = self.record_line(text);
                 self.reject(line, None, reason);
                 return Ok(());
             }
         };
+        let ctrl = self.piece_class & CTRL != 0 && piece_classes(fields.bytes) & CTRL != 0;
+        let markup = self.piece_class & MARK != 0
+            && self.policy.markup != MarkupPolicy::Keep
+            && markup::may_hold_markup(fields.bytes);
+        let dirty = ctrl || markup;
+        let formulas = self.policy.formulas != CellPolicy::Keep;
+        // A record that needs no change and is already RFC 4180 is copied as it came.
+        if let Some(raw) = raw {
+            let has_quote = quotes_or_breaks && memchr::memchr(b'"', fields.bytes).is_some();
+            if !dirty
+                && !has_quote
+                && fields.len() == ncols
+                && is_clean_rfc4180(raw, fields, formulas, max_field_bytes)
+            {
+                out.extend_from_slice(raw);
+                out.extend_from_slice(TERMINATOR);
+                self.stats.rows_out += 1;
+                return Ok(());
+            }
+        }
         let row_start = out.len();
-        let class = classes(fields.bytes);
         for col in 0..ncols {
             let cell = if col < used { fields.get(col) } else { &[] };
-            if let Err((column, reason)) = self.cell(col, cell, class, ncols, out) {
+            let formula = formulas && starts_like_formula(cell);
+            let written = if dirty || formula || cell.len() > max_field_bytes {
+                self.cell(col, cell, markup, ncols, out)
+            } else {
+                write_field(out, cell, ncols);
+                Ok(())
+            };
+            if let Err((column, reason)) = written {
                 out.truncate(row_start);
+                let line = self.record_line(text);
                 self.reject(line, Some(column), reason);
                 return Ok(());
             }
-            out.push(if col + 1 < ncols { b',' } else { b'\r' });
+            out.push(b',');
         }
-        out.push(b'\n');
+        out.pop();
+        out.extend_from_slice(TERMINATOR);
         self.stats.rows_out += 1;
         Ok(())
     }
@@ -428,7 +510,7 @@ impl Rows {
         &mut self,
         col: usize,
         raw: &[u8],
-        class: u8,
+        record_has_markup: bool,
         ncols: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), (String, String)> {
@@ -444,13 +526,7 @@ impl Rows {
                 format!("field is {} bytes, over the limit of {limit}", raw.len()),
             ));
         }
-        let check_markup =
-            class & MARK != 0 && !columns.markup_allowed[col] && markup::may_hold_markup(raw);
-        let check_formula = self.policy.formulas != CellPolicy::Keep && is_formula_like_start(raw);
-        if class & CTRL == 0 && !check_markup && !check_formula {
-            write_field(out, raw, class & QUOTE != 0, ncols);
-            return Ok(());
-        }
+        let check_markup = record_has_markup && !columns.markup_allowed[col];
         // Slow path: the cell may change. Fields of decoded text split at ASCII bytes are
         // valid UTF-8; the lossy conversion is only a guard.
         let text = String::from_utf8_lossy(raw);
@@ -463,7 +539,7 @@ impl Rows {
         }
         let mut value: &str = &stripped;
         self.cell.clear();
-        if check_markup && markup::has_markup(value) {
+        if check_markup && markup::has_markup(value.as_bytes()) {
             if self.policy.markup == MarkupPolicy::RejectRow {
                 return Err((name.clone(), "cell holds HTML/script markup".into()));
             }
@@ -482,7 +558,7 @@ impl Rows {
             cells.formulas_neutralized += 1;
         }
         self.cell.push_str(value);
-        write_field(out, self.cell.as_bytes(), true, ncols);
+        write_field(out, self.cell.as_bytes(), ncols);
         Ok(())
     }
 
@@ -498,8 +574,9 @@ impl Rows {
     }
 }
 
-/// Cheap first look: a cell that does not start with a trigger byte is never a formula.
-fn is_formula_like_start(raw: &[u8]) -> bool {
+/// Cheap first look: a cell that does not start with a trigger byte (or a control character
+/// that may hide one) is never a formula.
+fn starts_like_formula(raw: &[u8]) -> bool {
     matches!(
         raw.first(),
         Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r' | b'\n')
@@ -508,11 +585,48 @@ fn is_formula_like_start(raw: &[u8]) -> bool {
         .is_some_and(|&b| b < 0x20 || b == 0x7f || b == 0xc2)
 }
 
+/// Whether `raw`, the bytes a record was parsed from, is already what the clean output would
+/// hold: comma-separated, every field either bare or wholly quoted, no field too long or
+/// formula-like. The caller has checked that the parsed cells hold no `"`, so a field that
+/// opens with a quote is exactly its content plus the two quotes, and must end with one;
+/// anything after a closing quote (`"ab"c`, which csv-core accepts) fails that test.
+fn is_clean_rfc4180(raw: &[u8], fields: &Fields, formulas: bool, max_field: usize) -> bool {
+    let mut r = 0;
+    for i in 0..fields.len() {
+        let cell = fields.get(i);
+        if cell.len() > max_field || (formulas && starts_like_formula(cell)) {
+            return false;
+        }
+        if raw.get(r) == Some(&b'"') {
+            let close = r + cell.len() + 1;
+            if raw.get(close) != Some(&b'"') {
+                return false;
+            }
+            r = close + 1;
+        } else {
+            r += cell.len();
+        }
+        if i + 1 < fields.len() {
+            if raw.get(r) != Some(&b',') {
+                return false;
+            }
+            r += 1;
+        }
+    }
+    r == raw.len()
+}
+
+fn trim_line_break(mut raw: &[u8]) -> &[u8] {
+    while let Some((b'\r' | b'\n', rest)) = raw.split_last() {
+        raw = rest;
+    }
+    raw
+}
+
 /// Writes one field, quoted when it holds a comma, quote or line break. In a one-column
 /// file an empty field is written as `""` so the row does not read back as a blank line.
-fn write_field(out: &mut Vec<u8>, field: &[u8], may_need_quotes: bool, ncols: usize) {
-    let quote = (may_need_quotes && field.iter().any(|&b| CLASS[b as usize] & QUOTE != 0))
-        || (ncols == 1 && field.is_empty());
+fn write_field(out: &mut Vec<u8>, field: &[u8], ncols: usize) {
+    let quote = needs_quotes(field) || (ncols == 1 && field.is_empty());
     if !quote {
         out.extend_from_slice(field);
         return;

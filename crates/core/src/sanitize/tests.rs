@@ -224,6 +224,55 @@ fn quoted_fields_survive_intact() {
     assert!(out.contains("\"say \"\"hi\"\"\""));
 }
 
+#[test]
+fn records_already_in_rfc_4180_are_kept_byte_for_byte() {
+    let (out, _) = accepted(b"\"a\",\"b\"\r\n\"1\",\"x,y\"\r\n2,\"\"\r\n");
+    assert_eq!(out, "a,b\r\n\"1\",\"x,y\"\r\n2,\"\"\r\n");
+}
+
+#[test]
+fn quotes_csv_core_tolerates_are_rewritten_as_rfc_4180() {
+    // Text after a closing quote, and a quote inside a bare field.
+    let (out, _) = accepted(b"id,v\n1,\"ab\"c\n2,ab\"c\n3,\"a\"\"b\"\n");
+    assert_eq!(out, "id,v\r\n1,abc\r\n2,\"ab\"\"c\"\r\n3,\"a\"\"b\"\r\n");
+    assert_rfc4180(&out);
+}
+
+/// Checks `out` is strict RFC 4180: every field bare (no `"`, `,`, CR or LF) or wholly quoted
+/// with inner quotes doubled; records end in CRLF.
+pub(crate) fn assert_rfc4180(out: &str) {
+    let b = out.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        // one field
+        if b[i] == b'"' {
+            i += 1;
+            loop {
+                assert!(i < b.len(), "unterminated quote in {out:?}");
+                if b[i] == b'"' {
+                    if b.get(i + 1) == Some(&b'"') {
+                        i += 2;
+                        continue;
+                    }
+                    i += 1;
+                    break;
+                }
+                i += 1;
+            }
+        } else {
+            while i < b.len() && !matches!(b[i], b',' | b'\r' | b'\n') {
+                assert_ne!(b[i], b'"', "quote in a bare field at byte {i} of {out:?}");
+                i += 1;
+            }
+        }
+        match &b[i..] {
+            [b',', ..] => i += 1,
+            [b'\r', b'\n', ..] => i += 2,
+            rest => panic!("field not followed by , or CRLF at byte {i} of {out:?}: {rest:?}"),
+        }
+    }
+}
+
 // --- headers ---
 
 #[test]
@@ -461,14 +510,28 @@ fn unterminated_quote_at_the_end_rejects_the_file_naming_its_line() {
 }
 
 #[test]
-fn unterminated_quote_cannot_swallow_a_long_file() {
+fn a_quote_closed_far_too_late_cannot_swallow_the_rows_between() {
+    // The quote opened on line 2 is closed by a stray quote 500 lines later: a parser would
+    // see one two-field record and silently lose every row in between.
     let mut input = b"a,b\n1,\"open\n".to_vec();
     input.extend(b"2,3\n".repeat(500));
+    input.extend_from_slice(b"4,\"5\n6,7\n");
     let reason = rejected_reason(&input, limits(|l| l.max_record_lines = 100));
     assert!(
-        reason.starts_with("line 2:") && reason.contains("more than 100 lines"),
+        reason.starts_with("line 2:") && reason.contains("502 lines"),
         "{reason}"
     );
+}
+
+#[test]
+fn an_unterminated_quote_in_a_large_file_is_caught() {
+    let mut input = b"a,b\n".to_vec();
+    input.extend(b"1,2\n".repeat(30_000));
+    input.extend_from_slice(b"3,\"never closed\n");
+    input.extend(b"4,5\n".repeat(30_000));
+    let (_, report) = run_chunked(&input, Policy::default(), 4096);
+    assert_eq!(report.verdict, Verdict::Rejected);
+    assert!(report.reason.unwrap().starts_with("line 30002:"));
 }
 
 #[test]
@@ -546,6 +609,9 @@ mod properties {
             Just(b",".to_vec()),
             Just(b";".to_vec()),
             Just(b"\"".to_vec()),
+            Just(b"\"\"".to_vec()),
+            Just(b",\"".to_vec()),
+            Just(b"\",".to_vec()),
             Just(b"\n".to_vec()),
             Just(b"\r\n".to_vec()),
             Just(b"\r".to_vec()),
@@ -578,6 +644,7 @@ mod properties {
                     .into_records()
                     .collect::<Result<Vec<_>, _>>()
                     .unwrap();
+                assert_rfc4180(&out);
                 prop_assert_eq!(rows.len() as u64, report.rows_out + 1);
                 for row in &rows {
                     prop_assert_eq!(row.len(), report.headers.len());

@@ -1,0 +1,174 @@
+//! `sluice sanitize` as an operator runs it: files, exit codes, report.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A fresh scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "sluice-cli-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sluice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("SLUICE_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn sanitize(scratch: &Scratch, input: &str, extra: &[&str]) -> Output {
+    let out = scratch.path("clean.csv");
+    let report = scratch.path("report.json");
+    let mut args = vec![
+        "sanitize",
+        input,
+        "--output",
+        out.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    sluice(&args)
+}
+
+fn report(scratch: &Scratch) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(scratch.path("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn accepted_messy_file_exits_0_with_clean_output_and_report() {
+    let scratch = Scratch::new();
+    let run = sanitize(
+        &scratch,
+        "examples/orders-messy.csv",
+        &["--dataset", "orders", "--config", "pipelines.toml"],
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let clean = std::fs::read_to_string(scratch.path("clean.csv")).unwrap();
+    assert!(clean.starts_with("order_id,order_date,sku,qty,unit_price_eur,"));
+    assert!(!clean.contains("<script"));
+    let report = report(&scratch);
+    assert_eq!(report["verdict"], "accepted");
+    assert_eq!(report["dataset"], "orders");
+    assert_eq!(report["rejects"][0]["line"], 11);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("accepted"));
+}
+
+#[test]
+fn rejected_file_exits_3_and_leaves_no_output_even_from_an_earlier_run() {
+    let scratch = Scratch::new();
+    std::fs::write(scratch.path("clean.csv"), "stale").unwrap();
+    let run = sanitize(&scratch, "examples/not-a-csv.xlsx", &[]);
+    assert_eq!(run.status.code(), Some(3));
+    assert!(!scratch.path("clean.csv").exists());
+    let report = report(&scratch);
+    assert_eq!(report["verdict"], "rejected");
+    assert!(report["reason"].as_str().unwrap().contains("zip"));
+    let leftovers: Vec<_> = std::fs::read_dir(&scratch.0).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "only the report remains");
+}
+
+#[test]
+fn missing_input_is_an_operational_error_exit_1() {
+    let scratch = Scratch::new();
+    let run = sanitize(&scratch, "examples/no-such-file.csv", &[]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("no-such-file.csv"));
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    assert_eq!(sluice(&["sanitize"]).status.code(), Some(2));
+    assert_eq!(
+        sluice(&["sanitize", "x.csv", "--bogus"]).status.code(),
+        Some(2)
+    );
+    let scratch = Scratch::new();
+    let unknown = sanitize(
+        &scratch,
+        "examples/orders-messy.csv",
+        &["--dataset", "invoices", "--config", "pipelines.toml"],
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("invoices"));
+    let no_config = sanitize(
+        &scratch,
+        "examples/orders-messy.csv",
+        &["--dataset", "orders"],
+    );
+    assert_eq!(no_config.status.code(), Some(2));
+}
+
+#[test]
+fn invalid_config_exits_1_naming_dataset_and_field() {
+    let scratch = Scratch::new();
+    let config = scratch.path("bad.toml");
+    std::fs::write(&config, "[datasets.orders]\nprefix = \"no-slash\"\n").unwrap();
+    let run = sanitize(
+        &scratch,
+        "examples/orders-messy.csv",
+        &["--dataset", "orders", "--config", config.to_str().unwrap()],
+    );
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("`orders`") && stderr.contains("prefix"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn reads_standard_input() {
+    let scratch = Scratch::new();
+    let out = scratch.path("clean.csv");
+    let report = scratch.path("report.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["sanitize", "-", "-o", out.to_str().unwrap(), "-r"])
+        .arg(&report)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"A;B\n1;=2\n")
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(std::fs::read_to_string(out).unwrap(), "a,b\r\n1,'=2\r\n");
+}
