@@ -1,21 +1,20 @@
 //! HTML/script markup in cells: finding it and making it inert.
 //!
 //! A cell counts as markup when it has a tag opener (`<` then a letter, `/`, `!` or `?`), an
-//! event-handler attribute (`onerror=`, `onload =`, at a word start), or a script URL scheme
-//! (`javascript:`, `vbscript:`, `livescript:`, `data:text/html`, even with tabs or newlines
-//! inside the scheme, which browsers ignore). Neutralizing it escapes `& < > " '` as HTML
-//! entities (no tag or attribute can open or close), writes the handler's `=` as `&#61;`, and
-//! the scheme's `:` as `%3A` (an entity would be decoded back inside an `href`, a percent
-//! escape is not, so the URL becomes a harmless relative one).
+//! event-handler attribute (`onerror=`, `onload =`, at a word start), or starts with a script
+//! URL (`javascript:`, `vbscript:`, `livescript:`, `data:text/html`, `data:image/svg`; leading
+//! whitespace and tabs or newlines inside the scheme are ignored, as browsers do). A scheme
+//! further into the cell is not a URL's scheme, so it is left alone. Neutralizing escapes
+//! `& < > " '` as HTML entities (no tag or attribute can open or close), writes the handler's
+//! `=` as `&#61;`, and the scheme's `:` as `%3A` (an entity would be decoded back inside an
+//! `href`, a percent escape is not, so the URL becomes a harmless relative one).
 
-/// A cheap over-approximation of [`has_markup`] for many cells at once (a record's cell
-/// bytes laid end to end): false means none of them holds markup.
-pub fn may_hold_markup(bytes: &[u8]) -> bool {
-    memchr::memchr3_iter(b'<', b'=', b':', bytes).any(|i| {
+/// A cheap over-approximation of tags and handler attributes for many cells at once (a
+/// record's cell bytes laid end to end): false means none of them holds either.
+pub fn may_hold_tag_or_handler(bytes: &[u8]) -> bool {
+    memchr::memchr2_iter(b'<', b'=', bytes).any(|i| {
         if bytes[i] == b'<' {
-            return bytes
-                .get(i + 1)
-                .is_some_and(|&n| n.is_ascii_alphabetic() || matches!(n, b'/' | b'!' | b'?'));
+            return is_tag_start(bytes.get(i + 1));
         }
         let before = bytes[..i]
             .iter()
@@ -25,38 +24,34 @@ pub fn may_hold_markup(bytes: &[u8]) -> bool {
     })
 }
 
+/// Whether the cell begins with a script URL; looks at a few leading bytes only.
+pub fn starts_with_script_url(cell: &[u8]) -> bool {
+    leading_scheme_colon(cell).is_some()
+}
+
 /// Whether the cell holds markup (see the module doc).
 pub fn has_markup(cell: &[u8]) -> bool {
-    has_tag(cell) || !defused_positions(cell).is_empty()
+    has_tag(cell) || !handler_equals(cell).is_empty() || starts_with_script_url(cell)
+}
+
+fn is_tag_start(next: Option<&u8>) -> bool {
+    next.is_some_and(|&n| n.is_ascii_alphabetic() || matches!(n, b'/' | b'!' | b'?'))
 }
 
 fn has_tag(bytes: &[u8]) -> bool {
-    memchr::memchr_iter(b'<', bytes).any(|i| {
-        bytes
-            .get(i + 1)
-            .is_some_and(|&n| n.is_ascii_alphabetic() || matches!(n, b'/' | b'!' | b'?'))
-    })
+    memchr::memchr_iter(b'<', bytes).any(|i| is_tag_start(bytes.get(i + 1)))
 }
 
-/// Byte positions of handler `=` and scheme `:` that must be defused.
-fn defused_positions(bytes: &[u8]) -> Vec<usize> {
-    let mut hits = Vec::new();
-    for i in memchr::memchr2_iter(b'=', b':', bytes) {
-        let word = letters_before(bytes, i);
-        let hit = match bytes[i] {
-            b'=' => is_handler_name(&word),
-            _ => is_script_scheme(&word, &bytes[i + 1..]),
-        };
-        if hit {
-            hits.push(i);
-        }
-    }
-    hits
+/// Byte positions of the `=` of event-handler attributes.
+fn handler_equals(bytes: &[u8]) -> Vec<usize> {
+    memchr::memchr_iter(b'=', bytes)
+        .filter(|&i| is_handler_name(&word_before(bytes, i)))
+        .collect()
 }
 
 /// The run of ASCII letters (lower-cased) ending just before `end`, skipping whitespace
 /// between it and `end` and tab/CR/LF inside it; empty if the run does not start a word.
-fn letters_before(bytes: &[u8], end: usize) -> Vec<u8> {
+fn word_before(bytes: &[u8], end: usize) -> Vec<u8> {
     let mut i = end;
     while i > 0 && matches!(bytes[i - 1], b' ' | b'\t' | b'\r' | b'\n') {
         i -= 1;
@@ -85,26 +80,48 @@ fn is_handler_name(word: &[u8]) -> bool {
     word.len() >= 5 && word.starts_with(b"on")
 }
 
+/// Position of the `:` ending a script scheme at the start of the cell.
+fn leading_scheme_colon(cell: &[u8]) -> Option<usize> {
+    const LONGEST: usize = b"livescript".len();
+    let mut i = cell.iter().position(|&b| b > b' ')?;
+    if !matches!(cell[i] | 0x20, b'j' | b'v' | b'l' | b'd') {
+        return None;
+    }
+    let mut word = [0u8; LONGEST];
+    let mut len = 0;
+    while let Some(&b) = cell.get(i) {
+        if b.is_ascii_alphabetic() && len < LONGEST {
+            word[len] = b.to_ascii_lowercase();
+            len += 1;
+        } else if !matches!(b, b'\t' | b'\r' | b'\n') {
+            break;
+        }
+        i += 1;
+    }
+    (cell.get(i) == Some(&b':') && is_script_scheme(&word[..len], &cell[i + 1..])).then_some(i)
+}
+
 fn is_script_scheme(word: &[u8], after: &[u8]) -> bool {
-    if word.ends_with(b"javascript") || word.ends_with(b"vbscript") || word.ends_with(b"livescript")
-    {
-        return true;
+    match word {
+        b"javascript" | b"vbscript" | b"livescript" => true,
+        b"data" => {
+            let rest: Vec<u8> = after
+                .iter()
+                .skip_while(|b| b.is_ascii_whitespace())
+                .take(13)
+                .map(u8::to_ascii_lowercase)
+                .collect();
+            rest.starts_with(b"text/html") || rest.starts_with(b"image/svg")
+        }
+        _ => false,
     }
-    if word.ends_with(b"data") {
-        let rest: Vec<u8> = after
-            .iter()
-            .skip_while(|b| b.is_ascii_whitespace())
-            .take(13)
-            .map(u8::to_ascii_lowercase)
-            .collect();
-        return rest.starts_with(b"text/html") || rest.starts_with(b"image/svg");
-    }
-    false
 }
 
 /// Appends the inert form of `cell` to `out` (see the module doc).
 pub fn neutralize(cell: &str, out: &mut String) {
-    let defuse = defused_positions(cell.as_bytes());
+    let bytes = cell.as_bytes();
+    let mut defuse = handler_equals(bytes);
+    defuse.extend(leading_scheme_colon(bytes));
     for (i, c) in cell.char_indices() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -139,12 +156,13 @@ mod tests {
             "\" onmouseover=\"alert(1)",
             "x ONLOAD = go()",
             "javascript:alert(1)",
-            "JaVa\tScRiPt:alert(1)",
+            "  JaVa\tScRiPt:alert(1)",
             "vbscript:msgbox",
             "data:text/html;base64,PHNjcmlwdD4=",
         ] {
             assert!(has_markup(cell.as_bytes()), "{cell:?}");
-            assert!(may_hold_markup(cell.as_bytes()), "{cell:?}");
+            let bytes = cell.as_bytes();
+            assert!(may_hold_tag_or_handler(bytes) || starts_with_script_url(bytes), "{cell:?}");
         }
     }
 
@@ -159,6 +177,8 @@ mod tests {
             "https://example.com/a?b=c",
             "ratio 1:2",
             "mydata:1",
+            "see javascript:alert(1) in the docs",
+            "Dmitri",
             "tom&jerry",
         ] {
             assert!(!has_markup(cell.as_bytes()), "{cell:?}");

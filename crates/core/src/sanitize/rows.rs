@@ -20,8 +20,8 @@ const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
 const CTRL: u8 = 1;
 const MARK: u8 = 2;
 
-/// Which of [`CTRL`] (a control character to strip) and [`MARK`] (a byte that may start
-/// markup) occur in `bytes`. This pass sees every byte of the file, so it is written to
+/// Which of [`CTRL`] (a control character to strip) and [`MARK`] (a byte that may start a
+/// tag or a handler attribute) occur in `bytes`. This pass sees every byte of the file, so it is written to
 /// vectorize: per-lane accumulators, reduced once at the end. (Folding the line-break tally
 /// into it measured slower than memchr's runtime-dispatched AVX2 counting.)
 fn piece_classes(bytes: &[u8]) -> u8 {
@@ -42,7 +42,7 @@ fn byte_class(b: u8) -> u8 {
     let c0 = (b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r');
     // 0xC2 leads U+0080..U+00BF, where the C1 controls are.
     let ctrl = c0 | (b == 0x7f) | (b == 0xc2);
-    let mark = (b == b'<') | (b == b'=') | (b == b':');
+    let mark = (b == b'<') | (b == b'=');
     (u8::from(ctrl) * CTRL) | (u8::from(mark) * MARK)
 }
 
@@ -444,18 +444,22 @@ impl Rows {
             }
         };
         let ctrl = self.piece_class & CTRL != 0 && piece_classes(fields.bytes) & CTRL != 0;
-        let markup = self.piece_class & MARK != 0
+        let tags = self.piece_class & MARK != 0
             && self.policy.markup != MarkupPolicy::Keep
-            && markup::may_hold_markup(fields.bytes);
-        let dirty = ctrl || markup;
-        let formulas = self.policy.formulas != CellPolicy::Keep;
+            && markup::may_hold_tag_or_handler(fields.bytes);
+        let dirty = ctrl || tags;
+        let checks = CellChecks {
+            formulas: self.policy.formulas != CellPolicy::Keep,
+            script_urls: self.policy.markup != MarkupPolicy::Keep,
+            max_field: max_field_bytes,
+        };
         // A record that needs no change and is already RFC 4180 is copied as it came.
         if let Some(raw) = raw {
             let has_quote = quotes_or_breaks && memchr::memchr(b'"', fields.bytes).is_some();
             if !dirty
                 && !has_quote
                 && fields.len() == ncols
-                && is_clean_rfc4180(raw, fields, formulas, max_field_bytes)
+                && is_clean_rfc4180(raw, fields, checks)
             {
                 out.extend_from_slice(raw);
                 out.extend_from_slice(TERMINATOR);
@@ -466,9 +470,8 @@ impl Rows {
         let row_start = out.len();
         for col in 0..ncols {
             let cell = if col < used { fields.get(col) } else { &[] };
-            let formula = formulas && starts_like_formula(cell);
-            let written = if dirty || formula || cell.len() > max_field_bytes {
-                self.cell(col, cell, markup, ncols, out)
+            let written = if dirty || checks.needs_work(cell) {
+                self.cell(col, cell, ncols, out)
             } else {
                 write_field(out, cell, ncols);
                 Ok(())
@@ -510,7 +513,6 @@ impl Rows {
         &mut self,
         col: usize,
         raw: &[u8],
-        record_has_markup: bool,
         ncols: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), (String, String)> {
@@ -526,7 +528,7 @@ impl Rows {
                 format!("field is {} bytes, over the limit of {limit}", raw.len()),
             ));
         }
-        let check_markup = record_has_markup && !columns.markup_allowed[col];
+        let check_markup = !columns.markup_allowed[col];
         // Slow path: the cell may change. Fields of decoded text split at ASCII bytes are
         // valid UTF-8; the lossy conversion is only a guard.
         let text = String::from_utf8_lossy(raw);
@@ -585,16 +587,63 @@ fn starts_like_formula(raw: &[u8]) -> bool {
         .is_some_and(|&b| b < 0x20 || b == 0x7f || b == 0xc2)
 }
 
+/// The per-cell checks that decide between copying a cell and cleaning it, for records whose
+/// bytes hold no control character, tag or handler attribute.
+#[derive(Debug, Clone, Copy)]
+struct CellChecks {
+    formulas: bool,
+    script_urls: bool,
+    max_field: usize,
+}
+
+impl CellChecks {
+    fn needs_work(self, cell: &[u8]) -> bool {
+        let first = cell.first().map_or(0, |&b| FIRST_BYTE[usize::from(b)]);
+        cell.len() > self.max_field
+            || (self.formulas && first & MAY_BE_FORMULA != 0 && starts_like_formula(cell))
+            || (self.script_urls
+                && first & MAY_BE_SCHEME != 0
+                && markup::starts_with_script_url(cell))
+    }
+}
+
+const MAY_BE_FORMULA: u8 = 1;
+const MAY_BE_SCHEME: u8 = 2;
+
+/// What a cell's first byte says it may be: one lookup per cell instead of two tests.
+static FIRST_BYTE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b <= 0x20 {
+        // Controls may hide a formula trigger; whitespace may precede a URL scheme.
+        t[b] = MAY_BE_FORMULA | MAY_BE_SCHEME;
+        b += 1;
+    }
+    let formula: &[u8] = b"=+-@\x7f\xc2";
+    let mut i = 0;
+    while i < formula.len() {
+        t[formula[i] as usize] |= MAY_BE_FORMULA;
+        i += 1;
+    }
+    let scheme: &[u8] = b"jJvVlLdD";
+    let mut i = 0;
+    while i < scheme.len() {
+        t[scheme[i] as usize] |= MAY_BE_SCHEME;
+        i += 1;
+    }
+    t
+};
+
 /// Whether `raw`, the bytes a record was parsed from, is already what the clean output would
 /// hold: comma-separated, every field either bare or wholly quoted, no field too long or
-/// formula-like. The caller has checked that the parsed cells hold no `"`, so a field that
+/// formula-like or a script URL. The caller has checked that the parsed cells hold no `"`, so a field that
 /// opens with a quote is exactly its content plus the two quotes, and must end with one;
 /// anything after a closing quote (`"ab"c`, which csv-core accepts) fails that test.
-fn is_clean_rfc4180(raw: &[u8], fields: &Fields, formulas: bool, max_field: usize) -> bool {
+fn is_clean_rfc4180(raw: &[u8], fields: &Fields, checks: CellChecks) -> bool {
     let mut r = 0;
     for i in 0..fields.len() {
         let cell = fields.get(i);
-        if cell.len() > max_field || (formulas && starts_like_formula(cell)) {
+        if checks.needs_work(cell) {
             return false;
         }
         if raw.get(r) == Some(&b'"') {
