@@ -17,10 +17,14 @@ pub struct LineCounter {
 impl LineCounter {
     /// Counts the terminators in the next piece of the stream.
     pub fn count(&mut self, bytes: &[u8]) {
+        self.count_tallied(bytes, Tally::of(bytes));
+    }
+
+    /// [`count`](Self::count), for a piece whose tally is already known.
+    pub fn count_tallied(&mut self, bytes: &[u8], mut tally: Tally) {
         let Some((&first, _)) = bytes.split_first() else {
             return;
         };
-        let mut tally = Tally::of(bytes);
         if self.pending_cr {
             self.pending_cr = false;
             self.terminators += 1;
@@ -69,15 +73,16 @@ pub struct Tally {
 impl Tally {
     /// Tallies a slice with memchr's vectorized search.
     pub fn of(bytes: &[u8]) -> Self {
-        let lf = memchr::memchr_iter(b'\n', bytes).count() as u64;
-        let cr = memchr::memchr_iter(b'\r', bytes).count() as u64;
-        let crlf = if cr == 0 {
-            0
-        } else {
-            memchr::memchr_iter(b'\r', bytes)
-                .filter(|&i| bytes.get(i + 1) == Some(&b'\n'))
-                .count() as u64
-        };
+        Self::with_lf(bytes, memchr::memchr_iter(b'\n', bytes).count() as u64)
+    }
+
+    /// Tallies a slice whose `\n` count is already known (csv-core counts them as it parses).
+    pub fn with_lf(bytes: &[u8], lf: u64) -> Self {
+        let (mut cr, mut crlf) = (0, 0);
+        for i in memchr::memchr_iter(b'\r', bytes) {
+            cr += 1;
+            crlf += u64::from(bytes.get(i + 1) == Some(&b'\n'));
+        }
         Self { lf, cr, crlf }
     }
 

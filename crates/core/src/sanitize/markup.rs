@@ -162,7 +162,10 @@ mod tests {
         ] {
             assert!(has_markup(cell.as_bytes()), "{cell:?}");
             let bytes = cell.as_bytes();
-            assert!(may_hold_tag_or_handler(bytes) || starts_with_script_url(bytes), "{cell:?}");
+            assert!(
+                may_hold_tag_or_handler(bytes) || starts_with_script_url(bytes),
+                "{cell:?}"
+            );
         }
     }
 

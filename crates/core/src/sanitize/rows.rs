@@ -158,6 +158,7 @@ impl Rows {
             0
         };
         self.piece_class = piece_classes(text) | carried;
+        let lines_before = self.csv.line();
         let mut pos = 0;
         while pos < text.len() {
             let (res, nin, nout, nend) = self.csv.read_record(
@@ -181,7 +182,12 @@ impl Rows {
         if let Some(Start::At(_)) = self.start {
             self.start = Some(Start::Line(self.record_line(text)));
         }
-        self.lines.count(&text[self.counted..]);
+        if self.counted == 0 {
+            let lf = self.csv.line() - lines_before;
+            self.lines.count_tallied(text, Tally::with_lf(text, lf));
+        } else {
+            self.lines.count(&text[self.counted..]);
+        }
         self.counted = 0;
         Ok(())
     }
@@ -640,9 +646,11 @@ static FIRST_BYTE: [u8; 256] = {
 /// opens with a quote is exactly its content plus the two quotes, and must end with one;
 /// anything after a closing quote (`"ab"c`, which csv-core accepts) fails that test.
 fn is_clean_rfc4180(raw: &[u8], fields: &Fields, checks: CellChecks) -> bool {
-    let mut r = 0;
-    for i in 0..fields.len() {
-        let cell = fields.get(i);
+    let (mut r, mut start) = (0, 0);
+    let last = fields.ends.len().wrapping_sub(1);
+    for (i, &end) in fields.ends.iter().enumerate() {
+        let cell = &fields.bytes[start..end];
+        start = end;
         if checks.needs_work(cell) {
             return false;
         }
@@ -655,14 +663,14 @@ fn is_clean_rfc4180(raw: &[u8], fields: &Fields, checks: CellChecks) -> bool {
         } else {
             r += cell.len();
         }
-        if i + 1 < fields.len() {
-            if raw.get(r) != Some(&b',') {
-                return false;
-            }
-            r += 1;
+        // Each cell is followed by a comma, the last one by the end of the record.
+        match raw.get(r) {
+            Some(b',') => r += 1,
+            None if i == last && r == raw.len() => return true,
+            _ => return false,
         }
     }
-    r == raw.len()
+    false
 }
 
 fn trim_line_break(mut raw: &[u8]) -> &[u8] {
