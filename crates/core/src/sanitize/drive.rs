@@ -74,3 +74,44 @@ pub async fn sanitize_async(
     output.flush().await?;
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sanitize::Verdict;
+
+    const MESSY: &[u8] = b"\xEF\xBB\xBFOrder ID;Note\r\n1;\"a;b\"\r\n2;=cmd\r\n\r\n3;ok\r\n";
+
+    #[test]
+    fn sync_driver_writes_clean_output_for_an_accepted_file() {
+        let mut out = Vec::new();
+        let report = sanitize_read(MESSY, &mut out, Policy::default(), None).unwrap();
+        assert_eq!(report.verdict, Verdict::Accepted);
+        assert_eq!(out, b"order_id,note\r\n1,a;b\r\n2,'=cmd\r\n3,ok\r\n");
+        assert_eq!(report.bytes_out, out.len() as u64);
+    }
+
+    #[test]
+    fn sync_driver_reads_a_rejected_file_to_the_end_for_its_hash() {
+        let mut input = b"PK\x03\x04\x14\x00\x00\x00\x08\x00".to_vec();
+        input.resize(3 * CHUNK_BYTES, 0);
+        let mut out = Vec::new();
+        let report = sanitize_read(input.as_slice(), &mut out, Policy::default(), None).unwrap();
+        assert_eq!(report.verdict, Verdict::Rejected);
+        assert_eq!(report.bytes_in, input.len() as u64);
+        assert!(report.sha256_in.is_some());
+    }
+
+    #[cfg(feature = "tokio")]
+    #[tokio::test]
+    async fn async_driver_matches_the_sync_one() {
+        let mut sync_out = Vec::new();
+        let sync_report = sanitize_read(MESSY, &mut sync_out, Policy::default(), None).unwrap();
+        let mut async_out = Vec::new();
+        let async_report = sanitize_async(MESSY, &mut async_out, Policy::default(), None)
+            .await
+            .unwrap();
+        assert_eq!(async_out, sync_out);
+        assert_eq!(async_report, sync_report);
+    }
+}
