@@ -634,6 +634,25 @@ mod properties {
         }
 
         #[test]
+        fn never_panics_on_mostly_text_bytes_under_any_policy(
+            bytes in proptest::collection::vec(prop_oneof![9 => 0x20u8..0x7f, 1 => any::<u8>()], 0..600),
+            chunk in 1usize..64,
+            pad in any::<bool>(),
+            windows_1252 in any::<bool>(),
+        ) {
+            let policy = Policy {
+                ragged_rows: if pad { RaggedRows::Pad } else { RaggedRows::Reject },
+                encoding: windows_1252.then_some(Encoding::Windows1252),
+                limits: Limits { max_field_bytes: 16, max_record_lines: 3, ..Limits::default() },
+                ..Policy::default()
+            };
+            let (out, report) = run_chunked(&bytes, policy, chunk);
+            if report.verdict == Verdict::Accepted {
+                assert_rfc4180(&out);
+            }
+        }
+
+        #[test]
         fn accepted_output_reparses_with_the_header_width(bytes in csvish(), chunk in 1usize..50) {
             let (out, report) = run_chunked(&bytes, Policy::default(), chunk);
             if report.verdict == Verdict::Accepted {
