@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"); CI runs exactly this.
-# Checks formatting and lints, then runs every test in the workspace.
+# Checks formatting and lints, starts what the tests need (PostgreSQL), runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,11 @@ cargo fmt --all -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "services"
+# shellcheck source=lib/postgres.sh
+. scripts/lib/postgres.sh
+ensure_postgres
 
 step "cargo test"
 log=$(mktemp)

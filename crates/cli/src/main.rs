@@ -1,5 +1,6 @@
 //! `sluice`: the operators' command and local runs of the pipeline stages.
 
+mod migrate;
 mod sanitize;
 
 use std::process::ExitCode;
@@ -29,12 +30,15 @@ struct Cli {
 enum Command {
     /// Sanitize one CSV file into a clean RFC 4180 UTF-8 file and a JSON report.
     Sanitize(sanitize::Args),
+    /// Apply the status store's database migrations (idempotent).
+    Migrate(migrate::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Sanitize(args) => sanitize::run(args),
+        Command::Migrate(args) => migrate::run(args),
     };
     ExitCode::from(code)
 }

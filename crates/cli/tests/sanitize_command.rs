@@ -172,3 +172,19 @@ fn reads_standard_input() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert_eq!(std::fs::read_to_string(out).unwrap(), "a,b\r\n1,'=2\r\n");
 }
+
+#[test]
+fn migrate_reports_a_database_it_cannot_reach_with_exit_1_and_no_password() {
+    let run = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["migrate"])
+        .env(
+            "DATABASE_URL",
+            "postgres://postgres:hunter2@127.0.0.1:1/test?sslmode=disable",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("database"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

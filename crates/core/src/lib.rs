@@ -5,6 +5,8 @@
 
 pub mod config;
 pub mod sanitize;
+pub mod status;
 
 pub use config::{ConfigError, Dataset, PipelineConfig};
 pub use sanitize::{Policy, Report, Sanitizer, Verdict};
+pub use status::{FileStatus, Stage};

@@ -1,0 +1,347 @@
+//! Reading and writing file status, events and API calls.
+
+use std::time::SystemTime;
+
+use serde_json::Value;
+use sluice_core::{FileStatus, Stage};
+use uuid::Uuid;
+
+use crate::{Db, DbError};
+
+/// Namespace of file ids: a file's id is a UUIDv5 of its source object, so the same object
+/// (bucket, key, ETag) always gets the same id, whichever event or retry sees it first.
+const FILE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5b1ce5f1_1e00_4c0d_9e3a_510ce51d0001);
+
+/// The id of the file that `bucket/key` with this ETag is.
+pub fn file_id(bucket: &str, key: &str, etag: &str) -> Uuid {
+    let name = format!("s3://{bucket}/{key}#{}", etag.trim_matches('"'));
+    Uuid::new_v5(&FILE_ID_NAMESPACE, name.as_bytes())
+}
+
+/// A file seen for the first time (or again).
+#[derive(Debug, Clone)]
+pub struct NewFile<'a> {
+    pub dataset: &'a str,
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub etag: &'a str,
+    pub size: i64,
+}
+
+/// What registering a file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    pub id: Uuid,
+    /// False when the file was already known (a redelivered event).
+    pub created: bool,
+    pub status: FileStatus,
+}
+
+/// Row counts a stage reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowCounts {
+    pub rows_in: i64,
+    pub rows_out: i64,
+    pub rows_rejected: i64,
+}
+
+/// A `file_process` row.
+#[derive(Debug, Clone)]
+pub struct FileRow {
+    pub id: Uuid,
+    pub dataset: String,
+    pub source_bucket: String,
+    pub source_key: String,
+    pub source_etag: String,
+    pub source_size: i64,
+    pub clean_key: Option<String>,
+    pub status: FileStatus,
+    pub failed_stage: Option<String>,
+    pub error: Option<String>,
+    pub rows_in: Option<i64>,
+    pub rows_out: Option<i64>,
+    pub rows_rejected: Option<i64>,
+    pub received_at: SystemTime,
+    pub updated_at: SystemTime,
+}
+
+/// A `file_event` row.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub stage: String,
+    pub status: FileStatus,
+    pub detail: Value,
+    pub at: SystemTime,
+}
+
+/// The status store. Every write that moves a status is guarded so that it only moves
+/// forward (see [`FileStatus::may_become`]) and is recorded in `file_event` in the same
+/// transaction.
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Registers a file as `received`, or finds it if it is already known.
+    pub async fn register(&self, file: &NewFile<'_>) -> Result<Registered, DbError> {
+        let id = file_id(file.bucket, file.key, file.etag);
+        let client = self.db.client().await?;
+        let inserted = client
+            .query_opt(
+                "INSERT INTO file_process
+                     (id, dataset, source_bucket, source_key, source_etag, source_size, status)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'received')
+                 ON CONFLICT (source_bucket, source_key, source_etag) DO NOTHING
+                 RETURNING id",
+                &[
+                    &id,
+                    &file.dataset,
+                    &file.bucket,
+                    &file.key,
+                    &file.etag,
+                    &file.size,
+                ],
+            )
+            .await?;
+        if inserted.is_some() {
+            client
+                .execute(
+                    "INSERT INTO file_event (file_id, stage, status, detail)
+                     VALUES ($1, 'listener', 'received', $2)",
+                    &[
+                        &id,
+                        &serde_json::json!({ "bucket": file.bucket, "key": file.key }),
+                    ],
+                )
+                .await?;
+        }
+        let row = client
+            .query_one(
+                "SELECT id, status FROM file_process
+                 WHERE source_bucket = $1 AND source_key = $2 AND source_etag = $3",
+                &[&file.bucket, &file.key, &file.etag],
+            )
+            .await?;
+        Ok(Registered {
+            id: row.get(0),
+            created: inserted.is_some(),
+            status: parse_status(row.get(1))?,
+        })
+    }
+
+    /// Moves the file to `to` if that is forward from where it is; returns whether it moved.
+    /// `detail` goes into the event.
+    pub async fn advance(
+        &self,
+        id: Uuid,
+        stage: Stage,
+        to: FileStatus,
+        detail: Value,
+    ) -> Result<bool, DbError> {
+        self.transition(id, stage, to, None, None, detail).await
+    }
+
+    /// Records a sanitize outcome (`sanitized` or `rejected`) with its counts and clean key.
+    pub async fn finish_sanitize(
+        &self,
+        id: Uuid,
+        to: FileStatus,
+        clean_key: Option<&str>,
+        counts: RowCounts,
+        reason: Option<&str>,
+        detail: Value,
+    ) -> Result<bool, DbError> {
+        let update = Extra::Sanitize {
+            clean_key,
+            counts,
+            reason,
+        };
+        self.transition(id, Stage::Sanitizer, to, Some(update), None, detail)
+            .await
+    }
+
+    /// Marks the file failed at `stage` with `error`.
+    pub async fn fail(&self, id: Uuid, stage: Stage, error: &str) -> Result<bool, DbError> {
+        let detail = serde_json::json!({ "error": error });
+        self.transition(id, stage, FileStatus::Failed, None, Some(error), detail)
+            .await
+    }
+
+    /// Notes an error that will be retried, without moving the status: the row shows it and
+    /// the event history keeps it.
+    pub async fn note_error(&self, id: Uuid, stage: Stage, error: &str) -> Result<(), DbError> {
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_opt(
+                "UPDATE file_process SET error = $2, updated_at = now() WHERE id = $1
+                 RETURNING status",
+                &[&id, &error],
+            )
+            .await?;
+        if let Some(row) = row {
+            let status: String = row.get(0);
+            tx.execute(
+                "INSERT INTO file_event (file_id, stage, status, detail) VALUES ($1, $2, $3, $4)",
+                &[
+                    &id,
+                    &stage.as_str(),
+                    &status,
+                    &serde_json::json!({ "error": error, "retry": true }),
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn transition(
+        &self,
+        id: Uuid,
+        stage: Stage,
+        to: FileStatus,
+        extra: Option<Extra<'_>>,
+        error: Option<&str>,
+        detail: Value,
+    ) -> Result<bool, DbError> {
+        let from: Vec<&str> = to
+            .predecessors()
+            .into_iter()
+            .map(FileStatus::as_str)
+            .collect();
+        let failed_stage = (to == FileStatus::Failed).then(|| stage.as_str());
+        let (clean_key, counts, reason) = match extra {
+            Some(Extra::Sanitize {
+                clean_key,
+                counts,
+                reason,
+            }) => (clean_key, Some(counts), reason),
+            None => (None, None, None),
+        };
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        let moved = tx
+            .execute(
+                "UPDATE file_process SET
+                     status = $2,
+                     updated_at = now(),
+                     failed_stage = COALESCE($3, failed_stage),
+                     error = CASE WHEN $2 = 'failed' OR $2 = 'rejected' THEN COALESCE($4, $7)
+                                  ELSE NULL END,
+                     clean_key = COALESCE($5, clean_key),
+                     rows_in = COALESCE($8, rows_in),
+                     rows_out = COALESCE($9, rows_out),
+                     rows_rejected = COALESCE($10, rows_rejected)
+                 WHERE id = $1 AND status = ANY($6)",
+                &[
+                    &id,
+                    &to.as_str(),
+                    &failed_stage,
+                    &error,
+                    &clean_key,
+                    &from,
+                    &reason,
+                    &counts.map(|c| c.rows_in),
+                    &counts.map(|c| c.rows_out),
+                    &counts.map(|c| c.rows_rejected),
+                ],
+            )
+            .await?
+            == 1;
+        if moved {
+            tx.execute(
+                "INSERT INTO file_event (file_id, stage, status, detail) VALUES ($1, $2, $3, $4)",
+                &[&id, &stage.as_str(), &to.as_str(), &detail],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// The file's row, if there is one.
+    pub async fn file(&self, id: Uuid) -> Result<Option<FileRow>, DbError> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT id, dataset, source_bucket, source_key, source_etag, source_size,
+                        clean_key, status, failed_stage, error, rows_in, rows_out,
+                        rows_rejected, received_at, updated_at
+                 FROM file_process WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(FileRow {
+                id: r.get(0),
+                dataset: r.get(1),
+                source_bucket: r.get(2),
+                source_key: r.get(3),
+                source_etag: r.get(4),
+                source_size: r.get(5),
+                clean_key: r.get(6),
+                status: parse_status(r.get(7))?,
+                failed_stage: r.get(8),
+                error: r.get(9),
+                rows_in: r.get(10),
+                rows_out: r.get(11),
+                rows_rejected: r.get(12),
+                received_at: r.get(13),
+                updated_at: r.get(14),
+            })
+        })
+        .transpose()
+    }
+
+    /// The file's event history, oldest first.
+    pub async fn events(&self, id: Uuid) -> Result<Vec<EventRow>, DbError> {
+        let client = self.db.client().await?;
+        let rows = client
+            .query(
+                "SELECT stage, status, detail, at FROM file_event WHERE file_id = $1 ORDER BY id",
+                &[&id],
+            )
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(EventRow {
+                    stage: r.get(0),
+                    status: parse_status(r.get(1))?,
+                    detail: r.get(2),
+                    at: r.get(3),
+                })
+            })
+            .collect()
+    }
+}
+
+enum Extra<'a> {
+    Sanitize {
+        clean_key: Option<&'a str>,
+        counts: RowCounts,
+        reason: Option<&'a str>,
+    },
+}
+
+fn parse_status(name: &str) -> Result<FileStatus, DbError> {
+    name.parse()
+        .map_err(|e: sluice_core::status::UnknownStatus| DbError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_id_is_stable_per_object_version_and_ignores_etag_quotes() {
+        let a = file_id("q", "incoming/orders/a.csv", "\"abc\"");
+        assert_eq!(a, file_id("q", "incoming/orders/a.csv", "abc"));
+        assert_ne!(a, file_id("q", "incoming/orders/a.csv", "abd"));
+        assert_ne!(a, file_id("q", "incoming/orders/b.csv", "abc"));
+    }
+}

@@ -1,0 +1,264 @@
+//! The status store against a real PostgreSQL (scripts/test.sh starts it; DATABASE_URL
+//! points at it). Each test works in a schema of its own, dropped at the end.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::json;
+use sluice_core::{FileStatus, Stage};
+use sluice_db::{migrate, Db, DbConfig, NewFile, RowCounts, Store};
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into())
+}
+
+/// A schema of the test's own; dropped when the value is dropped, even after a panic.
+struct Schema(String);
+
+impl Schema {
+    async fn create() -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "sluice_test_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let admin = DbConfig::parse(&database_url(), None).unwrap();
+        let client = admin.connect().await.expect("PostgreSQL is reachable");
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
+            ))
+            .await
+            .unwrap();
+        Self(name)
+    }
+
+    fn config(&self) -> DbConfig {
+        DbConfig::parse(&database_url(), None)
+            .unwrap()
+            .with_schema(&self.0)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let admin = DbConfig::parse(&database_url(), None).unwrap();
+                if let Ok(client) = admin.connect().await {
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn store(schema: &Schema) -> Store {
+    let db = Db::new(schema.config());
+    migrate(&db).await.unwrap();
+    Store::new(db)
+}
+
+fn orders_file(etag: &str) -> NewFile<'_> {
+    NewFile {
+        dataset: "orders",
+        bucket: "quarantine",
+        key: "incoming/orders/2026/11/23/x-orders.csv",
+        etag,
+        size: 1049,
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_again_change_nothing() {
+    let schema = Schema::create().await;
+    let db = Db::new(schema.config());
+    assert_eq!(migrate(&db).await.unwrap(), [1]);
+    assert!(migrate(&db).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_redelivered_event_finds_the_same_file() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+    let first = store.register(&orders_file("\"e1\"")).await.unwrap();
+    let again = store.register(&orders_file("\"e1\"")).await.unwrap();
+    assert!(first.created);
+    assert!(!again.created);
+    assert_eq!(first.id, again.id);
+    assert_eq!(again.status, FileStatus::Received);
+    let newer = store.register(&orders_file("\"e2\"")).await.unwrap();
+    assert!(newer.created);
+    assert_ne!(newer.id, first.id);
+    assert_eq!(store.events(first.id).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn statuses_only_move_forward_and_each_move_is_an_event() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+    let id = store.register(&orders_file("e")).await.unwrap().id;
+    let sanitizing = FileStatus::Sanitizing;
+    assert!(store
+        .advance(id, Stage::Sanitizer, sanitizing, json!({}))
+        .await
+        .unwrap());
+    // A duplicate writer repeating the step, or a stale one going back, changes nothing.
+    assert!(!store
+        .advance(id, Stage::Sanitizer, sanitizing, json!({}))
+        .await
+        .unwrap());
+    let counts = RowCounts {
+        rows_in: 13,
+        rows_out: 11,
+        rows_rejected: 1,
+    };
+    let clean = Some("clean/orders/x.csv");
+    assert!(store
+        .finish_sanitize(
+            id,
+            FileStatus::Sanitized,
+            clean,
+            counts,
+            None,
+            json!({"rows_out": 11})
+        )
+        .await
+        .unwrap());
+    assert!(!store
+        .advance(id, Stage::Sanitizer, sanitizing, json!({}))
+        .await
+        .unwrap());
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Sanitized);
+    assert_eq!(row.clean_key.as_deref(), Some("clean/orders/x.csv"));
+    assert_eq!(
+        (row.rows_in, row.rows_out, row.rows_rejected),
+        (Some(13), Some(11), Some(1))
+    );
+    let events = store.events(id).await.unwrap();
+    let statuses: Vec<FileStatus> = events.iter().map(|e| e.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            FileStatus::Sanitized
+        ]
+    );
+    assert_eq!(events[2].detail["rows_out"], 11);
+}
+
+#[tokio::test]
+async fn a_rejected_file_keeps_its_reason_and_goes_no_further() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+    let id = store.register(&orders_file("e")).await.unwrap().id;
+    store
+        .advance(id, Stage::Sanitizer, FileStatus::Sanitizing, json!({}))
+        .await
+        .unwrap();
+    let reason = Some("not a CSV file: it looks like an archive (.zip, application/zip)");
+    store
+        .finish_sanitize(
+            id,
+            FileStatus::Rejected,
+            None,
+            RowCounts::default(),
+            reason,
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let moved = store
+        .advance(id, Stage::Transformer, FileStatus::Transforming, json!({}))
+        .await
+        .unwrap();
+    assert!(!moved);
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Rejected);
+    assert_eq!(row.error.as_deref(), reason);
+}
+
+#[tokio::test]
+async fn failure_records_stage_and_error_and_retryable_errors_keep_the_status() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+    let id = store.register(&orders_file("e")).await.unwrap().id;
+    store
+        .advance(id, Stage::Sanitizer, FileStatus::Sanitizing, json!({}))
+        .await
+        .unwrap();
+    store
+        .note_error(id, Stage::Sanitizer, "S3 GetObject timed out")
+        .await
+        .unwrap();
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Sanitizing);
+    assert_eq!(row.error.as_deref(), Some("S3 GetObject timed out"));
+    assert!(store
+        .fail(id, Stage::Sanitizer, "gave up after 3 tries")
+        .await
+        .unwrap());
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Failed);
+    assert_eq!(row.failed_stage.as_deref(), Some("sanitizer"));
+    assert_eq!(row.error.as_deref(), Some("gave up after 3 tries"));
+    assert!(!store.fail(id, Stage::Sanitizer, "again").await.unwrap());
+}
+
+#[tokio::test]
+async fn reconnects_after_the_connection_drops() {
+    let schema = Schema::create().await;
+    let db = Db::new(schema.config());
+    migrate(&db).await.unwrap();
+    {
+        let client = db.client().await.unwrap();
+        // Ends this session from the server side, as a database restart would.
+        let _ = client
+            .batch_execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            .await;
+    }
+    // The next caller gets a fresh connection.
+    let store = Store::new(db);
+    let mut tries = 0;
+    let registered = loop {
+        match store.register(&orders_file("e")).await {
+            Ok(r) => break r,
+            Err(e) if tries < 3 => {
+                tries += 1;
+                eprintln!("retrying after {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("no reconnect: {e}"),
+        }
+    };
+    assert!(registered.created);
+}
+
+#[tokio::test]
+async fn unreachable_database_is_a_clear_error() {
+    let config =
+        DbConfig::parse("postgres://postgres@127.0.0.1:1/test?sslmode=disable", None).unwrap();
+    let err = Db::new(config).client().await.err().unwrap();
+    assert!(err.to_string().starts_with("database:"), "{err}");
+}
+
+#[test]
+fn tls_without_a_ca_bundle_is_refused_at_configuration() {
+    let err = DbConfig::parse("postgres://u:secret@db.example/test?sslmode=require", None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("SLUICE_DB_CA_FILE"), "{err}");
+    assert!(!err.contains("secret"), "never print the password: {err}");
+}
