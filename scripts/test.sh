@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"); CI runs exactly this.
-# Checks formatting and lints, starts what the tests need (PostgreSQL), runs every test.
+# Checks formatting and lints, starts what the tests need (PostgreSQL,
+# moto server for S3 and SQS), runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,11 +16,14 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "services"
 # shellcheck source=lib/postgres.sh
 . scripts/lib/postgres.sh
+# shellcheck source=lib/moto.sh
+. scripts/lib/moto.sh
+log=$(mktemp)
+trap 'stop_moto; rm -f "$log"' EXIT
 ensure_postgres
+ensure_moto
 
 step "cargo test"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 cargo test --workspace --all-features --locked 2>&1 | tee "$log"
 
 # One closing line for the whole run (cargo prints one per test binary).

@@ -4,6 +4,7 @@
 //! Lambda stages and the `sluice` command drive the same code over their own byte sources.
 
 pub mod config;
+pub mod message;
 pub mod sanitize;
 pub mod status;
 

@@ -43,15 +43,32 @@ pub fn sanitize_read(
     Ok(report)
 }
 
-/// The async twin of [`sanitize_read`], over tokio's `AsyncRead`/`AsyncWrite`.
+/// Where the async driver puts clean bytes: any tokio `AsyncWrite`, or an adapter such as
+/// an S3 multipart upload that is not one.
+#[cfg(feature = "tokio")]
+pub trait ByteSink {
+    /// Takes all of `bytes`, in order.
+    fn write_all(&mut self, bytes: &[u8]) -> impl std::future::Future<Output = io::Result<()>>;
+}
+
+#[cfg(feature = "tokio")]
+impl<W: tokio::io::AsyncWrite + Unpin> ByteSink for W {
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        tokio::io::AsyncWriteExt::write_all(self, bytes).await
+    }
+}
+
+/// The async twin of [`sanitize_read`], from a tokio `AsyncRead` into a [`ByteSink`]. The
+/// sink is not flushed or closed: the caller finishes it (or abandons it when the report says
+/// the file was rejected).
 #[cfg(feature = "tokio")]
 pub async fn sanitize_async(
     mut input: impl tokio::io::AsyncRead + Unpin,
-    mut output: impl tokio::io::AsyncWrite + Unpin,
+    output: &mut impl ByteSink,
     policy: Policy,
     dataset: Option<String>,
 ) -> io::Result<Report> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
 
     let mut sanitizer = Sanitizer::new(policy, dataset);
     let mut chunk = vec![0u8; CHUNK_BYTES];
@@ -71,7 +88,6 @@ pub async fn sanitize_async(
     if report.verdict == super::Verdict::Accepted {
         output.write_all(&out).await?;
     }
-    output.flush().await?;
     Ok(report)
 }
 

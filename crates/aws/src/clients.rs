@@ -1,0 +1,29 @@
+//! Building the SDK clients once per process from the environment.
+
+use aws_config::BehaviorVersion;
+
+/// The S3 and SQS clients of one process.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl Clients {
+    /// Loads the shared AWS config (region, credentials, `AWS_ENDPOINT_URL`) and builds the
+    /// clients; S3 uses path-style addressing when `SLUICE_S3_PATH_STYLE` is `true` or `1`.
+    pub async fn from_env() -> Self {
+        let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let path_style = matches!(
+            std::env::var("SLUICE_S3_PATH_STYLE").as_deref(),
+            Ok("true" | "1")
+        );
+        let s3 = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(path_style)
+            .build();
+        Self {
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            sqs: aws_sdk_sqs::Client::new(&shared),
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Sluice's adapters over S3 and SQS: one S3 reader/writer and one SQS sender, reused by every
+//! stage and by `sluice`.
+//!
+//! Clients honour the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL`) and
+//! `SLUICE_S3_PATH_STYLE=true` for path-style S3 addressing, so the same binary runs against AWS
+//! and against a local stand-in such as moto server.
+
+mod clients;
+pub mod s3;
+pub mod setup;
+pub mod sqs;
+
+pub use clients::Clients;
+pub use s3::{ObjectMeta, ObjectStore, Upload};
+pub use sqs::Queue;
+
+/// Why an S3 or SQS call failed. Messages name the bucket/key or queue; never object contents.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error("S3 {op} s3://{bucket}/{key}: {message}")]
+    S3 {
+        op: &'static str,
+        bucket: String,
+        key: String,
+        message: String,
+    },
+    #[error("SQS {op} {queue}: {message}")]
+    Sqs {
+        op: &'static str,
+        queue: String,
+        message: String,
+    },
+    #[error("message of {size} bytes is over SQS's limit of {limit} bytes")]
+    MessageTooLarge { size: usize, limit: usize },
+}
+
+/// The full error chain of an SDK error, which its `Display` alone hides.
+pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -1,0 +1,307 @@
+//! S3: streaming reads, multipart writes that complete only at the end, tags.
+
+use std::io;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
+use sluice_core::sanitize::drive::ByteSink;
+use tokio::io::AsyncRead;
+
+use crate::{describe, AwsError};
+
+/// Parts are this big (S3 wants at least 5 MiB for all but the last); one part is the most an
+/// upload holds in memory.
+pub const PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// What S3 says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub size: i64,
+    /// The ETag without its quotes.
+    pub etag: String,
+    pub version_id: Option<String>,
+    /// User metadata (`x-amz-meta-*`), names without the prefix.
+    pub metadata: std::collections::HashMap<String, String>,
+}
+
+/// Objects in S3.
+#[derive(Debug, Clone)]
+pub struct ObjectStore {
+    client: aws_sdk_s3::Client,
+}
+
+fn s3_error(
+    op: &'static str,
+    bucket: &str,
+    key: &str,
+    e: impl std::error::Error + 'static,
+) -> AwsError {
+    AwsError::S3 {
+        op,
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        message: describe(&e),
+    }
+}
+
+impl ObjectStore {
+    pub fn new(client: aws_sdk_s3::Client) -> Self {
+        Self { client }
+    }
+
+    /// Opens an object (a given version of it, if `version` is set) for streaming: the body
+    /// is read as it is consumed, never whole.
+    pub async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<(impl AsyncRead + Unpin + Send + use<>, ObjectMeta), AwsError> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| s3_error("GetObject", bucket, key, e))?;
+        let meta = ObjectMeta {
+            size: object.content_length().unwrap_or_default(),
+            etag: object
+                .e_tag()
+                .unwrap_or_default()
+                .trim_matches('"')
+                .to_string(),
+            version_id: object.version_id().map(str::to_string),
+            metadata: object.metadata().cloned().unwrap_or_default(),
+        };
+        Ok((object.body.into_async_read(), meta))
+    }
+
+    /// Whether the object exists.
+    pub async fn exists(&self, bucket: &str, key: &str) -> Result<bool, AwsError> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) => Err(s3_error("HeadObject", bucket, key, e)),
+        }
+    }
+
+    /// Writes a small object (a report) in one request.
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), AwsError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| s3_error("PutObject", bucket, key, e))?;
+        Ok(())
+    }
+
+    /// Replaces the object's tags.
+    pub async fn tag(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: &[(&str, &str)],
+    ) -> Result<(), AwsError> {
+        let tag_set = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| s3_error("PutObjectTagging", bucket, key, e))?;
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(tag_set))
+            .build()
+            .map_err(|e| s3_error("PutObjectTagging", bucket, key, e))?;
+        self.client
+            .put_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| s3_error("PutObjectTagging", bucket, key, e))?;
+        Ok(())
+    }
+
+    /// The object's tags.
+    pub async fn tags(&self, bucket: &str, key: &str) -> Result<Vec<(String, String)>, AwsError> {
+        let out = self
+            .client
+            .get_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| s3_error("GetObjectTagging", bucket, key, e))?;
+        Ok(out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect())
+    }
+
+    /// Starts writing an object that appears under `key` only when [`Upload::finish`]
+    /// succeeds; [`Upload::abort`] leaves nothing behind.
+    pub fn upload(&self, bucket: &str, key: &str, content_type: &str) -> Upload {
+        Upload {
+            client: self.client.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            content_type: content_type.to_string(),
+            buf: Vec::new(),
+            upload_id: None,
+            parts: Vec::new(),
+            bytes: 0,
+        }
+    }
+}
+
+/// An object being written in parts. Small objects (under one part) are written with one
+/// PutObject at the end; larger ones with a multipart upload completed at the end.
+pub struct Upload {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    content_type: String,
+    buf: Vec<u8>,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+    bytes: u64,
+}
+
+impl Upload {
+    /// Appends bytes, sending a part whenever a full one is buffered.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), AwsError> {
+        self.bytes += bytes.len() as u64;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let room = PART_BYTES - self.buf.len();
+            let take = room.min(rest.len());
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.buf.len() == PART_BYTES {
+                self.send_part().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the object appear under its key; returns its size.
+    pub async fn finish(mut self) -> Result<u64, AwsError> {
+        let Some(upload_id) = self.upload_id.clone() else {
+            let body = std::mem::take(&mut self.buf);
+            let store = ObjectStore::new(self.client.clone());
+            store
+                .put(&self.bucket, &self.key, body, &self.content_type)
+                .await?;
+            return Ok(self.bytes);
+        };
+        if !self.buf.is_empty() {
+            self.send_part().await?;
+        }
+        let result = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(std::mem::take(&mut self.parts)))
+                    .build(),
+            )
+            .send()
+            .await;
+        if let Err(e) = result {
+            let error = s3_error("CompleteMultipartUpload", &self.bucket, &self.key, e);
+            self.abort().await;
+            return Err(error);
+        }
+        Ok(self.bytes)
+    }
+
+    /// Drops what was written; nothing appears under the key.
+    pub async fn abort(self) {
+        let Some(upload_id) = &self.upload_id else {
+            return;
+        };
+        let result = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        if let Err(e) = result {
+            // The bucket's lifecycle rule for incomplete uploads cleans up what is left.
+            tracing::warn!(bucket = %self.bucket, key = %self.key, error = %describe(&e),
+                "could not abort multipart upload");
+        }
+    }
+
+    async fn send_part(&mut self) -> Result<(), AwsError> {
+        let upload_id = match &self.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                let created = self
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .content_type(&self.content_type)
+                    .send()
+                    .await
+                    .map_err(|e| s3_error("CreateMultipartUpload", &self.bucket, &self.key, e))?;
+                let id = created.upload_id().unwrap_or_default().to_string();
+                self.upload_id = Some(id.clone());
+                id
+            }
+        };
+        let number = self.parts.len() as i32 + 1;
+        let body = std::mem::replace(&mut self.buf, Vec::with_capacity(PART_BYTES));
+        let part = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| s3_error("UploadPart", &self.bucket, &self.key, e))?;
+        self.parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(part.e_tag().map(str::to_string))
+                .build(),
+        );
+        Ok(())
+    }
+}
+
+impl ByteSink for Upload {
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write(bytes).await.map_err(io::Error::other)
+    }
+}

@@ -1,0 +1,83 @@
+//! What every Lambda does once per container: JSON logs, settings from the environment
+//! (checked, naming the bad variable), the pipeline config from a path or `s3://` URI.
+
+use std::path::Path;
+
+use sluice_core::PipelineConfig;
+use tokio::io::AsyncReadExt;
+
+use crate::ObjectStore;
+
+/// A setting that is missing or wrong; the Lambda refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("pipeline config: {0}")]
+    Config(String),
+}
+
+/// JSON log lines (one object per line, as Lambda's JSON log format expects), level from
+/// `RUST_LOG` or Lambda's `AWS_LAMBDA_LOG_LEVEL`, default `info`.
+pub fn init_tracing() {
+    let level = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_lowercase()))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_target(false)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .try_init();
+}
+
+/// The value of a required variable.
+pub fn required(name: &'static str) -> Result<String, SetupError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(SetupError::Missing(name)),
+    }
+}
+
+/// A yes/no variable (`true`/`1`/`yes` or `false`/`0`/`no`), `default` when unset.
+pub fn flag(name: &'static str, default: bool) -> Result<bool, SetupError> {
+    match std::env::var(name)
+        .ok()
+        .as_deref()
+        .map(str::to_lowercase)
+        .as_deref()
+    {
+        None | Some("") => Ok(default),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(other) => Err(SetupError::Invalid {
+            name,
+            reason: format!("{other:?} is not true or false"),
+        }),
+    }
+}
+
+/// Loads the pipeline config from a file path or an `s3://bucket/key` URI.
+pub async fn load_pipeline_config(
+    uri: &str,
+    objects: &ObjectStore,
+) -> Result<PipelineConfig, SetupError> {
+    if let Some(rest) = uri.strip_prefix("s3://") {
+        let (bucket, key) = rest
+            .split_once('/')
+            .ok_or_else(|| SetupError::Config(format!("{uri} is not s3://bucket/key")))?;
+        let (mut body, _) = objects
+            .open(bucket, key, None)
+            .await
+            .map_err(|e| SetupError::Config(e.to_string()))?;
+        let mut text = String::new();
+        body.read_to_string(&mut text)
+            .await
+            .map_err(|e| SetupError::Config(format!("reading {uri}: {e}")))?;
+        return PipelineConfig::parse(&text, uri).map_err(|e| SetupError::Config(e.to_string()));
+    }
+    PipelineConfig::load(Path::new(uri)).map_err(|e| SetupError::Config(e.to_string()))
+}

@@ -1,0 +1,304 @@
+//! One S3 notification in, clean file + report + tags + status + message out.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::LambdaEvent;
+use serde::Serialize;
+use serde_json::{json, Value};
+use sluice_aws::{ObjectStore, Queue};
+use sluice_core::message::{DateRange, FileSanitized, V1};
+use sluice_core::sanitize::drive::sanitize_async;
+use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
+use sluice_db::{NewFile, RowCounts, Store};
+use uuid::Uuid;
+
+use crate::event::{objects_created, ObjectCreated};
+
+/// Stop this long before Lambda's deadline, so there is time to abort the upload and note
+/// the error; Lambda then retries the event.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+
+/// What the handler works with, built once per container.
+pub struct Deps {
+    pub config: PipelineConfig,
+    pub store: Store,
+    pub objects: ObjectStore,
+    pub queue: Queue,
+    pub clean_bucket: String,
+}
+
+/// What happened to one object (also the handler's response, for `cargo lambda invoke`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub bucket: String,
+    pub key: String,
+    pub file_id: Option<Uuid>,
+    pub dataset: Option<String>,
+    /// `accepted`, `rejected`, `duplicate` (already handled) or `unrouted` (no dataset).
+    pub result: &'static str,
+}
+
+/// Handles one S3 notification. An error makes Lambda retry the whole event; objects already
+/// handled are recognized and skipped.
+pub async fn handle(
+    event: LambdaEvent<Value>,
+    deps: &Deps,
+) -> Result<Vec<Outcome>, lambda_runtime::Error> {
+    let deadline = deadline_of(&event.context);
+    let objects = objects_created(event.payload)?;
+    let mut outcomes = Vec::with_capacity(objects.len());
+    for object in objects {
+        outcomes.push(process(&object, deps, deadline).await?);
+    }
+    Ok(outcomes)
+}
+
+fn deadline_of(context: &lambda_runtime::Context) -> Option<Instant> {
+    if context.deadline == 0 {
+        return None;
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
+    let left = Duration::from_millis(context.deadline.saturating_sub(now_ms));
+    Some(Instant::now() + left.saturating_sub(DEADLINE_MARGIN))
+}
+
+async fn process(
+    object: &ObjectCreated,
+    deps: &Deps,
+    deadline: Option<Instant>,
+) -> Result<Outcome, lambda_runtime::Error> {
+    let started = Instant::now();
+    let outcome = |file_id, dataset: Option<&str>, result| Outcome {
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        file_id,
+        dataset: dataset.map(str::to_string),
+        result,
+    };
+    let Some(dataset) = deps.config.dataset_for_key(&object.key) else {
+        tracing::warn!(bucket = %object.bucket, key = %object.key,
+            "no dataset's prefix matches the key: file left in quarantine");
+        deps.objects
+            .tag(
+                &object.bucket,
+                &object.key,
+                &[("sluice-verdict", "unrouted")],
+            )
+            .await?;
+        return Ok(outcome(None, None, "unrouted"));
+    };
+    let (body, meta) = deps
+        .objects
+        .open(&object.bucket, &object.key, object.version_id.as_deref())
+        .await?;
+    let registered = deps
+        .store
+        .register(&NewFile {
+            dataset: &dataset.name,
+            bucket: &object.bucket,
+            key: &object.key,
+            etag: &meta.etag,
+            size: meta.size,
+        })
+        .await?;
+    let id = registered.id;
+    if !matches!(
+        registered.status,
+        FileStatus::Received | FileStatus::Sanitizing
+    ) {
+        tracing::info!(file_id = %id, dataset = %dataset.name, bucket = %object.bucket,
+            key = %object.key, status = %registered.status, "already handled: duplicate event skipped");
+        return Ok(outcome(Some(id), Some(&dataset.name), "duplicate"));
+    }
+    deps.store
+        .advance(
+            id,
+            Stage::Sanitizer,
+            FileStatus::Sanitizing,
+            json!({ "etag": meta.etag }),
+        )
+        .await?;
+
+    let clean_key = format!("clean/{}/{id}.csv", dataset.name);
+    let mut upload = deps
+        .objects
+        .upload(&deps.clean_bucket, &clean_key, "text/csv; charset=utf-8");
+    let run = sanitize_async(
+        body,
+        &mut upload,
+        dataset.sanitize.clone(),
+        Some(dataset.name.clone()),
+    );
+    let report = match with_deadline(deadline, run).await {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => {
+            upload.abort().await;
+            return Err(retry(deps, id, format!("reading or writing the file failed: {e}")).await);
+        }
+        Err(()) => {
+            upload.abort().await;
+            let why = "stopped before the Lambda timeout; the event will be retried";
+            return Err(retry(deps, id, why.to_string()).await);
+        }
+    };
+    let accepted = report.verdict == Verdict::Accepted;
+    if accepted {
+        if let Err(e) = upload.finish().await {
+            return Err(retry(deps, id, e.to_string()).await);
+        }
+    } else {
+        upload.abort().await;
+    }
+
+    if let Err(e) = publish(
+        object,
+        dataset.name.as_str(),
+        id,
+        &clean_key,
+        &report,
+        &meta.metadata,
+        deps,
+    )
+    .await
+    {
+        return Err(retry(deps, id, e.to_string()).await);
+    }
+    let (status, clean) = if accepted {
+        (FileStatus::Sanitized, Some(clean_key.as_str()))
+    } else {
+        (FileStatus::Rejected, None)
+    };
+    let counts = RowCounts {
+        rows_in: report.rows_in as i64,
+        rows_out: report.rows_out as i64,
+        rows_rejected: report.rows_rejected as i64,
+    };
+    deps.store
+        .finish_sanitize(
+            id,
+            status,
+            clean,
+            counts,
+            report.reason.as_deref(),
+            summary(&report),
+        )
+        .await?;
+    tracing::info!(
+        file_id = %id, dataset = %dataset.name, bucket = %object.bucket, key = %object.key,
+        verdict = if accepted { "accepted" } else { "rejected" },
+        reason = report.reason.as_deref().unwrap_or(""),
+        bytes_in = report.bytes_in, rows_in = report.rows_in, rows_out = report.rows_out,
+        rows_rejected = report.rows_rejected,
+        formulas_neutralized = report.cells.formulas_neutralized,
+        markup_neutralized = report.cells.markup_neutralized,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "file sanitized"
+    );
+    Ok(outcome(
+        Some(id),
+        Some(&dataset.name),
+        if accepted { "accepted" } else { "rejected" },
+    ))
+}
+
+async fn with_deadline<F: std::future::Future>(
+    deadline: Option<Instant>,
+    work: F,
+) -> Result<F::Output, ()> {
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at.into(), work)
+            .await
+            .map_err(|_| ()),
+        None => Ok(work.await),
+    }
+}
+
+/// Writes the report beside the clean file, tags the quarantine object with the verdict and,
+/// for an accepted file, tells the transformer.
+async fn publish(
+    object: &ObjectCreated,
+    dataset: &str,
+    id: Uuid,
+    clean_key: &str,
+    report: &Report,
+    metadata: &std::collections::HashMap<String, String>,
+    deps: &Deps,
+) -> Result<(), sluice_aws::AwsError> {
+    let report_key = format!("reports/{id}/sanitize.json");
+    let body = serde_json::to_vec_pretty(report).unwrap_or_default();
+    deps.objects
+        .put(&deps.clean_bucket, &report_key, body, "application/json")
+        .await?;
+    let verdict = match report.verdict {
+        Verdict::Accepted => "accepted",
+        Verdict::Rejected => "rejected",
+    };
+    let id_text = id.to_string();
+    deps.objects
+        .tag(
+            &object.bucket,
+            &object.key,
+            &[("sluice-verdict", verdict), ("sluice-file-id", &id_text)],
+        )
+        .await?;
+    if report.verdict == Verdict::Accepted {
+        let message = FileSanitized {
+            v: V1,
+            file_id: id,
+            dataset: dataset.to_string(),
+            clean_bucket: deps.clean_bucket.clone(),
+            clean_key: clean_key.to_string(),
+            rows: report.rows_out,
+            columns: report.headers.clone(),
+            date_range: date_range(metadata),
+        };
+        let body = serde_json::to_string(&message).unwrap_or_default();
+        deps.queue.send_all(&[body]).await?;
+    }
+    Ok(())
+}
+
+/// A date-range filter asked for at upload time with `x-amz-meta-sluice-date-start` /
+/// `-end` (`YYYY-MM-DD`); anything else is ignored.
+fn date_range(metadata: &std::collections::HashMap<String, String>) -> Option<DateRange> {
+    let date = |name: &str| {
+        metadata
+            .get(name)
+            .filter(|v| v.len() == 10 && v.as_bytes()[4] == b'-' && v.as_bytes()[7] == b'-')
+            .cloned()
+    };
+    let (start, end) = (date("sluice-date-start"), date("sluice-date-end"));
+    (start.is_some() || end.is_some()).then_some(DateRange { start, end })
+}
+
+/// The event detail: the report's figures, no cell contents.
+fn summary(report: &Report) -> Value {
+    json!({
+        "verdict": report.verdict,
+        "reason": report.reason,
+        "encoding": report.encoding,
+        "delimiter": report.delimiter,
+        "bytes_in": report.bytes_in,
+        "bytes_out": report.bytes_out,
+        "rows_in": report.rows_in,
+        "rows_out": report.rows_out,
+        "rows_rejected": report.rows_rejected,
+        "rows_blank": report.rows_blank,
+        "cells": report.cells,
+        "sha256_in": report.sha256_in,
+        "sha256_out": report.sha256_out,
+    })
+}
+
+/// Notes a retryable error on the file (best effort: the database may be what failed) and
+/// turns it into the handler's error, so Lambda retries.
+async fn retry(deps: &Deps, id: Uuid, error: String) -> lambda_runtime::Error {
+    if let Err(e) = deps.store.note_error(id, Stage::Sanitizer, &error).await {
+        tracing::error!(file_id = %id, error = %e, "could not record the error in the status store");
+    }
+    tracing::error!(file_id = %id, error = %error, "sanitizing failed; Lambda will retry");
+    error.into()
+}

@@ -1,0 +1,8 @@
+//! The quarantine stage as a library: the handler the Lambda binary runs and tests call.
+
+pub mod event;
+pub mod handler;
+pub mod settings;
+
+pub use handler::{handle, Deps, Outcome};
+pub use settings::Settings;

@@ -1,0 +1,37 @@
+//! The sanitizer's environment, read and checked once per container.
+
+use std::path::PathBuf;
+
+use sluice_aws::setup::{flag, required, SetupError};
+
+/// Everything the sanitizer needs from its environment (see README, "Configuration").
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `SLUICE_CONFIG`: pipeline config path (beside the bootstrap) or `s3://bucket/key`.
+    pub pipeline_config: String,
+    /// `SLUICE_CLEAN_BUCKET`: where clean files and reports go.
+    pub clean_bucket: String,
+    /// `SLUICE_TRANSFORM_QUEUE_URL`: where "file sanitized" messages go.
+    pub transform_queue_url: String,
+    /// `DATABASE_URL`: the status store.
+    pub database_url: String,
+    /// `SLUICE_DB_CA_FILE`: PEM bundle verifying the database's TLS certificate.
+    pub db_ca_file: Option<PathBuf>,
+    /// `SLUICE_MIGRATE_ON_START`: apply migrations at cold start (default false).
+    pub migrate_on_start: bool,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SetupError> {
+        Ok(Self {
+            pipeline_config: required("SLUICE_CONFIG")?,
+            clean_bucket: required("SLUICE_CLEAN_BUCKET")?,
+            transform_queue_url: required("SLUICE_TRANSFORM_QUEUE_URL")?,
+            database_url: required("DATABASE_URL")?,
+            db_ca_file: std::env::var_os("SLUICE_DB_CA_FILE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            migrate_on_start: flag("SLUICE_MIGRATE_ON_START", false)?,
+        })
+    }
+}

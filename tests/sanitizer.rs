@@ -1,0 +1,273 @@
+//! The sanitizer Lambda's handler, end to end: real files in a (moto) S3 quarantine bucket,
+//! the handler run with the S3 event, then the clean object, the report, the tags, the SQS
+//! message and the database rows checked.
+
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+use sluice_aws::{ObjectStore, Queue};
+use sluice_core::{FileStatus, PipelineConfig};
+use sluice_db::{file_id, Db, DbConfig, Store};
+use sluice_e2e::World;
+use sluice_sanitizer::{handle, Deps, Outcome};
+
+const CONFIG: &str = r#"
+[datasets.orders]
+prefix = "incoming/orders/"
+[datasets.orders.sanitize]
+required_columns = ["order_id", "sku"]
+"#;
+
+fn deps(world: &World, store: Store) -> Deps {
+    Deps {
+        config: PipelineConfig::parse(CONFIG, "test").unwrap(),
+        store,
+        objects: ObjectStore::new(world.clients.s3.clone()),
+        queue: Queue::new(world.clients.sqs.clone(), world.queue_url.clone()),
+        clean_bucket: world.clean.clone(),
+    }
+}
+
+async fn run(deps: &Deps, event: Value) -> Result<Vec<Outcome>, lambda_runtime::Error> {
+    handle(LambdaEvent::new(event, Context::default()), deps).await
+}
+
+fn example(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+async fn tags(world: &World, key: &str) -> Vec<(String, String)> {
+    let mut tags = ObjectStore::new(world.clients.s3.clone())
+        .tags(&world.quarantine, key)
+        .await
+        .unwrap();
+    tags.sort();
+    tags
+}
+
+#[tokio::test]
+async fn accepted_messy_file_goes_clean_with_report_tags_message_and_status() {
+    let world = World::new().await;
+    let store = world.store().await;
+    let deps = deps(&world, store);
+    let key = "incoming/orders/2026/11/23/orders-messy.csv";
+    let body = example("orders-messy.csv");
+    world.put(key, body.clone()).await;
+
+    let outcomes = run(&deps, world.created_event(key, body.len()))
+        .await
+        .unwrap();
+
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].result, "accepted");
+    let id = outcomes[0].file_id.unwrap();
+    let clean_key = format!("clean/orders/{id}.csv");
+    let clean = String::from_utf8(world.get(&world.clean, &clean_key).await.unwrap()).unwrap();
+    assert!(clean.starts_with("order_id,order_date,sku,qty,"), "{clean}");
+    assert!(!clean.contains("<script"));
+    let report: Value = serde_json::from_slice(
+        &world
+            .get(&world.clean, &format!("reports/{id}/sanitize.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["verdict"], "accepted");
+    assert_eq!(report["rejects"][0]["line"], 11);
+    assert_eq!(
+        tags(&world, key).await,
+        [
+            ("sluice-file-id".to_string(), id.to_string()),
+            ("sluice-verdict".to_string(), "accepted".to_string())
+        ]
+    );
+    let messages = world.drain_queue().await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["v"], 1);
+    assert_eq!(messages[0]["file_id"], id.to_string());
+    assert_eq!(messages[0]["dataset"], "orders");
+    assert_eq!(messages[0]["clean_key"], clean_key);
+    assert_eq!(messages[0]["rows"], 11);
+    let row = deps.store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Sanitized);
+    assert_eq!(row.clean_key.as_deref(), Some(clean_key.as_str()));
+    assert_eq!(
+        (row.rows_in, row.rows_out, row.rows_rejected),
+        (Some(13), Some(11), Some(1))
+    );
+    let statuses: Vec<FileStatus> = deps
+        .store
+        .events(id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            FileStatus::Sanitized
+        ]
+    );
+    world.clean_up().await;
+}
+
+#[tokio::test]
+async fn rejected_file_stays_in_quarantine_with_its_report_and_is_not_forwarded() {
+    let world = World::new().await;
+    let deps = deps(&world, world.store().await);
+    let key = "incoming/orders/2026/11/23/export.xlsx";
+    let body = example("not-a-csv.xlsx");
+    world.put(key, body.clone()).await;
+
+    let outcomes = run(&deps, world.created_event(key, body.len()))
+        .await
+        .unwrap();
+
+    assert_eq!(outcomes[0].result, "rejected");
+    let id = outcomes[0].file_id.unwrap();
+    assert_eq!(world.get(&world.quarantine, key).await.unwrap(), body);
+    assert_eq!(
+        world.keys(&world.clean).await,
+        [format!("reports/{id}/sanitize.json")],
+        "no clean file, only the report"
+    );
+    assert!(tags(&world, key)
+        .await
+        .contains(&("sluice-verdict".into(), "rejected".into())));
+    assert!(world.drain_queue().await.is_empty());
+    let row = deps.store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Rejected);
+    assert!(row.error.unwrap().contains("zip"));
+    world.clean_up().await;
+}
+
+#[tokio::test]
+async fn key_with_spaces_and_unicode_is_decoded_and_found() {
+    let world = World::new().await;
+    let deps = deps(&world, world.store().await);
+    let key = "incoming/orders/2026/11/23/Orders export (Nov 23) café +1.csv";
+    let body = b"Order ID,SKU\n1,A\n".to_vec();
+    world.put(key, body.clone()).await;
+
+    let outcomes = run(&deps, world.created_event(key, body.len()))
+        .await
+        .unwrap();
+
+    assert_eq!(outcomes[0].key, key);
+    assert_eq!(outcomes[0].result, "accepted");
+    let row = deps
+        .store
+        .file(outcomes[0].file_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.source_key, key);
+    world.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_delivery_registers_one_file_and_sends_one_message() {
+    let world = World::new().await;
+    let deps = deps(&world, world.store().await);
+    let key = "incoming/orders/2026/11/23/dup.csv";
+    let body = b"order_id,sku\n1,A\n2,B\n".to_vec();
+    world.put(key, body.clone()).await;
+    let event = world.created_event(key, body.len());
+
+    let first = run(&deps, event.clone()).await.unwrap();
+    let second = run(&deps, event).await.unwrap();
+
+    assert_eq!(first[0].result, "accepted");
+    assert_eq!(second[0].result, "duplicate");
+    assert_eq!(first[0].file_id, second[0].file_id);
+    assert_eq!(world.drain_queue().await.len(), 1);
+    let client = DbConfig::parse(&sluice_e2e::database_url(), None)
+        .unwrap()
+        .with_schema(&world.schema)
+        .connect()
+        .await
+        .unwrap();
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM file_process", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+    world.clean_up().await;
+}
+
+#[tokio::test]
+async fn postgres_unavailable_fails_the_invocation_and_writes_nothing_under_the_clean_key() {
+    let world = World::new().await;
+    let unreachable =
+        DbConfig::parse("postgres://postgres@127.0.0.1:1/test?sslmode=disable", None).unwrap();
+    let deps = deps(&world, Store::new(Db::new(unreachable)));
+    let key = "incoming/orders/2026/11/23/when-db-down.csv";
+    let body = b"order_id,sku\n1,A\n".to_vec();
+    world.put(key, body.clone()).await;
+
+    let err = run(&deps, world.created_event(key, body.len()))
+        .await
+        .unwrap_err();
+
+    assert!(err.to_string().contains("database"), "{err}");
+    assert!(world.keys(&world.clean).await.is_empty());
+    assert!(world.drain_queue().await.is_empty());
+    assert!(
+        tags(&world, key).await.is_empty(),
+        "not tagged: it will be retried"
+    );
+
+    // Once the database is back, Lambda's retry of the same event goes through.
+    let deps = Deps {
+        store: world.store().await,
+        ..deps
+    };
+    let outcomes = run(&deps, world.created_event(key, body.len()))
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0].result, "accepted");
+    assert_eq!(
+        outcomes[0].file_id,
+        Some(file_id(
+            &world.quarantine,
+            key,
+            &outcome_etag(&world, key).await
+        ))
+    );
+    world.clean_up().await;
+}
+
+#[tokio::test]
+async fn test_event_and_unrouted_keys_send_nothing() {
+    let world = World::new().await;
+    let deps = deps(&world, world.store().await);
+    let test_event = serde_json::json!({"Service": "Amazon S3", "Event": "s3:TestEvent",
+        "Time": "2026-11-23T08:00:00.000Z", "Bucket": world.quarantine});
+    assert!(run(&deps, test_event).await.unwrap().is_empty());
+
+    let key = "somewhere/else.csv";
+    world.put(key, b"a\n1\n".to_vec()).await;
+    let outcomes = run(&deps, world.created_event(key, 4)).await.unwrap();
+    assert_eq!(outcomes[0].result, "unrouted");
+    assert!(tags(&world, key)
+        .await
+        .contains(&("sluice-verdict".into(), "unrouted".into())));
+    assert!(world.drain_queue().await.is_empty());
+    world.clean_up().await;
+}
+
+async fn outcome_etag(world: &World, key: &str) -> String {
+    let head = world
+        .clients
+        .s3
+        .head_object()
+        .bucket(&world.quarantine)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    head.e_tag().unwrap().trim_matches('"').to_string()
+}

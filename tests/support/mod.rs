@@ -1,0 +1,234 @@
+//! What the end-to-end tests share: a local AWS (moto server, from `AWS_ENDPOINT_URL`) and
+//! PostgreSQL (`DATABASE_URL`), both started by scripts/test.sh, with buckets, queues and a
+//! database schema of each test's own, removed when the test ends.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_sdk_s3::primitives::ByteStream;
+use sluice_aws::Clients;
+use sluice_db::{migrate, Db, DbConfig, Store};
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into())
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// One test's world: a quarantine bucket, a clean bucket, a transform queue, a schema.
+pub struct World {
+    pub clients: Clients,
+    pub quarantine: String,
+    pub clean: String,
+    pub queue_url: String,
+    pub schema: String,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        assert!(
+            std::env::var("AWS_ENDPOINT_URL").is_ok(),
+            "AWS_ENDPOINT_URL must point at moto server: run the tests with scripts/test.sh"
+        );
+        let clients = Clients::from_env().await;
+        let quarantine = unique("sluice-quarantine");
+        let clean = unique("sluice-clean");
+        for bucket in [&quarantine, &clean] {
+            clients
+                .s3
+                .create_bucket()
+                .bucket(bucket)
+                .send()
+                .await
+                .unwrap();
+        }
+        let queue_url = clients
+            .sqs
+            .create_queue()
+            .queue_name(unique("sluice-transform"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url()
+            .unwrap()
+            .to_string();
+        let schema = unique("sluice_e2e").replace('-', "_");
+        let admin = DbConfig::parse(&database_url(), None).unwrap();
+        admin
+            .connect()
+            .await
+            .expect("PostgreSQL is reachable")
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .unwrap();
+        Self {
+            clients,
+            quarantine,
+            clean,
+            queue_url,
+            schema,
+        }
+    }
+
+    pub fn db_config(&self) -> DbConfig {
+        DbConfig::parse(&database_url(), None)
+            .unwrap()
+            .with_schema(&self.schema)
+    }
+
+    /// A migrated status store in this world's schema.
+    pub async fn store(&self) -> Store {
+        let db = Db::new(self.db_config());
+        migrate(&db).await.unwrap();
+        Store::new(db)
+    }
+
+    pub async fn put(&self, key: &str, body: Vec<u8>) {
+        self.clients
+            .s3
+            .put_object()
+            .bucket(&self.quarantine)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    pub async fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let object = self
+            .clients
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await;
+        match object {
+            Ok(o) => Some(o.body.collect().await.unwrap().into_bytes().to_vec()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => None,
+            Err(e) => panic!("GetObject {bucket}/{key}: {e:?}"),
+        }
+    }
+
+    pub async fn keys(&self, bucket: &str) -> Vec<String> {
+        let listed = self
+            .clients
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect()
+    }
+
+    /// Every message now on the transform queue (received and deleted).
+    pub async fn drain_queue(&self) -> Vec<serde_json::Value> {
+        let mut bodies = Vec::new();
+        loop {
+            let received = self
+                .clients
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .unwrap();
+            let messages = received.messages();
+            if messages.is_empty() {
+                return bodies;
+            }
+            for m in messages {
+                bodies.push(serde_json::from_str(m.body().unwrap()).unwrap());
+                self.clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// An S3 ObjectCreated notification as AWS sends it: the key URL-encoded, `+` for space.
+    pub fn created_event(&self, key: &str, size: usize) -> serde_json::Value {
+        serde_json::json!({
+            "Records": [{
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": "2026-11-23T08:14:05.123Z",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": { "name": self.quarantine, "arn": format!("arn:aws:s3:::{}", self.quarantine) },
+                    "object": { "key": encode_key(key), "size": size, "eTag": "ignored-by-sluice" }
+                }
+            }]
+        })
+    }
+
+    /// Removes the buckets, the queue and the schema.
+    pub async fn clean_up(self) {
+        for bucket in [&self.quarantine, &self.clean] {
+            for key in self.keys(bucket).await {
+                let _ = self
+                    .clients
+                    .s3
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await;
+            }
+            let _ = self.clients.s3.delete_bucket().bucket(bucket).send().await;
+        }
+        let _ = self
+            .clients
+            .sqs
+            .delete_queue()
+            .queue_url(&self.queue_url)
+            .send()
+            .await;
+        if let Ok(client) = DbConfig::parse(&database_url(), None)
+            .unwrap()
+            .connect()
+            .await
+        {
+            let _ = client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
+                .await;
+        }
+    }
+}
+
+/// S3's event key encoding: like Python's `quote_plus` with `/` kept.
+fn encode_key(key: &str) -> String {
+    let mut out = String::new();
+    for b in key.bytes() {
+        match b {
+            b' ' => out.push('+'),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
