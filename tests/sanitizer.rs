@@ -271,3 +271,67 @@ async fn outcome_etag(world: &World, key: &str) -> String {
         .unwrap();
     head.e_tag().unwrap().trim_matches('"').to_string()
 }
+
+#[tokio::test]
+async fn database_credentials_can_come_from_a_secrets_manager_secret() {
+    let world = World::new().await;
+    let secret = world
+        .clients
+        .secrets
+        .create_secret()
+        .name(format!("{}-db", world.schema))
+        .secret_string(r#"{"username": "postgres", "password": "from-the-secret"}"#)
+        .send()
+        .await
+        .unwrap();
+    let arn = secret.arn().unwrap();
+    let url = format!(
+        "{}&options=-csearch_path%3D{}",
+        sluice_e2e::database_url(),
+        world.schema
+    );
+
+    let config = sluice_aws::setup::database_config(Some(&url), Some(arn), None, &world.clients)
+        .await
+        .unwrap();
+    let db = Db::new(config);
+    sluice_db::migrate(&db).await.unwrap();
+
+    // A secret with its own host and no DATABASE_URL means RDS: TLS, so a CA bundle, is a must.
+    let rds_style = world
+        .clients
+        .secrets
+        .create_secret()
+        .name(format!("{}-rds", world.schema))
+        .secret_string(r#"{"username": "u", "password": "p", "host": "db.example", "port": 5432, "dbname": "sluice"}"#)
+        .send()
+        .await
+        .unwrap();
+    let err = sluice_aws::setup::database_config(None, rds_style.arn(), None, &world.clients)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("SLUICE_DB_CA_FILE"), "{err}");
+    assert!(
+        !err.contains("from-the-secret") && !err.contains("\"p\""),
+        "{err}"
+    );
+    world.clean_up().await;
+}
+
+#[tokio::test]
+async fn the_sample_event_in_events_runs_through_the_handler() {
+    let world = World::new().await;
+    let deps = deps(&world, world.store().await);
+    let mut event: Value =
+        serde_json::from_str(include_str!("../events/sanitizer-s3-put.json")).unwrap();
+    event["Records"][0]["s3"]["bucket"]["name"] = world.quarantine.clone().into();
+    let key = "incoming/orders/2026/11/23/Orders export (Nov 23) café.csv";
+    world.put(key, example("orders-messy.csv")).await;
+
+    let outcomes = run(&deps, event).await.unwrap();
+
+    assert_eq!(outcomes[0].key, key);
+    assert_eq!(outcomes[0].result, "accepted");
+    world.clean_up().await;
+}

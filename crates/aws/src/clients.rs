@@ -2,11 +2,12 @@
 
 use aws_config::BehaviorVersion;
 
-/// The S3 and SQS clients of one process.
+/// The S3, SQS and Secrets Manager clients of one process.
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
 }
 
 impl Clients {
@@ -24,6 +25,7 @@ impl Clients {
         Self {
             s3: aws_sdk_s3::Client::from_conf(s3),
             sqs: aws_sdk_sqs::Client::new(&shared),
+            secrets: aws_sdk_secretsmanager::Client::new(&shared),
         }
     }
 }

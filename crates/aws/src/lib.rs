@@ -7,6 +7,7 @@
 
 mod clients;
 pub mod s3;
+pub mod secrets;
 pub mod setup;
 pub mod sqs;
 
@@ -30,6 +31,8 @@ pub enum AwsError {
         queue: String,
         message: String,
     },
+    #[error("secret {secret}: {message}")]
+    Secret { secret: String, message: String },
     #[error("message of {size} bytes is over SQS's limit of {limit} bytes")]
     MessageTooLarge { size: usize, limit: usize },
 }

@@ -4,9 +4,11 @@
 use std::path::Path;
 
 use sluice_core::PipelineConfig;
+use sluice_db::DbConfig;
 use tokio::io::AsyncReadExt;
 
-use crate::ObjectStore;
+use crate::secrets::database_secret;
+use crate::{Clients, ObjectStore};
 
 /// A setting that is missing or wrong; the Lambda refuses to start.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +19,8 @@ pub enum SetupError {
     Invalid { name: &'static str, reason: String },
     #[error("pipeline config: {0}")]
     Config(String),
+    #[error("database settings: {0}")]
+    Database(String),
 }
 
 /// JSON log lines (one object per line, as Lambda's JSON log format expects), level from
@@ -80,4 +84,39 @@ pub async fn load_pipeline_config(
         return PipelineConfig::parse(&text, uri).map_err(|e| SetupError::Config(e.to_string()));
     }
     PipelineConfig::load(Path::new(uri)).map_err(|e| SetupError::Config(e.to_string()))
+}
+
+/// The database settings: `url` (`DATABASE_URL`), with the credentials (and host, port and
+/// database, when it has them) of the Secrets Manager secret `secret_id`
+/// (`DATABASE_SECRET_ARN`) when that is set. Without a URL, TLS is required.
+pub async fn database_config(
+    url: Option<&str>,
+    secret_id: Option<&str>,
+    ca_file: Option<&Path>,
+    clients: &Clients,
+) -> Result<DbConfig, SetupError> {
+    let invalid = |e: &dyn std::fmt::Display| SetupError::Database(e.to_string());
+    let config =
+        DbConfig::parse(url.unwrap_or("sslmode=require"), ca_file).map_err(|e| invalid(&e))?;
+    let Some(secret_id) = secret_id else {
+        return match url {
+            Some(_) => Ok(config),
+            None => Err(SetupError::Missing("DATABASE_URL or DATABASE_SECRET_ARN")),
+        };
+    };
+    let secret = database_secret(&clients.secrets, secret_id)
+        .await
+        .map_err(|e| invalid(&e))?;
+    if url.is_none() && secret.host.is_none() {
+        return Err(SetupError::Database(
+            "the secret in DATABASE_SECRET_ARN has no host: set DATABASE_URL too".into(),
+        ));
+    }
+    Ok(config.with_credentials(
+        &secret.username,
+        &secret.password,
+        secret.host.as_deref(),
+        secret.port,
+        secret.dbname.as_deref(),
+    ))
 }

@@ -16,14 +16,32 @@ pub struct DbConfig {
     tls: Option<Arc<rustls::ClientConfig>>,
 }
 
+/// Shows where it connects, never the password.
+impl std::fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbConfig")
+            .field("hosts", &self.pg.get_hosts())
+            .field("ports", &self.pg.get_ports())
+            .field("dbname", &self.pg.get_dbname())
+            .field("user", &self.pg.get_user())
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
 impl DbConfig {
     /// Parses a `postgres://` URL or `key=value` string. With `sslmode=require` (what RDS
     /// needs) the server certificate is verified against the PEM bundle at `ca_file` (the RDS
     /// CA bundle); there is no unverified TLS. `sslmode=disable` (local runs) is plain TCP.
     pub fn parse(url: &str, ca_file: Option<&Path>) -> Result<Self, DbError> {
-        let pg: tokio_postgres::Config = url
+        let mut pg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| DbError::Config(format!("DATABASE_URL does not parse: {e}")))?;
+        // A database that does not answer must fail the invocation quickly, not at the
+        // Lambda timeout.
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(std::time::Duration::from_secs(5));
+        }
         let tls = match (pg.get_ssl_mode(), ca_file) {
             (SslMode::Disable, _) | (SslMode::Prefer, None) => None,
             (_, Some(path)) => Some(Arc::new(tls_config(path)?)),
@@ -34,6 +52,29 @@ impl DbConfig {
             }
         };
         Ok(Self { pg, tls })
+    }
+
+    /// Uses these credentials (from a secret) instead of any in the URL; `host`, `port` and
+    /// `dbname` replace the URL's when given.
+    pub fn with_credentials(
+        mut self,
+        user: &str,
+        password: &str,
+        host: Option<&str>,
+        port: Option<u16>,
+        dbname: Option<&str>,
+    ) -> Self {
+        self.pg.user(user).password(password);
+        if let Some(host) = host {
+            self.pg = rebuild_hosts(&self.pg, host);
+        }
+        if let Some(port) = port {
+            self.pg.port(port);
+        }
+        if let Some(dbname) = dbname {
+            self.pg.dbname(dbname);
+        }
+        self
     }
 
     /// Puts every query of these connections in `schema` (tests use one schema each).
@@ -58,6 +99,31 @@ impl DbConfig {
             }
         }
     }
+}
+
+/// The config with its host list replaced by `host` (tokio-postgres can only add hosts).
+fn rebuild_hosts(pg: &tokio_postgres::Config, host: &str) -> tokio_postgres::Config {
+    let mut fresh = tokio_postgres::Config::new();
+    fresh.host(host).ssl_mode(pg.get_ssl_mode());
+    if let Some(user) = pg.get_user() {
+        fresh.user(user);
+    }
+    if let Some(password) = pg.get_password() {
+        fresh.password(password);
+    }
+    if let Some(dbname) = pg.get_dbname() {
+        fresh.dbname(dbname);
+    }
+    if let Some(options) = pg.get_options() {
+        fresh.options(options);
+    }
+    if let Some(&port) = pg.get_ports().first() {
+        fresh.port(port);
+    }
+    if let Some(timeout) = pg.get_connect_timeout() {
+        fresh.connect_timeout(*timeout);
+    }
+    fresh
 }
 
 async fn drive<F>(connection: F)

@@ -2,9 +2,9 @@
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
-use sluice_aws::setup::{init_tracing, load_pipeline_config};
+use sluice_aws::setup::{database_config, init_tracing, load_pipeline_config};
 use sluice_aws::{Clients, ObjectStore, Queue};
-use sluice_db::{migrate, Db, DbConfig, Store};
+use sluice_db::{migrate, Db, Store};
 use sluice_sanitizer::{handle, Deps, Settings};
 
 #[tokio::main]
@@ -25,10 +25,15 @@ async fn deps() -> anyhow::Result<Deps> {
     let clients = Clients::from_env().await;
     let objects = ObjectStore::new(clients.s3.clone());
     let config = load_pipeline_config(&settings.pipeline_config, &objects).await?;
-    let db = Db::new(DbConfig::parse(
-        &settings.database_url,
-        settings.db_ca_file.as_deref(),
-    )?);
+    let db = Db::new(
+        database_config(
+            settings.database_url.as_deref(),
+            settings.database_secret.as_deref(),
+            settings.db_ca_file.as_deref(),
+            &clients,
+        )
+        .await?,
+    );
     if settings.migrate_on_start {
         migrate(&db).await?;
     }

@@ -13,8 +13,11 @@ pub struct Settings {
     pub clean_bucket: String,
     /// `SLUICE_TRANSFORM_QUEUE_URL`: where "file sanitized" messages go.
     pub transform_queue_url: String,
-    /// `DATABASE_URL`: the status store.
-    pub database_url: String,
+    /// `DATABASE_URL`: the status store (its password may come from the secret instead).
+    pub database_url: Option<String>,
+    /// `DATABASE_SECRET_ARN`: Secrets Manager secret with the database credentials (the
+    /// RDS-managed JSON shape: username, password, optionally host, port, dbname).
+    pub database_secret: Option<String>,
     /// `SLUICE_DB_CA_FILE`: PEM bundle verifying the database's TLS certificate.
     pub db_ca_file: Option<PathBuf>,
     /// `SLUICE_MIGRATE_ON_START`: apply migrations at cold start (default false).
@@ -27,11 +30,22 @@ impl Settings {
             pipeline_config: required("SLUICE_CONFIG")?,
             clean_bucket: required("SLUICE_CLEAN_BUCKET")?,
             transform_queue_url: required("SLUICE_TRANSFORM_QUEUE_URL")?,
-            database_url: required("DATABASE_URL")?,
+            database_url: optional("DATABASE_URL"),
+            database_secret: optional("DATABASE_SECRET_ARN"),
             db_ca_file: std::env::var_os("SLUICE_DB_CA_FILE")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
             migrate_on_start: flag("SLUICE_MIGRATE_ON_START", false)?,
         })
+        .and_then(|s: Settings| {
+            if s.database_url.is_none() && s.database_secret.is_none() {
+                return Err(SetupError::Missing("DATABASE_URL or DATABASE_SECRET_ARN"));
+            }
+            Ok(s)
+        })
     }
+}
+
+fn optional(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
