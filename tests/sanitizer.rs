@@ -335,3 +335,85 @@ async fn the_sample_event_in_events_runs_through_the_handler() {
     assert_eq!(outcomes[0].result, "accepted");
     world.clean_up().await;
 }
+
+#[tokio::test]
+async fn a_large_file_is_written_in_parts_and_appears_whole() {
+    let world = World::new().await;
+    let deps = deps(&world, world.store().await);
+    let key = "incoming/orders/2026/11/23/large.csv";
+    let mut body = b"order_id,sku,note\n".to_vec();
+    let mut i = 0;
+    while body.len() < 3 * sluice_aws::s3::PART_BYTES + 1000 {
+        body.extend_from_slice(format!("{i},SKU-{},\"a note, with a comma\"\n", i % 97).as_bytes());
+        i += 1;
+    }
+    world.put(key, body.clone()).await;
+
+    let outcomes = run(&deps, world.created_event(key, body.len()))
+        .await
+        .unwrap();
+
+    let id = outcomes[0].file_id.unwrap();
+    let clean = world
+        .get(&world.clean, &format!("clean/orders/{id}.csv"))
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_slice(
+        &world
+            .get(&world.clean, &format!("reports/{id}/sanitize.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["rows_out"], i);
+    assert_eq!(report["bytes_out"], clean.len());
+    assert!(clean.len() > 3 * sluice_aws::s3::PART_BYTES);
+    assert!(clean.ends_with(
+        format!(
+            "{},SKU-{},\"a note, with a comma\"\r\n",
+            i - 1,
+            (i - 1) % 97
+        )
+        .as_bytes()
+    ));
+    world.clean_up().await;
+}
+
+#[tokio::test]
+async fn an_s3_failure_mid_way_leaves_a_visible_error_and_lets_lambda_retry() {
+    let world = World::new().await;
+    let mut deps = deps(&world, world.store().await);
+    deps.clean_bucket = format!("{}-missing", world.clean);
+    let key = "incoming/orders/2026/11/23/retry-me.csv";
+    let body = b"order_id,sku\n1,A\n".to_vec();
+    world.put(key, body.clone()).await;
+
+    let err = run(&deps, world.created_event(key, body.len()))
+        .await
+        .unwrap_err();
+
+    assert!(err.to_string().contains("S3"), "{err}");
+    let id = file_id(&world.quarantine, key, &outcome_etag(&world, key).await);
+    let row = deps.store.file(id).await.unwrap().unwrap();
+    assert_eq!(
+        row.status,
+        FileStatus::Sanitizing,
+        "not final: the retry may succeed"
+    );
+    assert!(row.error.unwrap().contains(&deps.clean_bucket));
+    let events = deps.store.events(id).await.unwrap();
+    assert_eq!(events.last().unwrap().detail["retry"], true);
+    assert!(world.drain_queue().await.is_empty());
+    assert!(tags(&world, key).await.is_empty());
+
+    // The retry, with the bucket there, goes through and the file moves on.
+    deps.clean_bucket = world.clean.clone();
+    let outcomes = run(&deps, world.created_event(key, body.len()))
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0].result, "accepted");
+    let row = deps.store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Sanitized);
+    assert_eq!(row.error, None);
+    world.clean_up().await;
+}

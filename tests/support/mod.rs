@@ -219,7 +219,7 @@ impl World {
 }
 
 /// S3's event key encoding: like Python's `quote_plus` with `/` kept.
-fn encode_key(key: &str) -> String {
+pub fn encode_key(key: &str) -> String {
     let mut out = String::new();
     for b in key.bytes() {
         match b {

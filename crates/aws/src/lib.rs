@@ -38,7 +38,7 @@ pub enum AwsError {
 }
 
 /// The full error chain of an SDK error, which its `Display` alone hides.
-pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

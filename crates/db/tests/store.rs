@@ -262,3 +262,23 @@ fn tls_without_a_ca_bundle_is_refused_at_configuration() {
     assert!(err.contains("SLUICE_DB_CA_FILE"), "{err}");
     assert!(!err.contains("secret"), "never print the password: {err}");
 }
+
+#[tokio::test]
+async fn tls_refuses_a_server_whose_certificate_the_bundle_does_not_vouch_for() {
+    // The public web roots do not sign the local server's certificate (Debian's self-signed
+    // "snakeoil" one, when TLS is on at all): the connection must fail, never fall back.
+    let bundle = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
+    if !bundle.exists() {
+        panic!("no CA bundle at {} to test with", bundle.display());
+    }
+    let url = database_url().replace("sslmode=disable", "sslmode=require");
+    let config = DbConfig::parse(&url, Some(bundle)).unwrap();
+    let Err(err) = Db::new(config).client().await.map(|_| ()) else {
+        panic!("connected without verifying the server's certificate");
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("certificate") || text.contains("TLS") || text.contains("tls"),
+        "{text}"
+    );
+}

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::{json, Value};
-use sluice_aws::{ObjectStore, Queue};
+use sluice_aws::{describe, ObjectStore, Queue};
 use sluice_core::message::{DateRange, FileSanitized, V1};
 use sluice_core::sanitize::drive::sanitize_async;
 use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
@@ -14,8 +14,8 @@ use uuid::Uuid;
 
 use crate::event::{objects_created, ObjectCreated};
 
-/// Stop this long before Lambda's deadline, so there is time to abort the upload and note
-/// the error; Lambda then retries the event.
+/// Stop this long before Lambda's deadline (at most; a fifth of the time left if that is
+/// less), so there is time to abort the upload and note the error; Lambda then retries.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 
 /// What the handler works with, built once per container.
@@ -62,7 +62,11 @@ fn deadline_of(context: &lambda_runtime::Context) -> Option<Instant> {
         .ok()?
         .as_millis() as u64;
     let left = Duration::from_millis(context.deadline.saturating_sub(now_ms));
-    Some(Instant::now() + left.saturating_sub(DEADLINE_MARGIN))
+    tracing::debug!(
+        left_ms = left.as_millis() as u64,
+        "time left in this invocation"
+    );
+    Some(Instant::now() + left - DEADLINE_MARGIN.min(left / 5))
 }
 
 async fn process(
@@ -136,7 +140,8 @@ async fn process(
         Ok(Ok(report)) => report,
         Ok(Err(e)) => {
             upload.abort().await;
-            return Err(retry(deps, id, format!("reading or writing the file failed: {e}")).await);
+            let why = format!("reading or writing the file failed: {}", describe(&e));
+            return Err(retry(deps, id, why).await);
         }
         Err(()) => {
             upload.abort().await;
