@@ -5,10 +5,7 @@
 //! usage: sanitize_object BUCKET KEY
 
 use lambda_runtime::{Context, LambdaEvent};
-use sluice_aws::setup::{database_config, load_pipeline_config};
-use sluice_aws::{Clients, ObjectStore, Queue};
-use sluice_db::{migrate, Db, Store};
-use sluice_sanitizer::{handle, Deps, Settings};
+use sluice_sanitizer::{handle, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -16,28 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let [bucket, key] = args.as_slice() else {
         return Err("usage: sanitize_object BUCKET KEY".into());
     };
-    let settings = Settings::from_env()?;
-    let clients = Clients::from_env().await;
-    let objects = ObjectStore::new(clients.s3.clone());
-    let db = Db::new(
-        database_config(
-            settings.database_url.as_deref(),
-            settings.database_secret.as_deref(),
-            settings.db_ca_file.as_deref(),
-            &clients,
-        )
-        .await?,
-    );
-    if settings.migrate_on_start {
-        migrate(&db).await?;
-    }
-    let deps = Deps {
-        config: load_pipeline_config(&settings.pipeline_config, &objects).await?,
-        store: Store::new(db),
-        objects,
-        queue: Queue::new(clients.sqs, settings.transform_queue_url),
-        clean_bucket: settings.clean_bucket,
-    };
+    let deps = Deps::from_env().await?;
     let event = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put",
         "s3": {"bucket": {"name": bucket}, "object": {"key": sluice_e2e::encode_key(key)}}}]});
     let started = std::time::Instant::now();

@@ -2,7 +2,11 @@
 
 use std::path::PathBuf;
 
-use sluice_aws::setup::{flag, required, SetupError};
+use sluice_aws::setup::{database_config, flag, load_pipeline_config, required, SetupError};
+use sluice_aws::{Clients, ObjectStore, Queue};
+use sluice_db::{migrate, Db, Store};
+
+use crate::Deps;
 
 /// Everything the sanitizer needs from its environment (see README, "Configuration").
 #[derive(Debug, Clone)]
@@ -48,4 +52,34 @@ impl Settings {
 
 fn optional(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Deps {
+    /// Everything the handler needs, from the environment: settings checked, clients built,
+    /// pipeline config loaded, database configured (and migrated if asked). Once per container.
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let settings = Settings::from_env()?;
+        let clients = Clients::from_env().await;
+        let objects = ObjectStore::new(clients.s3.clone());
+        let config = load_pipeline_config(&settings.pipeline_config, &objects).await?;
+        let db = Db::new(
+            database_config(
+                settings.database_url.as_deref(),
+                settings.database_secret.as_deref(),
+                settings.db_ca_file.as_deref(),
+                &clients,
+            )
+            .await?,
+        );
+        if settings.migrate_on_start {
+            migrate(&db).await?;
+        }
+        Ok(Deps {
+            config,
+            store: Store::new(db),
+            objects,
+            queue: Queue::new(clients.sqs, settings.transform_queue_url),
+            clean_bucket: settings.clean_bucket,
+        })
+    }
 }
