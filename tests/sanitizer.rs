@@ -417,3 +417,16 @@ async fn an_s3_failure_mid_way_leaves_a_visible_error_and_lets_lambda_retry() {
     assert_eq!(row.error, None);
     world.clean_up().await;
 }
+
+#[tokio::test]
+async fn an_object_deleted_before_the_event_arrives_is_skipped_not_retried() {
+    let world = World::new().await;
+    let deps = deps(&world, world.store().await);
+    let key = "incoming/orders/2026/11/23/already-gone.csv";
+
+    let outcomes = run(&deps, world.created_event(key, 10)).await.unwrap();
+
+    assert_eq!(outcomes[0].result, "gone");
+    assert!(world.keys(&world.clean).await.is_empty());
+    world.clean_up().await;
+}

@@ -18,6 +18,9 @@ pub use sqs::Queue;
 /// Why an S3 or SQS call failed. Messages name the bucket/key or queue; never object contents.
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
+    /// The object is not there (deleted since the event, or never written).
+    #[error("S3 object s3://{bucket}/{key} does not exist")]
+    NotFound { bucket: String, key: String },
     #[error("S3 {op} s3://{bucket}/{key}: {message}")]
     S3 {
         op: &'static str,

@@ -65,7 +65,13 @@ impl ObjectStore {
             .set_version_id(version.map(str::to_string))
             .send()
             .await
-            .map_err(|e| s3_error("GetObject", bucket, key, e))?;
+            .map_err(|e| match e.as_service_error() {
+                Some(s) if s.is_no_such_key() => AwsError::NotFound {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                },
+                _ => s3_error("GetObject", bucket, key, e),
+            })?;
         let meta = ObjectMeta {
             size: object.content_length().unwrap_or_default(),
             etag: object

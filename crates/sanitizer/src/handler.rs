@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::{json, Value};
-use sluice_aws::{describe, ObjectStore, Queue};
+use sluice_aws::{describe, AwsError, ObjectStore, Queue};
 use sluice_core::message::{DateRange, FileSanitized, V1};
 use sluice_core::sanitize::drive::sanitize_async;
 use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
@@ -34,7 +34,8 @@ pub struct Outcome {
     pub key: String,
     pub file_id: Option<Uuid>,
     pub dataset: Option<String>,
-    /// `accepted`, `rejected`, `duplicate` (already handled) or `unrouted` (no dataset).
+    /// `accepted`, `rejected`, `duplicate` (already handled), `unrouted` (no dataset) or
+    /// `gone` (the object was deleted before it could be read).
     pub result: &'static str,
 }
 
@@ -94,10 +95,20 @@ async fn process(
             .await?;
         return Ok(outcome(None, None, "unrouted"));
     };
-    let (body, meta) = deps
+    let opened = deps
         .objects
         .open(&object.bucket, &object.key, object.version_id.as_deref())
-        .await?;
+        .await;
+    let (body, meta) = match opened {
+        Ok(opened) => opened,
+        Err(AwsError::NotFound { .. }) => {
+            // Deleted before we got to it: nothing to sanitize, nothing to retry.
+            tracing::warn!(bucket = %object.bucket, key = %object.key, dataset = %dataset.name,
+                "object no longer exists: event skipped");
+            return Ok(outcome(None, Some(&dataset.name), "gone"));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let registered = deps
         .store
         .register(&NewFile {
