@@ -7,6 +7,7 @@ pub mod config;
 pub mod message;
 pub mod sanitize;
 pub mod status;
+pub mod transform;
 
 pub use config::{ConfigError, Dataset, PipelineConfig};
 pub use sanitize::{Policy, Report, Sanitizer, Verdict};
