@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::sanitize::header::normalize_header;
 use crate::sanitize::{CellPolicy, Encoding, Limits, MarkupPolicy, Policy, RaggedRows};
+use crate::transform::spec::{check_mapping, Mapping, RawMapping};
 
 /// Why a pipeline config was refused.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,8 @@ pub struct Dataset {
     pub prefix: String,
     /// How its files are sanitized.
     pub sanitize: Policy,
+    /// How its clean rows become JSON records; `None` until the dataset has one.
+    pub mapping: Option<Mapping>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +70,8 @@ struct RawDataset {
     prefix: String,
     #[serde(default)]
     sanitize: RawSanitize,
+    #[serde(default)]
+    mapping: Option<RawMapping>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,7 +154,7 @@ impl PipelineConfig {
     }
 }
 
-fn invalid(dataset: &str, field: &str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(dataset: &str, field: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         dataset: dataset.to_string(),
         field: field.to_string(),
@@ -180,10 +185,12 @@ fn check_dataset(name: &str, raw: RawDataset) -> Result<Dataset, ConfigError> {
         ));
     }
     let sanitize = check_sanitize(name, raw.sanitize)?;
+    let mapping = raw.mapping.map(|m| check_mapping(name, m)).transpose()?;
     Ok(Dataset {
         name: name.to_string(),
         prefix: raw.prefix,
         sanitize,
+        mapping,
     })
 }
 

@@ -14,7 +14,7 @@ pub mod cell;
 pub mod drive;
 pub mod encoding;
 pub mod header;
-mod lines;
+pub(crate) mod lines;
 pub mod markup;
 mod policy;
 mod report;

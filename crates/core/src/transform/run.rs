@@ -1,0 +1,184 @@
+//! Running a mapping over a whole clean file: rows in, records out, a report of what failed.
+
+use std::io::{self, Read};
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use super::record::RecordMapper;
+use super::spec::Mapping;
+use crate::sanitize::lines::Tally;
+
+/// Failed rows listed in the report at most; the count is always complete.
+pub const MAX_LISTED_ERRORS: usize = 1000;
+
+/// Keep only records whose date field falls in `[start, end]` (either end open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DateFilter {
+    pub start: Option<NaiveDate>,
+    pub end: Option<NaiveDate>,
+}
+
+impl DateFilter {
+    fn keeps(&self, date: Option<NaiveDate>) -> bool {
+        // A record without a date cannot be shown to be in the range.
+        let Some(date) = date else { return false };
+        self.start.is_none_or(|s| date >= s) && self.end.is_none_or(|e| date <= e)
+    }
+}
+
+/// One row that could not be mapped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowError {
+    /// Line of the clean file on which the row starts (its header is line 1).
+    pub line: u64,
+    pub field: String,
+    /// The start of the offending cell (at most 40 characters).
+    pub value: String,
+    pub reason: String,
+}
+
+/// `ok`, or `failed` when the share of failed rows passed the dataset's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransformVerdict {
+    Ok,
+    Failed,
+}
+
+/// The transform report, written beside the clean file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransformReport {
+    pub verdict: TransformVerdict,
+    pub reason: Option<String>,
+    pub dataset: Option<String>,
+    pub filter: Option<DateFilter>,
+    /// Data rows read.
+    pub rows_in: u64,
+    pub records_out: u64,
+    /// Rows left out by the date-range filter.
+    pub rows_filtered: u64,
+    pub rows_failed: u64,
+    pub errors: Vec<RowError>,
+    pub errors_truncated: bool,
+}
+
+/// Why a file could not be transformed at all.
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    #[error("reading the clean file: {0}")]
+    Read(#[from] io::Error),
+    #[error("{0}")]
+    File(String),
+}
+
+/// Maps every row of the clean CSV `input`, handing each kept record's JSON to `emit`. Row
+/// errors never stop the file; they are counted and listed, and the verdict is `failed` when
+/// their share passes the mapping's `max_error_share`.
+pub fn transform_read(
+    input: impl Read,
+    mapping: &Mapping,
+    dataset: Option<String>,
+    filter: Option<DateFilter>,
+    mut emit: impl FnMut(&[u8]) -> io::Result<()>,
+) -> Result<TransformReport, TransformError> {
+    if filter.is_some() && mapping.date_field.is_none() {
+        return Err(TransformError::File(
+            "a date-range filter was asked for, but the dataset's mapping has no date_field".into(),
+        ));
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(input);
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(csv_error)?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    if header.is_empty() {
+        return Err(TransformError::File("the clean file has no header".into()));
+    }
+    let mapper = RecordMapper::new(mapping, &header).map_err(TransformError::File)?;
+    let mut report = TransformReport {
+        verdict: TransformVerdict::Ok,
+        reason: None,
+        dataset,
+        filter,
+        rows_in: 0,
+        records_out: 0,
+        rows_filtered: 0,
+        rows_failed: 0,
+        errors: Vec::new(),
+        errors_truncated: false,
+    };
+    let mut row = csv::ByteRecord::new();
+    let mut out = Vec::with_capacity(1024);
+    // Counted here rather than taken from csv's positions, which lag a line behind after CRLF.
+    let mut next_line = 2;
+    while reader.read_byte_record(&mut row).map_err(csv_error)? {
+        report.rows_in += 1;
+        let line = next_line;
+        next_line += 1 + line_breaks(row.as_slice());
+        let cells: Result<Vec<&str>, _> = row.iter().map(std::str::from_utf8).collect();
+        let Ok(cells) = cells else {
+            fail(
+                &mut report,
+                line,
+                String::new(),
+                String::new(),
+                "row is not UTF-8".into(),
+            );
+            continue;
+        };
+        out.clear();
+        match mapper.write(&cells, &mut out) {
+            Ok(date) if filter.is_some_and(|f| !f.keeps(date)) => report.rows_filtered += 1,
+            Ok(_) => {
+                emit(&out)?;
+                report.records_out += 1;
+            }
+            Err(e) => fail(&mut report, line, e.field, e.value, e.reason),
+        }
+    }
+    let considered = report.rows_in - report.rows_filtered;
+    if considered > 0 && report.rows_failed as f64 > mapping.max_error_share * considered as f64 {
+        report.verdict = TransformVerdict::Failed;
+        report.reason = Some(format!(
+            "{} of {} rows could not be mapped ({:.1}%), over the limit of {:.1}%",
+            report.rows_failed,
+            considered,
+            100.0 * report.rows_failed as f64 / considered as f64,
+            100.0 * mapping.max_error_share
+        ));
+    }
+    Ok(report)
+}
+
+fn line_breaks(cells: &[u8]) -> u64 {
+    if memchr::memchr2(b'\n', b'\r', cells).is_none() {
+        return 0;
+    }
+    Tally::of(cells).breaks()
+}
+
+fn fail(report: &mut TransformReport, line: u64, field: String, value: String, reason: String) {
+    report.rows_failed += 1;
+    if report.errors.len() < MAX_LISTED_ERRORS {
+        report.errors.push(RowError {
+            line,
+            field,
+            value,
+            reason,
+        });
+    } else {
+        report.errors_truncated = true;
+    }
+}
+
+fn csv_error(e: csv::Error) -> TransformError {
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => TransformError::Read(io),
+        other => TransformError::File(format!("the clean file is not valid CSV: {other:?}")),
+    }
+}

@@ -1,0 +1,412 @@
+//! The mapping part of a dataset's config: which JSON fields a record has and where each one
+//! comes from. Checked completely at load time; errors name the dataset and the field.
+
+use std::collections::BTreeSet;
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use super::value::{parse_boolean, parse_decimal, parse_integer};
+use crate::config::ConfigError;
+
+/// How a dataset's clean rows become JSON records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mapping {
+    pub fields: Vec<FieldSpec>,
+    /// Output field whose date a date-range filter looks at.
+    pub date_field: Option<String>,
+    /// Share (0.0–1.0) of rows that may fail mapping before the file fails.
+    pub max_error_share: f64,
+    /// Separator between integer and fraction in decimal cells.
+    pub decimal_separator: char,
+}
+
+/// One output field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldSpec {
+    /// Dotted path in the record: `customer.email` nests.
+    pub path: Vec<String>,
+    pub source: Source,
+}
+
+/// Where a field's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// A clean CSV column, read as `kind`; `empty` says what an empty cell gives.
+    Column {
+        column: String,
+        kind: Kind,
+        empty: Empty,
+    },
+    /// The same JSON value in every record.
+    Constant(serde_json::Value),
+}
+
+/// The type a cell is read as.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    String,
+    Integer,
+    Decimal,
+    Boolean,
+    /// Written `YYYY-MM-DD`.
+    Date {
+        formats: Vec<String>,
+    },
+    /// Written as RFC 3339 in UTC (`2026-11-23T07:14:00Z`); cells without an offset are read
+    /// in `timezone`.
+    DateTime {
+        formats: Vec<String>,
+        timezone: Tz,
+    },
+}
+
+/// What an empty (or whitespace-only) cell gives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Empty {
+    Null,
+    /// This value, already checked against the field's type.
+    Default(serde_json::Value),
+    /// The row fails.
+    Error,
+}
+
+impl Mapping {
+    /// The clean column names the mapping reads, each once.
+    pub fn columns(&self) -> BTreeSet<&str> {
+        self.fields
+            .iter()
+            .filter_map(|f| match &f.source {
+                Source::Column { column, .. } => Some(column.as_str()),
+                Source::Constant(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// Date formats tried when a field lists none.
+pub const DEFAULT_DATE_FORMATS: [&str; 1] = ["%Y-%m-%d"];
+/// Datetime formats tried when a field lists none.
+pub const DEFAULT_DATETIME_FORMATS: [&str; 4] = [
+    "%Y-%m-%dT%H:%M:%S%.f%:z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMapping {
+    #[serde(default)]
+    date_field: Option<String>,
+    #[serde(default)]
+    max_error_share: Option<f64>,
+    #[serde(default)]
+    decimal_separator: Option<String>,
+    #[serde(default)]
+    timezone: Option<String>,
+    fields: Vec<RawField>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    name: String,
+    #[serde(default)]
+    column: Option<String>,
+    #[serde(default)]
+    value: Option<toml::Value>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    empty: Option<String>,
+    #[serde(default)]
+    default: Option<toml::Value>,
+    #[serde(default)]
+    formats: Vec<String>,
+    #[serde(default)]
+    timezone: Option<String>,
+}
+
+fn invalid(dataset: &str, field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        dataset: dataset.to_string(),
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+pub(crate) fn check_mapping(ds: &str, raw: RawMapping) -> Result<Mapping, ConfigError> {
+    let timezone = parse_tz(ds, "mapping.timezone", raw.timezone.as_deref())?;
+    let decimal_separator = match raw.decimal_separator.as_deref() {
+        None | Some(".") => '.',
+        Some(",") => ',',
+        Some(other) => {
+            return Err(invalid(
+                ds,
+                "mapping.decimal_separator",
+                format!("{other:?} is not \".\" or \",\""),
+            ))
+        }
+    };
+    let max_error_share = raw.max_error_share.unwrap_or(0.05);
+    if !(0.0..=1.0).contains(&max_error_share) {
+        return Err(invalid(
+            ds,
+            "mapping.max_error_share",
+            "must be a fraction between 0.0 and 1.0",
+        ));
+    }
+    if raw.fields.is_empty() {
+        return Err(invalid(
+            ds,
+            "mapping.fields",
+            "a mapping needs at least one field",
+        ));
+    }
+    let mut fields = Vec::with_capacity(raw.fields.len());
+    for field in raw.fields {
+        fields.push(check_field(ds, field, timezone, decimal_separator)?);
+    }
+    check_paths(ds, &fields)?;
+    if let Some(date_field) = &raw.date_field {
+        let target = fields.iter().find(|f| &f.path.join(".") == date_field);
+        let dated = matches!(
+            target.map(|f| &f.source),
+            Some(Source::Column {
+                kind: Kind::Date { .. } | Kind::DateTime { .. },
+                ..
+            })
+        );
+        if !dated {
+            return Err(invalid(
+                ds,
+                "mapping.date_field",
+                format!("{date_field:?} is not a date or datetime field of this mapping"),
+            ));
+        }
+    }
+    Ok(Mapping {
+        fields,
+        date_field: raw.date_field,
+        max_error_share,
+        decimal_separator,
+    })
+}
+
+fn parse_tz(ds: &str, field: &str, name: Option<&str>) -> Result<Tz, ConfigError> {
+    match name {
+        None => Ok(Tz::UTC),
+        Some(name) => name.parse::<Tz>().map_err(|_| {
+            invalid(
+                ds,
+                field,
+                format!("{name:?} is not an IANA time zone (e.g. Europe/Paris)"),
+            )
+        }),
+    }
+}
+
+fn check_field(
+    ds: &str,
+    raw: RawField,
+    default_tz: Tz,
+    separator: char,
+) -> Result<FieldSpec, ConfigError> {
+    let at = |what: &str| format!("mapping.fields.{}{what}", raw.name);
+    let path: Vec<String> = raw.name.split('.').map(str::to_string).collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(invalid(
+            ds,
+            &at(""),
+            "field names are non-empty, dot-separated parts",
+        ));
+    }
+    let source = match (raw.column, raw.value) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                ds,
+                &at(""),
+                "give either `column` or `value`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                ds,
+                &at(""),
+                "give a `column` or a constant `value`",
+            ))
+        }
+        (None, Some(value)) => Source::Constant(toml_to_json(value)),
+        (Some(column), None) => {
+            if crate::sanitize::header::normalize_header(&column).as_deref()
+                != Some(column.as_str())
+            {
+                return Err(invalid(
+                    ds,
+                    &at(".column"),
+                    format!(
+                        "{column:?} is not a clean column name (snake_case, as in the clean file)"
+                    ),
+                ));
+            }
+            let timezone = match raw.timezone.as_deref() {
+                Some(_) => parse_tz(ds, &at(".timezone"), raw.timezone.as_deref())?,
+                None => default_tz,
+            };
+            let formats = raw.formats;
+            let kind = match raw.kind.as_deref().unwrap_or("string") {
+                "string" => Kind::String,
+                "integer" => Kind::Integer,
+                "decimal" => Kind::Decimal,
+                "boolean" => Kind::Boolean,
+                "date" => Kind::Date {
+                    formats: or_default(formats, &DEFAULT_DATE_FORMATS),
+                },
+                "datetime" => Kind::DateTime {
+                    formats: or_default(formats, &DEFAULT_DATETIME_FORMATS),
+                    timezone,
+                },
+                other => {
+                    return Err(invalid(
+                        ds,
+                        &at(".type"),
+                        format!(
+                            "unknown type {other:?} (string, integer, decimal, boolean, date, datetime)"
+                        ),
+                    ))
+                }
+            };
+            let empty =
+                match (raw.required, raw.empty.as_deref(), raw.default) {
+                    (true, None | Some("error"), None) => Empty::Error,
+                    (true, ..) => {
+                        return Err(invalid(
+                            ds,
+                            &at(".required"),
+                            "a required field cannot also have an empty policy or default",
+                        ))
+                    }
+                    (false, None | Some("null"), None) => Empty::Null,
+                    (false, Some("error"), None) => Empty::Error,
+                    (false, None | Some("default"), Some(default)) => Empty::Default(
+                        check_default(ds, &at(".default"), &kind, default, separator)?,
+                    ),
+                    (false, Some("default"), None) => {
+                        return Err(invalid(
+                            ds,
+                            &at(".default"),
+                            "empty = \"default\" needs a `default`",
+                        ))
+                    }
+                    (false, Some(other), _) => {
+                        return Err(invalid(
+                            ds,
+                            &at(".empty"),
+                            format!("unknown policy {other:?} (null, default, error)"),
+                        ))
+                    }
+                };
+            Source::Column {
+                column,
+                kind,
+                empty,
+            }
+        }
+    };
+    Ok(FieldSpec { path, source })
+}
+
+fn or_default(formats: Vec<String>, defaults: &[&str]) -> Vec<String> {
+    if formats.is_empty() {
+        defaults.iter().map(|f| f.to_string()).collect()
+    } else {
+        formats
+    }
+}
+
+/// A default must be what the field's type would produce.
+fn check_default(
+    ds: &str,
+    field: &str,
+    kind: &Kind,
+    default: toml::Value,
+    separator: char,
+) -> Result<serde_json::Value, ConfigError> {
+    let wrong = |why: String| invalid(ds, field, why);
+    Ok(match (kind, default) {
+        (Kind::String, toml::Value::String(s)) => s.into(),
+        (Kind::Integer, toml::Value::Integer(i)) => i.into(),
+        (Kind::Integer, toml::Value::String(s)) => {
+            parse_integer(&s).map_err(|e| wrong(e.to_string()))?.into()
+        }
+        (Kind::Decimal, toml::Value::String(s)) => {
+            let d = parse_decimal(&s, separator).map_err(|e| wrong(e.to_string()))?;
+            serde_json::from_str(d.as_str()).map_err(|e| wrong(e.to_string()))?
+        }
+        (Kind::Decimal, toml::Value::Integer(i)) => i.into(),
+        (Kind::Boolean, toml::Value::Boolean(b)) => b.into(),
+        (Kind::Boolean, toml::Value::String(s)) => {
+            parse_boolean(&s).map_err(|e| wrong(e.to_string()))?.into()
+        }
+        (Kind::Date { .. } | Kind::DateTime { .. }, toml::Value::String(s)) => s.into(),
+        (kind, value) => {
+            return Err(wrong(format!(
+                "default {value:?} does not fit the field's type {}",
+                kind_name(kind)
+            )))
+        }
+    })
+}
+
+fn kind_name(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::String => "string",
+        Kind::Integer => "integer",
+        Kind::Decimal => "decimal (write it as a string: \"19.90\")",
+        Kind::Boolean => "boolean",
+        Kind::Date { .. } => "date",
+        Kind::DateTime { .. } => "datetime",
+    }
+}
+
+/// No two fields at one path, and no field both a value and an object (`a` and `a.b`).
+fn check_paths(ds: &str, fields: &[FieldSpec]) -> Result<(), ConfigError> {
+    for (i, a) in fields.iter().enumerate() {
+        for b in &fields[i + 1..] {
+            let (short, long) = if a.path.len() <= b.path.len() {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            if long.path.starts_with(&short.path) {
+                return Err(invalid(
+                    ds,
+                    &format!("mapping.fields.{}", long.path.join(".")),
+                    format!("clashes with field {:?}", short.path.join(".")),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn toml_to_json(value: toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::String(s) => s.into(),
+        toml::Value::Integer(i) => i.into(),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)
+        }
+        toml::Value::Boolean(b) => b.into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+        toml::Value::Array(items) => items.into_iter().map(toml_to_json).collect(),
+        toml::Value::Table(table) => table
+            .into_iter()
+            .map(|(k, v)| (k, toml_to_json(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    }
+}
