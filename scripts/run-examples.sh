@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the main job locally on the bundled example files, no AWS needed (README: "Try it").
-# Today that is the sanitizer; clean files and reports land in out/.
+# Runs the main job locally on the bundled example files, no AWS needed (README: "Set-up").
+# Each file is sanitized, and an accepted one is transformed into JSON records (the
+# forwarder's delivery is still to come); clean files, records and reports land in out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +17,11 @@ run() { # FILE DATASET
   local code=$?
   set -e
   case $code in
-    0) echo "    -> out/$name.clean.csv, out/$name.report.json" ;;
+    0)
+      "$sluice" transform "out/$name.clean.csv" --dataset "$2" --config pipelines.toml \
+        --output "out/$name.records.jsonl" --report "out/$name.transform.json" || true
+      echo "    -> out/$name.clean.csv, out/$name.records.jsonl and their reports"
+      ;;
     3) echo "    -> rejected, kept out of the pipeline; see out/$name.report.json" ;;
     *) echo "sluice failed with exit code $code" >&2; exit "$code" ;;
   esac

@@ -2,6 +2,7 @@
 
 mod migrate;
 mod sanitize;
+mod transform;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,8 @@ struct Cli {
 enum Command {
     /// Sanitize one CSV file into a clean RFC 4180 UTF-8 file and a JSON report.
     Sanitize(sanitize::Args),
+    /// Map a clean CSV's rows to JSON records (one per line) with a dataset's mapping.
+    Transform(transform::Args),
     /// Apply the status store's database migrations (idempotent).
     Migrate(migrate::Args),
 }
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Sanitize(args) => sanitize::run(args),
+        Command::Transform(args) => transform::run(args),
         Command::Migrate(args) => migrate::run(args),
     };
     ExitCode::from(code)

@@ -2,10 +2,11 @@
 
 use std::io::Write as _;
 
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::format::Parsed;
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
-use super::spec::{Empty, FieldSpec, Kind, Mapping, Source};
+use super::spec::{Empty, FieldSpec, Kind, Mapping, Source, TimeFormat};
 use super::value::{parse_boolean, parse_decimal, parse_integer, write_json_string};
 
 /// Why a row could not be mapped.
@@ -161,7 +162,7 @@ impl<'m> RecordMapper<'m> {
             Kind::String => write_json_string(out, cell),
             Kind::Integer => {
                 let n = parse_integer(cell).map_err(|e| e.to_string())?;
-                let _ = write!(out, "{n}");
+                write_integer(out, n);
             }
             Kind::Decimal => {
                 let d = parse_decimal(cell, self.mapping.decimal_separator)
@@ -184,10 +185,16 @@ impl<'m> RecordMapper<'m> {
                 out.push(b'"');
                 write_date(out, utc.date_naive());
                 let t = utc.time();
-                let _ = write!(out, "T{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second());
+                out.push(b'T');
+                write_digits(out, t.hour(), 2);
+                out.push(b':');
+                write_digits(out, t.minute(), 2);
+                out.push(b':');
+                write_digits(out, t.second(), 2);
                 let millis = t.nanosecond() / 1_000_000;
                 if millis > 0 {
-                    let _ = write!(out, ".{millis:03}");
+                    out.push(b'.');
+                    write_digits(out, millis.min(999), 3);
                 }
                 out.extend_from_slice(b"Z\"");
                 return Ok(Some(local_date));
@@ -198,39 +205,87 @@ impl<'m> RecordMapper<'m> {
 }
 
 fn write_date(out: &mut Vec<u8>, date: NaiveDate) {
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        date.month(),
-        date.day()
-    );
+    let year = date.year();
+    if (0..=9999).contains(&year) {
+        write_digits(out, year as u32, 4);
+    } else {
+        let _ = write!(out, "{year:04}");
+    }
+    out.push(b'-');
+    write_digits(out, date.month(), 2);
+    out.push(b'-');
+    write_digits(out, date.day(), 2);
 }
 
-fn parse_date(cell: &str, formats: &[String]) -> Result<NaiveDate, String> {
+/// Writes `n` zero-padded to `width` digits (`n` has at most that many).
+fn write_digits(out: &mut Vec<u8>, mut n: u32, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+fn write_integer(out: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    let mut digits = [0u8; 20];
+    let mut value = n.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+fn formats_text(formats: &[TimeFormat]) -> String {
     formats
         .iter()
-        .find_map(|f| NaiveDate::parse_from_str(cell, f).ok())
-        .ok_or_else(|| format!("not a date in the format(s) {}", formats.join(" | ")))
+        .map(|f| f.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+fn parse_date(cell: &str, formats: &[TimeFormat]) -> Result<NaiveDate, String> {
+    formats
+        .iter()
+        .find_map(|f| {
+            let mut parsed = Parsed::new();
+            chrono::format::parse(&mut parsed, cell, f.items.iter()).ok()?;
+            parsed.to_naive_date().ok()
+        })
+        .ok_or_else(|| format!("not a date in the format(s) {}", formats_text(formats)))
 }
 
 /// The instant in UTC, and its date in `tz` (what a date-range filter compares).
 fn parse_datetime(
     cell: &str,
-    formats: &[String],
+    formats: &[TimeFormat],
     tz: Tz,
 ) -> Result<(DateTime<Utc>, NaiveDate), String> {
     for format in formats {
-        if format.contains("%z") || format.contains("%:z") || format.contains("%#z") {
-            if let Ok(dt) = DateTime::<FixedOffset>::parse_from_str(cell, format) {
+        let mut parsed = Parsed::new();
+        if chrono::format::parse(&mut parsed, cell, format.items.iter()).is_err() {
+            continue;
+        }
+        if format.has_offset {
+            if let Ok(dt) = parsed.to_datetime() {
                 let utc = dt.with_timezone(&Utc);
                 return Ok((utc, utc.with_timezone(&tz).date_naive()));
             }
             continue;
         }
-        let Ok(naive) = NaiveDateTime::parse_from_str(cell, format) else {
+        let (Ok(date), Ok(time)) = (parsed.to_naive_date(), parsed.to_naive_time()) else {
             continue;
         };
+        let naive = date.and_time(time);
         return match tz.from_local_datetime(&naive) {
             chrono::LocalResult::Single(local) => Ok((local.with_timezone(&Utc), naive.date())),
             chrono::LocalResult::Ambiguous(..) => Err(format!(
@@ -243,7 +298,7 @@ fn parse_datetime(
     }
     Err(format!(
         "not a datetime in the format(s) {}",
-        formats.join(" | ")
+        formats_text(formats)
     ))
 }
 

@@ -51,14 +51,51 @@ pub enum Kind {
     Boolean,
     /// Written `YYYY-MM-DD`.
     Date {
-        formats: Vec<String>,
+        formats: Vec<TimeFormat>,
     },
     /// Written as RFC 3339 in UTC (`2026-11-23T07:14:00Z`); cells without an offset are read
     /// in `timezone`.
     DateTime {
-        formats: Vec<String>,
+        formats: Vec<TimeFormat>,
         timezone: Tz,
     },
+}
+
+/// A strftime-style format, compiled once at load time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeFormat {
+    pub text: String,
+    pub items: Vec<chrono::format::Item<'static>>,
+    /// The format reads a UTC offset (`%z`, `%:z`, ...), so no time zone is needed.
+    pub has_offset: bool,
+}
+
+impl TimeFormat {
+    fn compile(text: &str) -> Result<Self, String> {
+        use chrono::format::{Fixed, Item};
+        let items = chrono::format::StrftimeItems::new(text)
+            .parse_to_owned()
+            .map_err(|_| format!("{text:?} is not a valid strftime format"))?;
+        let has_offset = items.iter().any(|item| {
+            matches!(
+                item,
+                Item::Fixed(
+                    Fixed::TimezoneOffset
+                        | Fixed::TimezoneOffsetColon
+                        | Fixed::TimezoneOffsetColonZ
+                        | Fixed::TimezoneOffsetZ
+                        | Fixed::TimezoneOffsetDoubleColon
+                        | Fixed::TimezoneOffsetTripleColon
+                        | Fixed::RFC3339
+                )
+            )
+        });
+        Ok(Self {
+            text: text.to_string(),
+            items,
+            has_offset,
+        })
+    }
 }
 
 /// What an empty (or whitespace-only) cell gives.
@@ -256,17 +293,24 @@ fn check_field(
                 Some(_) => parse_tz(ds, &at(".timezone"), raw.timezone.as_deref())?,
                 None => default_tz,
             };
-            let formats = raw.formats;
+            let formats = |defaults: &[&str]| -> Result<Vec<TimeFormat>, ConfigError> {
+                or_default(raw.formats.clone(), defaults)
+                    .iter()
+                    .map(|f| {
+                        TimeFormat::compile(f).map_err(|why| invalid(ds, &at(".formats"), why))
+                    })
+                    .collect()
+            };
             let kind = match raw.kind.as_deref().unwrap_or("string") {
                 "string" => Kind::String,
                 "integer" => Kind::Integer,
                 "decimal" => Kind::Decimal,
                 "boolean" => Kind::Boolean,
                 "date" => Kind::Date {
-                    formats: or_default(formats, &DEFAULT_DATE_FORMATS),
+                    formats: formats(&DEFAULT_DATE_FORMATS)?,
                 },
                 "datetime" => Kind::DateTime {
-                    formats: or_default(formats, &DEFAULT_DATETIME_FORMATS),
+                    formats: formats(&DEFAULT_DATETIME_FORMATS)?,
                     timezone,
                 },
                 other => {

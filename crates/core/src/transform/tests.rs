@@ -288,3 +288,11 @@ fn error_lines_count_line_breaks_inside_cells() {
     let report = transform_read(csv.as_bytes(), &mapping(ORDERS), None, None, |_| Ok(())).unwrap();
     assert_eq!(report.errors[0].line, 4);
 }
+
+#[test]
+fn integers_are_written_exactly_at_the_extremes() {
+    for n in ["-9223372036854775808", "9223372036854775807", "0", "-7"] {
+        let rec = record(&["A", "", "S", n, "", "", ""]).unwrap();
+        assert_eq!(rec["line"]["quantity"].to_string(), n);
+    }
+}
