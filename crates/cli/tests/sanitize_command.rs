@@ -188,3 +188,75 @@ fn migrate_reports_a_database_it_cannot_reach_with_exit_1_and_no_password() {
     assert!(stderr.contains("database"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+#[test]
+fn transform_writes_json_lines_and_a_report_and_filters_by_date() {
+    let scratch = Scratch::new();
+    let clean = scratch.path("orders.clean.csv");
+    std::fs::write(
+        &clean,
+        "order_id,order_date,sku,qty,unit_price_eur,coupon,customer_e_mail,notes\r\n\
+         A-1,2026-11-22 10:00,S,1,1.00,,a@example.com,\r\n\
+         A-2,2026-11-23 10:00,S,2,2.50,,b@example.com,\r\n\
+         A-3,2026-11-23 11:00,S,lots,2.50,,c@example.com,\r\n",
+    )
+    .unwrap();
+    let records = scratch.path("records.jsonl");
+    let report = scratch.path("transform.json");
+    let run = sluice(&[
+        "transform",
+        clean.to_str().unwrap(),
+        "--dataset",
+        "orders",
+        "--config",
+        "pipelines.toml",
+        "--output",
+        records.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--start",
+        "2026-11-23",
+    ]);
+    // One failed row of two in range is over the orders dataset's 5% limit.
+    assert_eq!(
+        run.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(&records).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["orderId"], "A-2");
+    assert!(
+        text.contains(r#""unitPrice":2.50"#),
+        "decimals keep their digits: {text}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["verdict"], "failed");
+    assert_eq!(report["rows_filtered"], 1);
+    assert_eq!(report["errors"][0]["line"], 4);
+    assert_eq!(report["errors"][0]["field"], "line.quantity");
+    assert_eq!(report["errors"][0]["value"], "lots");
+}
+
+#[test]
+fn transform_refuses_a_bad_date_as_a_usage_error() {
+    let run = sluice(&[
+        "transform",
+        "x.csv",
+        "--dataset",
+        "orders",
+        "--config",
+        "pipelines.toml",
+        "-o",
+        "y",
+        "--start",
+        "23/11/2026",
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+}
