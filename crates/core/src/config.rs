@@ -55,6 +55,28 @@ pub struct Dataset {
     pub sanitize: Policy,
     /// How its clean rows become JSON records; `None` until the dataset has one.
     pub mapping: Option<Mapping>,
+    /// Where its records go.
+    pub delivery: Delivery,
+}
+
+/// Where a dataset's records go. (The endpoint, headers and timeout come with the forwarder.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Records per batch (one POST each).
+    pub batch_size: usize,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self { batch_size: 500 }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    #[serde(default)]
+    batch_size: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +94,8 @@ struct RawDataset {
     sanitize: RawSanitize,
     #[serde(default)]
     mapping: Option<RawMapping>,
+    #[serde(default)]
+    delivery: RawDelivery,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -186,11 +210,23 @@ fn check_dataset(name: &str, raw: RawDataset) -> Result<Dataset, ConfigError> {
     }
     let sanitize = check_sanitize(name, raw.sanitize)?;
     let mapping = raw.mapping.map(|m| check_mapping(name, m)).transpose()?;
+    let batch_size = raw
+        .delivery
+        .batch_size
+        .unwrap_or(Delivery::default().batch_size);
+    if !(1..=10_000).contains(&batch_size) {
+        return Err(invalid(
+            name,
+            "delivery.batch_size",
+            "must be between 1 and 10000 records",
+        ));
+    }
     Ok(Dataset {
         name: name.to_string(),
         prefix: raw.prefix,
         sanitize,
         mapping,
+        delivery: Delivery { batch_size },
     })
 }
 

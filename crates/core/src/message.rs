@@ -48,6 +48,39 @@ pub struct FileSanitized {
     pub date_range: Option<DateRange>,
 }
 
+/// Where a record batch's records are: in the message, or (when they would pass SQS's
+/// 256 KiB limit) in an S3 object holding the same JSON array (a claim check).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchBody {
+    Records(Vec<serde_json::Value>),
+    S3 { bucket: String, key: String },
+}
+
+/// "Record batch": the transformer gives the forwarder one batch of a file's records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordBatch {
+    pub v: V1,
+    pub file_id: Uuid,
+    pub dataset: String,
+    /// `<file id>-<sequence>`: the same batch always gets the same id, so a re-run of the
+    /// transformer re-sends batches the forwarder recognizes.
+    pub batch_id: String,
+    /// 1-based position of this batch in the file.
+    pub seq: u32,
+    /// How many batches the file has.
+    pub total: u32,
+    /// Records in this batch.
+    pub count: u32,
+    #[serde(flatten)]
+    pub body: BatchBody,
+}
+
+/// The stable id of batch `seq` of a file.
+pub fn batch_id(file_id: Uuid, seq: u32) -> String {
+    format!("{file_id}-{seq:06}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +108,40 @@ mod tests {
         assert_eq!(json["file_id"], "00000000-0000-0000-0000-000000000007");
         let back: FileSanitized = serde_json::from_value(json).unwrap();
         assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn record_batches_round_trip_inline_and_as_claim_checks() {
+        let inline = RecordBatch {
+            v: V1,
+            file_id: Uuid::from_u128(7),
+            dataset: "orders".into(),
+            batch_id: batch_id(Uuid::from_u128(7), 3),
+            seq: 3,
+            total: 4,
+            count: 1,
+            body: BatchBody::Records(vec![serde_json::json!({"orderId": "A-1"})]),
+        };
+        let json = serde_json::to_value(&inline).unwrap();
+        assert_eq!(
+            json["batch_id"],
+            "00000000-0000-0000-0000-000000000007-000003"
+        );
+        assert_eq!(json["records"][0]["orderId"], "A-1");
+        assert_eq!(serde_json::from_value::<RecordBatch>(json).unwrap(), inline);
+        let pointer = RecordBatch {
+            body: BatchBody::S3 {
+                bucket: "clean".into(),
+                key: "batches/x/000003.json".into(),
+            },
+            ..inline
+        };
+        let json = serde_json::to_value(&pointer).unwrap();
+        assert_eq!(json["s3"]["key"], "batches/x/000003.json");
+        assert_eq!(
+            serde_json::from_value::<RecordBatch>(json).unwrap(),
+            pointer
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! mapping config, the typed value parsers and the record writer. The file driver, batches and
 //! the transformer Lambda come next.
 
+pub mod batch;
 pub mod record;
 pub mod run;
 pub mod spec;

@@ -1,0 +1,164 @@
+//! Cutting a stream of JSON records into batches, and writing a batch's "record batch"
+//! message by hand (the records are already JSON; parsing them back would only cost time).
+
+use uuid::Uuid;
+
+use super::value::write_json_string;
+use crate::message::batch_id;
+
+/// Collects records into JSON arrays of at most `size` records.
+#[derive(Debug)]
+pub struct Batcher {
+    size: usize,
+    records: Vec<u8>,
+    count: usize,
+}
+
+/// A full batch: a JSON array of `count` records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub records: Vec<u8>,
+    pub count: usize,
+}
+
+impl Batcher {
+    pub fn new(size: usize) -> Self {
+        Self {
+            size: size.max(1),
+            records: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Adds one record; returns the batch it completes, if it does.
+    pub fn push(&mut self, record: &[u8]) -> Option<Batch> {
+        self.records.push(if self.count == 0 { b'[' } else { b',' });
+        self.records.extend_from_slice(record);
+        self.count += 1;
+        (self.count == self.size).then(|| self.take())
+    }
+
+    /// The last, partial batch, if any records are left.
+    pub fn finish(mut self) -> Option<Batch> {
+        (self.count > 0).then(|| self.take())
+    }
+
+    fn take(&mut self) -> Batch {
+        self.records.push(b']');
+        let batch = Batch {
+            records: std::mem::take(&mut self.records),
+            count: self.count,
+        };
+        self.count = 0;
+        batch
+    }
+}
+
+/// How many batches `records` records make.
+pub fn batch_count(records: u64, size: usize) -> u32 {
+    records.div_ceil(size.max(1) as u64) as u32
+}
+
+/// The "record batch" message (see [`crate::message::RecordBatch`]) with the records inline.
+pub fn inline_message(
+    file_id: Uuid,
+    dataset: &str,
+    seq: u32,
+    total: u32,
+    batch: &Batch,
+) -> Vec<u8> {
+    let mut out = envelope(file_id, dataset, seq, total, batch.count);
+    out.extend_from_slice(b",\"records\":");
+    out.extend_from_slice(&batch.records);
+    out.push(b'}');
+    out
+}
+
+/// The same message pointing at the batch's records in S3 instead (a claim check).
+pub fn claim_check_message(
+    file_id: Uuid,
+    dataset: &str,
+    seq: u32,
+    total: u32,
+    count: usize,
+    bucket: &str,
+    key: &str,
+) -> Vec<u8> {
+    let mut out = envelope(file_id, dataset, seq, total, count);
+    out.extend_from_slice(b",\"s3\":{\"bucket\":");
+    write_json_string(&mut out, bucket);
+    out.extend_from_slice(b",\"key\":");
+    write_json_string(&mut out, key);
+    out.extend_from_slice(b"}}");
+    out
+}
+
+fn envelope(file_id: Uuid, dataset: &str, seq: u32, total: u32, count: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"v\":1,\"file_id\":\"");
+    out.extend_from_slice(file_id.to_string().as_bytes());
+    out.extend_from_slice(b"\",\"dataset\":");
+    write_json_string(&mut out, dataset);
+    out.extend_from_slice(b",\"batch_id\":\"");
+    out.extend_from_slice(batch_id(file_id, seq).as_bytes());
+    out.extend_from_slice(
+        format!("\",\"seq\":{seq},\"total\":{total},\"count\":{count}").as_bytes(),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{BatchBody, RecordBatch};
+
+    #[test]
+    fn cuts_records_into_full_batches_and_a_last_partial_one() {
+        let mut batcher = Batcher::new(2);
+        let mut batches = Vec::new();
+        for r in [&b"{\"a\":1}"[..], b"{\"a\":2}", b"{\"a\":3}"] {
+            batches.extend(batcher.push(r));
+        }
+        batches.extend(batcher.finish());
+        assert_eq!(batches[0].records, b"[{\"a\":1},{\"a\":2}]");
+        assert_eq!(batches[1].records, b"[{\"a\":3}]");
+        assert_eq!(batches[1].count, 1);
+        assert_eq!(batch_count(3, 2), 2);
+        assert_eq!(batch_count(0, 2), 0);
+        assert_eq!(batch_count(4, 2), 2);
+    }
+
+    #[test]
+    fn hand_written_messages_parse_as_record_batches() {
+        let id = Uuid::from_u128(9);
+        let batch = Batch {
+            records: b"[{\"orderId\":\"A\"}]".to_vec(),
+            count: 1,
+        };
+        let inline: RecordBatch =
+            serde_json::from_slice(&inline_message(id, "orders", 2, 5, &batch)).unwrap();
+        assert_eq!(inline.batch_id, batch_id(id, 2));
+        assert_eq!((inline.seq, inline.total, inline.count), (2, 5, 1));
+        assert_eq!(
+            inline.body,
+            BatchBody::Records(vec![serde_json::json!({"orderId": "A"})])
+        );
+        let pointer: RecordBatch = serde_json::from_slice(&claim_check_message(
+            id,
+            "orders",
+            2,
+            5,
+            1,
+            "clean",
+            "batches/x/000002.json",
+        ))
+        .unwrap();
+        assert_eq!(
+            pointer.body,
+            BatchBody::S3 {
+                bucket: "clean".into(),
+                key: "batches/x/000002.json".into()
+            }
+        );
+    }
+}
