@@ -136,13 +136,33 @@ impl World {
 
     /// Every message now on the transform queue (received and deleted).
     pub async fn drain_queue(&self) -> Vec<serde_json::Value> {
+        self.drain(&self.queue_url).await
+    }
+
+    /// A new queue of this world's (removed by `clean_up` only if kept in `queue_url`; the
+    /// caller deletes it).
+    pub async fn new_queue(&self, name: &str) -> String {
+        self.clients
+            .sqs
+            .create_queue()
+            .queue_name(unique(name))
+            .send()
+            .await
+            .unwrap()
+            .queue_url()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Every message now on `queue_url` (received and deleted).
+    pub async fn drain(&self, queue_url: &str) -> Vec<serde_json::Value> {
         let mut bodies = Vec::new();
         loop {
             let received = self
                 .clients
                 .sqs
                 .receive_message()
-                .queue_url(&self.queue_url)
+                .queue_url(queue_url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(0)
                 .send()
@@ -157,7 +177,7 @@ impl World {
                 self.clients
                     .sqs
                     .delete_message()
-                    .queue_url(&self.queue_url)
+                    .queue_url(queue_url)
                     .receipt_handle(m.receipt_handle().unwrap())
                     .send()
                     .await

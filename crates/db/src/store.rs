@@ -61,6 +61,8 @@ pub struct FileRow {
     pub rows_in: Option<i64>,
     pub rows_out: Option<i64>,
     pub rows_rejected: Option<i64>,
+    pub records: Option<i64>,
+    pub batches_sent: Option<i32>,
     pub received_at: SystemTime,
     pub updated_at: SystemTime,
 }
@@ -164,6 +166,26 @@ impl Store {
             .await
     }
 
+    /// Records a transform outcome: `transformed` with its record and batch counts, or
+    /// `failed` with the reason (too many rows could not be mapped).
+    pub async fn finish_transform(
+        &self,
+        id: Uuid,
+        to: FileStatus,
+        records: i64,
+        batches: i32,
+        reason: Option<&str>,
+        detail: Value,
+    ) -> Result<bool, DbError> {
+        let update = Extra::Transform {
+            records,
+            batches,
+            reason,
+        };
+        self.transition(id, Stage::Transformer, to, Some(update), None, detail)
+            .await
+    }
+
     /// Marks the file failed at `stage` with `error`.
     pub async fn fail(&self, id: Uuid, stage: Stage, error: &str) -> Result<bool, DbError> {
         let detail = serde_json::json!({ "error": error });
@@ -215,13 +237,18 @@ impl Store {
             .map(FileStatus::as_str)
             .collect();
         let failed_stage = (to == FileStatus::Failed).then(|| stage.as_str());
-        let (clean_key, counts, reason) = match extra {
+        let (clean_key, counts, reason, records, batches) = match extra {
             Some(Extra::Sanitize {
                 clean_key,
                 counts,
                 reason,
-            }) => (clean_key, Some(counts), reason),
-            None => (None, None, None),
+            }) => (clean_key, Some(counts), reason, None, None),
+            Some(Extra::Transform {
+                records,
+                batches,
+                reason,
+            }) => (None, None, reason, Some(records), Some(batches)),
+            None => (None, None, None, None, None),
         };
         let mut client = self.db.client().await?;
         let tx = client.transaction().await?;
@@ -236,7 +263,9 @@ impl Store {
                      clean_key = COALESCE($5, clean_key),
                      rows_in = COALESCE($8, rows_in),
                      rows_out = COALESCE($9, rows_out),
-                     rows_rejected = COALESCE($10, rows_rejected)
+                     rows_rejected = COALESCE($10, rows_rejected),
+                     records = COALESCE($11, records),
+                     batches_sent = COALESCE($12, batches_sent)
                  WHERE id = $1 AND status = ANY($6)",
                 &[
                     &id,
@@ -249,6 +278,8 @@ impl Store {
                     &counts.map(|c| c.rows_in),
                     &counts.map(|c| c.rows_out),
                     &counts.map(|c| c.rows_rejected),
+                    &records,
+                    &batches,
                 ],
             )
             .await?
@@ -271,7 +302,7 @@ impl Store {
             .query_opt(
                 "SELECT id, dataset, source_bucket, source_key, source_etag, source_size,
                         clean_key, status, failed_stage, error, rows_in, rows_out,
-                        rows_rejected, received_at, updated_at
+                        rows_rejected, received_at, updated_at, records, batches_sent
                  FROM file_process WHERE id = $1",
                 &[&id],
             )
@@ -293,6 +324,8 @@ impl Store {
                 rows_rejected: r.get(12),
                 received_at: r.get(13),
                 updated_at: r.get(14),
+                records: r.get(15),
+                batches_sent: r.get(16),
             })
         })
         .transpose()
@@ -324,6 +357,11 @@ enum Extra<'a> {
     Sanitize {
         clean_key: Option<&'a str>,
         counts: RowCounts,
+        reason: Option<&'a str>,
+    },
+    Transform {
+        records: i64,
+        batches: i32,
         reason: Option<&'a str>,
     },
 }

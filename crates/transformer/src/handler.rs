@@ -1,0 +1,337 @@
+//! "File sanitized" messages in, "record batch" messages out.
+//!
+//! Each message is handled on its own; one that fails is reported alone as a batch item
+//! failure, so SQS redelivers it (and, after the queue's max receive count, moves it to the
+//! dead-letter queue) while the others are done.
+
+use std::io;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::NaiveDate;
+use lambda_runtime::LambdaEvent;
+use serde_json::json;
+use sluice_aws::sqs::MAX_BATCH_BYTES;
+use sluice_aws::{ObjectStore, Queue};
+use sluice_core::message::FileSanitized;
+use sluice_core::transform::batch::{
+    batch_count, claim_check_message, inline_message, Batch, Batcher,
+};
+use sluice_core::transform::{
+    transform_read, DateFilter, Mapping, TransformError, TransformReport, TransformVerdict,
+};
+use sluice_core::{FileStatus, PipelineConfig, Stage};
+use sluice_db::Store;
+use tokio_util::io::SyncIoBridge;
+use uuid::Uuid;
+
+type Error = lambda_runtime::Error;
+
+/// What the handler works with, built once per container.
+pub struct Deps {
+    pub config: PipelineConfig,
+    pub store: Store,
+    pub objects: ObjectStore,
+    pub queue: Queue,
+}
+
+/// Handles a batch of SQS messages, reporting the ones that failed.
+pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatchResponse, Error> {
+    let mut response = SqsBatchResponse::default();
+    for message in &event.payload.records {
+        let message_id = message.message_id.clone().unwrap_or_default();
+        if let Err(e) = process(message, deps).await {
+            tracing::error!(message_id = %message_id, error = %e,
+                "message failed; SQS will deliver it again");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message_id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    Ok(response)
+}
+
+async fn process(message: &SqsMessage, deps: &Deps) -> Result<(), Error> {
+    let body = message.body.as_deref().ok_or("the message has no body")?;
+    let sanitized: FileSanitized =
+        serde_json::from_str(body).map_err(|e| format!("not a \"file sanitized\" message: {e}"))?;
+    let id = sanitized.file_id;
+    let dataset = deps.config.dataset(&sanitized.dataset)?;
+    let Some(mapping) = &dataset.mapping else {
+        deps.store
+            .fail(
+                id,
+                Stage::Transformer,
+                &format!("dataset `{}` has no mapping", dataset.name),
+            )
+            .await?;
+        return Ok(());
+    };
+    let row = deps
+        .store
+        .file(id)
+        .await?
+        .ok_or_else(|| format!("file {id} is not in the status store"))?;
+    if !matches!(row.status, FileStatus::Sanitized | FileStatus::Transforming) {
+        tracing::info!(file_id = %id, status = %row.status, "already transformed: duplicate message skipped");
+        return Ok(());
+    }
+    deps.store
+        .advance(id, Stage::Transformer, FileStatus::Transforming, json!({}))
+        .await?;
+    let filter = sanitized.date_range.as_ref().map(date_filter).transpose()?;
+    let batch_size = dataset.delivery.batch_size;
+
+    // Pass one counts, so every batch can carry the total; nothing is sent yet.
+    let counted = match Pass::start(deps, &sanitized, mapping, filter, batch_size).await {
+        Ok(mut pass) => {
+            while pass.batches.recv().await.is_some() {}
+            pass.finish(None).await
+        }
+        Err(e) => Err(e),
+    };
+    let counted = match counted {
+        Ok(report) => report,
+        Err(PassError::File(reason)) => {
+            deps.store.fail(id, Stage::Transformer, &reason).await?;
+            return Ok(());
+        }
+        Err(PassError::Retry(e)) => return Err(retry(deps, id, e).await),
+    };
+    put_report(deps, &sanitized, &counted).await?;
+    if counted.verdict == TransformVerdict::Failed {
+        let reason = counted.reason.clone().unwrap_or_default();
+        deps.store
+            .finish_transform(
+                id,
+                FileStatus::Failed,
+                0,
+                0,
+                Some(&reason),
+                summary(&counted, 0),
+            )
+            .await?;
+        tracing::warn!(file_id = %id, dataset = %dataset.name, reason = %reason, "file failed to transform");
+        return Ok(());
+    }
+    let total = batch_count(counted.records_out, batch_size);
+
+    // Pass two sends: batch ids are the file id and sequence, the same on every run.
+    let mut sender = Sender {
+        deps,
+        message: &sanitized,
+        total,
+        seq: 0,
+        pending: Vec::new(),
+    };
+    let sent = match Pass::start(deps, &sanitized, mapping, filter, batch_size).await {
+        Ok(mut pass) => {
+            let mut failed = None;
+            while let Some(batch) = pass.batches.recv().await {
+                if let Err(e) = sender.send(batch).await {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            if failed.is_none() {
+                failed = sender.flush().await.err();
+            }
+            pass.finish(failed).await
+        }
+        Err(e) => Err(e),
+    };
+    let sent = match sent {
+        Ok(report) => report,
+        Err(PassError::File(reason) | PassError::Retry(reason)) => {
+            return Err(retry(deps, id, reason).await)
+        }
+    };
+    if sent.records_out != counted.records_out {
+        return Err(retry(
+            deps,
+            id,
+            "the clean file changed between the two passes".into(),
+        )
+        .await);
+    }
+    deps.store
+        .finish_transform(
+            id,
+            FileStatus::Transformed,
+            counted.records_out as i64,
+            total as i32,
+            None,
+            summary(&counted, total),
+        )
+        .await?;
+    tracing::info!(file_id = %id, dataset = %dataset.name, rows_in = counted.rows_in,
+        records = counted.records_out, rows_filtered = counted.rows_filtered,
+        rows_failed = counted.rows_failed, batches = total, "file transformed");
+    Ok(())
+}
+
+fn date_filter(range: &sluice_core::message::DateRange) -> Result<DateFilter, Error> {
+    let date = |d: &Option<String>| -> Result<Option<NaiveDate>, Error> {
+        d.as_deref()
+            .map(|s| {
+                NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map_err(|_| format!("bad date {s:?} in date_range").into())
+            })
+            .transpose()
+    };
+    Ok(DateFilter {
+        start: date(&range.start)?,
+        end: date(&range.end)?,
+    })
+}
+
+enum PassError {
+    /// The file cannot be transformed (a column the mapping needs is missing): final.
+    File(String),
+    /// Reading or sending failed: worth a retry.
+    Retry(String),
+}
+
+/// One streaming pass over the clean file: the mapping runs on a blocking thread and hands
+/// full batches over a small channel, so memory is a few batches whatever the file size.
+struct Pass {
+    batches: tokio::sync::mpsc::Receiver<Batch>,
+    worker: tokio::task::JoinHandle<Result<TransformReport, TransformError>>,
+}
+
+impl Pass {
+    async fn start(
+        deps: &Deps,
+        message: &FileSanitized,
+        mapping: &Mapping,
+        filter: Option<DateFilter>,
+        batch_size: usize,
+    ) -> Result<Self, PassError> {
+        let (body, _) = deps
+            .objects
+            .open(&message.clean_bucket, &message.clean_key, None)
+            .await
+            .map_err(|e| PassError::Retry(e.to_string()))?;
+        let reader = SyncIoBridge::new(body);
+        let (tx, batches) = tokio::sync::mpsc::channel::<Batch>(2);
+        let mapping = mapping.clone();
+        let dataset = message.dataset.clone();
+        let worker = tokio::task::spawn_blocking(move || {
+            let mut batcher = Batcher::new(batch_size);
+            let gone = || io::Error::other("the sender stopped");
+            let report =
+                transform_read(
+                    reader,
+                    &mapping,
+                    Some(dataset),
+                    filter,
+                    |record| match batcher.push(record) {
+                        Some(batch) => tx.blocking_send(batch).map_err(|_| gone()),
+                        None => Ok(()),
+                    },
+                )?;
+            if let Some(batch) = batcher.finish() {
+                tx.blocking_send(batch).map_err(|_| gone())?;
+            }
+            Ok(report)
+        });
+        Ok(Self { batches, worker })
+    }
+
+    /// Waits for the mapping to end; `send_error` is why the caller stopped taking batches.
+    async fn finish(self, send_error: Option<String>) -> Result<TransformReport, PassError> {
+        drop(self.batches);
+        let outcome = self
+            .worker
+            .await
+            .map_err(|e| PassError::Retry(e.to_string()))?;
+        if let Some(e) = send_error {
+            return Err(PassError::Retry(e));
+        }
+        match outcome {
+            Ok(report) => Ok(report),
+            Err(TransformError::File(reason)) => Err(PassError::File(reason)),
+            Err(TransformError::Read(e)) => {
+                Err(PassError::Retry(format!("reading the clean file: {e}")))
+            }
+        }
+    }
+}
+
+/// Turns batches into messages (claim checks when too big) and sends them ten at a time.
+struct Sender<'a> {
+    deps: &'a Deps,
+    message: &'a FileSanitized,
+    total: u32,
+    seq: u32,
+    pending: Vec<String>,
+}
+
+impl Sender<'_> {
+    async fn send(&mut self, batch: Batch) -> Result<(), String> {
+        self.seq += 1;
+        let (id, dataset) = (self.message.file_id, self.message.dataset.as_str());
+        let mut body = inline_message(id, dataset, self.seq, self.total, &batch);
+        if body.len() > MAX_BATCH_BYTES {
+            let key = format!("batches/{id}/{:06}.json", self.seq);
+            let bucket = &self.message.clean_bucket;
+            self.deps
+                .objects
+                .put(bucket, &key, batch.records, "application/json")
+                .await
+                .map_err(|e| e.to_string())?;
+            body =
+                claim_check_message(id, dataset, self.seq, self.total, batch.count, bucket, &key);
+        }
+        self.pending
+            .push(String::from_utf8(body).map_err(|e| e.to_string())?);
+        if self.pending.len() == 10 {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), String> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.deps
+            .queue
+            .send_all(&self.pending)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+async fn put_report(
+    deps: &Deps,
+    message: &FileSanitized,
+    report: &TransformReport,
+) -> Result<(), Error> {
+    let key = format!("reports/{}/transform.json", message.file_id);
+    let body = serde_json::to_vec_pretty(report)?;
+    deps.objects
+        .put(&message.clean_bucket, &key, body, "application/json")
+        .await?;
+    Ok(())
+}
+
+fn summary(report: &TransformReport, batches: u32) -> serde_json::Value {
+    json!({
+        "verdict": report.verdict,
+        "reason": report.reason,
+        "rows_in": report.rows_in,
+        "records": report.records_out,
+        "rows_filtered": report.rows_filtered,
+        "rows_failed": report.rows_failed,
+        "batches": batches,
+    })
+}
+
+async fn retry(deps: &Deps, id: Uuid, error: String) -> Error {
+    if let Err(e) = deps.store.note_error(id, Stage::Transformer, &error).await {
+        tracing::error!(file_id = %id, error = %e, "could not record the error in the status store");
+    }
+    error.into()
+}

@@ -1,0 +1,333 @@
+//! The transformer Lambda's handler, end to end: a clean file in (moto) S3 and its row in
+//! PostgreSQL, the handler run with an SQS event carrying "file sanitized", then the record
+//! batches on the forward queue, the claim checks, the report and the status checked.
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{json, Value};
+use sluice_aws::{ObjectStore, Queue};
+use sluice_core::message::{DateRange, FileSanitized, V1};
+use sluice_core::{FileStatus, PipelineConfig, Stage};
+use sluice_db::{NewFile, RowCounts, Store};
+use sluice_e2e::World;
+use sluice_transformer::{handle, Deps};
+use uuid::Uuid;
+
+const CONFIG: &str = r#"
+[datasets.orders]
+prefix = "incoming/orders/"
+[datasets.orders.delivery]
+batch_size = 2
+[datasets.orders.mapping]
+date_field = "orderedAt"
+max_error_share = 0.5
+[[datasets.orders.mapping.fields]]
+name = "orderId"
+column = "order_id"
+required = true
+[[datasets.orders.mapping.fields]]
+name = "orderedAt"
+column = "order_date"
+type = "date"
+[[datasets.orders.mapping.fields]]
+name = "line.quantity"
+column = "qty"
+type = "integer"
+[[datasets.orders.mapping.fields]]
+name = "note"
+column = "note"
+"#;
+
+struct Setup {
+    world: World,
+    deps: Deps,
+    forward: String,
+}
+
+async fn setup() -> Setup {
+    let world = World::new().await;
+    let forward = world.new_queue("sluice-forward").await;
+    let deps = Deps {
+        config: PipelineConfig::parse(CONFIG, "test").unwrap(),
+        store: world.store().await,
+        objects: ObjectStore::new(world.clients.s3.clone()),
+        queue: Queue::new(world.clients.sqs.clone(), forward.clone()),
+    };
+    Setup {
+        world,
+        deps,
+        forward,
+    }
+}
+
+impl Setup {
+    /// A sanitized file: its clean CSV in the clean bucket and its row at `sanitized`.
+    async fn sanitized_file(&self, name: &str, clean_csv: &str) -> FileSanitized {
+        let store: &Store = &self.deps.store;
+        let key = format!("incoming/orders/{name}");
+        let id = store
+            .register(&NewFile {
+                dataset: "orders",
+                bucket: &self.world.quarantine,
+                key: &key,
+                etag: "e",
+                size: 1,
+            })
+            .await
+            .unwrap()
+            .id;
+        store
+            .advance(id, Stage::Sanitizer, FileStatus::Sanitizing, json!({}))
+            .await
+            .unwrap();
+        let clean_key = format!("clean/orders/{id}.csv");
+        store
+            .finish_sanitize(
+                id,
+                FileStatus::Sanitized,
+                Some(&clean_key),
+                RowCounts::default(),
+                None,
+                json!({}),
+            )
+            .await
+            .unwrap();
+        self.world
+            .clients
+            .s3
+            .put_object()
+            .bucket(&self.world.clean)
+            .key(&clean_key)
+            .body(clean_csv.as_bytes().to_vec().into())
+            .send()
+            .await
+            .unwrap();
+        FileSanitized {
+            v: V1,
+            file_id: id,
+            dataset: "orders".into(),
+            clean_bucket: self.world.clean.clone(),
+            clean_key,
+            rows: 0,
+            columns: vec![],
+            date_range: None,
+        }
+    }
+
+    async fn run(&self, bodies: &[String]) -> Vec<String> {
+        let mut event = SqsEvent::default();
+        event.records = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| {
+                let mut m = SqsMessage::default();
+                m.message_id = Some(format!("m{i}"));
+                m.body = Some(body.clone());
+                m
+            })
+            .collect();
+        let response = handle(LambdaEvent::new(event, Context::default()), &self.deps)
+            .await
+            .unwrap();
+        response
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect()
+    }
+
+    async fn batches(&self) -> Vec<Value> {
+        let mut batches = self.world.drain(&self.forward).await;
+        batches.sort_by_key(|b| b["seq"].as_u64());
+        batches
+    }
+
+    async fn clean_up(self) {
+        let _ = self
+            .world
+            .clients
+            .sqs
+            .delete_queue()
+            .queue_url(&self.forward)
+            .send()
+            .await;
+        self.world.clean_up().await;
+    }
+}
+
+const CLEAN: &str = "order_id,order_date,qty,note\r\n\
+                     A-1,2026-11-22,1,\r\n\
+                     A-2,2026-11-23,2,\"gift, wrapped\"\r\n\
+                     A-3,2026-11-23,3,\r\n\
+                     A-4,2026-11-24,4,\r\n\
+                     A-5,2026-11-24,5,\r\n";
+
+fn records(batches: &[Value]) -> Vec<Value> {
+    batches
+        .iter()
+        .flat_map(|b| b["records"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_clean_file_becomes_numbered_batches_on_the_forward_queue() {
+    let s = setup().await;
+    let message = s.sanitized_file("a.csv", CLEAN).await;
+
+    let failures = s.run(&[serde_json::to_string(&message).unwrap()]).await;
+
+    assert!(failures.is_empty());
+    let batches = s.batches().await;
+    assert_eq!(batches.len(), 3);
+    for (i, batch) in batches.iter().enumerate() {
+        assert_eq!(batch["v"], 1);
+        assert_eq!(batch["seq"], i as u64 + 1);
+        assert_eq!(batch["total"], 3);
+        assert_eq!(
+            batch["batch_id"],
+            format!("{}-{:06}", message.file_id, i + 1)
+        );
+    }
+    let records = records(&batches);
+    assert_eq!(records.len(), 5);
+    assert_eq!(
+        records[1],
+        json!({"orderId": "A-2", "orderedAt": "2026-11-23", "line": {"quantity": 2}, "note": "gift, wrapped"})
+    );
+    let row = s.deps.store.file(message.file_id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Transformed);
+    assert_eq!((row.records, row.batches_sent), (Some(5), Some(3)));
+    s.clean_up().await;
+}
+
+#[tokio::test]
+async fn bad_rows_are_reported_and_counted_without_failing_the_file() {
+    let s = setup().await;
+    let csv = "order_id,order_date,qty,note\r\nA-1,2026-11-22,1,\r\n,2026-11-22,2,\r\nA-3,2026-11-22,three,\r\nA-4,2026-11-22,4,\r\nA-5,2026-11-22,5,\r\n";
+    let message = s.sanitized_file("bad.csv", csv).await;
+
+    assert!(s
+        .run(&[serde_json::to_string(&message).unwrap()])
+        .await
+        .is_empty());
+
+    assert_eq!(records(&s.batches().await).len(), 3);
+    let report: Value = serde_json::from_slice(
+        &s.world
+            .get(
+                &s.world.clean,
+                &format!("reports/{}/transform.json", message.file_id),
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["rows_failed"], 2);
+    assert_eq!(report["errors"][0]["line"], 3);
+    assert_eq!(report["errors"][0]["field"], "orderId");
+    assert_eq!(report["errors"][1]["field"], "line.quantity");
+    assert_eq!(report["errors"][1]["value"], "three");
+    let row = s.deps.store.file(message.file_id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Transformed);
+    assert_eq!(row.records, Some(3));
+    s.clean_up().await;
+}
+
+#[tokio::test]
+async fn the_message_date_range_filters_records() {
+    let s = setup().await;
+    let mut message = s.sanitized_file("range.csv", CLEAN).await;
+    message.date_range = Some(DateRange {
+        start: Some("2026-11-23".into()),
+        end: Some("2026-11-23".into()),
+    });
+
+    assert!(s
+        .run(&[serde_json::to_string(&message).unwrap()])
+        .await
+        .is_empty());
+
+    let ids: Vec<Value> = records(&s.batches().await)
+        .iter()
+        .map(|r| r["orderId"].clone())
+        .collect();
+    assert_eq!(ids, [json!("A-2"), json!("A-3")]);
+    s.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_batch_over_the_sqs_limit_travels_by_claim_check() {
+    let s = setup().await;
+    let big = "x".repeat(300 * 1024);
+    let csv = format!(
+        "order_id,order_date,qty,note\r\nA-1,2026-11-22,1,{big}\r\nA-2,2026-11-22,2,small\r\n"
+    );
+    let message = s.sanitized_file("big.csv", &csv).await;
+
+    assert!(s
+        .run(&[serde_json::to_string(&message).unwrap()])
+        .await
+        .is_empty());
+
+    let batches = s.batches().await;
+    assert_eq!(batches.len(), 1);
+    let pointer = &batches[0]["s3"];
+    assert_eq!(pointer["bucket"], s.world.clean);
+    assert_eq!(
+        pointer["key"],
+        format!("batches/{}/000001.json", message.file_id)
+    );
+    assert!(batches[0].get("records").is_none());
+    let stored: Vec<Value> = serde_json::from_slice(
+        &s.world
+            .get(&s.world.clean, pointer["key"].as_str().unwrap())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0]["note"].as_str().unwrap().len(), 300 * 1024);
+    s.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_message_sends_no_second_set_of_batches() {
+    let s = setup().await;
+    let message = s.sanitized_file("dup.csv", CLEAN).await;
+    let body = serde_json::to_string(&message).unwrap();
+
+    assert!(s.run(std::slice::from_ref(&body)).await.is_empty());
+    assert!(s.run(&[body]).await.is_empty());
+
+    assert_eq!(s.batches().await.len(), 3);
+    s.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_bad_message_fails_alone_and_the_others_go_through() {
+    let s = setup().await;
+    let good = s.sanitized_file("good.csv", CLEAN).await;
+    let mut unknown = good.clone();
+    unknown.file_id = Uuid::from_u128(42);
+
+    let failures = s
+        .run(&[
+            "{not json".to_string(),
+            serde_json::to_string(&good).unwrap(),
+            serde_json::to_string(&unknown).unwrap(),
+        ])
+        .await;
+
+    assert_eq!(failures, ["m0", "m2"]);
+    assert_eq!(s.batches().await.len(), 3);
+    s.clean_up().await;
+}
+
+#[tokio::test]
+async fn the_sample_event_in_events_parses_as_an_sqs_event() {
+    let event: SqsEvent =
+        serde_json::from_str(include_str!("../events/transformer-sqs.json")).unwrap();
+    let body = event.records[0].body.as_deref().unwrap();
+    let message: FileSanitized = serde_json::from_str(body).unwrap();
+    assert_eq!(message.dataset, "orders");
+}
