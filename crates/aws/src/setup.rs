@@ -23,6 +23,30 @@ pub enum SetupError {
     Database(String),
 }
 
+/// Stop this long before Lambda's deadline (at most; a fifth of the time left if that is
+/// less), so there is time to clean up and record the error before Lambda retries.
+const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// When a stage should stop working on an invocation whose deadline is `deadline_ms` (Lambda's
+/// `Context::deadline`, milliseconds since the epoch); `None` when there is none (0, as in
+/// tests and local runs).
+pub fn stop_before(deadline_ms: u64) -> Option<std::time::Instant> {
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+    if deadline_ms == 0 {
+        return None;
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_millis() as u64;
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    tracing::debug!(
+        left_ms = left.as_millis() as u64,
+        "time left in this invocation"
+    );
+    Some(Instant::now() + left - DEADLINE_MARGIN.min(left / 5))
+}
+
 /// JSON log lines (one object per line, as Lambda's JSON log format expects), level from
 /// `RUST_LOG` or Lambda's `AWS_LAMBDA_LOG_LEVEL`, default `info`.
 pub fn init_tracing() {

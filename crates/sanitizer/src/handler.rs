@@ -1,10 +1,11 @@
 //! One S3 notification in, clean file + report + tags + status + message out.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::{json, Value};
+use sluice_aws::setup::stop_before;
 use sluice_aws::{describe, AwsError, ObjectStore, Queue};
 use sluice_core::message::{DateRange, FileSanitized, V1};
 use sluice_core::sanitize::drive::sanitize_async;
@@ -13,10 +14,6 @@ use sluice_db::{NewFile, RowCounts, Store};
 use uuid::Uuid;
 
 use crate::event::{objects_created, ObjectCreated};
-
-/// Stop this long before Lambda's deadline (at most; a fifth of the time left if that is
-/// less), so there is time to abort the upload and note the error; Lambda then retries.
-const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 
 /// What the handler works with, built once per container.
 pub struct Deps {
@@ -45,29 +42,13 @@ pub async fn handle(
     event: LambdaEvent<Value>,
     deps: &Deps,
 ) -> Result<Vec<Outcome>, lambda_runtime::Error> {
-    let deadline = deadline_of(&event.context);
+    let deadline = stop_before(event.context.deadline);
     let objects = objects_created(event.payload)?;
     let mut outcomes = Vec::with_capacity(objects.len());
     for object in objects {
         outcomes.push(process(&object, deps, deadline).await?);
     }
     Ok(outcomes)
-}
-
-fn deadline_of(context: &lambda_runtime::Context) -> Option<Instant> {
-    if context.deadline == 0 {
-        return None;
-    }
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_millis() as u64;
-    let left = Duration::from_millis(context.deadline.saturating_sub(now_ms));
-    tracing::debug!(
-        left_ms = left.as_millis() as u64,
-        "time left in this invocation"
-    );
-    Some(Instant::now() + left - DEADLINE_MARGIN.min(left / 5))
 }
 
 async fn process(

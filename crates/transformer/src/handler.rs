@@ -10,6 +10,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use chrono::NaiveDate;
 use lambda_runtime::LambdaEvent;
 use serde_json::json;
+use sluice_aws::setup::stop_before;
 use sluice_aws::sqs::MAX_BATCH_BYTES;
 use sluice_aws::{ObjectStore, Queue};
 use sluice_core::message::FileSanitized;
@@ -36,10 +37,21 @@ pub struct Deps {
 
 /// Handles a batch of SQS messages, reporting the ones that failed.
 pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatchResponse, Error> {
+    let deadline = stop_before(event.context.deadline);
     let mut response = SqsBatchResponse::default();
     for message in &event.payload.records {
         let message_id = message.message_id.clone().unwrap_or_default();
-        if let Err(e) = process(message, deps).await {
+        let outcome = match deadline {
+            // Past the deadline the message is left for SQS to deliver again; batches already
+            // sent keep their ids, so the re-run's duplicates are recognized downstream.
+            Some(at) => tokio::time::timeout_at(at.into(), process(message, deps))
+                .await
+                .unwrap_or_else(|_| {
+                    Err("stopped before the Lambda timeout; will be retried".into())
+                }),
+            None => process(message, deps).await,
+        };
+        if let Err(e) = outcome {
             tracing::error!(message_id = %message_id, error = %e,
                 "message failed; SQS will deliver it again");
             let mut failure = BatchItemFailure::default();
