@@ -229,7 +229,7 @@ async fn bad_rows_are_reported_and_counted_without_failing_the_file() {
     assert_eq!(report["errors"][1]["value"], "three");
     let row = s.deps.store.file(message.file_id).await.unwrap().unwrap();
     assert_eq!(row.status, FileStatus::Transformed);
-    assert_eq!(row.records, Some(3));
+    assert_eq!((row.records, row.rows_unmapped), (Some(3), Some(2)));
     s.clean_up().await;
 }
 
@@ -330,4 +330,25 @@ async fn the_sample_event_in_events_parses_as_an_sqs_event() {
     let body = event.records[0].body.as_deref().unwrap();
     let message: FileSanitized = serde_json::from_str(body).unwrap();
     assert_eq!(message.dataset, "orders");
+}
+
+#[tokio::test]
+async fn too_many_bad_rows_fail_the_file_and_send_nothing() {
+    let s = setup().await;
+    let csv =
+        "order_id,order_date,qty,note\r\n,2026-11-22,1,\r\n,2026-11-22,2,\r\nA-3,2026-11-22,3,\r\n";
+    let message = s.sanitized_file("mostly-bad.csv", csv).await;
+
+    assert!(s
+        .run(&[serde_json::to_string(&message).unwrap()])
+        .await
+        .is_empty());
+
+    assert!(s.batches().await.is_empty());
+    let row = s.deps.store.file(message.file_id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Failed);
+    assert_eq!(row.failed_stage.as_deref(), Some("transformer"));
+    assert!(row.error.unwrap().contains("2 of 3 rows"));
+    assert_eq!(row.rows_unmapped, Some(2));
+    s.clean_up().await;
 }

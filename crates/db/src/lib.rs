@@ -10,7 +10,9 @@ mod store;
 
 pub use connect::{Db, DbConfig};
 pub use migrate::migrate;
-pub use store::{file_id, EventRow, FileRow, NewFile, Registered, RowCounts, Store};
+pub use store::{
+    file_id, EventRow, FileRow, NewFile, Registered, RowCounts, Store, TransformCounts,
+};
 
 /// Why a database operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -45,6 +45,15 @@ pub struct RowCounts {
     pub rows_rejected: i64,
 }
 
+/// Counts a transform reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransformCounts {
+    pub records: i64,
+    pub batches: i32,
+    /// Rows that could not be mapped.
+    pub rows_unmapped: i64,
+}
+
 /// A `file_process` row.
 #[derive(Debug, Clone)]
 pub struct FileRow {
@@ -63,6 +72,7 @@ pub struct FileRow {
     pub rows_rejected: Option<i64>,
     pub records: Option<i64>,
     pub batches_sent: Option<i32>,
+    pub rows_unmapped: Option<i64>,
     pub received_at: SystemTime,
     pub updated_at: SystemTime,
 }
@@ -172,16 +182,11 @@ impl Store {
         &self,
         id: Uuid,
         to: FileStatus,
-        records: i64,
-        batches: i32,
+        counts: TransformCounts,
         reason: Option<&str>,
         detail: Value,
     ) -> Result<bool, DbError> {
-        let update = Extra::Transform {
-            records,
-            batches,
-            reason,
-        };
+        let update = Extra::Transform { counts, reason };
         self.transition(id, Stage::Transformer, to, Some(update), None, detail)
             .await
     }
@@ -237,18 +242,14 @@ impl Store {
             .map(FileStatus::as_str)
             .collect();
         let failed_stage = (to == FileStatus::Failed).then(|| stage.as_str());
-        let (clean_key, counts, reason, records, batches) = match extra {
+        let (clean_key, counts, reason, transform) = match extra {
             Some(Extra::Sanitize {
                 clean_key,
                 counts,
                 reason,
-            }) => (clean_key, Some(counts), reason, None, None),
-            Some(Extra::Transform {
-                records,
-                batches,
-                reason,
-            }) => (None, None, reason, Some(records), Some(batches)),
-            None => (None, None, None, None, None),
+            }) => (clean_key, Some(counts), reason, None),
+            Some(Extra::Transform { counts, reason }) => (None, None, reason, Some(counts)),
+            None => (None, None, None, None),
         };
         let mut client = self.db.client().await?;
         let tx = client.transaction().await?;
@@ -265,7 +266,8 @@ impl Store {
                      rows_out = COALESCE($9, rows_out),
                      rows_rejected = COALESCE($10, rows_rejected),
                      records = COALESCE($11, records),
-                     batches_sent = COALESCE($12, batches_sent)
+                     batches_sent = COALESCE($12, batches_sent),
+                     rows_unmapped = COALESCE($13, rows_unmapped)
                  WHERE id = $1 AND status = ANY($6)",
                 &[
                     &id,
@@ -278,8 +280,9 @@ impl Store {
                     &counts.map(|c| c.rows_in),
                     &counts.map(|c| c.rows_out),
                     &counts.map(|c| c.rows_rejected),
-                    &records,
-                    &batches,
+                    &transform.map(|t| t.records),
+                    &transform.map(|t| t.batches),
+                    &transform.map(|t| t.rows_unmapped),
                 ],
             )
             .await?
@@ -302,7 +305,8 @@ impl Store {
             .query_opt(
                 "SELECT id, dataset, source_bucket, source_key, source_etag, source_size,
                         clean_key, status, failed_stage, error, rows_in, rows_out,
-                        rows_rejected, received_at, updated_at, records, batches_sent
+                        rows_rejected, received_at, updated_at, records, batches_sent,
+                        rows_unmapped
                  FROM file_process WHERE id = $1",
                 &[&id],
             )
@@ -326,6 +330,7 @@ impl Store {
                 updated_at: r.get(14),
                 records: r.get(15),
                 batches_sent: r.get(16),
+                rows_unmapped: r.get(17),
             })
         })
         .transpose()
@@ -360,8 +365,7 @@ enum Extra<'a> {
         reason: Option<&'a str>,
     },
     Transform {
-        records: i64,
-        batches: i32,
+        counts: TransformCounts,
         reason: Option<&'a str>,
     },
 }

@@ -82,7 +82,7 @@ fn orders_file(etag: &str) -> NewFile<'_> {
 async fn migrations_apply_once_and_again_change_nothing() {
     let schema = Schema::create().await;
     let db = Db::new(schema.config());
-    assert_eq!(migrate(&db).await.unwrap(), [1]);
+    assert_eq!(migrate(&db).await.unwrap(), [1, 2]);
     assert!(migrate(&db).await.unwrap().is_empty());
 }
 

@@ -21,7 +21,7 @@ use sluice_core::transform::{
     transform_read, DateFilter, Mapping, TransformError, TransformReport, TransformVerdict,
 };
 use sluice_core::{FileStatus, PipelineConfig, Stage};
-use sluice_db::Store;
+use sluice_db::{Store, TransformCounts};
 use tokio_util::io::SyncIoBridge;
 use uuid::Uuid;
 
@@ -116,8 +116,11 @@ async fn process(message: &SqsMessage, deps: &Deps) -> Result<(), Error> {
             .finish_transform(
                 id,
                 FileStatus::Failed,
-                0,
-                0,
+                TransformCounts {
+                    records: 0,
+                    batches: 0,
+                    rows_unmapped: counted.rows_failed as i64,
+                },
                 Some(&reason),
                 summary(&counted, 0),
             )
@@ -169,8 +172,11 @@ async fn process(message: &SqsMessage, deps: &Deps) -> Result<(), Error> {
         .finish_transform(
             id,
             FileStatus::Transformed,
-            counted.records_out as i64,
-            total as i32,
+            TransformCounts {
+                records: counted.records_out as i64,
+                batches: total as i32,
+                rows_unmapped: counted.rows_failed as i64,
+            },
             None,
             summary(&counted, total),
         )
