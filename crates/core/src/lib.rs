@@ -1,4 +1,5 @@
-//! Sluice's pure logic: sniffing and sanitizing files, pipeline (dataset) config.
+//! Sluice's pure logic: sniffing and sanitizing files, mapping rows to JSON records, pipeline
+//! (dataset) config, the status model and the messages between stages.
 //!
 //! Nothing here talks to AWS or a database, and nothing holds a whole file in memory: the
 //! Lambda stages and the `sluice` command drive the same code over their own byte sources.

@@ -1,6 +1,7 @@
-//! Turning clean CSV rows into typed JSON records, per dataset (issue 4, in progress): the
-//! mapping config, the typed value parsers and the record writer. The file driver, batches and
-//! the transformer Lambda come next.
+//! Turning clean CSV rows into typed JSON records, per dataset: the mapping config (`spec`),
+//! typed cell parsers (`value`), the record writer (`record`), the file driver with its report
+//! and date-range filter (`run`), and batching into "record batch" messages (`batch`). The
+//! transformer Lambda and `sluice transform` drive the same code.
 
 pub mod batch;
 pub mod record;

@@ -1,6 +1,6 @@
 //! Typed cell values: parsing clean CSV cells as integers, exact decimals and booleans, and
-//! writing them as JSON. The building blocks of the dataset mapping (issue 4); dates and
-//! datetimes come with it.
+//! writing JSON strings. (Dates and datetimes are parsed in `record`, with the formats the
+//! mapping compiled.)
 
 use std::fmt;
 
