@@ -352,3 +352,38 @@ async fn too_many_bad_rows_fail_the_file_and_send_nothing() {
     assert_eq!(row.rows_unmapped, Some(2));
     s.clean_up().await;
 }
+
+#[tokio::test]
+async fn a_message_that_overtakes_the_sanitizers_status_write_is_retried_not_dropped() {
+    let s = setup().await;
+    let message = s.sanitized_file("early.csv", CLEAN).await;
+    // Rewind the row to how the sanitizer leaves it just before it records `sanitized`.
+    let client = sluice_db::DbConfig::parse(&sluice_e2e::database_url(), None)
+        .unwrap()
+        .with_schema(&s.world.schema)
+        .connect()
+        .await
+        .unwrap();
+    client
+        .execute(
+            "UPDATE file_process SET status = 'sanitizing' WHERE id = $1",
+            &[&message.file_id],
+        )
+        .await
+        .unwrap();
+    let body = serde_json::to_string(&message).unwrap();
+
+    assert_eq!(s.run(std::slice::from_ref(&body)).await, ["m0"]);
+    assert!(s.batches().await.is_empty());
+
+    client
+        .execute(
+            "UPDATE file_process SET status = 'sanitized' WHERE id = $1",
+            &[&message.file_id],
+        )
+        .await
+        .unwrap();
+    assert!(s.run(&[body]).await.is_empty());
+    assert_eq!(s.batches().await.len(), 3);
+    s.clean_up().await;
+}

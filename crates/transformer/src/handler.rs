@@ -83,9 +83,17 @@ async fn process(message: &SqsMessage, deps: &Deps) -> Result<(), Error> {
         .file(id)
         .await?
         .ok_or_else(|| format!("file {id} is not in the status store"))?;
-    if !matches!(row.status, FileStatus::Sanitized | FileStatus::Transforming) {
-        tracing::info!(file_id = %id, status = %row.status, "already transformed: duplicate message skipped");
-        return Ok(());
+    match row.status {
+        FileStatus::Sanitized | FileStatus::Transforming => {}
+        // The sanitizer sends this message just before it records `sanitized`: the message
+        // can win the race. Fail it, and SQS brings it back once the status is there.
+        FileStatus::Received | FileStatus::Sanitizing => {
+            return Err(format!("file {id} is not marked sanitized yet").into());
+        }
+        status => {
+            tracing::info!(file_id = %id, status = %status, "already transformed: duplicate message skipped");
+            return Ok(());
+        }
     }
     deps.store
         .advance(id, Stage::Transformer, FileStatus::Transforming, json!({}))
