@@ -144,3 +144,71 @@ pub async fn database_config(
         secret.dbname.as_deref(),
     ))
 }
+
+/// The status-store settings every stage reads (see README, "Configuration").
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `DATABASE_URL` (its password may come from the secret instead).
+    pub url: Option<String>,
+    /// `DATABASE_SECRET_ARN`: Secrets Manager secret with the credentials (RDS's JSON shape).
+    pub secret: Option<String>,
+    /// `SLUICE_DB_CA_FILE`: PEM bundle verifying the database's TLS certificate.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// `SLUICE_MIGRATE_ON_START`: apply migrations at cold start (default false).
+    pub migrate_on_start: bool,
+}
+
+impl DatabaseSettings {
+    pub fn from_env() -> Result<Self, SetupError> {
+        let optional = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let settings = Self {
+            url: optional("DATABASE_URL"),
+            secret: optional("DATABASE_SECRET_ARN"),
+            ca_file: optional("SLUICE_DB_CA_FILE").map(std::path::PathBuf::from),
+            migrate_on_start: flag("SLUICE_MIGRATE_ON_START", false)?,
+        };
+        if settings.url.is_none() && settings.secret.is_none() {
+            return Err(SetupError::Missing("DATABASE_URL or DATABASE_SECRET_ARN"));
+        }
+        Ok(settings)
+    }
+}
+
+/// What every stage builds once per container: clients, the pipeline config and the status
+/// store (migrated first if asked).
+pub struct Common {
+    pub clients: Clients,
+    pub objects: ObjectStore,
+    pub config: PipelineConfig,
+    pub store: sluice_db::Store,
+}
+
+impl Common {
+    pub async fn build(
+        pipeline_config: &str,
+        database: &DatabaseSettings,
+    ) -> Result<Self, SetupError> {
+        let clients = Clients::from_env().await;
+        let objects = ObjectStore::new(clients.s3.clone());
+        let config = load_pipeline_config(pipeline_config, &objects).await?;
+        let db_config = database_config(
+            database.url.as_deref(),
+            database.secret.as_deref(),
+            database.ca_file.as_deref(),
+            &clients,
+        )
+        .await?;
+        let db = sluice_db::Db::new(db_config);
+        if database.migrate_on_start {
+            sluice_db::migrate(&db)
+                .await
+                .map_err(|e| SetupError::Database(e.to_string()))?;
+        }
+        Ok(Self {
+            clients,
+            objects,
+            config,
+            store: sluice_db::Store::new(db),
+        })
+    }
+}

@@ -11,7 +11,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = match Deps::from_env().await {
         Ok(deps) => deps,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "sanitizer cannot start");
+            tracing::error!(error = %e, "sanitizer cannot start");
             return Err(e.into());
         }
     };

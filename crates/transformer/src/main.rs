@@ -11,7 +11,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = match Deps::from_env().await {
         Ok(deps) => deps,
         Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "transformer cannot start");
+            tracing::error!(error = %e, "transformer cannot start");
             return Err(e.into());
         }
     };

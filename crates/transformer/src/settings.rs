@@ -1,10 +1,7 @@
 //! The transformer's environment, read and checked once per container.
 
-use std::path::PathBuf;
-
-use sluice_aws::setup::{database_config, flag, load_pipeline_config, required, SetupError};
-use sluice_aws::{Clients, ObjectStore, Queue};
-use sluice_db::{migrate, Db, Store};
+use sluice_aws::setup::{required, Common, DatabaseSettings, SetupError};
+use sluice_aws::Queue;
 
 use crate::Deps;
 
@@ -15,54 +12,29 @@ pub struct Settings {
     pub pipeline_config: String,
     /// `SLUICE_FORWARD_QUEUE_URL`: where "record batch" messages go.
     pub forward_queue_url: String,
-    pub database_url: Option<String>,
-    pub database_secret: Option<String>,
-    pub db_ca_file: Option<PathBuf>,
-    pub migrate_on_start: bool,
+    pub database: DatabaseSettings,
 }
 
 impl Settings {
     pub fn from_env() -> Result<Self, SetupError> {
-        let optional = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let settings = Self {
+        Ok(Self {
             pipeline_config: required("SLUICE_CONFIG")?,
             forward_queue_url: required("SLUICE_FORWARD_QUEUE_URL")?,
-            database_url: optional("DATABASE_URL"),
-            database_secret: optional("DATABASE_SECRET_ARN"),
-            db_ca_file: optional("SLUICE_DB_CA_FILE").map(PathBuf::from),
-            migrate_on_start: flag("SLUICE_MIGRATE_ON_START", false)?,
-        };
-        if settings.database_url.is_none() && settings.database_secret.is_none() {
-            return Err(SetupError::Missing("DATABASE_URL or DATABASE_SECRET_ARN"));
-        }
-        Ok(settings)
+            database: DatabaseSettings::from_env()?,
+        })
     }
 }
 
 impl Deps {
     /// Everything the handler needs, from the environment. Once per container.
-    pub async fn from_env() -> anyhow::Result<Self> {
+    pub async fn from_env() -> Result<Self, SetupError> {
         let settings = Settings::from_env()?;
-        let clients = Clients::from_env().await;
-        let objects = ObjectStore::new(clients.s3.clone());
-        let config = load_pipeline_config(&settings.pipeline_config, &objects).await?;
-        let db = Db::new(
-            database_config(
-                settings.database_url.as_deref(),
-                settings.database_secret.as_deref(),
-                settings.db_ca_file.as_deref(),
-                &clients,
-            )
-            .await?,
-        );
-        if settings.migrate_on_start {
-            migrate(&db).await?;
-        }
+        let common = Common::build(&settings.pipeline_config, &settings.database).await?;
         Ok(Deps {
-            config,
-            store: Store::new(db),
-            objects,
-            queue: Queue::new(clients.sqs, settings.forward_queue_url),
+            config: common.config,
+            store: common.store,
+            objects: common.objects,
+            queue: Queue::new(common.clients.sqs, settings.forward_queue_url),
         })
     }
 }
