@@ -204,7 +204,7 @@ impl World {
         })
     }
 
-    /// Removes the buckets, the queue and the schema.
+    /// Removes the buckets and the queue (the schema goes when the world is dropped).
     pub async fn clean_up(self) {
         for bucket in [&self.quarantine, &self.clean] {
             for key in self.keys(bucket).await {
@@ -226,15 +226,33 @@ impl World {
             .queue_url(&self.queue_url)
             .send()
             .await;
-        if let Ok(client) = DbConfig::parse(&database_url(), None)
-            .unwrap()
-            .connect()
-            .await
-        {
-            let _ = client
-                .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
-                .await;
-        }
+    }
+}
+
+/// The schema goes even when a test panics before `clean_up` (moto's buckets and queues go
+/// with the moto server at the end of the run).
+impl Drop for World {
+    fn drop(&mut self) {
+        let schema = self.schema.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let Ok(config) = DbConfig::parse(&database_url(), None) else {
+                    return;
+                };
+                if let Ok(client) = config.connect().await {
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .await;
+                }
+            });
+        })
+        .join();
     }
 }
 
