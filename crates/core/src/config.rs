@@ -9,6 +9,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::delivery::spec::{check_delivery, RawDelivery};
+use crate::delivery::Delivery;
 use crate::sanitize::header::normalize_header;
 use crate::sanitize::{CellPolicy, Encoding, Limits, MarkupPolicy, Policy, RaggedRows};
 use crate::transform::spec::{check_mapping, Mapping, RawMapping};
@@ -57,26 +59,6 @@ pub struct Dataset {
     pub mapping: Option<Mapping>,
     /// Where its records go.
     pub delivery: Delivery,
-}
-
-/// Where a dataset's records go. (The endpoint, headers and timeout come with the forwarder.)
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    /// Records per batch (one POST each).
-    pub batch_size: usize,
-}
-
-impl Default for Delivery {
-    fn default() -> Self {
-        Self { batch_size: 500 }
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDelivery {
-    #[serde(default)]
-    batch_size: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,23 +192,13 @@ fn check_dataset(name: &str, raw: RawDataset) -> Result<Dataset, ConfigError> {
     }
     let sanitize = check_sanitize(name, raw.sanitize)?;
     let mapping = raw.mapping.map(|m| check_mapping(name, m)).transpose()?;
-    let batch_size = raw
-        .delivery
-        .batch_size
-        .unwrap_or(Delivery::default().batch_size);
-    if !(1..=10_000).contains(&batch_size) {
-        return Err(invalid(
-            name,
-            "delivery.batch_size",
-            "must be between 1 and 10000 records",
-        ));
-    }
+    let delivery = check_delivery(name, raw.delivery)?;
     Ok(Dataset {
         name: name.to_string(),
         prefix: raw.prefix,
         sanitize,
         mapping,
-        delivery: Delivery { batch_size },
+        delivery,
     })
 }
 

@@ -1,10 +1,11 @@
 //! Sluice's pure logic: sniffing and sanitizing files, mapping rows to JSON records, pipeline
-//! (dataset) config, the status model and the messages between stages.
+//! (dataset) config, delivery rules, the status model and the messages between stages.
 //!
 //! Nothing here talks to AWS or a database, and nothing holds a whole file in memory: the
 //! Lambda stages and the `sluice` command drive the same code over their own byte sources.
 
 pub mod config;
+pub mod delivery;
 pub mod message;
 pub mod sanitize;
 pub mod status;

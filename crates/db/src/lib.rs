@@ -4,10 +4,12 @@
 //! ([`migrate`]); and the [`Store`] that writes `file_process`, `file_event` and `api_call`
 //! with forward-only status moves.
 
+mod calls;
 mod connect;
 mod migrate;
 mod store;
 
+pub use calls::{ApiCall, ApiCallRow, BatchHistory};
 pub use connect::{Db, DbConfig};
 pub use migrate::migrate;
 pub use store::{

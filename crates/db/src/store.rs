@@ -72,6 +72,7 @@ pub struct FileRow {
     pub rows_rejected: Option<i64>,
     pub records: Option<i64>,
     pub batches_sent: Option<i32>,
+    pub batches_delivered: Option<i32>,
     pub rows_unmapped: Option<i64>,
     pub received_at: SystemTime,
     pub updated_at: SystemTime,
@@ -90,7 +91,7 @@ pub struct EventRow {
 /// forward (see [`FileStatus::may_become`]) and is recorded in `file_event` in the same
 /// transaction.
 pub struct Store {
-    db: Db,
+    pub(crate) db: Db,
 }
 
 impl Store {
@@ -306,7 +307,7 @@ impl Store {
                 "SELECT id, dataset, source_bucket, source_key, source_etag, source_size,
                         clean_key, status, failed_stage, error, rows_in, rows_out,
                         rows_rejected, received_at, updated_at, records, batches_sent,
-                        rows_unmapped
+                        rows_unmapped, batches_delivered
                  FROM file_process WHERE id = $1",
                 &[&id],
             )
@@ -331,6 +332,7 @@ impl Store {
                 records: r.get(15),
                 batches_sent: r.get(16),
                 rows_unmapped: r.get(17),
+                batches_delivered: r.get(18),
             })
         })
         .transpose()
@@ -370,7 +372,7 @@ enum Extra<'a> {
     },
 }
 
-fn parse_status(name: &str) -> Result<FileStatus, DbError> {
+pub(crate) fn parse_status(name: &str) -> Result<FileStatus, DbError> {
     name.parse()
         .map_err(|e: sluice_core::status::UnknownStatus| DbError::Corrupt(e.to_string()))
 }

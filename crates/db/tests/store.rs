@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::json;
 use sluice_core::{FileStatus, Stage};
-use sluice_db::{migrate, Db, DbConfig, NewFile, RowCounts, Store};
+use sluice_db::{
+    migrate, ApiCall, BatchHistory, Db, DbConfig, NewFile, RowCounts, Store, TransformCounts,
+};
 
 fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -82,7 +84,7 @@ fn orders_file(etag: &str) -> NewFile<'_> {
 async fn migrations_apply_once_and_again_change_nothing() {
     let schema = Schema::create().await;
     let db = Db::new(schema.config());
-    assert_eq!(migrate(&db).await.unwrap(), [1, 2]);
+    assert_eq!(migrate(&db).await.unwrap(), [1, 2, 3]);
     assert!(migrate(&db).await.unwrap().is_empty());
 }
 
@@ -281,4 +283,181 @@ async fn tls_refuses_a_server_whose_certificate_the_bundle_does_not_vouch_for() 
         text.contains("certificate") || text.contains("TLS") || text.contains("tls"),
         "{text}"
     );
+}
+
+/// A file the transformer is working on (`transforming`).
+async fn transforming_file(store: &Store, etag: &str) -> uuid::Uuid {
+    let id = store.register(&orders_file(etag)).await.unwrap().id;
+    for to in [
+        FileStatus::Sanitizing,
+        FileStatus::Sanitized,
+        FileStatus::Transforming,
+    ] {
+        assert!(store
+            .advance(id, Stage::Sanitizer, to, json!({}))
+            .await
+            .unwrap());
+    }
+    id
+}
+
+async fn transformed(store: &Store, id: uuid::Uuid, batches: i32) {
+    let counts = TransformCounts {
+        records: batches as i64 * 10,
+        batches,
+        rows_unmapped: 0,
+    };
+    assert!(store
+        .finish_transform(id, FileStatus::Transformed, counts, None, json!({}))
+        .await
+        .unwrap());
+}
+
+async fn call(store: &Store, id: uuid::Uuid, batch: &str, attempt: i32, status: Option<i32>) {
+    let ok = status.is_some_and(|s| (200..300).contains(&s));
+    store
+        .record_call(&ApiCall {
+            file_id: id,
+            batch_id: batch,
+            attempt,
+            http_status: status,
+            latency_ms: 3,
+            response_excerpt: status.map(|_| "{\"ok\":true}"),
+            error: (!ok).then_some("HTTP 500"),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn every_attempt_is_a_row_and_a_2xx_marks_the_batch_delivered() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+    let id = transforming_file(&store, "e").await;
+    assert_eq!(
+        store.batch_history("b-1").await.unwrap(),
+        BatchHistory::default()
+    );
+    call(&store, id, "b-1", 1, None).await;
+    call(&store, id, "b-1", 2, Some(503)).await;
+    assert_eq!(
+        store.batch_history("b-1").await.unwrap(),
+        BatchHistory {
+            attempts: 2,
+            delivered: false
+        }
+    );
+    call(&store, id, "b-1", 3, Some(201)).await;
+    assert_eq!(
+        store.batch_history("b-1").await.unwrap(),
+        BatchHistory {
+            attempts: 3,
+            delivered: true
+        }
+    );
+    let calls = store.calls(id).await.unwrap();
+    let attempts: Vec<(i32, Option<i32>)> =
+        calls.iter().map(|c| (c.attempt, c.http_status)).collect();
+    assert_eq!(attempts, [(1, None), (2, Some(503)), (3, Some(201))]);
+    assert_eq!(calls[1].error.as_deref(), Some("HTTP 500"));
+    assert_eq!(calls[2].error, None);
+}
+
+#[tokio::test]
+async fn a_file_is_delivered_when_all_its_batches_are_whichever_stage_finishes_last() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+
+    // Batches delivered before the transformer records its count: no status move yet.
+    let early = transforming_file(&store, "early").await;
+    call(&store, early, "early-1", 1, Some(200)).await;
+    call(&store, early, "early-2", 1, Some(200)).await;
+    assert_eq!(
+        store.settle_delivery(early).await.unwrap(),
+        FileStatus::Transforming
+    );
+    transformed(&store, early, 2).await;
+    assert_eq!(
+        store.settle_delivery(early).await.unwrap(),
+        FileStatus::Delivered
+    );
+
+    // The usual order: transformed, then one batch (delivering), then the other (delivered).
+    let usual = transforming_file(&store, "usual").await;
+    transformed(&store, usual, 2).await;
+    call(&store, usual, "usual-1", 1, Some(500)).await;
+    assert_eq!(
+        store.settle_delivery(usual).await.unwrap(),
+        FileStatus::Transformed
+    );
+    call(&store, usual, "usual-1", 2, Some(200)).await;
+    // A duplicate 2xx for the same batch does not count twice.
+    call(&store, usual, "usual-1", 3, Some(200)).await;
+    assert_eq!(
+        store.settle_delivery(usual).await.unwrap(),
+        FileStatus::Delivering
+    );
+    assert_eq!(
+        store.file(usual).await.unwrap().unwrap().batches_delivered,
+        Some(1)
+    );
+    call(&store, usual, "usual-2", 1, Some(204)).await;
+    assert_eq!(
+        store.settle_delivery(usual).await.unwrap(),
+        FileStatus::Delivered
+    );
+    assert_eq!(
+        store.settle_delivery(usual).await.unwrap(),
+        FileStatus::Delivered,
+        "settling again changes nothing"
+    );
+    let row = store.file(usual).await.unwrap().unwrap();
+    assert_eq!(
+        (row.batches_sent, row.batches_delivered),
+        (Some(2), Some(2))
+    );
+    let statuses: Vec<FileStatus> = store
+        .events(usual)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(
+        &statuses[statuses.len() - 3..],
+        [
+            FileStatus::Transformed,
+            FileStatus::Delivering,
+            FileStatus::Delivered
+        ]
+    );
+
+    // A file with nothing to deliver is delivered as soon as it is transformed.
+    let empty = transforming_file(&store, "empty").await;
+    transformed(&store, empty, 0).await;
+    assert_eq!(
+        store.settle_delivery(empty).await.unwrap(),
+        FileStatus::Delivered
+    );
+
+    // A failed file stays failed, and its count still shows what got through.
+    let failed = transforming_file(&store, "failed").await;
+    transformed(&store, failed, 2).await;
+    call(&store, failed, "failed-1", 1, Some(200)).await;
+    store
+        .fail(
+            failed,
+            Stage::Forwarder,
+            "batch 2/2 went to the dead-letter queue",
+        )
+        .await
+        .unwrap();
+    call(&store, failed, "failed-2", 9, Some(200)).await;
+    assert_eq!(
+        store.settle_delivery(failed).await.unwrap(),
+        FileStatus::Failed
+    );
+    let row = store.file(failed).await.unwrap().unwrap();
+    assert_eq!(row.batches_delivered, Some(2));
+    assert_eq!(row.failed_stage.as_deref(), Some("forwarder"));
 }

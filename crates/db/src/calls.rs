@@ -1,0 +1,173 @@
+//! `api_call`: one row per attempt to deliver a batch, and what they add up to for a file.
+
+use std::time::SystemTime;
+
+use serde_json::json;
+use sluice_core::{FileStatus, Stage};
+use uuid::Uuid;
+
+use crate::store::parse_status;
+use crate::{DbError, Store};
+
+/// One attempt to POST a batch, as recorded.
+#[derive(Debug, Clone)]
+pub struct ApiCall<'a> {
+    pub file_id: Uuid,
+    pub batch_id: &'a str,
+    /// 1 for the batch's first attempt ever, counting on across SQS deliveries.
+    pub attempt: i32,
+    /// The answer's status; `None` when there was no answer (refused, timed out).
+    pub http_status: Option<i32>,
+    pub latency_ms: i32,
+    /// The start of the answer's body, capped (see `sluice_core::delivery::excerpt`).
+    pub response_excerpt: Option<&'a str>,
+    /// Why the attempt did not deliver, in words; `None` when it did.
+    pub error: Option<&'a str>,
+}
+
+/// An `api_call` row.
+#[derive(Debug, Clone)]
+pub struct ApiCallRow {
+    pub file_id: Uuid,
+    pub batch_id: String,
+    pub attempt: i32,
+    pub at: SystemTime,
+    pub http_status: Option<i32>,
+    pub latency_ms: Option<i32>,
+    pub response_excerpt: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What is on record for a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchHistory {
+    /// Attempts so far (the highest attempt number).
+    pub attempts: i32,
+    /// Whether one of them got a 2xx.
+    pub delivered: bool,
+}
+
+impl Store {
+    /// Records one attempt.
+    pub async fn record_call(&self, call: &ApiCall<'_>) -> Result<(), DbError> {
+        let client = self.db.client().await?;
+        client
+            .execute(
+                "INSERT INTO api_call (file_id, batch_id, attempt, http_status, latency_ms,
+                                       response_excerpt, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &call.file_id,
+                    &call.batch_id,
+                    &call.attempt,
+                    &call.http_status,
+                    &call.latency_ms,
+                    &call.response_excerpt,
+                    &call.error,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The batch's attempts so far and whether it is delivered.
+    pub async fn batch_history(&self, batch_id: &str) -> Result<BatchHistory, DbError> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_one(
+                "SELECT COALESCE(max(attempt), 0),
+                        COALESCE(bool_or(http_status BETWEEN 200 AND 299), false)
+                 FROM api_call WHERE batch_id = $1",
+                &[&batch_id],
+            )
+            .await?;
+        Ok(BatchHistory {
+            attempts: row.get(0),
+            delivered: row.get(1),
+        })
+    }
+
+    /// Every attempt for the file's batches, in the order they were recorded.
+    pub async fn calls(&self, file_id: Uuid) -> Result<Vec<ApiCallRow>, DbError> {
+        let client = self.db.client().await?;
+        let rows = client
+            .query(
+                "SELECT file_id, batch_id, attempt, at, http_status, latency_ms,
+                        response_excerpt, error
+                 FROM api_call WHERE file_id = $1 ORDER BY id",
+                &[&file_id],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ApiCallRow {
+                file_id: r.get(0),
+                batch_id: r.get(1),
+                attempt: r.get(2),
+                at: r.get(3),
+                http_status: r.get(4),
+                latency_ms: r.get(5),
+                response_excerpt: r.get(6),
+                error: r.get(7),
+            })
+            .collect())
+    }
+
+    /// Brings the file's delivery bookkeeping up to date with its calls: `batches_delivered`,
+    /// and the status: `delivering` once a batch is through, `delivered` once all of them are.
+    ///
+    /// Only a file the transformer has finished (`transformed`, `delivering`) moves: before
+    /// that the batch count is not known, and the transformer settles the file itself when
+    /// it records it. A failed file keeps its status; its count still shows what got through.
+    /// Returns the status after.
+    pub async fn settle_delivery(&self, id: Uuid) -> Result<FileStatus, DbError> {
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        // The UPDATE locks the row, so the status read here holds until commit.
+        let row = tx
+            .query_one(
+                "WITH d AS (
+                     SELECT count(DISTINCT batch_id)::integer AS n FROM api_call
+                     WHERE file_id = $1 AND http_status BETWEEN 200 AND 299)
+                 UPDATE file_process f SET
+                     batches_delivered = d.n,
+                     updated_at = CASE WHEN f.batches_delivered IS DISTINCT FROM d.n
+                                       THEN now() ELSE f.updated_at END
+                 FROM d WHERE f.id = $1
+                 RETURNING f.status, f.batches_sent, f.batches_delivered",
+                &[&id],
+            )
+            .await?;
+        let status = parse_status(row.get(0))?;
+        let sent: Option<i32> = row.get(1);
+        let delivered: i32 = row.get(2);
+        let next = match (status, sent) {
+            (FileStatus::Transformed | FileStatus::Delivering, Some(sent)) if delivered >= sent => {
+                Some(FileStatus::Delivered)
+            }
+            (FileStatus::Transformed, Some(_)) if delivered > 0 => Some(FileStatus::Delivering),
+            _ => None,
+        };
+        let Some(next) = next else {
+            tx.commit().await?;
+            return Ok(status);
+        };
+        tx.execute(
+            "UPDATE file_process SET status = $2, error = NULL, updated_at = now() WHERE id = $1",
+            &[&id, &next.as_str()],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO file_event (file_id, stage, status, detail) VALUES ($1, $2, $3, $4)",
+            &[
+                &id,
+                &Stage::Forwarder.as_str(),
+                &next.as_str(),
+                &json!({ "batches": sent, "batches_delivered": delivered }),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+}
