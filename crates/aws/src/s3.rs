@@ -5,7 +5,7 @@ use std::io;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
 use sluice_core::sanitize::drive::ByteSink;
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::{describe, AwsError};
 
@@ -83,6 +83,39 @@ impl ObjectStore {
             metadata: object.metadata().cloned().unwrap_or_default(),
         };
         Ok((object.body.into_async_read(), meta))
+    }
+
+    /// Reads a small object (a claim-checked batch) whole; one larger than `limit` bytes is
+    /// refused rather than buffered.
+    pub async fn read_small(
+        &self,
+        bucket: &str,
+        key: &str,
+        limit: u64,
+    ) -> Result<Vec<u8>, AwsError> {
+        let (body, meta) = self.open(bucket, key, None).await?;
+        if meta.size as u64 > limit {
+            return Err(AwsError::S3 {
+                op: "GetObject",
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                message: format!(
+                    "object of {} bytes is over the {limit}-byte limit",
+                    meta.size
+                ),
+            });
+        }
+        let mut bytes = Vec::with_capacity(meta.size.max(0) as usize);
+        body.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| AwsError::S3 {
+                op: "GetObject",
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(bytes)
     }
 
     /// Whether the object exists.

@@ -30,6 +30,56 @@ impl std::fmt::Debug for DbSecret {
     }
 }
 
+/// The string value of the secret `secret_id` (name or ARN). Never logged or put in errors.
+pub async fn secret_string(
+    client: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+) -> Result<String, AwsError> {
+    let value = client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| AwsError::Secret {
+            secret: secret_id.to_string(),
+            message: describe(&e),
+        })?;
+    value
+        .secret_string()
+        .map(str::to_string)
+        .ok_or_else(|| AwsError::Secret {
+            secret: secret_id.to_string(),
+            message: "the secret has no string value".into(),
+        })
+}
+
+/// The string field `key` of the JSON secret `secret_id`.
+pub async fn secret_field(
+    client: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+    key: &str,
+) -> Result<String, AwsError> {
+    let text = secret_string(client, secret_id).await?;
+    let error = |message: String| AwsError::Secret {
+        secret: secret_id.to_string(),
+        message,
+    };
+    // A parse error could quote the secret: say only where the JSON is wrong.
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        error(format!(
+            "not JSON: {:?} at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    match json.get(key) {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(error(format!("field `{key}` is not a string"))),
+        None => Err(error(format!("has no field `{key}`"))),
+    }
+}
+
 /// Reads and parses the database secret `secret_id` (name or ARN).
 pub async fn database_secret(
     client: &aws_sdk_secretsmanager::Client,

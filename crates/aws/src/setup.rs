@@ -31,6 +31,18 @@ const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 /// `Context::deadline`, milliseconds since the epoch); `None` when there is none (0, as in
 /// tests and local runs).
 pub fn stop_before(deadline_ms: u64) -> Option<std::time::Instant> {
+    let deadline = deadline_at(deadline_ms)?;
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    tracing::debug!(
+        left_ms = left.as_millis() as u64,
+        "time left in this invocation"
+    );
+    Some(deadline - DEADLINE_MARGIN.min(left / 5))
+}
+
+/// Lambda's deadline `deadline_ms` (milliseconds since the epoch) as an instant; `None` when
+/// there is none (0).
+pub fn deadline_at(deadline_ms: u64) -> Option<std::time::Instant> {
     use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
     if deadline_ms == 0 {
         return None;
@@ -39,12 +51,7 @@ pub fn stop_before(deadline_ms: u64) -> Option<std::time::Instant> {
         .duration_since(UNIX_EPOCH)
         .ok()?
         .as_millis() as u64;
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-    tracing::debug!(
-        left_ms = left.as_millis() as u64,
-        "time left in this invocation"
-    );
-    Some(Instant::now() + left - DEADLINE_MARGIN.min(left / 5))
+    Some(Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
 }
 
 /// JSON log lines (one object per line, as Lambda's JSON log format expects), level from

@@ -76,6 +76,68 @@ pub struct RecordBatch {
     pub body: BatchBody,
 }
 
+/// A "record batch" as the forwarder reads it: the records stay raw JSON text borrowed from
+/// the message, so they are POSTed as they came without being parsed into values and
+/// written out again.
+#[derive(Debug, Deserialize)]
+pub struct RecordBatchRef<'a> {
+    pub v: V1,
+    pub file_id: Uuid,
+    pub dataset: String,
+    pub batch_id: String,
+    pub seq: u32,
+    pub total: u32,
+    pub count: u32,
+    #[serde(borrow, default)]
+    records: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    s3: Option<S3Pointer>,
+}
+
+/// Where a claim-checked batch's records are.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct S3Pointer {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// Where a [`RecordBatchRef`]'s records are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordsAt<'m> {
+    /// In the message: the JSON array's text.
+    Inline(&'m str),
+    /// In S3 (a claim check).
+    S3(&'m S3Pointer),
+}
+
+impl RecordBatchRef<'_> {
+    /// Reads a message body; refuses one that has both or neither of `records` and `s3`, or
+    /// whose `records` is not an array.
+    pub fn parse(body: &str) -> Result<RecordBatchRef<'_>, String> {
+        let batch: RecordBatchRef<'_> = serde_json::from_str(body)
+            .map_err(|e| format!("not a \"record batch\" message: {e}"))?;
+        match (&batch.records, &batch.s3) {
+            (Some(r), None) if !r.get().starts_with('[') => {
+                Err("not a \"record batch\" message: `records` is not an array".into())
+            }
+            (Some(_), None) | (None, Some(_)) => Ok(batch),
+            _ => Err(
+                "not a \"record batch\" message: it needs exactly one of `records` and `s3`".into(),
+            ),
+        }
+    }
+
+    /// Where the records are.
+    pub fn records(&self) -> RecordsAt<'_> {
+        match (&self.records, &self.s3) {
+            (Some(raw), _) => RecordsAt::Inline(raw.get()),
+            (None, Some(pointer)) => RecordsAt::S3(pointer),
+            // `parse` lets no other shape through.
+            (None, None) => RecordsAt::Inline("[]"),
+        }
+    }
+}
+
 /// The stable id of batch `seq` of a file.
 pub fn batch_id(file_id: Uuid, seq: u32) -> String {
     format!("{file_id}-{seq:06}")
@@ -142,6 +204,65 @@ mod tests {
             serde_json::from_value::<RecordBatch>(json).unwrap(),
             pointer
         );
+    }
+
+    #[test]
+    fn the_forwarder_reads_records_as_the_raw_text_the_transformer_wrote() {
+        let inline = crate::transform::batch::inline_message(
+            Uuid::from_u128(7),
+            "orders",
+            2,
+            3,
+            &crate::transform::batch::Batch {
+                records: br#"[{"orderId":"A-1","total":19.90},{"orderId":"A-2","total":1.5}]"#
+                    .to_vec(),
+                count: 2,
+            },
+        );
+        let body = std::str::from_utf8(&inline).unwrap();
+        let batch = RecordBatchRef::parse(body).unwrap();
+        assert_eq!(batch.batch_id, batch_id(Uuid::from_u128(7), 2));
+        assert_eq!((batch.seq, batch.total, batch.count), (2, 3, 2));
+        assert_eq!(
+            batch.records(),
+            RecordsAt::Inline(r#"[{"orderId":"A-1","total":19.90},{"orderId":"A-2","total":1.5}]"#),
+            "decimals keep their digits"
+        );
+        let pointer = crate::transform::batch::claim_check_message(
+            Uuid::from_u128(7),
+            "orders",
+            3,
+            3,
+            500,
+            "clean",
+            "batches/x/000003.json",
+        );
+        let batch = RecordBatchRef::parse(std::str::from_utf8(&pointer).unwrap()).unwrap();
+        assert_eq!(
+            batch.records(),
+            RecordsAt::S3(&S3Pointer {
+                bucket: "clean".into(),
+                key: "batches/x/000003.json".into()
+            })
+        );
+    }
+
+    #[test]
+    fn record_batches_without_exactly_one_body_are_refused() {
+        let head = r#""v":1,"file_id":"00000000-0000-0000-0000-000000000007","dataset":"orders","batch_id":"x","seq":1,"total":1,"count":1"#;
+        for (extra, says) in [
+            ("", "exactly one"),
+            (
+                r#","records":[],"s3":{"bucket":"b","key":"k"}"#,
+                "exactly one",
+            ),
+            (r#","records":{"a":1}"#, "not an array"),
+        ] {
+            let e = RecordBatchRef::parse(&format!("{{{head}{extra}}}")).unwrap_err();
+            assert!(e.contains(says), "{extra}: {e}");
+        }
+        let e = RecordBatchRef::parse(r#"{"v":2}"#).unwrap_err();
+        assert!(e.contains("version 2"), "{e}");
     }
 
     #[test]

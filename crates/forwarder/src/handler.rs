@@ -1,0 +1,187 @@
+//! "Record batch" messages in, POSTs to the dataset's API out.
+//!
+//! Messages are handled concurrently (up to `SLUICE_FORWARD_CONCURRENCY`), each on its own:
+//! one that is not delivered is reported alone as a batch item failure, so SQS delivers it
+//! again and, after the queue's max receive count, moves it to the dead-letter queue.
+
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
+use lambda_runtime::LambdaEvent;
+use serde_json::json;
+use sluice_aws::setup::{deadline_at, stop_before};
+use sluice_aws::ObjectStore;
+use sluice_core::delivery::{request_body, BatchHeader};
+use sluice_core::message::{RecordBatchRef, RecordsAt};
+use sluice_core::{FileStatus, PipelineConfig, Stage};
+use sluice_db::Store;
+
+use crate::deliver::{deliver, Outcome};
+use crate::targets::Targets;
+
+type Error = lambda_runtime::Error;
+
+/// The largest claim-checked batch read back from S3.
+const MAX_CLAIM_CHECK_BYTES: u64 = 256 * 1024 * 1024;
+
+/// What the handler works with, built once per container.
+pub struct Deps {
+    pub config: PipelineConfig,
+    pub targets: Targets,
+    pub store: Store,
+    pub objects: ObjectStore,
+    pub http: reqwest::Client,
+    /// Messages delivered at the same time.
+    pub concurrency: usize,
+    /// The queue's `maxReceiveCount`: a message that fails on this delivery goes to the
+    /// dead-letter queue next, so its file is marked failed.
+    pub max_receive_count: u32,
+}
+
+/// Handles a batch of SQS messages, reporting the ones that were not delivered.
+pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatchResponse, Error> {
+    let stop = stop_before(event.context.deadline);
+    // The last resort if something other than HTTP hangs (the database, S3): well after
+    // `stop`, which attempts respect, and still before Lambda's own deadline.
+    let hard_stop = deadline_at(event.context.deadline).map(|d| d - Duration::from_secs(1));
+    let results: Vec<(String, Result<(), Error>)> = stream::iter(&event.payload.records)
+        .map(|message| async move {
+            let id = message.message_id.clone().unwrap_or_default();
+            let work = process(message, deps, stop);
+            let outcome = match hard_stop {
+                Some(at) => tokio::time::timeout_at(at.into(), work)
+                    .await
+                    .unwrap_or_else(|_| Err("stopped before the Lambda timeout".into())),
+                None => work.await,
+            };
+            (id, outcome)
+        })
+        .buffer_unordered(deps.concurrency.max(1))
+        .collect()
+        .await;
+    let mut response = SqsBatchResponse::default();
+    for (message_id, outcome) in results {
+        if let Err(e) = outcome {
+            tracing::error!(message_id = %message_id, error = %e,
+                "batch not delivered; SQS will deliver the message again");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message_id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    Ok(response)
+}
+
+async fn process(message: &SqsMessage, deps: &Deps, stop: Option<Instant>) -> Result<(), Error> {
+    let body = message.body.as_deref().ok_or("the message has no body")?;
+    let batch = RecordBatchRef::parse(body)?;
+    let header = BatchHeader {
+        file_id: batch.file_id,
+        dataset: &batch.dataset,
+        batch_id: &batch.batch_id,
+        seq: batch.seq,
+        total: batch.total,
+    };
+    let id = batch.file_id;
+    let history = deps.store.batch_history(&batch.batch_id).await?;
+    if history.delivered {
+        tracing::info!(file_id = %id, batch_id = %batch.batch_id,
+            "batch already delivered: duplicate message skipped");
+        deps.store.settle_delivery(id).await?;
+        return Ok(());
+    }
+    let receive_count = receive_count(message);
+    let target = match deps.targets.get(&batch.dataset, &deps.config) {
+        Ok(target) => target,
+        Err(reason) => return Err(not_delivered(deps, &header, receive_count, reason).await),
+    };
+    let row = deps
+        .store
+        .file(id)
+        .await?
+        .ok_or_else(|| format!("file {id} is not in the status store"))?;
+    // Only a file the transformer has finished moves on: while it is `transforming`, its
+    // batch count is not recorded yet (the transformer settles it when it is).
+    if row.status == FileStatus::Transformed {
+        deps.store
+            .advance(id, Stage::Forwarder, FileStatus::Delivering, json!({}))
+            .await?;
+    }
+    let records = match batch.records() {
+        RecordsAt::Inline(text) => Bytes::copy_from_slice(text.as_bytes()),
+        RecordsAt::S3(at) => Bytes::from(
+            deps.objects
+                .read_small(&at.bucket, &at.key, MAX_CLAIM_CHECK_BYTES)
+                .await?,
+        ),
+    };
+    let body = Bytes::from(request_body(target.body, &header, &records));
+    drop(records);
+    let outcome = deliver(
+        &deps.http,
+        &deps.store,
+        target,
+        &header,
+        body,
+        history.attempts + 1,
+        stop,
+    )
+    .await?;
+    match outcome {
+        Outcome::Delivered { attempts, status } => {
+            let now = deps.store.settle_delivery(id).await?;
+            tracing::info!(file_id = %id, dataset = %batch.dataset, batch_id = %batch.batch_id,
+                seq = batch.seq, total = batch.total, records = batch.count, attempts, status,
+                file_status = %now, "batch delivered");
+            Ok(())
+        }
+        Outcome::NotDelivered { error, .. } => {
+            Err(not_delivered(deps, &header, receive_count, error).await)
+        }
+    }
+}
+
+/// Records why a batch was not delivered. On the message's last delivery before the
+/// dead-letter queue, the file is marked failed with that reason.
+async fn not_delivered(
+    deps: &Deps,
+    batch: &BatchHeader<'_>,
+    receive_count: u32,
+    error: String,
+) -> Error {
+    let reason = format!(
+        "batch {}/{} ({}) not delivered: {error}",
+        batch.seq, batch.total, batch.batch_id
+    );
+    let written = if receive_count >= deps.max_receive_count {
+        let final_reason = format!(
+            "{reason}; delivery {receive_count} of {}, so the message goes to the \
+             dead-letter queue",
+            deps.max_receive_count
+        );
+        deps.store
+            .fail(batch.file_id, Stage::Forwarder, &final_reason)
+            .await
+            .map(|_| ())
+    } else {
+        deps.store
+            .note_error(batch.file_id, Stage::Forwarder, &reason)
+            .await
+    };
+    if let Err(e) = written {
+        tracing::error!(file_id = %batch.file_id, error = %e,
+            "could not record the error in the status store");
+    }
+    reason.into()
+}
+
+/// How many times SQS has delivered this message, this time included.
+fn receive_count(message: &SqsMessage) -> u32 {
+    message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}

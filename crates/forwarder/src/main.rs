@@ -1,0 +1,22 @@
+//! The forwarder Lambda: wiring only. Environment -> settings -> clients -> `run`.
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{service_fn, LambdaEvent};
+use sluice_aws::setup::init_tracing;
+use sluice_forwarder::{handle, Deps};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let deps = match Deps::from_env().await {
+        Ok(deps) => deps,
+        Err(e) => {
+            tracing::error!(error = %e, "forwarder cannot start");
+            return Err(e.into());
+        }
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
+        handle(event, &deps)
+    }))
+    .await
+}

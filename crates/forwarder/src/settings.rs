@@ -1,0 +1,74 @@
+//! The forwarder's environment, read and checked once per container.
+
+use sluice_aws::setup::{required, Common, DatabaseSettings, SetupError};
+
+use crate::client::http_client;
+use crate::targets::Targets;
+use crate::Deps;
+
+/// Everything the forwarder needs from its environment (see README, "Configuration").
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `SLUICE_CONFIG`: pipeline config path or `s3://bucket/key`.
+    pub pipeline_config: String,
+    /// `SLUICE_FORWARD_CONCURRENCY`: messages delivered at the same time (default 4).
+    pub concurrency: usize,
+    /// `SLUICE_MAX_RECEIVE_COUNT`: the forward queue's `maxReceiveCount` (default 5).
+    pub max_receive_count: u32,
+    pub database: DatabaseSettings,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SetupError> {
+        Ok(Self {
+            pipeline_config: required("SLUICE_CONFIG")?,
+            concurrency: number("SLUICE_FORWARD_CONCURRENCY", 4, 1..=64)? as usize,
+            max_receive_count: number("SLUICE_MAX_RECEIVE_COUNT", 5, 1..=1000)?,
+            database: DatabaseSettings::from_env()?,
+        })
+    }
+}
+
+fn number(
+    name: &'static str,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, SetupError> {
+    let Ok(text) = std::env::var(name) else {
+        return Ok(default);
+    };
+    match text.trim().parse::<u32>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(SetupError::Invalid {
+            name,
+            reason: format!(
+                "expected a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        }),
+    }
+}
+
+impl Deps {
+    /// Everything the handler needs, from the environment. Once per container; a header
+    /// whose secret cannot be read stops the container from starting.
+    pub async fn from_env() -> Result<Self, SetupError> {
+        let settings = Settings::from_env()?;
+        let common = Common::build(&settings.pipeline_config, &settings.database).await?;
+        let secrets = Targets::needs_secrets(&common.config).then_some(&common.clients.secrets);
+        let targets = Targets::resolve(&common.config, secrets)
+            .await
+            .map_err(|e| SetupError::Config(e.to_string()))?;
+        let http = http_client().map_err(|e| SetupError::Config(format!("HTTP client: {e}")))?;
+        Ok(Deps {
+            config: common.config,
+            targets,
+            store: common.store,
+            objects: common.objects,
+            http,
+            concurrency: settings.concurrency,
+            max_receive_count: settings.max_receive_count,
+        })
+    }
+}
