@@ -2,6 +2,8 @@
 //! PostgreSQL (`DATABASE_URL`), both started by scripts/test.sh, with buckets, queues and a
 //! database schema of each test's own, removed when the test ends.
 
+pub mod api;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -13,7 +15,7 @@ pub fn database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into())
 }
 
-fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     format!(
         "{prefix}-{}-{}",

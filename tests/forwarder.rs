@@ -1,0 +1,640 @@
+//! The forwarder Lambda's handler, end to end: files in PostgreSQL, "record batch" messages in
+//! an SQS event, a real HTTP API on loopback that answers as each test scripts it, and then
+//! what the API received, the `api_call` rows, the batch item failures and the file status.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{json, Value};
+use sluice_aws::ObjectStore;
+use sluice_core::message::batch_id;
+use sluice_core::transform::batch::{claim_check_message, inline_message, Batch};
+use sluice_core::{FileStatus, PipelineConfig, Stage};
+use sluice_db::{ApiCallRow, NewFile, RowCounts, Store, TransformCounts};
+use sluice_e2e::api::{MockApi, Reply};
+use sluice_e2e::{unique, World};
+use sluice_forwarder::client::http_client;
+use sluice_forwarder::{handle, Deps, Targets};
+use uuid::Uuid;
+
+/// A config whose `orders` dataset delivers to `endpoint`, with `extra` lines added to its
+/// `[datasets.orders.delivery]` table.
+fn config(endpoint: &str, extra: &str) -> String {
+    format!(
+        r#"
+[datasets.orders]
+prefix = "incoming/orders/"
+[datasets.orders.delivery]
+endpoint = "{endpoint}"
+backoff_base_ms = 20
+backoff_max_ms = 200
+{extra}
+"#
+    )
+}
+
+struct Setup {
+    world: World,
+    deps: Deps,
+}
+
+async fn setup(config_text: &str) -> Setup {
+    let world = World::new().await;
+    let config = PipelineConfig::parse(config_text, "test").unwrap();
+    let targets = Targets::resolve(&config, Some(&world.clients.secrets))
+        .await
+        .unwrap();
+    let deps = Deps {
+        config,
+        targets,
+        store: world.store().await,
+        objects: ObjectStore::new(world.clients.s3.clone()),
+        http: http_client().unwrap(),
+        concurrency: 4,
+        max_receive_count: 3,
+    };
+    Setup { world, deps }
+}
+
+/// Three orders per batch: `A-<seq>-1` .. `A-<seq>-3`.
+fn records(seq: u32) -> Vec<Value> {
+    (1..=3)
+        .map(|i| json!({"orderId": format!("A-{seq}-{i}"), "line": {"quantity": i, "unitPriceEur": 19.90}}))
+        .collect()
+}
+
+fn batch(seq: u32) -> Batch {
+    let records = serde_json::to_vec(&records(seq)).unwrap();
+    Batch { records, count: 3 }
+}
+
+impl Setup {
+    /// A file the transformer has finished: `total` batches recorded as sent (or, with
+    /// `transformed: false`, still `transforming`).
+    async fn file(&self, name: &str, total: i32, transformed: bool) -> Uuid {
+        let store: &Store = &self.deps.store;
+        let key = format!("incoming/orders/{name}");
+        let id = store
+            .register(&NewFile {
+                dataset: "orders",
+                bucket: &self.world.quarantine,
+                key: &key,
+                etag: "e",
+                size: 1,
+            })
+            .await
+            .unwrap()
+            .id;
+        store
+            .advance(id, Stage::Sanitizer, FileStatus::Sanitizing, json!({}))
+            .await
+            .unwrap();
+        store
+            .finish_sanitize(
+                id,
+                FileStatus::Sanitized,
+                Some("clean/x.csv"),
+                RowCounts::default(),
+                None,
+                json!({}),
+            )
+            .await
+            .unwrap();
+        store
+            .advance(id, Stage::Transformer, FileStatus::Transforming, json!({}))
+            .await
+            .unwrap();
+        if transformed {
+            self.transformed(id, total).await;
+        }
+        id
+    }
+
+    async fn transformed(&self, id: Uuid, total: i32) {
+        let counts = TransformCounts {
+            records: total as i64 * 3,
+            batches: total,
+            rows_unmapped: 0,
+        };
+        self.deps
+            .store
+            .finish_transform(id, FileStatus::Transformed, counts, None, json!({}))
+            .await
+            .unwrap();
+        self.deps.store.settle_delivery(id).await.unwrap();
+    }
+
+    /// Runs the handler on these message bodies (delivered `receive_count` times so far).
+    async fn run(&self, bodies: &[String], receive_count: u32) -> Vec<String> {
+        self.run_with(bodies, receive_count, Context::default())
+            .await
+    }
+
+    async fn run_with(&self, bodies: &[String], receive_count: u32, ctx: Context) -> Vec<String> {
+        let mut event = SqsEvent::default();
+        event.records = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| message(&format!("m{i}"), body, receive_count))
+            .collect();
+        failures(handle(LambdaEvent::new(event, ctx), &self.deps).await)
+    }
+
+    async fn row(&self, id: Uuid) -> sluice_db::FileRow {
+        self.deps.store.file(id).await.unwrap().unwrap()
+    }
+
+    async fn calls(&self, id: Uuid) -> Vec<ApiCallRow> {
+        self.deps.store.calls(id).await.unwrap()
+    }
+}
+
+fn message(id: &str, body: &str, receive_count: u32) -> SqsMessage {
+    let mut m = SqsMessage::default();
+    m.message_id = Some(id.to_string());
+    m.body = Some(body.to_string());
+    m.attributes = HashMap::from([(
+        "ApproximateReceiveCount".to_string(),
+        receive_count.to_string(),
+    )]);
+    m
+}
+
+fn failures(
+    response: Result<aws_lambda_events::sqs::SqsBatchResponse, lambda_runtime::Error>,
+) -> Vec<String> {
+    let mut ids: Vec<String> = response
+        .unwrap()
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn messages(id: Uuid, total: u32) -> Vec<String> {
+    (1..=total)
+        .map(|seq| {
+            String::from_utf8(inline_message(id, "orders", seq, total, &batch(seq))).unwrap()
+        })
+        .collect()
+}
+
+/// Asserts the API accepted every record of batches `1..=total` exactly once.
+fn assert_each_record_accepted_once(api: &MockApi, total: u32) {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for record in api.accepted_records() {
+        *seen
+            .entry(record["orderId"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let expected: BTreeMap<String, usize> = (1..=total)
+        .flat_map(records)
+        .map(|r| (r["orderId"].as_str().unwrap().to_string(), 1))
+        .collect();
+    assert_eq!(seen, expected);
+}
+
+fn statuses(calls: &[ApiCallRow]) -> Vec<(i32, Option<i32>)> {
+    calls.iter().map(|c| (c.attempt, c.http_status)).collect()
+}
+
+#[tokio::test]
+async fn every_batch_is_posted_once_with_its_idempotency_key_and_headers() {
+    let api = MockApi::start().await;
+    std::env::set_var("SLUICE_TEST_ORDERS_TOKEN", "tok-123");
+    let world_secrets = World::new().await;
+    let secret_name = unique("sluice-orders-api");
+    world_secrets
+        .clients
+        .secrets
+        .create_secret()
+        .name(&secret_name)
+        .secret_string(r#"{"api_key":"key-456"}"#)
+        .send()
+        .await
+        .unwrap();
+    let s = setup(&config(
+        &api.url(),
+        &format!(
+            r#"[datasets.orders.delivery.headers]
+"X-Source" = "sluice"
+Authorization = {{ env = "SLUICE_TEST_ORDERS_TOKEN", prefix = "Bearer " }}
+"X-Api-Key" = {{ secret = "{secret_name}", key = "api_key" }}"#
+        ),
+    ))
+    .await;
+    let id = s.file("three-batches.csv", 3, true).await;
+
+    assert!(s.run(&messages(id, 3), 1).await.is_empty());
+
+    let received = api.received();
+    assert_eq!(received.len(), 3);
+    let mut keys: Vec<&str> = received
+        .iter()
+        .map(|r| r.idempotency_key.as_str())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, [batch_id(id, 1), batch_id(id, 2), batch_id(id, 3)]);
+    for r in &received {
+        let h = |name: &str| r.headers.get(name).unwrap().to_str().unwrap().to_string();
+        assert_eq!(h("content-type"), "application/json");
+        assert_eq!(h("authorization"), "Bearer tok-123");
+        assert_eq!(h("x-api-key"), "key-456");
+        assert_eq!(h("x-source"), "sluice");
+        assert_eq!(h("x-sluice-file-id"), id.to_string());
+        assert_eq!(h("x-sluice-dataset"), "orders");
+        assert!(h("user-agent").starts_with("sluice/"));
+        let seq: u32 = r
+            .idempotency_key
+            .rsplit('-')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(h("x-sluice-batch"), format!("{seq}/3"));
+        // The body is the records exactly as the transformer wrote them (19.90 keeps its 0).
+        assert_eq!(r.body.as_ref(), batch(seq).records.as_slice());
+    }
+    assert_each_record_accepted_once(&api, 3);
+
+    let calls = s.calls(id).await;
+    assert_eq!(calls.len(), 3);
+    for c in &calls {
+        assert_eq!(
+            (c.attempt, c.http_status, c.error.as_deref()),
+            (1, Some(200), None)
+        );
+        assert_eq!(c.response_excerpt.as_deref(), Some(r#"{"ok":true}"#));
+        assert!(c.latency_ms.is_some());
+    }
+    let row = s.row(id).await;
+    assert_eq!(row.status, FileStatus::Delivered);
+    assert_eq!(
+        (row.batches_sent, row.batches_delivered),
+        (Some(3), Some(3))
+    );
+    assert_eq!(row.error, None);
+    let events = s.deps.store.events(id).await.unwrap();
+    let last: Vec<(&str, FileStatus)> = events[events.len() - 2..]
+        .iter()
+        .map(|e| (e.stage.as_str(), e.status))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            ("forwarder", FileStatus::Delivering),
+            ("forwarder", FileStatus::Delivered)
+        ]
+    );
+    world_secrets.clean_up().await;
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_in_the_invocation_and_every_attempt_is_on_record() {
+    let api = MockApi::start().await;
+    let s = setup(&config(&api.url(), "")).await;
+    let id = s.file("flaky.csv", 1, true).await;
+    api.script([
+        Reply::StatusBody(500, "{\"error\":\"database\nunavailable\"}"),
+        Reply::Status(503),
+    ]);
+
+    assert!(s.run(&messages(id, 1), 1).await.is_empty());
+
+    let calls = s.calls(id).await;
+    assert_eq!(
+        statuses(&calls),
+        [(1, Some(500)), (2, Some(503)), (3, Some(200))]
+    );
+    assert_eq!(
+        calls[0].response_excerpt.as_deref(),
+        Some("{\"error\":\"database unavailable\"}"),
+        "the excerpt is one line"
+    );
+    assert!(calls[0].error.as_deref().unwrap().starts_with("HTTP 500"));
+    let keys: Vec<String> = api
+        .received()
+        .into_iter()
+        .map(|r| r.idempotency_key)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![batch_id(id, 1); 3],
+        "every retry carries the same key"
+    );
+    assert_each_record_accepted_once(&api, 1);
+    assert_eq!(s.row(id).await.status, FileStatus::Delivered);
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_429_waits_as_long_as_retry_after_asks() {
+    let api = MockApi::start().await;
+    let s = setup(&config(&api.url(), "")).await;
+    let id = s.file("throttled.csv", 1, true).await;
+    api.script([Reply::RetryAfter(429, "1")]);
+
+    let started = Instant::now();
+    assert!(s.run(&messages(id, 1), 1).await.is_empty());
+    let waited = started.elapsed();
+
+    assert!(waited >= Duration::from_secs(1), "waited only {waited:?}");
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+    assert_eq!(
+        statuses(&s.calls(id).await),
+        [(1, Some(429)), (2, Some(200))]
+    );
+    assert_each_record_accepted_once(&api, 1);
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_request_that_hangs_past_the_timeout_is_retried_with_the_same_key() {
+    let api = MockApi::start().await;
+    let s = setup(&config(&api.url(), "timeout_ms = 300")).await;
+    let id = s.file("hang.csv", 1, true).await;
+    api.script([Reply::Hang]);
+
+    let started = Instant::now();
+    assert!(s.run(&messages(id, 1), 1).await.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let calls = s.calls(id).await;
+    assert_eq!(statuses(&calls), [(1, None), (2, Some(200))]);
+    assert_eq!(calls[0].error.as_deref(), Some("no answer within 300 ms"));
+    assert!(calls[0].latency_ms.unwrap() >= 300);
+    let received = api.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].answered, None);
+    assert_eq!(received[0].idempotency_key, received[1].idempotency_key);
+    assert_each_record_accepted_once(&api, 1);
+    assert_eq!(s.row(id).await.status, FileStatus::Delivered);
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn refused_connections_fail_the_batch_until_the_api_is_back() {
+    // A port with nothing listening on it: connections are refused.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{addr}/ingest");
+    let s = setup(&config(&url, "max_attempts = 2")).await;
+    let id = s.file("refused.csv", 2, true).await;
+    let bodies = messages(id, 2);
+
+    assert_eq!(s.run(&bodies[..1], 1).await, ["m0"]);
+
+    let calls = s.calls(id).await;
+    assert_eq!(statuses(&calls), [(1, None), (2, None)]);
+    for c in &calls {
+        let error = c.error.as_deref().unwrap();
+        assert!(error.starts_with("connection failed"), "{error}");
+    }
+    let row = s.row(id).await;
+    assert_eq!(
+        row.status,
+        FileStatus::Delivering,
+        "not failed while SQS still retries"
+    );
+    let error = row.error.unwrap();
+    assert!(
+        error.contains("batch 1/2") && error.contains("connection failed"),
+        "{error}"
+    );
+
+    // The API comes back; SQS delivers the message again, and the other one.
+    let api = MockApi::start_on(addr).await;
+    assert!(s.run(&bodies, 2).await.is_empty());
+    let calls = s.calls(id).await;
+    let first: Vec<(i32, Option<i32>)> = calls
+        .iter()
+        .filter(|c| c.batch_id == batch_id(id, 1))
+        .map(|c| (c.attempt, c.http_status))
+        .collect();
+    assert_eq!(
+        first,
+        [(1, None), (2, None), (3, Some(200))],
+        "attempts count on"
+    );
+    assert_each_record_accepted_once(&api, 2);
+    let row = s.row(id).await;
+    assert_eq!(row.status, FileStatus::Delivered);
+    assert_eq!(row.error, None);
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_4xx_is_not_retried_and_fails_the_file_on_the_last_delivery() {
+    let api = MockApi::start().await;
+    let s = setup(&config(&api.url(), "")).await;
+    let id = s.file("refused-by-api.csv", 2, true).await;
+    let bodies = messages(id, 2);
+    let bad = batch_id(id, 2);
+    api.script_for(&bad, [Reply::StatusBody(422, r#"{"error":"unknown sku"}"#)]);
+
+    assert_eq!(
+        s.run(&bodies, 1).await,
+        ["m1"],
+        "only the refused batch fails"
+    );
+    let calls = s.calls(id).await;
+    let refused: Vec<&ApiCallRow> = calls.iter().filter(|c| c.batch_id == bad).collect();
+    assert_eq!(refused.len(), 1, "a 4xx is not retried in the invocation");
+    assert_eq!(refused[0].http_status, Some(422));
+    assert_eq!(
+        refused[0].response_excerpt.as_deref(),
+        Some(r#"{"error":"unknown sku"}"#)
+    );
+    assert!(refused[0].error.as_deref().unwrap().contains("not retried"));
+    assert_eq!(s.row(id).await.status, FileStatus::Delivering);
+
+    // The last delivery before the dead-letter queue (max receive count 3).
+    api.script_for(&bad, [Reply::Status(422)]);
+    assert_eq!(s.run(&bodies[1..], 3).await, ["m0"]);
+    let row = s.row(id).await;
+    assert_eq!(row.status, FileStatus::Failed);
+    assert_eq!(row.failed_stage.as_deref(), Some("forwarder"));
+    let error = row.error.unwrap();
+    assert!(
+        error.contains("batch 2/2") && error.contains("422") && error.contains("dead-letter"),
+        "{error}"
+    );
+    assert_eq!(row.batches_delivered, Some(1));
+    assert_each_record_accepted_once(&api, 1);
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_delivered_batch_is_not_sent_again() {
+    let api = MockApi::start().await;
+    let s = setup(&config(&api.url(), "")).await;
+    let id = s.file("twice.csv", 2, true).await;
+    let bodies = messages(id, 2);
+    assert!(s.run(&bodies, 1).await.is_empty());
+    // SQS delivers both again (at least once), and one of them twice in the same event.
+    let again = [bodies[0].clone(), bodies[1].clone(), bodies[1].clone()];
+    assert!(s.run(&again, 2).await.is_empty());
+    assert_eq!(api.received().len(), 2);
+    assert_eq!(s.calls(id).await.len(), 2);
+    assert_each_record_accepted_once(&api, 2);
+    assert_eq!(s.row(id).await.status, FileStatus::Delivered);
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_claim_checked_batch_is_read_from_s3_and_sent_in_an_envelope() {
+    let api = MockApi::start().await;
+    let s = setup(&config(&api.url(), "body = \"envelope\"")).await;
+    let id = s.file("big.csv", 1, true).await;
+    let key = format!("batches/{id}/000001.json");
+    s.world
+        .clients
+        .s3
+        .put_object()
+        .bucket(&s.world.clean)
+        .key(&key)
+        .body(batch(1).records.into())
+        .send()
+        .await
+        .unwrap();
+    let body = claim_check_message(id, "orders", 1, 1, 3, &s.world.clean, &key);
+
+    assert!(s
+        .run(&[String::from_utf8(body).unwrap()], 1)
+        .await
+        .is_empty());
+
+    let received = api.received();
+    let envelope: Value = serde_json::from_slice(&received[0].body).unwrap();
+    assert_eq!(envelope["batch_id"], batch_id(id, 1));
+    assert_eq!(envelope["file_id"], id.to_string());
+    assert_eq!(
+        (envelope["seq"].as_u64(), envelope["total"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_each_record_accepted_once(&api, 1);
+    assert_eq!(s.row(id).await.status, FileStatus::Delivered);
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn retries_stop_when_the_invocations_time_runs_out() {
+    let api = MockApi::start().await;
+    let s = setup(&config(&api.url(), "")).await;
+    let id = s.file("slow-down.csv", 1, true).await;
+    api.script([Reply::RetryAfter(429, "30")]);
+    let mut ctx = Context::default();
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    ctx.deadline = now_ms + 3_000;
+
+    let started = Instant::now();
+    assert_eq!(s.run_with(&messages(id, 1), 1, ctx).await, ["m0"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let calls = s.calls(id).await;
+    assert_eq!(statuses(&calls), [(1, Some(429))]);
+    let error = s.row(id).await.error.unwrap();
+    assert!(
+        error.contains("would not fit in this invocation"),
+        "{error}"
+    );
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn batches_that_overtake_the_transformers_status_write_are_delivered_and_settled_later() {
+    let api = MockApi::start().await;
+    let s = setup(&config(&api.url(), "")).await;
+    let id = s.file("race.csv", 2, false).await;
+
+    assert!(s.run(&messages(id, 2), 1).await.is_empty());
+    let row = s.row(id).await;
+    assert_eq!(
+        row.status,
+        FileStatus::Transforming,
+        "the transformer's status is left alone"
+    );
+    assert_eq!(row.batches_delivered, Some(2));
+
+    s.transformed(id, 2).await;
+    assert_eq!(s.row(id).await.status, FileStatus::Delivered);
+    assert_each_record_accepted_once(&api, 2);
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_dataset_without_an_endpoint_or_a_bad_message_fails_alone() {
+    let api = MockApi::start().await;
+    let text = format!(
+        "{}\n[datasets.audit]\nprefix = \"incoming/audit/\"\n",
+        config(&api.url(), "")
+    );
+    let s = setup(&text).await;
+    let id = s.file("mixed.csv", 1, true).await;
+    let audit = String::from_utf8(inline_message(id, "audit", 1, 1, &batch(9))).unwrap();
+    let bodies = [
+        audit,
+        messages(id, 1).remove(0),
+        "{\"v\":1,\"not\":\"a batch\"}".to_string(),
+    ];
+    assert_eq!(s.run(&bodies, 1).await, ["m0", "m2"]);
+    assert_each_record_accepted_once(&api, 1);
+    let error = s.row(id).await.error;
+    // The file's own batch went through; the audit batch's reason is in the log and on the row.
+    assert!(
+        error
+            .as_deref()
+            .is_none_or(|e| e.contains("no delivery.endpoint")),
+        "{error:?}"
+    );
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn the_sample_event_in_events_is_delivered() {
+    let api = MockApi::start().await;
+    let s = setup(&config(&api.url(), "")).await;
+    let id = s.file("sample.csv", 1, true).await;
+    let event: SqsEvent =
+        serde_json::from_str(include_str!("../events/forwarder-sqs.json")).unwrap();
+    // The sample's file is not in this test's store: deliver its first batch as this file's.
+    let sample = event.records[0].body.clone().unwrap();
+    let sample_id = "08f71419-5ae1-5692-b2a7-16e553884bfd";
+    let body = sample
+        .replace("\"total\":2", "\"total\":1")
+        .replace(sample_id, &id.to_string());
+    let mut message = event.records[0].clone();
+    message.body = Some(body);
+    let mut ours = SqsEvent::default();
+    ours.records = vec![message];
+    assert!(failures(handle(LambdaEvent::new(ours, Context::default()), &s.deps).await).is_empty());
+    let received = api.received();
+    let records: Value = serde_json::from_slice(&received[0].body).unwrap();
+    assert_eq!(records[0]["orderId"], "A-1001");
+    assert_eq!(
+        std::str::from_utf8(&received[0].body)
+            .unwrap()
+            .matches("19.90")
+            .count(),
+        1
+    );
+    assert_eq!(s.row(id).await.status, FileStatus::Delivered);
+    // The second sample message is a claim check.
+    let claim = event.records[1].body.as_deref().unwrap();
+    assert!(claim.contains("\"s3\":{\"bucket\""));
+    s.world.clean_up().await;
+}
