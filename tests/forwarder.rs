@@ -638,3 +638,321 @@ async fn the_sample_event_in_events_is_delivered() {
     assert!(claim.contains("\"s3\":{\"bucket\""));
     s.world.clean_up().await;
 }
+
+/// Receives what is on `queue_url` now, as the Lambda event source would hand it over.
+async fn receive(world: &World, queue_url: &str) -> Vec<SqsMessage> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let received = world
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    received
+        .messages()
+        .iter()
+        .map(|m| {
+            let mut message = SqsMessage::default();
+            message.message_id = m.message_id().map(str::to_string);
+            message.receipt_handle = m.receipt_handle().map(str::to_string);
+            message.body = m.body().map(str::to_string);
+            message.attributes = m
+                .attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            message
+        })
+        .collect()
+}
+
+/// Messages on the queue (visible or not).
+async fn waiting(world: &World, queue_url: &str) -> usize {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attributes = world
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    attributes.attributes().unwrap()[&QueueAttributeName::ApproximateNumberOfMessages]
+        .parse()
+        .unwrap()
+}
+
+/// One poll of the event source: the handler runs on what the queue gives, and the messages
+/// it did not report as failures are deleted. Returns how many messages were handled.
+async fn poll_once(s: &Setup, queue_url: &str) -> usize {
+    let messages = receive(&s.world, queue_url).await;
+    if messages.is_empty() {
+        return 0;
+    }
+    let mut event = SqsEvent::default();
+    event.records = messages.clone();
+    let failed = failures(handle(LambdaEvent::new(event, Context::default()), &s.deps).await);
+    for m in &messages {
+        if !failed.contains(m.message_id.as_ref().unwrap()) {
+            s.world
+                .clients
+                .sqs
+                .delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(m.receipt_handle.as_deref().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    messages.len()
+}
+
+#[tokio::test]
+async fn a_batch_that_keeps_failing_ends_in_the_dead_letter_queue_and_fails_its_file() {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let api = MockApi::start().await;
+    let s = setup(&config(&api.url(), "max_attempts = 2")).await;
+    let sqs = &s.world.clients.sqs;
+    let dlq = s.world.new_queue("sluice-forward-dlq").await;
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    // maxReceiveCount 3, as the handler's `max_receive_count`; a short visibility timeout
+    // so SQS hands a failed message back within a second.
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique("sluice-forward"))
+        .attributes(QueueAttributeName::VisibilityTimeout, "1")
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let id = s.file("poison.csv", 2, true).await;
+    let bodies = messages(id, 2);
+    for body in &bodies {
+        sqs.send_message()
+            .queue_url(&queue)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    api.answer_by_default(Reply::Status(503));
+    api.script_for(&batch_id(id, 1), [Reply::Status(200)]);
+
+    // Poll as the event source would until SQS has moved the message on (each empty poll
+    // waits a second, as long as the visibility timeout).
+    let mut handled = 0;
+    for _ in 0..15 {
+        handled += poll_once(&s, &queue).await;
+        if waiting(&s.world, &dlq).await > 0 {
+            break;
+        }
+    }
+    assert_eq!(handled, 4, "batch 1 once, batch 2 three times");
+
+    let dead = s.world.drain(&dlq).await;
+    assert_eq!(
+        dead.len(),
+        1,
+        "the failing batch is in the dead-letter queue"
+    );
+    assert_eq!(dead[0]["batch_id"], batch_id(id, 2));
+    let calls = s.calls(id).await;
+    let bad: Vec<(i32, Option<i32>)> = calls
+        .iter()
+        .filter(|c| c.batch_id == batch_id(id, 2))
+        .map(|c| (c.attempt, c.http_status))
+        .collect();
+    assert_eq!(
+        bad,
+        (1..=6).map(|a| (a, Some(503))).collect::<Vec<_>>(),
+        "2 attempts on each of 3 deliveries"
+    );
+    let row = s.row(id).await;
+    assert_eq!(row.status, FileStatus::Failed);
+    let error = row.error.unwrap();
+    assert!(
+        error.contains("batch 2/2") && error.contains("dead-letter"),
+        "{error}"
+    );
+    assert_eq!(row.batches_delivered, Some(1));
+    assert_each_record_accepted_once(&api, 1);
+    for url in [&queue, &dlq] {
+        let _ = sqs.delete_queue().queue_url(url).send().await;
+    }
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn from_clean_file_to_api_every_record_arrives_exactly_once_despite_faults_and_duplicates() {
+    use sluice_core::message::{FileSanitized, V1};
+    let api = MockApi::start().await;
+    let mapping = r#"
+[datasets.orders.mapping]
+[[datasets.orders.mapping.fields]]
+name = "orderId"
+column = "order_id"
+required = true
+[[datasets.orders.mapping.fields]]
+name = "line.quantity"
+column = "qty"
+type = "integer"
+"#;
+    let text = format!(
+        "{}{mapping}",
+        config(&api.url(), "batch_size = 7\ntimeout_ms = 300")
+    );
+    let s = setup(&text).await;
+    let forward = s.world.new_queue("sluice-forward").await;
+    let transformer = sluice_transformer::Deps {
+        config: s.deps.config.clone(),
+        store: s.world.store().await,
+        objects: ObjectStore::new(s.world.clients.s3.clone()),
+        queue: sluice_aws::Queue::new(s.world.clients.sqs.clone(), forward.clone()),
+    };
+    // A sanitized file of 100 orders: its clean object, and its row at `sanitized`.
+    let mut csv = String::from("order_id,qty\r\n");
+    for i in 1..=100 {
+        csv.push_str(&format!("O-{i:03},{i}\r\n"));
+    }
+    let clean_key = "clean/orders/chain.csv".to_string();
+    s.world
+        .clients
+        .s3
+        .put_object()
+        .bucket(&s.world.clean)
+        .key(&clean_key)
+        .body(csv.into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+    let store = &s.deps.store;
+    let id = store
+        .register(&NewFile {
+            dataset: "orders",
+            bucket: &s.world.quarantine,
+            key: "incoming/orders/chain-2.csv",
+            etag: "e",
+            size: 1,
+        })
+        .await
+        .unwrap()
+        .id;
+    store
+        .advance(id, Stage::Sanitizer, FileStatus::Sanitizing, json!({}))
+        .await
+        .unwrap();
+    store
+        .finish_sanitize(
+            id,
+            FileStatus::Sanitized,
+            Some(&clean_key),
+            RowCounts::default(),
+            None,
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let sanitized = FileSanitized {
+        v: V1,
+        file_id: id,
+        dataset: "orders".into(),
+        clean_bucket: s.world.clean.clone(),
+        clean_key,
+        rows: 100,
+        columns: vec!["order_id".into(), "qty".into()],
+        date_range: None,
+    };
+    let mut event = SqsEvent::default();
+    event.records = vec![message(
+        "t0",
+        &serde_json::to_string(&sanitized).unwrap(),
+        1,
+    )];
+    let response =
+        sluice_transformer::handle(LambdaEvent::new(event, Context::default()), &transformer)
+            .await
+            .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+
+    // 15 batches (7 records each, the last 2). The API fails now and then.
+    api.script([
+        Reply::Status(500),
+        Reply::Hang,
+        Reply::RetryAfter(503, "0"),
+        Reply::Status(502),
+    ]);
+    let mut polls = 0;
+    while poll_once(&s, &forward).await > 0 || polls < 2 {
+        polls += 1;
+        assert!(polls < 20, "the queue did not empty");
+    }
+    // SQS delivers every batch again, long after: nothing is sent twice.
+    let bodies: Vec<String> = (1..=15)
+        .map(|seq| {
+            String::from_utf8(inline_message(
+                id,
+                "orders",
+                seq,
+                15,
+                &Batch {
+                    records: b"[]".to_vec(),
+                    count: 0,
+                },
+            ))
+            .unwrap()
+        })
+        .collect();
+    let before = api.received().len();
+    assert!(s.run(&bodies, 2).await.is_empty());
+    assert_eq!(api.received().len(), before);
+
+    let mut ids: Vec<String> = api
+        .accepted_records()
+        .iter()
+        .map(|r| r["orderId"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let expected: Vec<String> = (1..=100).map(|i| format!("O-{i:03}")).collect();
+    assert_eq!(ids, expected, "every record exactly once");
+    let row = s.row(id).await;
+    assert_eq!(row.status, FileStatus::Delivered);
+    assert_eq!(
+        (row.batches_sent, row.batches_delivered),
+        (Some(15), Some(15))
+    );
+    assert_eq!(s.calls(id).await.len(), 15 + 4, "one row per attempt");
+    let _ = s
+        .world
+        .clients
+        .sqs
+        .delete_queue()
+        .queue_url(&forward)
+        .send()
+        .await;
+    s.world.clean_up().await;
+}
