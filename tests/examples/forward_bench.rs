@@ -1,0 +1,203 @@
+//! Delivery throughput of the forwarder's handler, in-process: record batches handed over in
+//! SQS events as the event source would, POSTed to a local API that answers 200 after ~1 ms,
+//! every attempt recorded in PostgreSQL (`DATABASE_URL`). Prints records per second for each
+//! batch size and concurrency. Run it through bench/forward.sh.
+//!
+//! usage: forward_bench [RECORDS] [BATCH_SIZES] [CONCURRENCIES] [MESSAGES_PER_EVENT]
+//!        defaults:      100000    100,250,500,1000  1,4,8     10
+
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::json;
+use sluice_aws::{Clients, ObjectStore};
+use sluice_core::transform::batch::{inline_message, Batch};
+use sluice_core::{FileStatus, PipelineConfig, Stage};
+use sluice_db::{migrate, Db, DbConfig, NewFile, RowCounts, Store, TransformCounts};
+use sluice_e2e::api::{MockApi, Reply};
+use sluice_forwarder::client::http_client;
+use sluice_forwarder::{handle, Deps, Targets};
+use uuid::Uuid;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.into());
+    let records: usize = arg(0, "100000").parse()?;
+    let list = |s: String| -> Result<Vec<usize>, Error> {
+        s.split(',').map(|n| Ok(n.trim().parse()?)).collect()
+    };
+    let batch_sizes = list(arg(1, "100,250,500,1000"))?;
+    let concurrencies = list(arg(2, "1,4,8"))?;
+    let per_event: usize = arg(3, "10").parse()?;
+
+    let schema = format!("sluice_bench_{}", std::process::id());
+    let url = sluice_e2e::database_url();
+    DbConfig::parse(&url, None)?
+        .connect()
+        .await?
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await?;
+    let db = Db::new(DbConfig::parse(&url, None)?.with_schema(&schema));
+    migrate(&db).await?;
+    let store = Store::new(db);
+    let objects = ObjectStore::new(Clients::from_env().await.s3);
+
+    println!(
+        "{:>10} {:>11} {:>9} {:>8} {:>8} {:>10} {:>11} {:>11}",
+        "batch_size",
+        "concurrency",
+        "per_event",
+        "records",
+        "secs",
+        "records/s",
+        "batches/s",
+        "ms/batch"
+    );
+    let mut store = Some(store);
+    let mut objects = Some(objects);
+    for &batch_size in &batch_sizes {
+        for &concurrency in &concurrencies {
+            let api = MockApi::start().await;
+            api.answer_by_default(Reply::Slow(Duration::from_millis(1), 200));
+            let text = format!(
+                "[datasets.orders]\nprefix = \"incoming/orders/\"\n[datasets.orders.delivery]\n\
+                 endpoint = \"{}\"\nbatch_size = {batch_size}\n",
+                api.url()
+            );
+            let config = PipelineConfig::parse(&text, "bench")?;
+            let deps = Deps {
+                targets: Targets::resolve(&config, None).await?,
+                config,
+                store: store.take().unwrap(),
+                objects: objects.take().unwrap(),
+                http: http_client()?,
+                concurrency,
+                max_receive_count: 5,
+            };
+            let total = records.div_ceil(batch_size) as u32;
+            let id = transformed_file(&deps.store, batch_size, concurrency, total).await?;
+            let bodies: Vec<String> = (1..=total)
+                .map(|seq| {
+                    let first = (seq as usize - 1) * batch_size;
+                    let count = batch_size.min(records - first);
+                    let batch = order_batch(first, count);
+                    String::from_utf8(inline_message(id, "orders", seq, total, &batch)).unwrap()
+                })
+                .collect();
+
+            let started = Instant::now();
+            for (n, chunk) in bodies.chunks(per_event).enumerate() {
+                let mut event = SqsEvent::default();
+                event.records = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, body)| {
+                        let mut m = SqsMessage::default();
+                        m.message_id = Some(format!("{n}-{i}"));
+                        m.body = Some(body.clone());
+                        m
+                    })
+                    .collect();
+                let response = handle(LambdaEvent::new(event, Context::default()), &deps).await?;
+                if !response.batch_item_failures.is_empty() {
+                    return Err("a batch was not delivered".into());
+                }
+            }
+            let secs = started.elapsed().as_secs_f64();
+
+            // Check the work was done, not only timed.
+            let row = deps.store.file(id).await?.ok_or("file row")?;
+            let received = api.received();
+            if row.status != FileStatus::Delivered || received.len() != total as usize {
+                return Err(format!(
+                    "expected {total} batches delivered, API got {}, file {}",
+                    received.len(),
+                    row.status
+                )
+                .into());
+            }
+            println!(
+                "{batch_size:>10} {concurrency:>11} {per_event:>9} {records:>8} {secs:>8.2} {:>10.0} {:>11.0} {:>11.2}",
+                records as f64 / secs,
+                total as f64 / secs,
+                secs * 1000.0 / total as f64
+            );
+            store = Some(deps.store);
+            objects = Some(deps.objects);
+        }
+    }
+    DbConfig::parse(&url, None)?
+        .connect()
+        .await?
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await?;
+    Ok(())
+}
+
+/// Orders `first..first + count` as the transformer writes them (~190 bytes each).
+fn order_batch(first: usize, count: usize) -> Batch {
+    let records: Vec<serde_json::Value> = (first..first + count)
+        .map(|i| {
+            json!({
+                "orderId": format!("A-{i:07}"),
+                "orderedAt": "2026-11-22T09:14:00+01:00",
+                "customer": {"email": format!("customer{}@example.com", i % 9973)},
+                "line": {"sku": format!("SKU-{}", i % 4099), "quantity": i % 7 + 1,
+                         "unitPriceEur": 19.9},
+                "coupon": null
+            })
+        })
+        .collect();
+    Batch {
+        records: serde_json::to_vec(&records).unwrap(),
+        count,
+    }
+}
+
+async fn transformed_file(
+    store: &Store,
+    batch_size: usize,
+    concurrency: usize,
+    total: u32,
+) -> Result<Uuid, Error> {
+    let key = format!("incoming/orders/bench-{batch_size}-{concurrency}.csv");
+    let id = store
+        .register(&NewFile {
+            dataset: "orders",
+            bucket: "bench",
+            key: &key,
+            etag: "e",
+            size: 1,
+        })
+        .await?
+        .id;
+    store
+        .advance(id, Stage::Sanitizer, FileStatus::Sanitizing, json!({}))
+        .await?;
+    store
+        .finish_sanitize(
+            id,
+            FileStatus::Sanitized,
+            None,
+            RowCounts::default(),
+            None,
+            json!({}),
+        )
+        .await?;
+    store
+        .advance(id, Stage::Transformer, FileStatus::Transforming, json!({}))
+        .await?;
+    let counts = TransformCounts {
+        records: 0,
+        batches: total as i32,
+        rows_unmapped: 0,
+    };
+    store
+        .finish_transform(id, FileStatus::Transformed, counts, None, json!({}))
+        .await?;
+    Ok(id)
+}
