@@ -1,5 +1,6 @@
 //! `sluice`: the operators' command and local runs of the pipeline stages.
 
+mod forward;
 mod migrate;
 mod sanitize;
 mod transform;
@@ -33,6 +34,9 @@ enum Command {
     Sanitize(sanitize::Args),
     /// Map a clean CSV's rows to JSON records (one per line) with a dataset's mapping.
     Transform(transform::Args),
+    /// Deliver JSON records (one per line) in batches to the dataset's API, as the forwarder
+    /// does, or write the requests to a file.
+    Forward(forward::Args),
     /// Apply the status store's database migrations (idempotent).
     Migrate(migrate::Args),
 }
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Sanitize(args) => sanitize::run(args),
         Command::Transform(args) => transform::run(args),
+        Command::Forward(args) => forward::run(args),
         Command::Migrate(args) => migrate::run(args),
     };
     ExitCode::from(code)

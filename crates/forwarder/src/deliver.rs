@@ -1,6 +1,7 @@
 //! Delivering one batch: attempts with exponential backoff and jitter, honouring
 //! `Retry-After`, inside the time this invocation has; every attempt recorded in `api_call`.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -13,6 +14,17 @@ use crate::targets::Target;
 
 /// Below this much time left, an attempt is not started: it could only time out.
 const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(200);
+
+/// Where attempts are recorded: `api_call` in the Lambda, the report in a local run.
+pub trait CallLog {
+    fn record_call(&self, call: &ApiCall<'_>) -> impl Future<Output = Result<(), DbError>> + Send;
+}
+
+impl CallLog for Store {
+    fn record_call(&self, call: &ApiCall<'_>) -> impl Future<Output = Result<(), DbError>> + Send {
+        Store::record_call(self, call)
+    }
+}
 
 /// How delivering a batch ended, in this invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +46,7 @@ pub enum Outcome {
 /// invocation must stop trying. Fails only when an attempt cannot be recorded.
 pub async fn deliver(
     client: &reqwest::Client,
-    store: &Store,
+    log: &impl CallLog,
     target: &Target,
     batch: &BatchHeader<'_>,
     body: Bytes,
@@ -57,7 +69,7 @@ pub async fn deliver(
         };
         let attempt = post(client, target, batch, body.clone(), timeout).await;
         made += 1;
-        record(store, batch, first_attempt + made as i32 - 1, &attempt).await?;
+        record(log, batch, first_attempt + made as i32 - 1, &attempt).await?;
         last_error = attempt.error.clone().unwrap_or_default();
         match attempt.class {
             AttemptClass::Delivered => {
@@ -129,7 +141,7 @@ fn out_of_time(made: u32, last_error: &str) -> Outcome {
 }
 
 async fn record(
-    store: &Store,
+    log: &impl CallLog,
     batch: &BatchHeader<'_>,
     number: i32,
     attempt: &Attempt,
@@ -149,15 +161,14 @@ async fn record(
             attempt = number, status = attempt.status, latency_ms,
             error = attempt.error.as_deref().unwrap_or_default(), "attempt failed"),
     }
-    store
-        .record_call(&ApiCall {
-            file_id: batch.file_id,
-            batch_id: batch.batch_id,
-            attempt: number,
-            http_status: attempt.status.map(i32::from),
-            latency_ms,
-            response_excerpt: attempt.excerpt.as_deref(),
-            error: attempt.error.as_deref(),
-        })
-        .await
+    log.record_call(&ApiCall {
+        file_id: batch.file_id,
+        batch_id: batch.batch_id,
+        attempt: number,
+        http_status: attempt.status.map(i32::from),
+        latency_ms,
+        response_excerpt: attempt.excerpt.as_deref(),
+        error: attempt.error.as_deref(),
+    })
+    .await
 }

@@ -8,7 +8,79 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Url;
 use sluice_aws::secrets::{secret_field, secret_string};
 use sluice_core::delivery::{BodyShape, HeaderSource, RetryPolicy};
-use sluice_core::PipelineConfig;
+use sluice_core::{Dataset, PipelineConfig};
+
+/// Secret values already read, by secret id and JSON key.
+type SecretCache = HashMap<(String, Option<String>), String>;
+
+/// The target of one dataset at `endpoint` (its own, or another for a local run).
+pub async fn target(
+    dataset: &Dataset,
+    endpoint: Url,
+    secrets: Option<&aws_sdk_secretsmanager::Client>,
+) -> Result<Target, TargetError> {
+    resolve_target(dataset, endpoint, secrets, &mut SecretCache::default()).await
+}
+
+async fn resolve_target(
+    dataset: &Dataset,
+    endpoint: Url,
+    secrets: Option<&aws_sdk_secretsmanager::Client>,
+    cache: &mut SecretCache,
+) -> Result<Target, TargetError> {
+    let delivery = &dataset.delivery;
+    let mut headers = HeaderMap::new();
+    for (name, source) in &delivery.headers {
+        let error = |reason: String| TargetError {
+            dataset: dataset.name.clone(),
+            header: name.clone(),
+            reason,
+        };
+        let (text, sensitive) = match source {
+            HeaderSource::Literal(value) => (value.clone(), false),
+            HeaderSource::Env { var, prefix } => {
+                let value = std::env::var(var)
+                    .map_err(|_| error(format!("environment variable {var} is not set")))?;
+                (format!("{prefix}{value}"), true)
+            }
+            HeaderSource::Secret { id, key, prefix } => {
+                let cache_key = (id.clone(), key.clone());
+                let value = match cache.get(&cache_key) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let client = secrets.ok_or_else(|| {
+                            error(format!(
+                                "it comes from Secrets Manager ({id}), which this run cannot read"
+                            ))
+                        })?;
+                        let v = match key {
+                            Some(k) => secret_field(client, id, k).await,
+                            None => secret_string(client, id).await,
+                        }
+                        .map_err(|e| error(e.to_string()))?;
+                        cache.insert(cache_key, v.clone());
+                        v
+                    }
+                };
+                (format!("{prefix}{value}"), true)
+            }
+        };
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| error("not a valid header name".into()))?;
+        let mut value = HeaderValue::from_str(&text).map_err(|_| {
+            error("its value is not a valid header value (printable ASCII only)".into())
+        })?;
+        value.set_sensitive(sensitive);
+        headers.insert(header, value);
+    }
+    Ok(Target {
+        endpoint,
+        headers,
+        timeout: delivery.timeout,
+        retry: delivery.retry,
+        body: delivery.body,
+    })
+}
 
 /// Where and how one dataset's batches are POSTed.
 #[derive(Debug, Clone)]
@@ -46,64 +118,12 @@ impl Targets {
         secrets: Option<&aws_sdk_secretsmanager::Client>,
     ) -> Result<Self, TargetError> {
         let mut by_dataset = HashMap::new();
-        let mut cache: HashMap<(String, Option<String>), String> = HashMap::new();
+        let mut cache = SecretCache::default();
         for dataset in config.datasets() {
-            let delivery = &dataset.delivery;
-            let Some(endpoint) = &delivery.endpoint else {
-                continue;
-            };
-            let mut headers = HeaderMap::new();
-            for (name, source) in &delivery.headers {
-                let error = |reason: String| TargetError {
-                    dataset: dataset.name.clone(),
-                    header: name.clone(),
-                    reason,
-                };
-                let (text, sensitive) = match source {
-                    HeaderSource::Literal(value) => (value.clone(), false),
-                    HeaderSource::Env { var, prefix } => {
-                        let value = std::env::var(var)
-                            .map_err(|_| error(format!("environment variable {var} is not set")))?;
-                        (format!("{prefix}{value}"), true)
-                    }
-                    HeaderSource::Secret { id, key, prefix } => {
-                        let cache_key = (id.clone(), key.clone());
-                        let value = match cache.get(&cache_key) {
-                            Some(v) => v.clone(),
-                            None => {
-                                let client = secrets.ok_or_else(|| {
-                                    error("no Secrets Manager client to read it with".into())
-                                })?;
-                                let v = match key {
-                                    Some(k) => secret_field(client, id, k).await,
-                                    None => secret_string(client, id).await,
-                                }
-                                .map_err(|e| error(e.to_string()))?;
-                                cache.insert(cache_key, v.clone());
-                                v
-                            }
-                        };
-                        (format!("{prefix}{value}"), true)
-                    }
-                };
-                let name_ok = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| error("not a valid header name".into()))?;
-                let mut value = HeaderValue::from_str(&text).map_err(|_| {
-                    error("its value is not a valid header value (printable ASCII only)".into())
-                })?;
-                value.set_sensitive(sensitive);
-                headers.insert(name_ok, value);
+            if let Some(endpoint) = &dataset.delivery.endpoint {
+                let target = resolve_target(dataset, endpoint.clone(), secrets, &mut cache).await?;
+                by_dataset.insert(dataset.name.clone(), target);
             }
-            by_dataset.insert(
-                dataset.name.clone(),
-                Target {
-                    endpoint: endpoint.clone(),
-                    headers,
-                    timeout: delivery.timeout,
-                    retry: delivery.retry,
-                    body: delivery.body,
-                },
-            );
         }
         Ok(Self { by_dataset })
     }

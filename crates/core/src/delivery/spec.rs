@@ -227,9 +227,9 @@ fn millis(
     }
 }
 
-/// HTTPS, or plain HTTP to this machine only: a credential header must never cross a network
-/// in the clear.
-fn check_endpoint(ds: &str, text: &str) -> Result<Url, ConfigError> {
+/// Checks an endpoint for dataset `ds`: HTTPS, or plain HTTP to this machine only (a
+/// credential header must never cross a network in the clear), and no credentials in it.
+pub fn check_endpoint(ds: &str, text: &str) -> Result<Url, ConfigError> {
     let field = "delivery.endpoint";
     let url = Url::parse(text).map_err(|e| invalid(ds, field, format!("not a URL: {e}")))?;
     if !url.username().is_empty() || url.password().is_some() {

@@ -1,4 +1,4 @@
-//! `sluice sanitize` as an operator runs it: files, exit codes, report.
+//! The `sluice` commands as an operator runs them: files, exit codes, reports, requests.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -259,4 +259,206 @@ fn transform_refuses_a_bad_date_as_a_usage_error() {
         "23/11/2026",
     ]);
     assert_eq!(run.status.code(), Some(2));
+}
+
+/// A one-request-at-a-time HTTP API on loopback: answers each request with `status` and
+/// sends back what it received (header block and body) on the channel.
+fn tiny_api(status: u16, requests: usize) -> (String, std::sync::mpsc::Receiver<(String, String)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let _ = tx.send((head, String::from_utf8(body).unwrap()));
+            let answer = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            );
+            stream.write_all(answer.as_bytes()).unwrap();
+        }
+    });
+    (url, rx)
+}
+
+fn records_file(scratch: &Scratch, lines: usize) -> PathBuf {
+    let path = scratch.path("records.jsonl");
+    let text: String = (1..=lines)
+        .map(|i| format!("{{\"orderId\":\"A-{i}\",\"total\":19.90}}\n"))
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn forward_posts_batches_with_idempotency_keys_and_reports_every_attempt() {
+    let scratch = Scratch::new();
+    // 1200 records in batches of 500 (the orders dataset's size): 3 requests.
+    let records = records_file(&scratch, 1200);
+    let report = scratch.path("delivery.json");
+    let (url, received) = tiny_api(200, 3);
+    let run = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "forward",
+            records.to_str().unwrap(),
+            "--dataset",
+            "orders",
+            "--config",
+            "pipelines.toml",
+            "--api",
+            &url,
+            "--report",
+            report.to_str().unwrap(),
+        ])
+        .current_dir(repo())
+        .env("ORDERS_API_TOKEN", "t0ken")
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let requests: Vec<(String, String)> = received.iter().take(3).collect();
+    let mut count = 0;
+    for (i, (head, body)) in requests.iter().enumerate() {
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with("post /ingest"), "{head}");
+        assert!(head.contains("authorization: bearer t0ken"), "{head}");
+        assert!(
+            head.contains(&format!("x-sluice-batch: {}/3", i + 1)),
+            "{head}"
+        );
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("idempotency-key: "))
+            .unwrap();
+        assert!(key.trim().ends_with(&format!("-{:06}", i + 1)), "{key}");
+        let array: Vec<serde_json::Value> = serde_json::from_str(body).unwrap();
+        count += array.len();
+        assert!(body.contains("19.90"));
+    }
+    assert_eq!(count, 1200);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["batches"], 3);
+    assert_eq!(report["batches_delivered"], 3);
+    assert_eq!(report["attempts"].as_array().unwrap().len(), 3);
+    assert!(
+        !String::from_utf8_lossy(&run.stderr).contains("t0ken"),
+        "the token is never printed"
+    );
+}
+
+#[test]
+fn forward_reports_a_refused_batch_and_exits_1() {
+    let scratch = Scratch::new();
+    let records = records_file(&scratch, 2);
+    let report = scratch.path("delivery.json");
+    let (url, _received) = tiny_api(400, 1);
+    let run = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "forward",
+            records.to_str().unwrap(),
+            "--dataset",
+            "orders",
+            "--config",
+            "pipelines.toml",
+            "--api",
+            &url,
+            "--report",
+            report.to_str().unwrap(),
+        ])
+        .current_dir(repo())
+        .env("ORDERS_API_TOKEN", "t")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("batch 1 not delivered: HTTP 400"),
+        "{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["batches_delivered"], 0);
+    assert_eq!(
+        report["attempts"].as_array().unwrap().len(),
+        1,
+        "a 400 is not retried"
+    );
+    assert_eq!(report["failures"][0]["seq"], 1);
+}
+
+#[test]
+fn forward_names_a_bad_record_line_and_a_missing_token() {
+    let scratch = Scratch::new();
+    let records = scratch.path("records.jsonl");
+    std::fs::write(&records, "{\"a\":1}\n\n[1,2]\n").unwrap();
+    let output = scratch.path("requests.jsonl");
+    let run = sluice(&[
+        "forward",
+        records.to_str().unwrap(),
+        "--dataset",
+        "orders",
+        "--config",
+        "pipelines.toml",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("records.jsonl line 3: a record is a JSON object"),
+        "{stderr}"
+    );
+
+    // The orders dataset's Authorization header comes from ORDERS_API_TOKEN.
+    let run = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["forward", records.to_str().unwrap(), "--dataset", "orders"])
+        .args([
+            "--config",
+            "pipelines.toml",
+            "--api",
+            "http://127.0.0.1:9/x",
+        ])
+        .current_dir(repo())
+        .env_remove("ORDERS_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("header `authorization`: environment variable ORDERS_API_TOKEN is not set"),
+        "{stderr}"
+    );
+    let run = sluice(&[
+        "forward",
+        records.to_str().unwrap(),
+        "--dataset",
+        "orders",
+        "--config",
+        "pipelines.toml",
+        "--api",
+        "http://api.example.com/x",
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("use https"));
 }
