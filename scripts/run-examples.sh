@@ -15,7 +15,7 @@ rm -f out/api-received.jsonl
 # The stand-in API, on a free port; stopped when this script ends.
 coproc API { exec python3 scripts/example_api.py out/api-received.jsonl; }
 trap 'kill "$API_PID" 2>/dev/null || true' EXIT
-read -r port <&"${API[0]}"
+read -r port <&"${API[0]}" || { echo "the stand-in API (scripts/example_api.py) did not start" >&2; exit 1; }
 api="http://127.0.0.1:$port/ingest"
 # The orders dataset takes its bearer token from the environment (never from the config).
 export ORDERS_API_TOKEN=${ORDERS_API_TOKEN:-example-token}
