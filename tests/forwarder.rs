@@ -12,7 +12,7 @@ use sluice_aws::ObjectStore;
 use sluice_core::message::batch_id;
 use sluice_core::transform::batch::{claim_check_message, inline_message, Batch};
 use sluice_core::{FileStatus, PipelineConfig, Stage};
-use sluice_db::{ApiCallRow, NewFile, RowCounts, Store, TransformCounts};
+use sluice_db::{ApiCallRow, Store, TransformCounts};
 use sluice_e2e::api::{MockApi, Reply};
 use sluice_e2e::{unique, World};
 use sluice_forwarder::client::http_client;
@@ -75,33 +75,7 @@ impl Setup {
     /// `transformed: false`, still `transforming`).
     async fn file(&self, name: &str, total: i32, transformed: bool) -> Uuid {
         let store: &Store = &self.deps.store;
-        let key = format!("incoming/orders/{name}");
-        let id = store
-            .register(&NewFile {
-                dataset: "orders",
-                bucket: &self.world.quarantine,
-                key: &key,
-                etag: "e",
-                size: 1,
-            })
-            .await
-            .unwrap()
-            .id;
-        store
-            .advance(id, Stage::Sanitizer, FileStatus::Sanitizing, json!({}))
-            .await
-            .unwrap();
-        store
-            .finish_sanitize(
-                id,
-                FileStatus::Sanitized,
-                Some("clean/x.csv"),
-                RowCounts::default(),
-                None,
-                json!({}),
-            )
-            .await
-            .unwrap();
+        let id = self.world.sanitized_file(store, name, "clean/x.csv").await;
         store
             .advance(id, Stage::Transformer, FileStatus::Transforming, json!({}))
             .await
@@ -850,33 +824,10 @@ type = "integer"
         .send()
         .await
         .unwrap();
-    let store = &s.deps.store;
-    let id = store
-        .register(&NewFile {
-            dataset: "orders",
-            bucket: &s.world.quarantine,
-            key: "incoming/orders/chain-2.csv",
-            etag: "e",
-            size: 1,
-        })
-        .await
-        .unwrap()
-        .id;
-    store
-        .advance(id, Stage::Sanitizer, FileStatus::Sanitizing, json!({}))
-        .await
-        .unwrap();
-    store
-        .finish_sanitize(
-            id,
-            FileStatus::Sanitized,
-            Some(&clean_key),
-            RowCounts::default(),
-            None,
-            json!({}),
-        )
-        .await
-        .unwrap();
+    let id = s
+        .world
+        .sanitized_file(&s.deps.store, "chain.csv", &clean_key)
+        .await;
     let sanitized = FileSanitized {
         v: V1,
         file_id: id,

@@ -7,8 +7,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 use sluice_aws::{ObjectStore, Queue};
 use sluice_core::message::{DateRange, FileSanitized, V1};
-use sluice_core::{FileStatus, PipelineConfig, Stage};
-use sluice_db::{NewFile, RowCounts, Store};
+use sluice_core::{FileStatus, PipelineConfig};
 use sluice_e2e::World;
 use sluice_transformer::{handle, Deps};
 use uuid::Uuid;
@@ -63,35 +62,11 @@ async fn setup() -> Setup {
 impl Setup {
     /// A sanitized file: its clean CSV in the clean bucket and its row at `sanitized`.
     async fn sanitized_file(&self, name: &str, clean_csv: &str) -> FileSanitized {
-        let store: &Store = &self.deps.store;
-        let key = format!("incoming/orders/{name}");
-        let id = store
-            .register(&NewFile {
-                dataset: "orders",
-                bucket: &self.world.quarantine,
-                key: &key,
-                etag: "e",
-                size: 1,
-            })
-            .await
-            .unwrap()
-            .id;
-        store
-            .advance(id, Stage::Sanitizer, FileStatus::Sanitizing, json!({}))
-            .await
-            .unwrap();
-        let clean_key = format!("clean/orders/{id}.csv");
-        store
-            .finish_sanitize(
-                id,
-                FileStatus::Sanitized,
-                Some(&clean_key),
-                RowCounts::default(),
-                None,
-                json!({}),
-            )
-            .await
-            .unwrap();
+        let clean_key = format!("clean/orders/{name}");
+        let id = self
+            .world
+            .sanitized_file(&self.deps.store, name, &clean_key)
+            .await;
         self.world
             .clients
             .s3

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_s3::primitives::ByteStream;
 use sluice_aws::Clients;
-use sluice_db::{migrate, Db, DbConfig, Store};
+use sluice_core::{FileStatus, Stage};
+use sluice_db::{migrate, Db, DbConfig, NewFile, RowCounts, Store};
 
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -90,6 +91,40 @@ impl World {
         let db = Db::new(self.db_config());
         migrate(&db).await.unwrap();
         Store::new(db)
+    }
+
+    /// An `orders` file uploaded as `incoming/orders/<name>` that the sanitizer has finished:
+    /// its row at `sanitized` with `clean_key` (the clean object is the caller's to write).
+    pub async fn sanitized_file(&self, store: &Store, name: &str, clean_key: &str) -> uuid::Uuid {
+        let key = format!("incoming/orders/{name}");
+        let id = store
+            .register(&NewFile {
+                dataset: "orders",
+                bucket: &self.quarantine,
+                key: &key,
+                etag: "e",
+                size: 1,
+            })
+            .await
+            .unwrap()
+            .id;
+        let json = serde_json::json!({});
+        store
+            .advance(id, Stage::Sanitizer, FileStatus::Sanitizing, json.clone())
+            .await
+            .unwrap();
+        store
+            .finish_sanitize(
+                id,
+                FileStatus::Sanitized,
+                Some(clean_key),
+                RowCounts::default(),
+                None,
+                json,
+            )
+            .await
+            .unwrap();
+        id
     }
 
     pub async fn put(&self, key: &str, body: Vec<u8>) {

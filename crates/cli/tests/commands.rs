@@ -306,6 +306,22 @@ fn records_file(scratch: &Scratch, lines: usize) -> PathBuf {
     path
 }
 
+/// `sluice forward RECORDS --dataset orders --config pipelines.toml EXTRA...`, with the
+/// orders dataset's token variable set to `token` (unset for `None`).
+fn forward(records: &Path, extra: &[&str], token: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args(["forward", records.to_str().unwrap()])
+        .args(["--dataset", "orders", "--config", "pipelines.toml"])
+        .args(extra)
+        .current_dir(repo());
+    match token {
+        Some(t) => command.env("ORDERS_API_TOKEN", t),
+        None => command.env_remove("ORDERS_API_TOKEN"),
+    };
+    command.output().unwrap()
+}
+
 #[test]
 fn forward_posts_batches_with_idempotency_keys_and_reports_every_attempt() {
     let scratch = Scratch::new();
@@ -313,23 +329,12 @@ fn forward_posts_batches_with_idempotency_keys_and_reports_every_attempt() {
     let records = records_file(&scratch, 1200);
     let report = scratch.path("delivery.json");
     let (url, received) = tiny_api(200, 3);
-    let run = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "forward",
-            records.to_str().unwrap(),
-            "--dataset",
-            "orders",
-            "--config",
-            "pipelines.toml",
-            "--api",
-            &url,
-            "--report",
-            report.to_str().unwrap(),
-        ])
-        .current_dir(repo())
-        .env("ORDERS_API_TOKEN", "t0ken")
-        .output()
-        .unwrap();
+    let report_arg = report.to_str().unwrap();
+    let run = forward(
+        &records,
+        &["--api", &url, "--report", report_arg],
+        Some("t0ken"),
+    );
     assert_eq!(
         run.status.code(),
         Some(0),
@@ -373,23 +378,12 @@ fn forward_reports_a_refused_batch_and_exits_1() {
     let records = records_file(&scratch, 2);
     let report = scratch.path("delivery.json");
     let (url, _received) = tiny_api(400, 1);
-    let run = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "forward",
-            records.to_str().unwrap(),
-            "--dataset",
-            "orders",
-            "--config",
-            "pipelines.toml",
-            "--api",
-            &url,
-            "--report",
-            report.to_str().unwrap(),
-        ])
-        .current_dir(repo())
-        .env("ORDERS_API_TOKEN", "t")
-        .output()
-        .unwrap();
+    let report_arg = report.to_str().unwrap();
+    let run = forward(
+        &records,
+        &["--api", &url, "--report", report_arg],
+        Some("t"),
+    );
     assert_eq!(run.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
@@ -413,16 +407,7 @@ fn forward_names_a_bad_record_line_and_a_missing_token() {
     let records = scratch.path("records.jsonl");
     std::fs::write(&records, "{\"a\":1}\n\n[1,2]\n").unwrap();
     let output = scratch.path("requests.jsonl");
-    let run = sluice(&[
-        "forward",
-        records.to_str().unwrap(),
-        "--dataset",
-        "orders",
-        "--config",
-        "pipelines.toml",
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+    let run = forward(&records, &["--output", output.to_str().unwrap()], None);
     assert_eq!(run.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
@@ -431,34 +416,14 @@ fn forward_names_a_bad_record_line_and_a_missing_token() {
     );
 
     // The orders dataset's Authorization header comes from ORDERS_API_TOKEN.
-    let run = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["forward", records.to_str().unwrap(), "--dataset", "orders"])
-        .args([
-            "--config",
-            "pipelines.toml",
-            "--api",
-            "http://127.0.0.1:9/x",
-        ])
-        .current_dir(repo())
-        .env_remove("ORDERS_API_TOKEN")
-        .output()
-        .unwrap();
+    let run = forward(&records, &["--api", "http://127.0.0.1:9/x"], None);
     assert_eq!(run.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
         stderr.contains("header `authorization`: environment variable ORDERS_API_TOKEN is not set"),
         "{stderr}"
     );
-    let run = sluice(&[
-        "forward",
-        records.to_str().unwrap(),
-        "--dataset",
-        "orders",
-        "--config",
-        "pipelines.toml",
-        "--api",
-        "http://api.example.com/x",
-    ]);
+    let run = forward(&records, &["--api", "http://api.example.com/x"], Some("t"));
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("use https"));
 }
