@@ -12,25 +12,23 @@ use serde::Serialize;
 use sluice_core::delivery::spec::check_endpoint;
 use sluice_core::delivery::{request_body, BatchHeader, BodyShape};
 use sluice_core::message::batch_id;
-use sluice_core::{ConfigError, Dataset, PipelineConfig};
+use sluice_core::Dataset;
 use sluice_db::{ApiCall, DbError};
 use sluice_forwarder::client::http_client;
 use sluice_forwarder::deliver::{deliver, CallLog, Outcome};
 use sluice_forwarder::targets::{target, Target};
 use uuid::Uuid;
 
+use crate::dataset::DatasetArgs;
 use crate::exit;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// JSON records, one per line (what `sluice transform` writes).
     input: PathBuf,
-    /// Dataset whose delivery settings apply (batch size, headers, timeout, retries, body).
-    #[arg(long)]
-    dataset: String,
-    /// Pipeline config file (pipelines.toml).
-    #[arg(long, env = "SLUICE_CONFIG")]
-    config: PathBuf,
+    /// The delivery settings used: batch size, headers, timeout, retries, body.
+    #[command(flatten)]
+    dataset: DatasetArgs,
     /// POST to this URL instead of the dataset's endpoint (https, or http to localhost).
     #[arg(long, conflicts_with = "output")]
     api: Option<String>,
@@ -97,23 +95,9 @@ enum Destination {
 }
 
 pub fn run(args: Args) -> u8 {
-    let config = match PipelineConfig::load(&args.config) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("sluice: {e}");
-            return exit::OPERATIONAL;
-        }
-    };
-    let dataset = match config.dataset(&args.dataset) {
+    let dataset = match args.dataset.load() {
         Ok(dataset) => dataset,
-        Err(e @ ConfigError::UnknownDataset { .. }) => {
-            eprintln!("sluice: {e}");
-            return exit::USAGE;
-        }
-        Err(e) => {
-            eprintln!("sluice: {e}");
-            return exit::OPERATIONAL;
-        }
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -125,14 +109,14 @@ pub fn run(args: Args) -> u8 {
             return exit::OPERATIONAL;
         }
     };
-    let destination = match runtime.block_on(destination(&args, dataset)) {
+    let destination = match runtime.block_on(destination(&args, &dataset)) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("sluice: {e:#}");
             return exit::USAGE;
         }
     };
-    match runtime.block_on(forward_file(&args, dataset, destination)) {
+    match runtime.block_on(forward_file(&args, &dataset, destination)) {
         Ok(report) => {
             eprintln!(
                 "{}: {} records in {} batches, {} delivered to {}",

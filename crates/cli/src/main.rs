@@ -1,5 +1,6 @@
 //! `sluice`: the operators' command and local runs of the pipeline stages.
 
+mod dataset;
 mod forward;
 mod migrate;
 mod sanitize;

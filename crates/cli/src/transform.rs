@@ -9,20 +9,16 @@ use chrono::NaiveDate;
 use sluice_core::transform::{
     transform_read, DateFilter, TransformError, TransformReport, TransformVerdict,
 };
-use sluice_core::{ConfigError, PipelineConfig};
 
+use crate::dataset::DatasetArgs;
 use crate::exit;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A clean CSV (what `sluice sanitize` writes).
     input: PathBuf,
-    /// Dataset whose mapping applies.
-    #[arg(long)]
-    dataset: String,
-    /// Pipeline config file (pipelines.toml).
-    #[arg(long, env = "SLUICE_CONFIG")]
-    config: PathBuf,
+    #[command(flatten)]
+    dataset: DatasetArgs,
     /// Where the records go, one JSON object per line.
     #[arg(long, short)]
     output: PathBuf,
@@ -42,33 +38,17 @@ fn parse_date(text: &str) -> Result<NaiveDate, String> {
 }
 
 pub fn run(args: Args) -> u8 {
-    let config = match PipelineConfig::load(&args.config) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("sluice: {e}");
-            return exit::OPERATIONAL;
-        }
+    let dataset = match args.dataset.load() {
+        Ok(dataset) => dataset,
+        Err(code) => return code,
     };
-    let mapping = match config.dataset(&args.dataset) {
-        Ok(dataset) => match &dataset.mapping {
-            Some(mapping) => mapping.clone(),
-            None => {
-                eprintln!(
-                    "sluice: dataset `{}` has no [mapping] in {}",
-                    args.dataset,
-                    args.config.display()
-                );
-                return exit::USAGE;
-            }
-        },
-        Err(e @ ConfigError::UnknownDataset { .. }) => {
-            eprintln!("sluice: {e}");
-            return exit::USAGE;
-        }
-        Err(e) => {
-            eprintln!("sluice: {e}");
-            return exit::OPERATIONAL;
-        }
+    let Some(mapping) = dataset.mapping else {
+        eprintln!(
+            "sluice: dataset `{}` has no [mapping] in {}",
+            dataset.name,
+            args.dataset.config.display()
+        );
+        return exit::USAGE;
     };
     let filter = (args.start.is_some() || args.end.is_some()).then_some(DateFilter {
         start: args.start,
@@ -116,7 +96,7 @@ fn transform_file(
     let report = transform_read(
         input,
         mapping,
-        Some(args.dataset.clone()),
+        Some(args.dataset.dataset.clone()),
         filter,
         |record| {
             out.write_all(record)?;
