@@ -5,6 +5,7 @@
 #
 #   bench/forward.sh [RECORDS] [BATCH_SIZES] [CONCURRENCIES] [MESSAGES_PER_EVENT]
 #   e.g. bench/forward.sh 100000 100,250,500,1000 1,4,8 10
+#   SLUICE_BENCH_API_MS=0 to take the API's answer time out of the figure (default 1 ms)
 #
 # The API, the handler and PostgreSQL share this machine's cores, so the figures are a floor
 # for a Lambda talking to a remote API of the same latency.
@@ -16,4 +17,4 @@ ensure_postgres >&2
 # No AWS call is made (batches are inline), but the SDK wants a region.
 export AWS_REGION=${AWS_REGION:-us-east-1} RUST_LOG=${RUST_LOG:-error}
 cargo build --release --locked -p sluice-e2e --example forward_bench >&2
-target/release/examples/forward_bench "$@"
+/usr/bin/time -f "peak RSS %M KB" target/release/examples/forward_bench "$@"

@@ -5,6 +5,7 @@
 //!
 //! usage: forward_bench [RECORDS] [BATCH_SIZES] [CONCURRENCIES] [MESSAGES_PER_EVENT]
 //!        defaults:      100000    100,250,500,1000  1,4,8     10
+//! `SLUICE_BENCH_API_MS` sets the API's answer time (default 1 ms; 0 answers at once).
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,9 @@ async fn main() -> Result<(), Error> {
     let batch_sizes = list(arg(1, "100,250,500,1000"))?;
     let concurrencies = list(arg(2, "1,4,8"))?;
     let per_event: usize = arg(3, "10").parse()?;
+    let api_ms: u64 = std::env::var("SLUICE_BENCH_API_MS")
+        .unwrap_or_else(|_| "1".into())
+        .parse()?;
 
     let schema = format!("sluice_bench_{}", std::process::id());
     let url = sluice_e2e::database_url();
@@ -62,7 +66,10 @@ async fn main() -> Result<(), Error> {
     for &batch_size in &batch_sizes {
         for &concurrency in &concurrencies {
             let api = MockApi::start().await;
-            api.answer_by_default(Reply::Slow(Duration::from_millis(1), 200));
+            api.answer_by_default(match api_ms {
+                0 => Reply::Status(200),
+                ms => Reply::Slow(Duration::from_millis(ms), 200),
+            });
             let text = format!(
                 "[datasets.orders]\nprefix = \"incoming/orders/\"\n[datasets.orders.delivery]\n\
                  endpoint = \"{}\"\nbatch_size = {batch_size}\n",

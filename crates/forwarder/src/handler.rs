@@ -45,7 +45,8 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
     let stop = stop_before(event.context.deadline);
     // The last resort if something other than HTTP hangs (the database, S3): well after
     // `stop`, which attempts respect, and still before Lambda's own deadline.
-    let hard_stop = deadline_at(event.context.deadline).map(|d| d - Duration::from_secs(1));
+    let hard_stop = deadline_at(event.context.deadline)
+        .map(|d| d.checked_sub(Duration::from_secs(1)).unwrap_or(d));
     let results: Vec<(String, Result<(), Error>)> = stream::iter(&event.payload.records)
         .map(|message| async move {
             let id = message.message_id.clone().unwrap_or_default();
