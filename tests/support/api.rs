@@ -49,6 +49,7 @@ struct State {
     script: VecDeque<Reply>,
     default: Option<Reply>,
     received: Vec<Received>,
+    forget_bodies: bool,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -118,6 +119,12 @@ impl MockApi {
         self.state.lock().unwrap().default = Some(reply);
     }
 
+    /// Keeps requests' headers but not their bodies from now on (for long benchmark runs,
+    /// whose memory should be the client's).
+    pub fn forget_bodies(&self) {
+        self.state.lock().unwrap().forget_bodies = true;
+    }
+
     /// Every request so far, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
@@ -175,6 +182,7 @@ async fn answer(
             .or_else(|| s.script.pop_front())
             .or_else(|| s.default.clone())
             .unwrap_or(Reply::Status(200));
+        let body = if s.forget_bodies { Bytes::new() } else { body };
         s.received.push(Received {
             idempotency_key: key,
             headers,
