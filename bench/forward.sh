@@ -6,6 +6,7 @@
 #   bench/forward.sh [RECORDS] [BATCH_SIZES] [CONCURRENCIES] [MESSAGES_PER_EVENT]
 #   e.g. bench/forward.sh 100000 100,250,500,1000 1,4,8 10
 #   SLUICE_BENCH_API_MS=0 to take the API's answer time out of the figure (default 1 ms)
+#   SLUICE_BENCH_API_URL=http://... to deliver to another API (its answers are not checked)
 #
 # The API, the handler and PostgreSQL share this machine's cores, so the figures are a floor
 # for a Lambda talking to a remote API of the same latency.

@@ -161,7 +161,16 @@ async fn answer(
     request: Request<Incoming>,
     state: Arc<Mutex<State>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let headers = request.headers().clone();
+    // Copied, not cloned: a parsed header value shares the connection's read buffer, and
+    // keeping it would keep that buffer (and the body in it) for the whole run.
+    let headers: HeaderMap = request
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            let owned = hyper::header::HeaderValue::from_bytes(value.as_bytes()).unwrap();
+            (name.clone(), owned)
+        })
+        .collect();
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
