@@ -91,7 +91,8 @@ impl CallLog for Attempts {
 
 enum Destination {
     Api(Box<Target>),
-    File(PathBuf),
+    /// The requests file, open for writing, and its path.
+    File(BufWriter<File>, PathBuf),
 }
 
 pub fn run(args: Args) -> u8 {
@@ -113,7 +114,12 @@ pub fn run(args: Args) -> u8 {
         Ok(d) => d,
         Err(e) => {
             eprintln!("sluice: {e:#}");
-            return exit::USAGE;
+            // An output file that cannot be made is the machine's problem; a bad endpoint or
+            // a header without its value is the caller's.
+            return match args.output {
+                Some(_) => exit::OPERATIONAL,
+                None => exit::USAGE,
+            };
         }
     };
     match runtime.block_on(forward_file(&args, &dataset, destination)) {
@@ -144,7 +150,10 @@ pub fn run(args: Args) -> u8 {
 
 async fn destination(args: &Args, dataset: &Dataset) -> Result<Destination> {
     if let Some(path) = &args.output {
-        return Ok(Destination::File(path.clone()));
+        create_parent(path)?;
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        return Ok(Destination::File(BufWriter::new(file), path.clone()));
     }
     let endpoint = match (&args.api, &dataset.delivery.endpoint) {
         (Some(url), _) => check_endpoint(&dataset.name, url).context("--api")?,
@@ -162,7 +171,7 @@ async fn destination(args: &Args, dataset: &Dataset) -> Result<Destination> {
 async fn forward_file(
     args: &Args,
     dataset: &Dataset,
-    destination: Destination,
+    mut destination: Destination,
 ) -> Result<DeliveryReport> {
     let file_id = local_file_id(&args.input)?;
     let batch_size = dataset.delivery.batch_size;
@@ -177,18 +186,9 @@ async fn forward_file(
     };
     let log = Attempts::default();
     let http = http_client()?;
-    let mut output = match &destination {
-        Destination::File(path) => {
-            report.destination = path.display().to_string();
-            create_parent(path)?;
-            Some(BufWriter::new(File::create(path).with_context(|| {
-                format!("cannot create {}", path.display())
-            })?))
-        }
-        Destination::Api(target) => {
-            report.destination = target.endpoint.to_string();
-            None
-        }
+    report.destination = match &destination {
+        Destination::File(_, path) => path.display().to_string(),
+        Destination::Api(target) => target.endpoint.to_string(),
     };
     let mut batches = Batches::open(&args.input, batch_size)?;
     let mut seq = 0;
@@ -202,13 +202,13 @@ async fn forward_file(
             seq,
             total,
         };
-        match (&destination, output.as_mut()) {
-            (_, Some(out)) => {
+        match &mut destination {
+            Destination::File(out, _) => {
                 out.write_all(&request_body(BodyShape::Envelope, &header, &records))?;
                 out.write_all(b"\n")?;
                 report.batches_delivered += 1;
             }
-            (Destination::Api(target), None) => {
+            Destination::Api(target) => {
                 let body = Bytes::from(request_body(target.body, &header, &records));
                 match deliver(&http, &log, target, &header, body, 1, None).await? {
                     Outcome::Delivered { .. } => report.batches_delivered += 1,
@@ -219,13 +219,15 @@ async fn forward_file(
                     }),
                 }
             }
-            (Destination::File(_), None) => {}
         }
     }
-    if let Some(mut out) = output {
+    if let Destination::File(out, _) = &mut destination {
         out.flush()?;
     }
-    report.attempts = log.0.into_inner().unwrap();
+    report.attempts = log
+        .0
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(path) = &args.report {
         create_parent(path)?;
         let mut text = serde_json::to_vec_pretty(&report)?;

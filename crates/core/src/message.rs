@@ -79,19 +79,15 @@ pub struct RecordBatch {
 /// A "record batch" as the forwarder reads it: the records stay raw JSON text borrowed from
 /// the message, so they are POSTed as they came without being parsed into values and
 /// written out again.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct RecordBatchRef<'a> {
-    pub v: V1,
     pub file_id: Uuid,
     pub dataset: String,
     pub batch_id: String,
     pub seq: u32,
     pub total: u32,
     pub count: u32,
-    #[serde(borrow, default)]
-    records: Option<&'a serde_json::value::RawValue>,
-    #[serde(default)]
-    s3: Option<S3Pointer>,
+    pub records: RecordsAt<'a>,
 }
 
 /// Where a claim-checked batch's records are.
@@ -102,39 +98,58 @@ pub struct S3Pointer {
 }
 
 /// Where a [`RecordBatchRef`]'s records are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecordsAt<'m> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordsAt<'a> {
     /// In the message: the JSON array's text.
-    Inline(&'m str),
+    Inline(&'a str),
     /// In S3 (a claim check).
-    S3(&'m S3Pointer),
+    S3(S3Pointer),
+}
+
+/// The message as it is on the wire, before `records`/`s3` become one [`RecordsAt`].
+#[derive(Deserialize)]
+struct WireBatch<'a> {
+    /// Only read to refuse other versions.
+    #[serde(rename = "v")]
+    _version: V1,
+    file_id: Uuid,
+    dataset: String,
+    batch_id: String,
+    seq: u32,
+    total: u32,
+    count: u32,
+    #[serde(borrow, default)]
+    records: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    s3: Option<S3Pointer>,
 }
 
 impl RecordBatchRef<'_> {
     /// Reads a message body; refuses one that has both or neither of `records` and `s3`, or
     /// whose `records` is not an array.
     pub fn parse(body: &str) -> Result<RecordBatchRef<'_>, String> {
-        let batch: RecordBatchRef<'_> = serde_json::from_str(body)
-            .map_err(|e| format!("not a \"record batch\" message: {e}"))?;
-        match (&batch.records, &batch.s3) {
-            (Some(r), None) if !r.get().starts_with('[') => {
-                Err("not a \"record batch\" message: `records` is not an array".into())
-            }
-            (Some(_), None) | (None, Some(_)) => Ok(batch),
-            _ => Err(
-                "not a \"record batch\" message: it needs exactly one of `records` and `s3`".into(),
-            ),
-        }
-    }
-
-    /// Where the records are.
-    pub fn records(&self) -> RecordsAt<'_> {
-        match (&self.records, &self.s3) {
-            (Some(raw), _) => RecordsAt::Inline(raw.get()),
+        let not_a_batch = |why: String| format!("not a \"record batch\" message: {why}");
+        let wire: WireBatch<'_> =
+            serde_json::from_str(body).map_err(|e| not_a_batch(e.to_string()))?;
+        let records = match (wire.records, wire.s3) {
+            (Some(raw), None) if raw.get().starts_with('[') => RecordsAt::Inline(raw.get()),
+            (Some(_), None) => return Err(not_a_batch("`records` is not an array".into())),
             (None, Some(pointer)) => RecordsAt::S3(pointer),
-            // `parse` lets no other shape through.
-            (None, None) => RecordsAt::Inline("[]"),
-        }
+            _ => {
+                return Err(not_a_batch(
+                    "it needs exactly one of `records` and `s3`".into(),
+                ))
+            }
+        };
+        Ok(RecordBatchRef {
+            file_id: wire.file_id,
+            dataset: wire.dataset,
+            batch_id: wire.batch_id,
+            seq: wire.seq,
+            total: wire.total,
+            count: wire.count,
+            records,
+        })
     }
 }
 
@@ -224,7 +239,7 @@ mod tests {
         assert_eq!(batch.batch_id, batch_id(Uuid::from_u128(7), 2));
         assert_eq!((batch.seq, batch.total, batch.count), (2, 3, 2));
         assert_eq!(
-            batch.records(),
+            batch.records,
             RecordsAt::Inline(r#"[{"orderId":"A-1","total":19.90},{"orderId":"A-2","total":1.5}]"#),
             "decimals keep their digits"
         );
@@ -239,8 +254,8 @@ mod tests {
         );
         let batch = RecordBatchRef::parse(std::str::from_utf8(&pointer).unwrap()).unwrap();
         assert_eq!(
-            batch.records(),
-            RecordsAt::S3(&S3Pointer {
+            batch.records,
+            RecordsAt::S3(S3Pointer {
                 bucket: "clean".into(),
                 key: "batches/x/000003.json".into()
             })

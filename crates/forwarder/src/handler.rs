@@ -110,7 +110,7 @@ async fn process(message: &SqsMessage, deps: &Deps, stop: Option<Instant>) -> Re
             .advance(id, Stage::Forwarder, FileStatus::Delivering, json!({}))
             .await?;
     }
-    let records = match batch.records() {
+    let records = match &batch.records {
         RecordsAt::Inline(text) => Bytes::copy_from_slice(text.as_bytes()),
         RecordsAt::S3(at) => Bytes::from(
             deps.objects

@@ -56,8 +56,7 @@ impl Deps {
     pub async fn from_env() -> Result<Self, SetupError> {
         let settings = Settings::from_env()?;
         let common = Common::build(&settings.pipeline_config, &settings.database).await?;
-        let secrets = Targets::needs_secrets(&common.config).then_some(&common.clients.secrets);
-        let targets = Targets::resolve(&common.config, secrets)
+        let targets = Targets::resolve(&common.config, Some(&common.clients.secrets))
             .await
             .map_err(|e| SetupError::Config(e.to_string()))?;
         let http = http_client().map_err(|e| SetupError::Config(format!("HTTP client: {e}")))?;

@@ -138,15 +138,4 @@ impl Targets {
             }),
         }
     }
-
-    /// Whether any header needs Secrets Manager.
-    pub fn needs_secrets(config: &PipelineConfig) -> bool {
-        config.datasets().any(|d| {
-            d.delivery.endpoint.is_some()
-                && d.delivery
-                    .headers
-                    .values()
-                    .any(|h| matches!(h, HeaderSource::Secret { .. }))
-        })
-    }
 }
