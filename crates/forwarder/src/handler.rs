@@ -78,13 +78,7 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
 async fn process(message: &SqsMessage, deps: &Deps, stop: Option<Instant>) -> Result<(), Error> {
     let body = message.body.as_deref().ok_or("the message has no body")?;
     let batch = RecordBatchRef::parse(body)?;
-    let header = BatchHeader {
-        file_id: batch.file_id,
-        dataset: &batch.dataset,
-        batch_id: &batch.batch_id,
-        seq: batch.seq,
-        total: batch.total,
-    };
+    let header = batch.header();
     let id = batch.file_id;
     let history = deps.store.batch_history(&batch.batch_id).await?;
     if history.delivered {
@@ -110,16 +104,18 @@ async fn process(message: &SqsMessage, deps: &Deps, stop: Option<Instant>) -> Re
             .advance(id, Stage::Forwarder, FileStatus::Delivering, json!({}))
             .await?;
     }
-    let records = match &batch.records {
-        RecordsAt::Inline(text) => Bytes::copy_from_slice(text.as_bytes()),
-        RecordsAt::S3(at) => Bytes::from(
-            deps.objects
+    let claim_checked;
+    let records: &[u8] = match &batch.records {
+        RecordsAt::Inline(text) => text.as_bytes(),
+        RecordsAt::S3(at) => {
+            claim_checked = deps
+                .objects
                 .read_small(&at.bucket, &at.key, MAX_CLAIM_CHECK_BYTES)
-                .await?,
-        ),
+                .await?;
+            &claim_checked
+        }
     };
-    let body = Bytes::from(request_body(target.body, &header, &records));
-    drop(records);
+    let body = Bytes::from(request_body(target.body, &header, records));
     let outcome = deliver(
         &deps.http,
         &deps.store,

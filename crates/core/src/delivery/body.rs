@@ -1,7 +1,7 @@
 //! The request body the API receives, and the excerpt of its answer that is kept.
 
 use crate::delivery::BodyShape;
-use crate::message::RecordBatch;
+use crate::message::RecordBatchRef;
 
 /// The body of the POST for a batch whose records are the JSON array `records` (taken as is,
 /// from the message or the claim-check object, without parsing it into values again).
@@ -37,14 +37,15 @@ pub struct BatchHeader<'a> {
     pub total: u32,
 }
 
-impl<'a> From<&'a RecordBatch> for BatchHeader<'a> {
-    fn from(b: &'a RecordBatch) -> Self {
-        Self {
-            file_id: b.file_id,
-            dataset: &b.dataset,
-            batch_id: &b.batch_id,
-            seq: b.seq,
-            total: b.total,
+impl RecordBatchRef<'_> {
+    /// What identifies this batch to the API.
+    pub fn header(&self) -> BatchHeader<'_> {
+        BatchHeader {
+            file_id: self.file_id,
+            dataset: &self.dataset,
+            batch_id: &self.batch_id,
+            seq: self.seq,
+            total: self.total,
         }
     }
 }
