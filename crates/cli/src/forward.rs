@@ -125,11 +125,16 @@ pub fn run(args: Args) -> u8 {
     match runtime.block_on(forward_file(&args, &dataset, destination)) {
         Ok(report) => {
             eprintln!(
-                "{}: {} records in {} batches, {} delivered to {}",
+                "{}: {} records in {} batch(es), {} {} {}",
                 args.input.display(),
                 report.records,
                 report.batches,
                 report.batches_delivered,
+                if args.output.is_some() {
+                    "written to"
+                } else {
+                    "delivered to"
+                },
                 report.destination
             );
             for failure in &report.failures {
