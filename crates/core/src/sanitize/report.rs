@@ -20,6 +20,9 @@ pub enum Verdict {
 pub struct RowReject {
     /// Physical line on which the record starts (1-based; the header is line 1).
     pub line: u64,
+    /// Physical line on which it ends: later than `line` when quoted fields hold line breaks,
+    /// so every line of the input is accounted for.
+    pub end_line: u64,
     /// Clean name of the column at fault, when one is.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub column: Option<String>,

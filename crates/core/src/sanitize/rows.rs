@@ -300,10 +300,33 @@ impl Rows {
                 "line {line}: header row is longer than {cap} bytes"
             ));
         }
+        self.check_oversize_is_one_line(text, self.rec_len, cap)?;
         self.oversize
             .get_or_insert_with(|| format!("row is longer than {cap} bytes"));
         self.rec_len = 0;
         Ok(())
+    }
+
+    /// A record past the byte cap is dropped as one rejected row only when it is one long
+    /// line. A line break inside it means a quoted field is open: had the quote been stray,
+    /// every row up to the next quote would be swallowed unseen, so the file is rejected,
+    /// naming the line where the record (and so the quote) started.
+    /// `len` is how much of `self.rec` holds the record's latest bytes.
+    fn check_oversize_is_one_line(
+        &mut self,
+        text: &[u8],
+        len: usize,
+        cap: usize,
+    ) -> Result<(), Fatal> {
+        if memchr::memchr2(b'\n', b'\r', &self.rec[..len]).is_none() {
+            return Ok(());
+        }
+        Err(format!(
+            "line {}: a quoted field opened in this record runs over several lines and past \
+             {cap} bytes, the record limit; a quote is probably not closed where it should be \
+             (the rows after it would be lost)",
+            self.record_line(text)
+        ))
     }
 
     fn grow_ends(&mut self, text: &[u8]) -> Result<(), Fatal> {
@@ -339,6 +362,9 @@ impl Rows {
             _ => None,
         };
         let oversize = self.oversize.take();
+        if oversize.is_some() {
+            self.check_oversize_is_one_line(text, self.rec_len, self.record_cap())?;
+        }
         let (rec, ends) = (
             std::mem::take(&mut self.rec),
             std::mem::take(&mut self.ends),
@@ -353,7 +379,7 @@ impl Rows {
             Some(reason) => {
                 self.stats.rows_in += 1;
                 let line = self.record_line(text);
-                self.reject(line, None, reason);
+                self.reject(line, 0, None, reason);
                 Ok(())
             }
             None if self.columns.is_none() => self.header_record(text, &fields, out),
@@ -429,8 +455,14 @@ impl Rows {
             return Ok(());
         }
         let quotes_or_breaks = memchr::memchr3(b'"', b'\n', b'\r', fields.bytes).is_some();
+        // Line breaks inside the record (in quoted fields): a rejected record reports its span.
+        let breaks = if quotes_or_breaks {
+            Tally::of(fields.bytes).breaks()
+        } else {
+            0
+        };
         if quotes_or_breaks {
-            let lines = 1 + Tally::of(fields.bytes).breaks();
+            let lines = 1 + breaks;
             if lines > max_record_lines {
                 return Err(format!(
                     "line {}: one record runs over {lines} lines, more than the limit of {}; \
@@ -445,7 +477,7 @@ impl Rows {
             Ok(used) => used,
             Err(reason) => {
                 let line = self.record_line(text);
-                self.reject(line, None, reason);
+                self.reject(line, breaks, None, reason);
                 return Ok(());
             }
         };
@@ -485,7 +517,7 @@ impl Rows {
             if let Err((column, reason)) = written {
                 out.truncate(row_start);
                 let line = self.record_line(text);
-                self.reject(line, Some(column), reason);
+                self.reject(line, breaks, Some(column), reason);
                 return Ok(());
             }
             out.push(b',');
@@ -570,11 +602,13 @@ impl Rows {
         Ok(())
     }
 
-    fn reject(&mut self, line: u64, column: Option<String>, reason: String) {
+    /// Records a rejected row starting on `line` and holding `breaks` line breaks.
+    fn reject(&mut self, line: u64, breaks: u64, column: Option<String>, reason: String) {
         self.stats.rows_rejected += 1;
         if self.stats.rejects.len() < MAX_LISTED_REJECTS {
             self.stats.rejects.push(RowReject {
                 line,
+                end_line: line + breaks,
                 column,
                 reason,
             });
@@ -654,7 +688,14 @@ fn is_clean_rfc4180(raw: &[u8], fields: &Fields, checks: CellChecks) -> bool {
         if checks.needs_work(cell) {
             return false;
         }
-        if raw.get(r) == Some(&b'"') {
+        // Copying is only right when the bytes are exactly what `write_field` would write:
+        // quoted if and only if the cell needs quotes. Otherwise the output would depend on
+        // whether the record happened to sit inside one input piece.
+        let quoted = raw.get(r) == Some(&b'"');
+        if quoted != must_quote(cell, fields.len()) {
+            return false;
+        }
+        if quoted {
             let close = r + cell.len() + 1;
             if raw.get(close) != Some(&b'"') {
                 return false;
@@ -680,11 +721,15 @@ fn trim_line_break(mut raw: &[u8]) -> &[u8] {
     raw
 }
 
-/// Writes one field, quoted when it holds a comma, quote or line break. In a one-column
-/// file an empty field is written as `""` so the row does not read back as a blank line.
+/// Whether the clean output quotes `field`: when it holds a comma, quote or line break, and,
+/// in a one-column file, when it is empty, so the row does not read back as a blank line.
+fn must_quote(field: &[u8], ncols: usize) -> bool {
+    needs_quotes(field) || (ncols == 1 && field.is_empty())
+}
+
+/// Writes one field as RFC 4180, quoted when [`must_quote`] says so.
 fn write_field(out: &mut Vec<u8>, field: &[u8], ncols: usize) {
-    let quote = needs_quotes(field) || (ncols == 1 && field.is_empty());
-    if !quote {
+    if !must_quote(field, ncols) {
         out.extend_from_slice(field);
         return;
     }

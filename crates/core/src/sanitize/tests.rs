@@ -226,8 +226,51 @@ fn quoted_fields_survive_intact() {
 
 #[test]
 fn records_already_in_rfc_4180_are_kept_byte_for_byte() {
+    let (out, _) = accepted(b"a,b\r\n1,\"x,y\"\r\n2,\r\n");
+    assert_eq!(out, "a,b\r\n1,\"x,y\"\r\n2,\r\n");
+}
+
+#[test]
+fn quotes_are_written_only_where_rfc_4180_needs_them() {
     let (out, _) = accepted(b"\"a\",\"b\"\r\n\"1\",\"x,y\"\r\n2,\"\"\r\n");
-    assert_eq!(out, "a,b\r\n\"1\",\"x,y\"\r\n2,\"\"\r\n");
+    assert_eq!(out, "a,b\r\n1,\"x,y\"\r\n2,\r\n");
+}
+
+/// A file larger than the sniff window, so that records really are parsed from pieces that
+/// depend on how the input was read.
+fn large_quoted_file() -> Vec<u8> {
+    let mut input = b"\"id\",\"name\",\"note\"\r\n".to_vec();
+    for i in 0..5_000 {
+        input.extend_from_slice(
+            format!("\"{i}\",\"name {i}\",\"a, b\"\r\n{i},plain,\"\"\r\n").as_bytes(),
+        );
+    }
+    input
+}
+
+#[test]
+fn output_is_the_same_whatever_the_read_size() {
+    let input = large_quoted_file();
+    assert!(input.len() > 2 * sniff::SNIFF_BYTES);
+    let (expected, report) = run_chunked(&input, Policy::default(), usize::MAX);
+    assert_eq!(report.verdict, Verdict::Accepted);
+    assert_eq!(report.rows_out, 10_000);
+    for chunk in [1000, 4096, 8192, 65_536, 65_537, 100_003] {
+        let (out, r) = run_chunked(&input, Policy::default(), chunk);
+        assert_eq!(r.sha256_out, report.sha256_out, "{chunk}-byte reads");
+        assert_eq!(out, expected, "{chunk}-byte reads");
+    }
+    assert!(expected.contains("\r\n17,name 17,\"a, b\"\r\n17,plain,\r\n"));
+}
+
+#[test]
+fn sanitizing_clean_output_again_changes_nothing() {
+    let mut input = large_quoted_file();
+    input.extend_from_slice(b"x,\"=1+1\",<b>hi</b>\r\n y ,\t\x01z,\"multi\nline\"\r\n");
+    let (once, _) = run_chunked(&input, Policy::default(), 8192);
+    let (twice, report) = run_chunked(once.as_bytes(), Policy::default(), 8192);
+    assert_eq!(report.verdict, Verdict::Accepted);
+    assert_eq!(twice, once);
 }
 
 #[test]
@@ -532,6 +575,61 @@ fn an_unterminated_quote_in_a_large_file_is_caught() {
     let (_, report) = run_chunked(&input, Policy::default(), 4096);
     assert_eq!(report.verdict, Verdict::Rejected);
     assert!(report.reason.unwrap().starts_with("line 30002:"));
+}
+
+/// A two-column file of `rows` data rows where the cell on line `open` starts a quote that
+/// the cell on line `close` (if any) ends: one runaway record in between.
+fn stray_quote_file(rows: u64, open: u64, close: Option<u64>) -> Vec<u8> {
+    let mut input = b"id,name\n".to_vec();
+    for line in 2..rows + 2 {
+        let quote = if line == open || Some(line) == close {
+            "\""
+        } else {
+            ""
+        };
+        input.extend_from_slice(format!("{line},{quote}name-{line:08}\n").as_bytes());
+    }
+    input
+}
+
+#[test]
+fn a_stray_quote_past_the_record_byte_cap_rejects_the_file_wherever_it_is() {
+    // 60,000 rows of 20 bytes: each run below is far over the 256 KiB record cap of a
+    // two-column file and over 200 lines. Only the byte cap may see it (the line limit is
+    // lifted), as happens when the closing quote is further away than a record can grow.
+    let no_line_limit = limits(|l| l.max_record_lines = u64::MAX);
+    for (open, close) in [(2, 40_000), (20_000, 59_000), (45_000, 60_001)] {
+        let input = stray_quote_file(60_000, open, Some(close));
+        for policy in [Policy::default(), no_line_limit.clone()] {
+            let (_, report) = run_chunked(&input, policy, 8192);
+            assert_eq!(report.verdict, Verdict::Rejected, "quote on line {open}");
+            let reason = report.reason.unwrap();
+            assert!(reason.starts_with(&format!("line {open}:")), "{reason}");
+            assert_eq!(report.rows_out, 0);
+        }
+    }
+}
+
+#[test]
+fn a_stray_quote_never_closed_near_the_end_rejects_the_file() {
+    let input = stray_quote_file(30_000, 29_990, None);
+    let (_, report) = run_chunked(&input, Policy::default(), 8192);
+    let reason = report.reason.unwrap();
+    assert!(reason.starts_with("line 29990:"), "{reason}");
+    assert!(reason.contains("never closed"), "{reason}");
+}
+
+#[test]
+fn a_short_quoted_run_is_one_rejected_record_with_its_line_span() {
+    // The quote on line 3 closes on line 5: one record over three lines, of the wrong width.
+    let policy = limits(|l| l.max_rejected_share = 1.0);
+    let input = b"a,b\n1,x\n2,\"open\n3,y\n4,close\",extra\n5,z\n";
+    let (out, report) = run_with(input, policy);
+    assert_eq!(report.verdict, Verdict::Accepted);
+    assert_eq!(out, "a,b\r\n1,x\r\n5,z\r\n");
+    assert_eq!(report.rows_rejected, 1);
+    let reject = &report.rejects[0];
+    assert_eq!((reject.line, reject.end_line), (3, 5), "{reject:?}");
 }
 
 #[test]
