@@ -210,7 +210,7 @@ fn check_sanitize(ds: &str, raw: RawSanitize) -> Result<Policy, ConfigError> {
             invalid(
                 ds,
                 "sanitize.encoding",
-                format!("unknown encoding {label:?} (use auto, utf-8, windows-1252, utf-16le or utf-16be)"),
+                format!("unknown encoding {label:?} (use auto or a WHATWG encoding label such as utf-8, windows-1252, utf-16le, big5, macintosh or iso-8859-7)"),
             )
         })?),
     };

@@ -163,7 +163,7 @@ impl Sanitizer {
                 bom: has_bom(sample, encoding),
                 provisional: false,
             },
-            None => guess_encoding(sample, at_eof),
+            None => guess_encoding(sample, at_eof)?,
         };
         self.guess = Some(guess);
         check_is_text(sample, guess.encoding)?;
@@ -245,7 +245,7 @@ impl Sanitizer {
             encoding: parsing
                 .map(|p| p.decoder.encoding())
                 .or(self.guess.map(|g| g.encoding))
-                .map(|e| e.label().to_string()),
+                .map(|e| e.label()),
             bom: self.guess.is_some_and(|g| g.bom),
             encoding_fallback_at_byte: parsing.and_then(|p| p.decoder.fell_back_at()),
             delimiter: self.delimiter.map(|d| char::from(d).to_string()),
@@ -274,12 +274,16 @@ fn push(p: &mut Parsing, raw: &[u8], last: bool, out: &mut Vec<u8>) -> Result<()
 }
 
 fn has_bom(head: &[u8], encoding: Encoding) -> bool {
-    match encoding {
-        Encoding::Utf8 => head.starts_with(b"\xEF\xBB\xBF"),
-        Encoding::Utf16Le => head.starts_with(b"\xFF\xFE"),
-        Encoding::Utf16Be => head.starts_with(b"\xFE\xFF"),
-        Encoding::Windows1252 => false,
-    }
+    let bom: &[u8] = if encoding == Encoding::UTF_8 {
+        b"\xEF\xBB\xBF"
+    } else if encoding == Encoding::UTF_16LE {
+        b"\xFF\xFE"
+    } else if encoding == Encoding::UTF_16BE {
+        b"\xFE\xFF"
+    } else {
+        return false;
+    };
+    head.starts_with(bom)
 }
 
 fn hex(digest: impl AsRef<[u8]>) -> String {

@@ -23,7 +23,7 @@ pub fn check_is_text(head: &[u8], encoding: Encoding) -> Result<(), String> {
     if let Some(kind) = binary_format(head) {
         return Err(format!("not a CSV file: it looks like {kind}"));
     }
-    if matches!(encoding, Encoding::Utf16Le | Encoding::Utf16Be) {
+    if encoding.is_utf16() {
         return Ok(());
     }
     let nuls = memchr::memchr_iter(0, head).count();
@@ -92,31 +92,137 @@ fn binary_format(head: &[u8]) -> Option<String> {
 }
 
 /// Decides the encoding from a byte-order mark, the NUL pattern of BOM-less UTF-16, or UTF-8
-/// validity; anything else is taken as Windows-1252. `at_eof` says `head` is the whole file.
-pub fn guess_encoding(head: &[u8], at_eof: bool) -> EncodingGuess {
+/// validity; anything else is a legacy encoding told by [`detect_legacy`], which may refuse.
+/// `at_eof` says `head` is the whole file.
+pub fn guess_encoding(head: &[u8], at_eof: bool) -> Result<EncodingGuess, String> {
     let guess = |encoding, bom, provisional| EncodingGuess {
         encoding,
         bom,
         provisional,
     };
     if head.starts_with(b"\xEF\xBB\xBF") {
-        return guess(Encoding::Utf8, true, false);
+        return Ok(guess(Encoding::UTF_8, true, false));
     }
     if head.starts_with(b"\xFF\xFE") {
-        return guess(Encoding::Utf16Le, true, false);
+        return Ok(guess(Encoding::UTF_16LE, true, false));
     }
     if head.starts_with(b"\xFE\xFF") {
-        return guess(Encoding::Utf16Be, true, false);
+        return Ok(guess(Encoding::UTF_16BE, true, false));
     }
     if let Some(encoding) = bomless_utf16(head) {
-        return guess(encoding, false, false);
+        return Ok(guess(encoding, false, false));
     }
     match std::str::from_utf8(head) {
-        Ok(_) => guess(Encoding::Utf8, false, true),
+        Ok(_) => Ok(guess(Encoding::UTF_8, false, true)),
         // Cut mid-character at the end of the sniff window: still UTF-8.
-        Err(e) if e.error_len().is_none() && !at_eof => guess(Encoding::Utf8, false, true),
-        Err(_) => guess(Encoding::Windows1252, false, false),
+        Err(e) if e.error_len().is_none() && !at_eof => Ok(guess(Encoding::UTF_8, false, true)),
+        Err(_) => Ok(guess(detect_legacy(head, at_eof)?, false, false)),
     }
+}
+
+/// Picks the legacy (non-UTF) encoding of `bytes` with chardetng, which weighs the non-ASCII
+/// bytes against letter-pair statistics of each language's encodings. `at_eof` says `bytes`
+/// run to the end of the file (else a multi-byte character may be cut at the end).
+///
+/// chardetng never proposes Mac OS Roman; text it would read as Windows-1252 but whose lines
+/// end in bare CR (the classic Mac OS convention) is taken as Mac OS Roman.
+///
+/// Refuses, with a reason that names the likely encoding and the setting that would force it,
+/// when chardetng is not confident or when the likely encoding does not fit the bytes (an
+/// invalid sequence, or a byte the encoding leaves undefined): garbled text is never accepted
+/// silently.
+pub fn detect_legacy(bytes: &[u8], at_eof: bool) -> Result<Encoding, String> {
+    let mut detector = chardetng::EncodingDetector::new();
+    detector.feed(bytes, at_eof);
+    let (guess, confident) = detector.guess_assess(None, false);
+    let mut encoding = Encoding::from_label(guess.name()).unwrap_or(Encoding::WINDOWS_1252);
+    // A handful of non-ASCII bytes cannot tell a script apart: take the Western default when
+    // it fits, as browsers do, rather than a coin toss between CJK and Central European.
+    let evidence = bytes.iter().filter(|&&b| b >= 0x80).count();
+    if evidence < MIN_EVIDENCE_BYTES && misfit(bytes, Encoding::WINDOWS_1252, at_eof).is_none() {
+        encoding = Encoding::WINDOWS_1252;
+    }
+    if classic_mac_line_endings(bytes)
+        && implausibility(bytes, Encoding::MACINTOSH) < implausibility(bytes, encoding)
+    {
+        encoding = Encoding::MACINTOSH;
+    }
+    let label = encoding.label();
+    let force = format!(
+        "if it is, set `encoding = \"{label}\"` in the dataset's [sanitize] settings (or the \
+         encoding the file really is in)"
+    );
+    let western = encoding == Encoding::WINDOWS_1252 || encoding == Encoding::MACINTOSH;
+    let doubt = if evidence < MIN_EVIDENCE_BYTES && !western {
+        Some(format!("only {evidence} non-ASCII bytes are there to tell"))
+    } else if !confident {
+        Some("not clearly".to_string())
+    } else {
+        misfit(bytes, encoding, at_eof)
+    };
+    match doubt {
+        None => Ok(encoding),
+        Some(doubt) => Err(format!(
+            "cannot tell the text encoding: the bytes are not UTF-8 and look most like \
+             {label}, but {doubt}; {force}"
+        )),
+    }
+}
+
+/// Non-ASCII bytes below which a script other than Western Latin (Windows-1252, or Mac OS
+/// Roman, which has its own test) is not taken.
+const MIN_EVIDENCE_BYTES: usize = 16;
+
+/// Line breaks are bare CRs only.
+fn classic_mac_line_endings(bytes: &[u8]) -> bool {
+    memchr::memchr(b'\r', bytes).is_some() && memchr::memchr(b'\n', bytes).is_none()
+}
+
+/// How badly `bytes` read as text in `encoding`: a C1 control (a byte the encoding leaves
+/// undefined) weighs 10, a non-ASCII symbol wedged between a letter and a letter (`S¸d`,
+/// `George‰Û`) weighs 1. Used only to tell Mac OS Roman from Windows-1252, which chardetng
+/// does not do.
+fn implausibility(bytes: &[u8], encoding: Encoding) -> u64 {
+    let (text, _) = encoding.codec().decode_without_bom_handling(bytes);
+    let chars: Vec<char> = text.chars().collect();
+    let mut score = 0;
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii() {
+            continue;
+        }
+        if ('\u{80}'..='\u{9f}').contains(&c) {
+            score += 10;
+        } else if !c.is_alphabetic()
+            && i > 0
+            && chars[i - 1].is_ascii_alphabetic()
+            && chars.get(i + 1).is_some_and(|n| n.is_alphabetic())
+        {
+            score += 1;
+        }
+    }
+    score
+}
+
+/// Why `encoding` does not fit `bytes`, if it does not.
+fn misfit(bytes: &[u8], encoding: Encoding, at_eof: bool) -> Option<String> {
+    let label = encoding.label();
+    let mut decoder = encoding.codec().new_decoder_without_bom_handling();
+    let mut text = String::with_capacity(
+        decoder
+            .max_utf8_buffer_length_without_replacement(bytes.len())
+            .unwrap_or(bytes.len() * 3),
+    );
+    let (result, read) = decoder.decode_to_string_without_replacement(bytes, &mut text, at_eof);
+    if let encoding_rs::DecoderResult::Malformed(bad, after) = result {
+        let at = read - usize::from(bad) - usize::from(after);
+        return Some(format!(
+            "the bytes at offset {at} of this sample are not valid {label}"
+        ));
+    }
+    // Single-byte encodings map the bytes they leave undefined to C1 controls.
+    text.chars()
+        .find(|c| ('\u{80}'..='\u{9f}').contains(c))
+        .map(|c| format!("byte 0x{:02X} is undefined in {label}", u32::from(c)))
 }
 
 /// ASCII text in UTF-16 has a NUL in every other byte: LE puts them at odd offsets.
@@ -133,9 +239,9 @@ fn bomless_utf16(head: &[u8]) -> Option<Encoding> {
     let mostly = |n: usize| n * 10 >= pairs * 9;
     let hardly = |n: usize| n * 100 <= pairs;
     if mostly(odd_nul) && hardly(even_nul) {
-        Some(Encoding::Utf16Le)
+        Some(Encoding::UTF_16LE)
     } else if mostly(even_nul) && hardly(odd_nul) {
-        Some(Encoding::Utf16Be)
+        Some(Encoding::UTF_16BE)
     } else {
         None
     }
@@ -238,7 +344,7 @@ mod tests {
     #[test]
     fn rejects_zip_disguised_as_csv() {
         let zip = b"PK\x03\x04\x14\x00\x00\x00\x08\x00orders.csv\x00\x00\x00";
-        let err = check_is_text(zip, Encoding::Utf8).unwrap_err();
+        let err = check_is_text(zip, Encoding::UTF_8).unwrap_err();
         assert!(err.contains("archive") && err.contains("zip"), "{err}");
     }
 
@@ -260,7 +366,7 @@ mod tests {
             ),
         ];
         for (bytes, expected) in cases {
-            let err = check_is_text(bytes, Encoding::Utf8).unwrap_err();
+            let err = check_is_text(bytes, Encoding::UTF_8).unwrap_err();
             assert!(err.contains(expected), "{expected}: {err}");
         }
     }
@@ -268,69 +374,134 @@ mod tests {
     #[test]
     fn accepts_csv_whose_header_starts_like_a_magic_number() {
         // "BM" is the bitmap signature and "MZ" the DOS executable one.
-        assert!(check_is_text(b"BMI,weight\n22.5,70\n", Encoding::Utf8).is_ok());
-        assert!(check_is_text(b"MZ_code,site\n1,2\n", Encoding::Utf8).is_ok());
+        assert!(check_is_text(b"BMI,weight\n22.5,70\n", Encoding::UTF_8).is_ok());
+        assert!(check_is_text(b"MZ_code,site\n1,2\n", Encoding::UTF_8).is_ok());
     }
 
     #[test]
     fn rejects_nul_dense_data_but_not_utf16() {
         let mut data = b"a,b\n".repeat(10);
         data.extend_from_slice(&[0u8; 20]);
-        let err = check_is_text(&data, Encoding::Utf8).unwrap_err();
+        let err = check_is_text(&data, Encoding::UTF_8).unwrap_err();
         assert!(err.contains("NUL"), "{err}");
-        assert!(check_is_text(&data, Encoding::Utf16Le).is_ok());
+        assert!(check_is_text(&data, Encoding::UTF_16LE).is_ok());
     }
 
     #[test]
     fn accepts_a_stray_nul_in_text() {
         let mut data = b"id,name\n".repeat(20);
         data.push(0);
-        assert!(check_is_text(&data, Encoding::Utf8).is_ok());
+        assert!(check_is_text(&data, Encoding::UTF_8).is_ok());
     }
 
     #[test]
     fn rejects_html_page() {
-        let err = check_is_text(b"<!DOCTYPE html><html><body>", Encoding::Utf8).unwrap_err();
+        let err = check_is_text(b"<!DOCTYPE html><html><body>", Encoding::UTF_8).unwrap_err();
         assert!(err.contains("HTML"), "{err}");
     }
 
     #[test]
     fn encoding_from_boms() {
         assert_eq!(
-            guess_encoding(b"\xEF\xBB\xBFa,b", true).encoding,
-            Encoding::Utf8
+            guess_encoding(b"\xEF\xBB\xBFa,b", true).unwrap().encoding,
+            Encoding::UTF_8
         );
-        assert!(guess_encoding(b"\xEF\xBB\xBFa,b", true).bom);
+        assert!(guess_encoding(b"\xEF\xBB\xBFa,b", true).unwrap().bom);
         assert_eq!(
-            guess_encoding(b"\xFF\xFEa\x00", true).encoding,
-            Encoding::Utf16Le
+            guess_encoding(b"\xFF\xFEa\x00", true).unwrap().encoding,
+            Encoding::UTF_16LE
         );
         assert_eq!(
-            guess_encoding(b"\xFE\xFF\x00a", true).encoding,
-            Encoding::Utf16Be
+            guess_encoding(b"\xFE\xFF\x00a", true).unwrap().encoding,
+            Encoding::UTF_16BE
         );
     }
 
     #[test]
     fn encoding_from_bytes() {
         assert_eq!(
-            guess_encoding("café,b".as_bytes(), true).encoding,
-            Encoding::Utf8
+            guess_encoding("café,b".as_bytes(), true).unwrap().encoding,
+            Encoding::UTF_8
         );
         assert_eq!(
-            guess_encoding(b"caf\xe9,b", true).encoding,
-            Encoding::Windows1252
+            guess_encoding(b"caf\xe9,b", true).unwrap().encoding,
+            Encoding::WINDOWS_1252
         );
         // A multi-byte character cut by the end of the sniff window is still UTF-8.
-        assert_eq!(guess_encoding(b"caf\xc3", false).encoding, Encoding::Utf8);
         assert_eq!(
-            guess_encoding(b"a\x00,\x00b\x00\n\x00", true).encoding,
-            Encoding::Utf16Le
+            guess_encoding(b"caf\xc3", false).unwrap().encoding,
+            Encoding::UTF_8
         );
         assert_eq!(
-            guess_encoding(b"\x00a\x00,\x00b\x00\n", true).encoding,
-            Encoding::Utf16Be
+            guess_encoding(b"a\x00,\x00b\x00\n\x00", true)
+                .unwrap()
+                .encoding,
+            Encoding::UTF_16LE
         );
+        assert_eq!(
+            guess_encoding(b"\x00a\x00,\x00b\x00\n", true)
+                .unwrap()
+                .encoding,
+            Encoding::UTF_16BE
+        );
+    }
+
+    #[test]
+    fn legacy_encodings_are_told_by_their_letters() {
+        let greek = "id,name\n1,Λεωνίδας Παπαδόπουλος\n2,Αλέξανδρος Οικονόμου\n";
+        let (bytes, _, _) = encoding_rs::ISO_8859_7.encode(greek);
+        let found = guess_encoding(&bytes, true).unwrap().encoding;
+        assert!(
+            matches!(found.label().as_str(), "iso-8859-7" | "windows-1253"),
+            "{found:?}"
+        );
+
+        let chinese = "id,名稱,地址\n1,臺北市政府,臺北市信義區市府路一號\n2,高雄市政府,高雄市苓雅區四維三路二號\n";
+        let (bytes, _, _) = encoding_rs::BIG5.encode(chinese);
+        assert_eq!(
+            guess_encoding(&bytes, true).unwrap().encoding.label(),
+            "big5"
+        );
+
+        let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode("name\nJosé Müller\n");
+        assert_eq!(
+            guess_encoding(&bytes, true).unwrap().encoding,
+            Encoding::WINDOWS_1252
+        );
+    }
+
+    #[test]
+    fn mac_roman_is_told_from_windows_1252_by_where_symbols_fall() {
+        // What a UTF-8 apostrophe becomes in a Mac file that went through Windows-1252: 1252
+        // would read `George‰Ûªs`, and leave 0x9D undefined.
+        let bytes =
+            b"id,text\r1,Prince George\x89\xdb\xaas County\r2,Columbia.\x89\xdb\x9d\r".repeat(3);
+        assert_eq!(
+            guess_encoding(&bytes, true).unwrap().encoding,
+            Encoding::MACINTOSH
+        );
+        // Windows-1252 with bare CR line breaks stays Windows-1252: Mac OS Roman would read
+        // `Stn ñ S¸d`.
+        let bytes = b"site;station\rLeeds;Garforth Stn \x96 S\xfcd\rYork;K\xf6ln\r";
+        assert_eq!(
+            guess_encoding(bytes, true).unwrap().encoding,
+            Encoding::WINDOWS_1252
+        );
+    }
+
+    #[test]
+    fn too_little_evidence_for_anything_but_windows_1252_is_refused() {
+        let err = guess_encoding(b"id,name\n1,caf\x81e\n", true).unwrap_err();
+        assert!(err.contains("cannot tell the text encoding"), "{err}");
+        assert!(err.contains("set `encoding = "), "{err}");
+    }
+
+    #[test]
+    fn an_encoding_that_leaves_a_byte_undefined_does_not_fit() {
+        let problem = misfit(b"ab\x81c", Encoding::WINDOWS_1252, true).unwrap();
+        assert!(problem.contains("0x81"), "{problem}");
+        assert_eq!(misfit(b"caf\xe9", Encoding::WINDOWS_1252, true), None);
+        assert!(misfit(b"\xa4\x40\xff", Encoding::from_label("big5").unwrap(), true).is_some());
     }
 
     #[test]

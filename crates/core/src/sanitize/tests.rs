@@ -119,12 +119,51 @@ fn windows_1252_found_past_the_sniff_window_switches_without_damage() {
 #[test]
 fn dataset_can_force_the_encoding() {
     let policy = Policy {
-        encoding: Some(Encoding::Windows1252),
+        encoding: Some(Encoding::WINDOWS_1252),
         ..Policy::default()
     };
     // Valid UTF-8 bytes, but the dataset says its files are Windows-1252.
     let (out, _) = run_with("a\n\u{e9}\n".as_bytes(), policy);
     assert_eq!(out, "a\r\nÃ©\r\n");
+}
+
+#[test]
+fn dataset_can_force_any_encoding_the_standard_knows() {
+    let policy = Policy {
+        encoding: Encoding::from_label("iso-8859-7"),
+        ..Policy::default()
+    };
+    let (bytes, _, _) = encoding_rs::ISO_8859_7.encode("name\nΑθήνα\n");
+    let (out, report) = run_with(&bytes, policy);
+    assert_eq!(out, "name\r\nΑθήνα\r\n");
+    assert_eq!(report.encoding.as_deref(), Some("iso-8859-7"));
+}
+
+#[test]
+fn big5_past_the_sniff_window_is_detected_there_whatever_the_read_size() {
+    let mut text = String::from("id,city,office\n");
+    for i in 0..6_000 {
+        text.push_str(&format!("{i},plain,ascii\n"));
+    }
+    for i in 0..200 {
+        text.push_str(&format!("{i},臺北市,信義區市府路一號\n"));
+    }
+    let (bytes, _, _) = encoding_rs::BIG5.encode(&text);
+    assert!(bytes.iter().take(sniff::SNIFF_BYTES).all(u8::is_ascii));
+    let (expected, report) = run_chunked(&bytes, Policy::default(), usize::MAX);
+    assert_eq!(report.verdict, Verdict::Accepted, "{:?}", report.reason);
+    assert_eq!(report.encoding.as_deref(), Some("big5"));
+    assert!(expected.ends_with("199,臺北市,信義區市府路一號\r\n"));
+    for chunk in [1, 1000, 4096, 65_536] {
+        let (out, r) = run_chunked(&bytes, Policy::default(), chunk);
+        assert_eq!((out.as_str(), &r), (expected.as_str(), &report), "{chunk}");
+    }
+}
+
+#[test]
+fn text_whose_encoding_cannot_be_told_is_rejected_naming_the_setting() {
+    let reason = rejected_reason(b"id,name\n1,caf\x81e\n", Policy::default());
+    assert!(reason.contains("set `encoding = "), "{reason}");
 }
 
 #[test]
@@ -740,7 +779,7 @@ mod properties {
         ) {
             let policy = Policy {
                 ragged_rows: if pad { RaggedRows::Pad } else { RaggedRows::Reject },
-                encoding: windows_1252.then_some(Encoding::Windows1252),
+                encoding: windows_1252.then_some(Encoding::WINDOWS_1252),
                 limits: Limits { max_field_bytes: 16, max_record_lines: 3, ..Limits::default() },
                 ..Policy::default()
             };
