@@ -97,6 +97,10 @@ pub struct Rows {
     counted: usize,
     /// Where the current record's first byte is, once seen.
     start: Option<Start>,
+    /// The raw bytes of the open record that came in earlier pieces, so that a clean record
+    /// is copied through whether or not it sits inside one piece: the output never depends on
+    /// how the input was read. Only kept for comma-separated input (no other is copied).
+    carry: Vec<u8>,
     /// Classes of the piece being parsed, and of earlier ones an open record came from.
     piece_class: u8,
     columns: Option<Columns>,
@@ -124,6 +128,7 @@ impl Rows {
             lines: LineCounter::default(),
             counted: 0,
             start: None,
+            carry: Vec::new(),
             piece_class: 0,
             columns: None,
             stats: RowStats::default(),
@@ -178,7 +183,9 @@ impl Rows {
             self.ends_len += nend;
             self.step(res, text, pos, out)?;
         }
-        // The piece is done: pin an open record's start to a line, then count the rest.
+        // The piece is done: keep an open record's bytes, pin its start to a line, then
+        // count the rest.
+        self.carry_open_record(text);
         if let Some(Start::At(_)) = self.start {
             self.start = Some(Start::Line(self.record_line(text)));
         }
@@ -190,6 +197,19 @@ impl Rows {
         }
         self.counted = 0;
         Ok(())
+    }
+
+    /// Keeps the bytes of a record still open at the end of `text` in `carry` (see there).
+    fn carry_open_record(&mut self, text: &[u8]) {
+        if self.delimiter != b',' || self.oversize.is_some() {
+            self.carry.clear();
+            return;
+        }
+        match self.start {
+            Some(Start::At(p)) => self.carry.extend_from_slice(&text[p..]),
+            Some(Start::Line(_)) => self.carry.extend_from_slice(text),
+            None => {}
+        }
     }
 
     /// Ends the input: flushes a final record without terminator, refuses an unclosed quote.
@@ -356,10 +376,16 @@ impl Rows {
     }
 
     fn record(&mut self, text: &[u8], end: usize, out: &mut Vec<u8>) -> Result<(), Fatal> {
-        // The record's own bytes, when they are all in this piece and already comma-separated.
+        // The record's own bytes, when they are already comma-separated.
+        let mut carry = std::mem::take(&mut self.carry);
         let raw = match self.start {
-            Some(Start::At(p)) if self.delimiter == b',' => Some(trim_line_break(&text[p..end])),
-            _ => None,
+            _ if self.delimiter != b',' || self.oversize.is_some() => None,
+            Some(Start::At(p)) => Some(trim_line_break(&text[p..end])),
+            Some(Start::Line(_)) => {
+                carry.extend_from_slice(&text[..end]);
+                Some(trim_line_break(&carry))
+            }
+            None => None,
         };
         let oversize = self.oversize.take();
         if oversize.is_some() {
@@ -387,6 +413,8 @@ impl Rows {
         };
         self.rec = rec;
         self.ends = ends;
+        carry.clear();
+        self.carry = carry;
         result
     }
 
@@ -688,14 +716,7 @@ fn is_clean_rfc4180(raw: &[u8], fields: &Fields, checks: CellChecks) -> bool {
         if checks.needs_work(cell) {
             return false;
         }
-        // Copying is only right when the bytes are exactly what `write_field` would write:
-        // quoted if and only if the cell needs quotes. Otherwise the output would depend on
-        // whether the record happened to sit inside one input piece.
-        let quoted = raw.get(r) == Some(&b'"');
-        if quoted != must_quote(cell, fields.len()) {
-            return false;
-        }
-        if quoted {
+        if raw.get(r) == Some(&b'"') {
             let close = r + cell.len() + 1;
             if raw.get(close) != Some(&b'"') {
                 return false;
