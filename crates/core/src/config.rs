@@ -12,7 +12,9 @@ use serde::Deserialize;
 use crate::delivery::spec::{check_delivery, RawDelivery};
 use crate::delivery::Delivery;
 use crate::sanitize::header::normalize_header;
-use crate::sanitize::{CellPolicy, Encoding, Limits, MarkupPolicy, Policy, RaggedRows};
+use crate::sanitize::{
+    CellPolicy, Encoding, Limits, MarkupPolicy, NumberFormat, Policy, RaggedRows,
+};
 use crate::transform::spec::{check_mapping, Mapping, RawMapping};
 
 /// Why a pipeline config was refused.
@@ -100,7 +102,17 @@ struct RawSanitize {
     #[serde(default)]
     markup_allowed_columns: Vec<String>,
     #[serde(default)]
+    number_format: Option<RawNumberFormat>,
+    #[serde(default)]
     limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNumberFormat {
+    decimal: String,
+    #[serde(default)]
+    grouping: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -245,6 +257,10 @@ fn check_sanitize(ds: &str, raw: RawSanitize) -> Result<Policy, ConfigError> {
         &raw.markup_allowed_columns,
     )?;
     let limits = check_limits(ds, raw.limits, &defaults.limits)?;
+    let numbers = match raw.number_format {
+        None => defaults.numbers,
+        Some(format) => check_number_format(ds, format)?,
+    };
     Ok(Policy {
         encoding,
         delimiter,
@@ -254,8 +270,39 @@ fn check_sanitize(ds: &str, raw: RawSanitize) -> Result<Policy, ConfigError> {
         formulas: raw.formulas.unwrap_or(defaults.formulas),
         markup: raw.markup.unwrap_or(defaults.markup),
         markup_allowed_columns,
+        numbers,
         limits,
     })
+}
+
+fn check_number_format(ds: &str, raw: RawNumberFormat) -> Result<NumberFormat, ConfigError> {
+    let one_char = |field: &str, text: &str| -> Result<char, ConfigError> {
+        let mut chars = text.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) if !c.is_ascii_alphanumeric() && !matches!(c, '+' | '-') => Ok(c),
+            _ => Err(invalid(
+                ds,
+                field,
+                format!(
+                    "must be one character other than a letter, digit, `+` or `-`, got {text:?}"
+                ),
+            )),
+        }
+    };
+    let decimal = one_char("sanitize.number_format.decimal", &raw.decimal)?;
+    let grouping = raw
+        .grouping
+        .iter()
+        .map(|g| one_char("sanitize.number_format.grouping", g))
+        .collect::<Result<Vec<_>, _>>()?;
+    if grouping.contains(&decimal) {
+        return Err(invalid(
+            ds,
+            "sanitize.number_format.grouping",
+            format!("{decimal:?} is the decimal separator and cannot group digits too"),
+        ));
+    }
+    Ok(NumberFormat { decimal, grouping })
 }
 
 /// Column names in config must already be clean names, so that what the operator wrote is
@@ -383,6 +430,22 @@ mod tests {
         );
         let trains = config.dataset("train_movements").unwrap();
         assert_eq!(trains.sanitize.ragged_rows, RaggedRows::Reject);
+        assert_eq!(trains.sanitize.numbers, NumberFormat::default());
+    }
+
+    #[test]
+    fn a_dataset_may_set_its_number_format_and_any_encoding() {
+        let text = "[datasets.ledger]\nprefix = \"in/\"\n[datasets.ledger.sanitize]\n\
+                    encoding = \"iso-8859-7\"\n\
+                    number_format = { decimal = \",\", grouping = [\".\", \" \"] }\n";
+        let config = PipelineConfig::parse(text, "t").unwrap();
+        let policy = &config.dataset("ledger").unwrap().sanitize;
+        assert_eq!(policy.numbers.decimal, ',');
+        assert_eq!(policy.numbers.grouping, ['.', ' ']);
+        assert_eq!(
+            policy.encoding.map(|e| e.label()).as_deref(),
+            Some("iso-8859-7")
+        );
     }
 
     #[test]
@@ -447,6 +510,14 @@ mod tests {
             (
                 "prefix = \"in/\"\nsanitize.limits.max_rejected_share = 1.5",
                 "sanitize.limits.max_rejected_share",
+            ),
+            (
+                "prefix = \"in/\"\nsanitize.number_format = { decimal = \",\", grouping = [\",\"] }",
+                "sanitize.number_format.grouping",
+            ),
+            (
+                "prefix = \"in/\"\nsanitize.number_format = { decimal = \"dot\" }",
+                "sanitize.number_format.decimal",
             ),
         ];
         for (body, field) in cases {

@@ -24,7 +24,7 @@ pub mod sniff;
 use sha2::{Digest, Sha256};
 
 pub use encoding::Encoding;
-pub use policy::{CellPolicy, Limits, MarkupPolicy, Policy, RaggedRows};
+pub use policy::{CellPolicy, Limits, MarkupPolicy, NumberFormat, Policy, RaggedRows};
 pub use report::{CellCounts, ColumnReport, Report, RowReject, Verdict, MAX_LISTED_REJECTS};
 
 use encoding::TextDecoder;

@@ -26,6 +26,8 @@ pub struct Policy {
     pub markup: MarkupPolicy,
     /// Clean column names whose markup is kept as is (rich-text columns).
     pub markup_allowed_columns: Vec<String>,
+    /// How numbers are written, so that `-25,728.00` counts as a number, not a formula.
+    pub numbers: NumberFormat,
     /// Size limits.
     pub limits: Limits,
 }
@@ -41,7 +43,30 @@ impl Default for Policy {
             formulas: CellPolicy::Neutralize,
             markup: MarkupPolicy::Neutralize,
             markup_allowed_columns: Vec::new(),
+            numbers: NumberFormat::default(),
             limits: Limits::default(),
+        }
+    }
+}
+
+/// How a dataset writes numbers. A cell that is a number in this format is never taken for a
+/// formula, even when it starts with `-` or `+`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NumberFormat {
+    /// The decimal separator.
+    pub decimal: char,
+    /// Digit-group separators, any one of which may group the integer part in threes
+    /// (one separator per number).
+    pub grouping: Vec<char>,
+}
+
+impl Default for NumberFormat {
+    /// `-25,728.00`, `-1 317` and `1 234.5` (with a space, a no-break space or a narrow
+    /// no-break space): the decimal point and the groupings of English-language and SI exports.
+    fn default() -> Self {
+        Self {
+            decimal: '.',
+            grouping: vec![',', ' ', '\u{a0}', '\u{202f}'],
         }
     }
 }

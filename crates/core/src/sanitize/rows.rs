@@ -42,7 +42,7 @@ fn byte_class(b: u8) -> u8 {
     let c0 = (b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r');
     // 0xC2 leads U+0080..U+00BF, where the C1 controls are.
     let ctrl = c0 | (b == 0x7f) | (b == 0xc2);
-    let mark = (b == b'<') | (b == b'=');
+    let mark = (b == b'<') | (b == b'=') | (b == b':') | (b == b'&');
     (u8::from(ctrl) * CTRL) | (u8::from(mark) * MARK)
 }
 
@@ -512,11 +512,10 @@ impl Rows {
         let ctrl = self.piece_class & CTRL != 0 && piece_classes(fields.bytes) & CTRL != 0;
         let tags = self.piece_class & MARK != 0
             && self.policy.markup != MarkupPolicy::Keep
-            && markup::may_hold_tag_or_handler(fields.bytes);
+            && markup::may_hold_markup(fields.bytes);
         let dirty = ctrl || tags;
         let checks = CellChecks {
             formulas: self.policy.formulas != CellPolicy::Keep,
-            script_urls: self.policy.markup != MarkupPolicy::Keep,
             max_field: max_field_bytes,
         };
         // A record that needs no change and is already RFC 4180 is copied as it came.
@@ -617,7 +616,8 @@ impl Rows {
             cells.markup_neutralized += 1;
             value = &self.scratch;
         }
-        if self.policy.formulas != CellPolicy::Keep && is_formula_like(value.as_bytes()) {
+        if self.policy.formulas != CellPolicy::Keep && is_formula_like(value, &self.policy.numbers)
+        {
             if self.policy.formulas == CellPolicy::RejectRow {
                 return Err((name.clone(), "cell starts like a formula".into()));
             }
@@ -644,59 +644,37 @@ impl Rows {
     }
 }
 
-/// Cheap first look: a cell that does not start with a trigger byte (or a control character
-/// that may hide one) is never a formula.
-fn starts_like_formula(raw: &[u8]) -> bool {
-    matches!(
-        raw.first(),
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r' | b'\n')
-    ) || raw
-        .first()
-        .is_some_and(|&b| b < 0x20 || b == 0x7f || b == 0xc2)
-}
-
 /// The per-cell checks that decide between copying a cell and cleaning it, for records whose
 /// bytes hold no control character, tag or handler attribute.
 #[derive(Debug, Clone, Copy)]
 struct CellChecks {
     formulas: bool,
-    script_urls: bool,
     max_field: usize,
 }
 
 impl CellChecks {
     fn needs_work(self, cell: &[u8]) -> bool {
-        let first = cell.first().map_or(0, |&b| FIRST_BYTE[usize::from(b)]);
         cell.len() > self.max_field
-            || (self.formulas && first & MAY_BE_FORMULA != 0 && starts_like_formula(cell))
-            || (self.script_urls
-                && first & MAY_BE_SCHEME != 0
-                && markup::starts_with_script_url(cell))
+            || (self.formulas
+                && cell
+                    .first()
+                    .is_some_and(|&b| MAY_START_FORMULA[usize::from(b)]))
     }
 }
 
-const MAY_BE_FORMULA: u8 = 1;
-const MAY_BE_SCHEME: u8 = 2;
-
-/// What a cell's first byte says it may be: one lookup per cell instead of two tests.
-static FIRST_BYTE: [u8; 256] = {
-    let mut t = [0u8; 256];
+/// Bytes a formula-like cell may start with: the OWASP triggers, and controls that may hide
+/// one. One lookup per cell.
+static MAY_START_FORMULA: [bool; 256] = {
+    let mut t = [false; 256];
     let mut b = 0;
-    while b <= 0x20 {
-        // Controls may hide a formula trigger; whitespace may precede a URL scheme.
-        t[b] = MAY_BE_FORMULA | MAY_BE_SCHEME;
+    while b < 0x20 {
+        t[b] = true;
         b += 1;
     }
     let formula: &[u8] = b"=+-@\x7f\xc2";
     let mut i = 0;
     while i < formula.len() {
-        t[formula[i] as usize] |= MAY_BE_FORMULA;
-        i += 1;
-    }
-    let scheme: &[u8] = b"jJvVlLdD";
-    let mut i = 0;
-    while i < scheme.len() {
-        t[scheme[i] as usize] |= MAY_BE_SCHEME;
+        t[formula[i] as usize] = true;
         i += 1;
     }
     t

@@ -452,6 +452,58 @@ fn formula_cells_are_neutralized_but_numbers_are_not() {
 }
 
 #[test]
+fn negative_numbers_with_digit_groups_are_numbers_not_formulas() {
+    let input = "id,amount\n1,\"-25,728.00\"\n2,-1 317\n3,-1\u{a0}317.5\n4,\"-1,2\"\n".as_bytes();
+    let (out, report) = accepted(input);
+    let values: Vec<String> = reparse(&out)
+        .into_iter()
+        .skip(1)
+        .map(|r| r[1].clone())
+        .collect();
+    assert_eq!(values, ["-25,728.00", "-1 317", "-1\u{a0}317.5", "'-1,2"]);
+    assert_eq!(report.cells.formulas_neutralized, 1);
+
+    let continental = Policy {
+        numbers: NumberFormat {
+            decimal: ',',
+            grouping: vec!['.'],
+        },
+        ..Policy::default()
+    };
+    let (out, _) = run_with(
+        b"id,amount\n1,\"-25.728,00\"\n2,\"-25,728.00\"\n",
+        continental,
+    );
+    let values: Vec<String> = reparse(&out)
+        .into_iter()
+        .skip(1)
+        .map(|r| r[1].clone())
+        .collect();
+    assert_eq!(values, ["-25.728,00", "'-25,728.00"]);
+}
+
+#[test]
+fn script_urls_anywhere_in_a_cell_are_defused() {
+    let input = b"id,html\n1,\"<a href=\"\"javascript:go()\"\">x</a>\"\n2,see javascript&#58;go()\n3,JAVA\tSCRIPT&colon;go()\n4,at 12:30 see https://example.com\n";
+    let (out, report) = accepted(input);
+    let values: Vec<String> = reparse(&out)
+        .into_iter()
+        .skip(1)
+        .map(|r| r[1].clone())
+        .collect();
+    assert_eq!(
+        values,
+        [
+            "&lt;a href=&quot;javascript%3Ago()&quot;&gt;x&lt;/a&gt;",
+            "see javascript%3Ago()",
+            "JAVA\tSCRIPT%3Ago()",
+            "at 12:30 see https://example.com",
+        ]
+    );
+    assert_eq!(report.cells.markup_neutralized, 3);
+}
+
+#[test]
 fn formula_hidden_behind_a_control_character_is_still_neutralized() {
     let (out, _) = accepted(b"a\n\x01=1+1\n");
     assert_eq!(out, "a\r\n'=1+1\r\n");
