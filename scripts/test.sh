@@ -16,11 +16,14 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "services"
 # shellcheck source=lib/postgres.sh
 . scripts/lib/postgres.sh
+# shellcheck source=lib/postgres_tls.sh
+. scripts/lib/postgres_tls.sh
 # shellcheck source=lib/moto.sh
 . scripts/lib/moto.sh
 log=$(mktemp)
-trap 'stop_moto; rm -f "$log"' EXIT
+trap 'stop_moto; stop_postgres_tls; rm -f "$log"' EXIT
 ensure_postgres
+ensure_postgres_tls
 ensure_moto
 
 step "cargo test"

@@ -143,17 +143,19 @@ pub async fn database_config(
             "the secret in DATABASE_SECRET_ARN has no host: set DATABASE_URL too".into(),
         ));
     }
-    Ok(config.with_credentials(
-        &secret.username,
-        &secret.password,
-        secret.host.as_deref(),
-        secret.port,
-        secret.dbname.as_deref(),
-    ))
+    config
+        .with_credentials(
+            &secret.username,
+            &secret.password,
+            secret.host.as_deref(),
+            secret.port,
+            secret.dbname.as_deref(),
+        )
+        .map_err(|e| invalid(&e))
 }
 
 /// The status-store settings every stage reads (see README, "Configuration").
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DatabaseSettings {
     /// `DATABASE_URL` (its password may come from the secret instead).
     pub url: Option<String>,
@@ -163,6 +165,18 @@ pub struct DatabaseSettings {
     pub ca_file: Option<std::path::PathBuf>,
     /// `SLUICE_MIGRATE_ON_START`: apply migrations at cold start (default false).
     pub migrate_on_start: bool,
+}
+
+/// Shows the URL with its password masked.
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &self.url.as_deref().map(sluice_db::redact_url))
+            .field("secret", &self.secret)
+            .field("ca_file", &self.ca_file)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .finish()
+    }
 }
 
 impl DatabaseSettings {
@@ -205,7 +219,26 @@ impl Common {
             &clients,
         )
         .await?;
-        let db = sluice_db::Db::new(db_config);
+        let db = match &database.secret {
+            None => sluice_db::Db::new(db_config),
+            Some(_) => {
+                let (database, clients) = (database.clone(), clients.clone());
+                let refresh: sluice_db::Refresh = std::sync::Arc::new(move || {
+                    let (database, clients) = (database.clone(), clients.clone());
+                    Box::pin(async move {
+                        database_config(
+                            database.url.as_deref(),
+                            database.secret.as_deref(),
+                            database.ca_file.as_deref(),
+                            &clients,
+                        )
+                        .await
+                        .map_err(|e| sluice_db::DbError::Config(e.to_string()))
+                    })
+                });
+                sluice_db::Db::with_refresh(db_config, refresh)
+            }
+        };
         if database.migrate_on_start {
             sluice_db::migrate(&db)
                 .await

@@ -1,10 +1,15 @@
 //! Connection settings and the one connection a Lambda container keeps.
 
+use std::future::Future;
+use std::net::IpAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
-use tokio_postgres::config::SslMode;
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Client, NoTls};
 
 use crate::DbError;
@@ -30,9 +35,14 @@ impl std::fmt::Debug for DbConfig {
 }
 
 impl DbConfig {
-    /// Parses a `postgres://` URL or `key=value` string. With `sslmode=require` (what RDS
-    /// needs) the server certificate is verified against the PEM bundle at `ca_file` (the RDS
-    /// CA bundle); there is no unverified TLS. `sslmode=disable` (local runs) is plain TCP.
+    /// Parses a `postgres://` URL or `key=value` string.
+    ///
+    /// TLS with certificate and host-name verification (against the PEM bundle at `ca_file`,
+    /// the RDS CA bundle in AWS) is mandatory for any host that is not loopback, whatever the
+    /// URL's `sslmode` says: `disable` is refused and `prefer`/`allow`, which would fall back
+    /// to plaintext when the server declines TLS, are taken as `require`. To loopback hosts
+    /// (`localhost`, `127.0.0.0/8`, `::1`, a Unix socket) plaintext is allowed unless
+    /// `sslmode` is `require` or stricter, or a CA bundle is given with `prefer`.
     pub fn parse(url: &str, ca_file: Option<&Path>) -> Result<Self, DbError> {
         let mut pg: tokio_postgres::Config = url
             .parse()
@@ -42,20 +52,51 @@ impl DbConfig {
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(std::time::Duration::from_secs(5));
         }
-        let tls = match (pg.get_ssl_mode(), ca_file) {
-            (SslMode::Disable, _) | (SslMode::Prefer, None) => None,
-            (_, Some(path)) => Some(Arc::new(tls_config(path)?)),
-            (_, None) => {
-                return Err(DbError::Config(
-                    "sslmode requires TLS but no CA bundle is set (SLUICE_DB_CA_FILE)".into(),
-                ))
+        let remote = pg
+            .get_hosts()
+            .iter()
+            .find(|h| !is_loopback(h))
+            .map(describe);
+        let mode = pg.get_ssl_mode();
+        let needs_tls = match (&remote, mode) {
+            (Some(host), SslMode::Disable) => {
+                return Err(DbError::Config(format!(
+                    "sslmode=disable is refused for {host}: TLS is mandatory for any database \
+                     host that is not loopback (remove sslmode, or use sslmode=require)"
+                )))
             }
+            (Some(_), _) => true,
+            (None, SslMode::Disable) => false,
+            (None, SslMode::Prefer) => ca_file.is_some(),
+            (None, _) => true,
         };
-        Ok(Self { pg, tls })
+        if !needs_tls {
+            return Ok(Self { pg, tls: None });
+        }
+        let Some(ca_file) = ca_file else {
+            let host = remote.unwrap_or_else(|| "this host".into());
+            return Err(DbError::Config(format!(
+                "TLS is needed to reach {host} but no CA bundle is set: point \
+                 SLUICE_DB_CA_FILE at the PEM bundle that signed the server's certificate (for \
+                 RDS, the RDS global bundle)"
+            )));
+        };
+        // Never fall back to plaintext when the server declines TLS.
+        pg.ssl_mode(SslMode::Require);
+        Ok(Self {
+            pg,
+            tls: Some(Arc::new(tls_config(ca_file)?)),
+        })
+    }
+
+    /// Whether connections use (verified) TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Uses these credentials (from a secret) instead of any in the URL; `host`, `port` and
-    /// `dbname` replace the URL's when given.
+    /// `dbname` replace the URL's when given. A host that is not loopback needs TLS, so the
+    /// URL must have asked for it.
     pub fn with_credentials(
         mut self,
         user: &str,
@@ -63,10 +104,20 @@ impl DbConfig {
         host: Option<&str>,
         port: Option<u16>,
         dbname: Option<&str>,
-    ) -> Self {
+    ) -> Result<Self, DbError> {
         self.pg.user(user).password(password);
         if let Some(host) = host {
             self.pg = rebuild_hosts(&self.pg, host);
+            let tcp = Host::Tcp(host.to_string());
+            if self.tls.is_none() && !is_loopback(&tcp) {
+                return Err(DbError::Config(format!(
+                    "TLS is mandatory for {} (from the secret), but the settings turn it off",
+                    describe(&tcp)
+                )));
+            }
+            if self.tls.is_some() {
+                self.pg.ssl_mode(SslMode::Require);
+            }
         }
         if let Some(port) = port {
             self.pg.port(port);
@@ -74,7 +125,7 @@ impl DbConfig {
         if let Some(dbname) = dbname {
             self.pg.dbname(dbname);
         }
-        self
+        Ok(self)
     }
 
     /// Puts every query of these connections in `schema` (tests use one schema each).
@@ -101,10 +152,61 @@ impl DbConfig {
     }
 }
 
+fn is_loopback(host: &Host) -> bool {
+    match host {
+        Host::Unix(_) => true,
+        Host::Tcp(name) => {
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            name.eq_ignore_ascii_case("localhost")
+                || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+    }
+}
+
+fn describe(host: &Host) -> String {
+    match host {
+        Host::Tcp(name) => format!("host {name}"),
+        Host::Unix(path) => format!("socket {}", path.display()),
+    }
+}
+
+/// A database URL fit to show: the password of a `postgres://user:password@` URL or of a
+/// `password=` setting replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        if let Some((userinfo, host)) = authority.rsplit_once('@') {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let masked = if userinfo.contains(':') { ":***" } else { "" };
+            let tail = redact_password_setting(tail);
+            return format!("{scheme}://{user}{masked}@{host}{tail}");
+        }
+        return format!("{scheme}://{authority}{}", redact_password_setting(tail));
+    }
+    redact_password_setting(url)
+}
+
+fn redact_password_setting(text: &str) -> String {
+    text.split_inclusive([' ', '&', '?'])
+        .map(|part| {
+            let key = part.split('=').next().unwrap_or_default().trim();
+            if key.eq_ignore_ascii_case("password") && part.contains('=') {
+                let sep = part.chars().last().filter(|c| matches!(c, ' ' | '&' | '?'));
+                format!("password=***{}", sep.map(String::from).unwrap_or_default())
+            } else {
+                part.to_string()
+            }
+        })
+        .collect()
+}
+
 /// The config with its host list replaced by `host` (tokio-postgres can only add hosts).
 fn rebuild_hosts(pg: &tokio_postgres::Config, host: &str) -> tokio_postgres::Config {
     let mut fresh = tokio_postgres::Config::new();
     fresh.host(host).ssl_mode(pg.get_ssl_mode());
+    for addr in pg.get_hostaddrs() {
+        fresh.hostaddr(*addr);
+    }
     if let Some(user) = pg.get_user() {
         fresh.user(user);
     }
@@ -140,11 +242,12 @@ fn tls_config(ca_file: &Path) -> Result<rustls::ClientConfig, DbError> {
         DbError::Config(format!("cannot read CA bundle {}: {e}", ca_file.display()))
     };
     let pem = std::fs::read(ca_file).map_err(unreadable)?;
+    let bad = |e: &dyn std::fmt::Display| {
+        DbError::Config(format!("bad certificate in {}: {e}", ca_file.display()))
+    };
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.map_err(unreadable)?).map_err(|e| {
-            DbError::Config(format!("bad certificate in {}: {e}", ca_file.display()))
-        })?;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
     }
     if roots.is_empty() {
         return Err(DbError::Config(format!(
@@ -152,7 +255,7 @@ fn tls_config(ca_file: &Path) -> Result<rustls::ClientConfig, DbError> {
             ca_file.display()
         )));
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| DbError::Config(format!("TLS setup: {e}")))?
@@ -160,31 +263,120 @@ fn tls_config(ca_file: &Path) -> Result<rustls::ClientConfig, DbError> {
         .with_no_client_auth())
 }
 
+/// Fetches connection settings anew: a rotated password from Secrets Manager, say.
+pub type Refresh =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<DbConfig, DbError>> + Send>> + Send + Sync>;
+
 /// The database connection of one process (one Lambda container): opened on first use and
 /// opened again when the previous one has dropped, so a restart of the database or an idle
 /// timeout costs one reconnect, not a dead container. Callers take turns on it; a container
 /// handles one invocation at a time.
+///
+/// When the server refuses the credentials (RDS rotates its managed secret), the settings are
+/// read again once through the [`Refresh`] given, before the failure counts.
 pub struct Db {
+    state: Mutex<State>,
+    refresh: Option<Refresh>,
+}
+
+struct State {
     config: DbConfig,
-    client: Mutex<Option<Client>>,
+    client: Option<Client>,
 }
 
 impl Db {
     pub fn new(config: DbConfig) -> Self {
         Self {
-            config,
-            client: Mutex::new(None),
+            state: Mutex::new(State {
+                config,
+                client: None,
+            }),
+            refresh: None,
+        }
+    }
+
+    /// The same, re-reading the settings through `refresh` when the credentials are refused.
+    pub fn with_refresh(config: DbConfig, refresh: Refresh) -> Self {
+        Self {
+            refresh: Some(refresh),
+            ..Self::new(config)
         }
     }
 
     /// The live connection, reconnecting if the last one is closed.
     pub async fn client(&self) -> Result<MappedMutexGuard<'_, Client>, DbError> {
-        let mut slot = self.client.lock().await;
-        if slot.as_ref().is_none_or(Client::is_closed) {
-            *slot = Some(self.config.connect().await?);
+        let mut state = self.state.lock().await;
+        if state.client.as_ref().is_none_or(Client::is_closed) {
+            let client = match (state.config.connect().await, &self.refresh) {
+                (Err(e), Some(refresh)) if is_auth_failure(&e) => {
+                    tracing::info!(
+                        "the database refused the credentials: reading them again (rotated?)"
+                    );
+                    state.config = refresh().await?;
+                    state.config.connect().await?
+                }
+                (result, _) => result?,
+            };
+            state.client = Some(client);
         }
-        Ok(MutexGuard::map(slot, |slot| {
-            slot.as_mut().expect("the slot was filled just above")
+        Ok(MutexGuard::map(state, |state| {
+            state
+                .client
+                .as_mut()
+                .expect("the slot was filled just above")
         }))
+    }
+}
+
+/// The server refused the user or password (not: it could not be reached).
+fn is_auth_failure(error: &DbError) -> bool {
+    use tokio_postgres::error::SqlState;
+    matches!(error, DbError::Postgres(e) if e.code().is_some_and(|code| {
+        *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_their_password() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db.example:5432/sluice?sslmode=require"),
+            "postgres://app:***@db.example:5432/sluice?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db.example/sluice"),
+            "postgres://app@db.example/sluice"
+        );
+        assert_eq!(
+            redact_url("postgres://db.example/sluice?user=app&password=s3cret&sslmode=require"),
+            "postgres://db.example/sluice?user=app&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("host=db.example password=s3cret user=app"),
+            "host=db.example password=*** user=app"
+        );
+    }
+
+    #[test]
+    fn loopback_may_be_plaintext_anything_else_may_not() {
+        let local = DbConfig::parse("postgres://u@127.0.0.1/test?sslmode=disable", None).unwrap();
+        assert!(!local.uses_tls());
+        let local = DbConfig::parse("postgres://u@localhost/test", None).unwrap();
+        assert!(!local.uses_tls());
+        let err = DbConfig::parse("postgres://u:pw@10.0.0.5/test", None).unwrap_err();
+        assert!(err.to_string().contains("SLUICE_DB_CA_FILE"), "{err}");
+        let err =
+            DbConfig::parse("postgres://u:pw@db.example/test?sslmode=disable", None).unwrap_err();
+        assert!(err.to_string().contains("mandatory"), "{err}");
+        let local = DbConfig::parse("postgres://u@127.0.0.1/test?sslmode=disable", None).unwrap();
+        let err = local
+            .with_credentials("u", "pw", Some("db.example"), None, None)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("mandatory"), "{err}");
     }
 }

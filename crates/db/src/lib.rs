@@ -10,7 +10,7 @@ mod migrate;
 mod store;
 
 pub use calls::{ApiCall, ApiCallRow, BatchHistory};
-pub use connect::{Db, DbConfig};
+pub use connect::{redact_url, Db, DbConfig, Refresh};
 pub use migrate::migrate;
 pub use store::{
     file_id, EventRow, FileRow, NewFile, Registered, RowCounts, Store, TransformCounts,
@@ -22,8 +22,9 @@ pub enum DbError {
     /// The connection settings are wrong; fix the configuration.
     #[error("database configuration: {0}")]
     Config(String),
-    /// PostgreSQL refused or the connection failed; usually worth a retry.
-    #[error("database: {0}")]
+    /// PostgreSQL refused or the connection failed; usually worth a retry. Shown with its
+    /// causes (tokio-postgres alone says only "db error" or "error performing TLS handshake").
+    #[error("database: {}", with_causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// A migration failed.
     #[error("database migration: {0}")]
@@ -31,4 +32,19 @@ pub enum DbError {
     /// A stored value is not one Sluice writes.
     #[error("database holds an unexpected value: {0}")]
     Corrupt(String),
+}
+
+/// An error and its chain of sources, as one line.
+fn with_causes(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
