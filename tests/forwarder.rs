@@ -43,9 +43,7 @@ struct Setup {
 async fn setup(config_text: &str) -> Setup {
     let world = World::new().await;
     let config = PipelineConfig::parse(config_text, "test").unwrap();
-    let targets = Targets::resolve(&config, Some(&world.clients.secrets))
-        .await
-        .unwrap();
+    let targets = Targets::resolve(&config, Some(&world.clients.secrets)).await;
     let deps = Deps {
         config,
         targets,
@@ -905,5 +903,92 @@ type = "integer"
         .queue_url(&forward)
         .send()
         .await;
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_refused_api_key_is_read_again_once_and_the_rotated_one_delivers() {
+    let api = MockApi::start().await;
+    let world_secrets = World::new().await;
+    let secret_name = unique("sluice-rotating-key");
+    let secrets = &world_secrets.clients.secrets;
+    secrets
+        .create_secret()
+        .name(&secret_name)
+        .secret_string(r#"{"api_key":"key-old"}"#)
+        .send()
+        .await
+        .unwrap();
+    let s = setup(&config(
+        &api.url(),
+        &format!(
+            r#"[datasets.orders.delivery.headers]
+"X-Api-Key" = {{ secret = "{secret_name}", key = "api_key" }}"#
+        ),
+    ))
+    .await;
+    // The key rotates after the container started: the API now refuses the old one.
+    secrets
+        .put_secret_value()
+        .secret_id(&secret_name)
+        .secret_string(r#"{"api_key":"key-new"}"#)
+        .send()
+        .await
+        .unwrap();
+    api.script([Reply::Status(401), Reply::Status(200)]);
+    let id = s.file("rotated.csv", 1, true).await;
+
+    assert!(s.run(&messages(id, 1), 1).await.is_empty());
+
+    let keys: Vec<String> = api
+        .received()
+        .iter()
+        .map(|r| r.headers["x-api-key"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys, ["key-old", "key-new"]);
+    assert_eq!(
+        statuses(&s.calls(id).await),
+        [(1, Some(401)), (2, Some(200))]
+    );
+    assert_eq!(s.row(id).await.status, FileStatus::Delivered);
+    world_secrets.clean_up().await;
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_dataset_whose_secret_cannot_be_read_fails_only_its_own_batches() {
+    let api = MockApi::start().await;
+    let missing = unique("sluice-no-such-secret");
+    let text = format!(
+        r#"{}
+[datasets.orders.delivery.headers]
+"X-Api-Key" = {{ secret = "{missing}", key = "api_key" }}
+
+[datasets.returns]
+prefix = "incoming/returns/"
+[datasets.returns.delivery]
+endpoint = "{}"
+"#,
+        config(&api.url(), ""),
+        api.url()
+    );
+    let s = setup(&text).await;
+    let orders = s.file("orders.csv", 1, true).await;
+    let failed = s.run(&messages(orders, 1), 1).await;
+    assert_eq!(failed.len(), 1);
+    let row = s.row(orders).await;
+    let error = row.error.unwrap_or_default();
+    assert!(
+        error.contains("x-api-key") && error.contains(&missing),
+        "{error}"
+    );
+    assert!(api.received().is_empty());
+
+    // Another dataset of the same container delivers.
+    let returns = s.file("returns.csv", 1, true).await;
+    let mut body: Value = serde_json::from_str(&messages(returns, 1)[0]).unwrap();
+    body["dataset"] = json!("returns");
+    assert!(s.run(&[body.to_string()], 1).await.is_empty());
+    assert_eq!(api.received().len(), 1);
     s.world.clean_up().await;
 }

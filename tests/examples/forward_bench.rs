@@ -81,7 +81,7 @@ async fn main() -> Result<(), Error> {
             );
             let config = PipelineConfig::parse(&text, "bench")?;
             let deps = Deps {
-                targets: Targets::resolve(&config, None).await?,
+                targets: Targets::resolve(&config, None).await,
                 config,
                 store: store.take().unwrap(),
                 objects: objects.take().unwrap(),

@@ -26,6 +26,28 @@ impl CallLog for Store {
     }
 }
 
+impl Outcome {
+    /// The API refused the request's credentials (401 or 403).
+    pub fn credentials_refused(&self) -> bool {
+        matches!(
+            self,
+            Outcome::NotDelivered {
+                status: Some(401 | 403),
+                ..
+            }
+        )
+    }
+
+    /// Attempts made.
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Outcome::Delivered { attempts, .. } | Outcome::NotDelivered { attempts, .. } => {
+                *attempts
+            }
+        }
+    }
+}
+
 /// How delivering a batch ended, in this invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -38,6 +60,8 @@ pub enum Outcome {
         error: String,
         /// The API refused the batch (a 4xx other than 408 and 429).
         permanent: bool,
+        /// The last attempt's HTTP status, if the API answered.
+        status: Option<u16>,
     },
 }
 
@@ -83,6 +107,7 @@ pub async fn deliver(
                     attempts: made,
                     error: last_error,
                     permanent: true,
+                    status: attempt.status,
                 })
             }
             AttemptClass::Transient if made >= policy.max_attempts => {
@@ -90,6 +115,7 @@ pub async fn deliver(
                     attempts: made,
                     error: format!("{last_error} (attempt {made} of {})", policy.max_attempts),
                     permanent: false,
+                    status: attempt.status,
                 })
             }
             AttemptClass::Transient => {
@@ -104,6 +130,7 @@ pub async fn deliver(
                             wait.as_millis()
                         ),
                         permanent: false,
+                        status: attempt.status,
                     });
                 }
                 tracing::debug!(
@@ -137,6 +164,7 @@ fn out_of_time(made: u32, last_error: &str) -> Outcome {
         attempts: made,
         error,
         permanent: false,
+        status: None,
     }
 }
 

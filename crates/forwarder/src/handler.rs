@@ -116,16 +116,33 @@ async fn process(message: &SqsMessage, deps: &Deps, stop: Option<Instant>) -> Re
         }
     };
     let body = Bytes::from(request_body(target.body, &header, records));
-    let outcome = deliver(
+    let mut outcome = deliver(
         &deps.http,
         &deps.store,
-        target,
+        &target,
         &header,
-        body,
+        body.clone(),
         history.attempts + 1,
         stop,
     )
     .await?;
+    // Keys rotate: a refused credential is read again once before the refusal counts.
+    if outcome.credentials_refused() && target.has_credentials {
+        tracing::info!(dataset = %batch.dataset, batch_id = %batch.batch_id,
+            "the API refused the credentials: reading them again (rotated?)");
+        let dataset = deps.config.dataset(&batch.dataset)?;
+        let fresh = deps.targets.refresh(dataset, target.endpoint.clone()).await;
+        match fresh {
+            Ok(fresh) => {
+                let next = history.attempts + 1 + outcome.attempts() as i32;
+                outcome =
+                    deliver(&deps.http, &deps.store, &fresh, &header, body, next, stop).await?;
+            }
+            Err(reason) => {
+                return Err(not_delivered(deps, &header, receive_count, reason).await);
+            }
+        }
+    }
     match outcome {
         Outcome::Delivered { attempts, status } => {
             let now = deps.store.settle_delivery(id).await?;

@@ -52,13 +52,11 @@ fn number(
 
 impl Deps {
     /// Everything the handler needs, from the environment. Once per container; a header
-    /// whose secret cannot be read stops the container from starting.
+    /// whose secret cannot be read fails that dataset's batches only.
     pub async fn from_env() -> Result<Self, SetupError> {
         let settings = Settings::from_env()?;
         let common = Common::build(&settings.pipeline_config, &settings.database).await?;
-        let targets = Targets::resolve(&common.config, Some(&common.clients.secrets))
-            .await
-            .map_err(|e| SetupError::Config(e.to_string()))?;
+        let targets = Targets::resolve(&common.config, Some(&common.clients.secrets)).await;
         let http = http_client().map_err(|e| SetupError::Config(format!("HTTP client: {e}")))?;
         Ok(Deps {
             config: common.config,

@@ -2,6 +2,7 @@
 //! whose secret values are read from the environment or Secrets Manager here and nowhere else.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -73,9 +74,14 @@ async fn resolve_target(
         value.set_sensitive(sensitive);
         headers.insert(header, value);
     }
+    let has_credentials = delivery
+        .headers
+        .values()
+        .any(|source| !matches!(source, HeaderSource::Literal(_)));
     Ok(Target {
         endpoint,
         headers,
+        has_credentials,
         timeout: delivery.timeout,
         retry: delivery.retry,
         body: delivery.body,
@@ -92,6 +98,9 @@ pub struct Target {
     pub timeout: Duration,
     pub retry: RetryPolicy,
     pub body: BodyShape,
+    /// Some header's value comes from the environment or Secrets Manager: a refused
+    /// credential is worth reading again.
+    pub has_credentials: bool,
 }
 
 /// A header that could not be resolved. Names the dataset, the header and where its value
@@ -104,38 +113,71 @@ pub struct TargetError {
     reason: String,
 }
 
-/// The delivery targets of every dataset that has an endpoint.
-#[derive(Debug, Clone, Default)]
+/// The delivery targets of every dataset that has an endpoint, each resolved on its own: a
+/// dataset whose secret cannot be read fails its own batches (with the reason), not the whole
+/// forwarder. A target is resolved again, with fresh secret reads, when its API refuses the
+/// credentials ([`Targets::refresh`]).
+#[derive(Debug, Default)]
 pub struct Targets {
-    by_dataset: HashMap<String, Target>,
+    by_dataset: RwLock<HashMap<String, Result<Arc<Target>, String>>>,
+    secrets: Option<aws_sdk_secretsmanager::Client>,
 }
 
 impl Targets {
     /// Resolves every header of every dataset with an endpoint. `secrets` is needed only when
-    /// a header names a secret; each secret is read once.
+    /// a header names a secret; each secret is read once. Failures are kept per dataset and
+    /// logged.
     pub async fn resolve(
         config: &PipelineConfig,
         secrets: Option<&aws_sdk_secretsmanager::Client>,
-    ) -> Result<Self, TargetError> {
+    ) -> Self {
         let mut by_dataset = HashMap::new();
         let mut cache = SecretCache::default();
         for dataset in config.datasets() {
             if let Some(endpoint) = &dataset.delivery.endpoint {
-                let target = resolve_target(dataset, endpoint.clone(), secrets, &mut cache).await?;
+                let target = resolve_target(dataset, endpoint.clone(), secrets, &mut cache)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| {
+                        tracing::error!(dataset = %dataset.name, error = %e,
+                            "delivery target unresolved: this dataset's batches will fail");
+                        e.to_string()
+                    });
                 by_dataset.insert(dataset.name.clone(), target);
             }
         }
-        Ok(Self { by_dataset })
+        Self {
+            by_dataset: RwLock::new(by_dataset),
+            secrets: secrets.cloned(),
+        }
     }
 
     /// The target of `dataset`; an error that says why there is none.
-    pub fn get(&self, dataset: &str, config: &PipelineConfig) -> Result<&Target, String> {
-        match self.by_dataset.get(dataset) {
-            Some(target) => Ok(target),
+    pub fn get(&self, dataset: &str, config: &PipelineConfig) -> Result<Arc<Target>, String> {
+        let by_dataset = self.by_dataset.read().unwrap_or_else(|e| e.into_inner());
+        match by_dataset.get(dataset) {
+            Some(target) => target.clone(),
             None => Err(match config.dataset(dataset) {
                 Ok(_) => format!("dataset `{dataset}` has no delivery.endpoint"),
                 Err(e) => e.to_string(),
             }),
         }
+    }
+
+    /// Resolves `dataset`'s target again, reading its environment variables and secrets
+    /// afresh (a rotated API key), and keeps the result for later batches.
+    pub async fn refresh(&self, dataset: &Dataset, endpoint: Url) -> Result<Arc<Target>, String> {
+        let fresh = resolve_target(
+            dataset,
+            endpoint,
+            self.secrets.as_ref(),
+            &mut SecretCache::default(),
+        )
+        .await
+        .map(Arc::new)
+        .map_err(|e| e.to_string());
+        let mut by_dataset = self.by_dataset.write().unwrap_or_else(|e| e.into_inner());
+        by_dataset.insert(dataset.name.clone(), fresh.clone());
+        fresh
     }
 }
