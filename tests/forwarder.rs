@@ -52,6 +52,7 @@ async fn setup(config_text: &str) -> Setup {
         http: http_client().unwrap(),
         concurrency: 4,
         max_receive_count: 3,
+        clean_bucket: world.clean.clone(),
     };
     Setup { world, deps }
 }
@@ -73,7 +74,7 @@ impl Setup {
     /// `transformed: false`, still `transforming`).
     async fn file(&self, name: &str, total: i32, transformed: bool) -> Uuid {
         let store: &Store = &self.deps.store;
-        let id = self.world.sanitized_file(store, name, "clean/x.csv").await;
+        let id = self.world.sanitized_file(store, name).await;
         store
             .advance(id, Stage::Transformer, FileStatus::Transforming, json!({}))
             .await
@@ -805,13 +806,15 @@ type = "integer"
         store: s.world.store().await,
         objects: ObjectStore::new(s.world.clients.s3.clone()),
         queue: sluice_aws::Queue::new(s.world.clients.sqs.clone(), forward.clone()),
+        clean_bucket: s.world.clean.clone(),
     };
     // A sanitized file of 100 orders: its clean object, and its row at `sanitized`.
     let mut csv = String::from("order_id,qty\r\n");
     for i in 1..=100 {
         csv.push_str(&format!("O-{i:03},{i}\r\n"));
     }
-    let clean_key = "clean/orders/chain.csv".to_string();
+    let id = s.world.sanitized_file(&s.deps.store, "chain.csv").await;
+    let clean_key = sluice_core::layout::clean_key("orders", id);
     s.world
         .clients
         .s3
@@ -822,10 +825,6 @@ type = "integer"
         .send()
         .await
         .unwrap();
-    let id = s
-        .world
-        .sanitized_file(&s.deps.store, "chain.csv", &clean_key)
-        .await;
     let sanitized = FileSanitized {
         v: V1,
         file_id: id,
@@ -990,5 +989,42 @@ endpoint = "{}"
     body["dataset"] = json!("returns");
     assert!(s.run(&[body.to_string()], 1).await.is_empty());
     assert_eq!(api.received().len(), 1);
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_claim_check_outside_the_files_own_key_is_refused_and_nothing_is_posted() {
+    let api = MockApi::start().await;
+    let s = setup(&config(&api.url(), "")).await;
+    let id = s.file("forged.csv", 1, true).await;
+    s.world
+        .put("incoming/orders/private.csv", b"[{\"a\":1}]".to_vec())
+        .await;
+    let forged = [
+        claim_check_message(
+            id,
+            "orders",
+            1,
+            1,
+            1,
+            &s.world.quarantine,
+            "incoming/orders/private.csv",
+        ),
+        claim_check_message(
+            id,
+            "orders",
+            1,
+            1,
+            1,
+            &s.world.clean,
+            &format!("batches/{}/000001.json", Uuid::from_u128(9)),
+        ),
+    ];
+    for body in forged {
+        let failed = s.run(&[String::from_utf8(body).unwrap()], 1).await;
+        assert_eq!(failed.len(), 1);
+    }
+    assert!(api.received().is_empty());
+    assert!(s.calls(id).await.is_empty());
     s.world.clean_up().await;
 }

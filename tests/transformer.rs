@@ -51,6 +51,7 @@ async fn setup() -> Setup {
         store: world.store().await,
         objects: ObjectStore::new(world.clients.s3.clone()),
         queue: Queue::new(world.clients.sqs.clone(), forward.clone()),
+        clean_bucket: world.clean.clone(),
     };
     Setup {
         world,
@@ -62,11 +63,8 @@ async fn setup() -> Setup {
 impl Setup {
     /// A sanitized file: its clean CSV in the clean bucket and its row at `sanitized`.
     async fn sanitized_file(&self, name: &str, clean_csv: &str) -> FileSanitized {
-        let clean_key = format!("clean/orders/{name}");
-        let id = self
-            .world
-            .sanitized_file(&self.deps.store, name, &clean_key)
-            .await;
+        let id = self.world.sanitized_file(&self.deps.store, name).await;
+        let clean_key = sluice_core::layout::clean_key("orders", id);
         self.world
             .clients
             .s3
@@ -360,5 +358,33 @@ async fn a_message_that_overtakes_the_sanitizers_status_write_is_retried_not_dro
         .unwrap();
     assert!(s.run(&[body]).await.is_empty());
     assert_eq!(s.batches().await.len(), 3);
+    s.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_message_naming_another_object_is_refused_and_nothing_is_read_or_sent() {
+    let s = setup().await;
+    let message = s.sanitized_file("victim.csv", CLEAN).await;
+    // The quarantine object of another upload, and another file's clean CSV.
+    s.world
+        .put("incoming/orders/secret.csv", CLEAN.as_bytes().to_vec())
+        .await;
+    let mut other_bucket = message.clone();
+    other_bucket.clean_bucket = s.world.quarantine.clone();
+    other_bucket.clean_key = "incoming/orders/secret.csv".into();
+    let mut other_key = message.clone();
+    other_key.clean_key = sluice_core::layout::clean_key("orders", uuid::Uuid::from_u128(1));
+
+    for forged in [other_bucket, other_key] {
+        let failures = s.run(&[serde_json::to_string(&forged).unwrap()]).await;
+        assert_eq!(failures, ["m0"]);
+    }
+    assert!(s.batches().await.is_empty());
+    let row = s.deps.store.file(message.file_id).await.unwrap().unwrap();
+    assert_eq!(
+        row.status,
+        FileStatus::Sanitized,
+        "a forged message changes nothing"
+    );
     s.clean_up().await;
 }

@@ -94,8 +94,9 @@ impl World {
     }
 
     /// An `orders` file uploaded as `incoming/orders/<name>` that the sanitizer has finished:
-    /// its row at `sanitized` with `clean_key` (the clean object is the caller's to write).
-    pub async fn sanitized_file(&self, store: &Store, name: &str, clean_key: &str) -> uuid::Uuid {
+    /// its row at `sanitized` with its clean key from the layout (the clean object is the
+    /// caller's to write, at `sluice_core::layout::clean_key("orders", id)`).
+    pub async fn sanitized_file(&self, store: &Store, name: &str) -> uuid::Uuid {
         let key = format!("incoming/orders/{name}");
         let id = store
             .register(&NewFile {
@@ -109,6 +110,7 @@ impl World {
             .unwrap()
             .id;
         let json = serde_json::json!({});
+        let clean_key = sluice_core::layout::clean_key("orders", id);
         store
             .advance(id, Stage::Sanitizer, FileStatus::Sanitizing, json.clone())
             .await
@@ -117,7 +119,7 @@ impl World {
             .finish_sanitize(
                 id,
                 FileStatus::Sanitized,
-                Some(clean_key),
+                Some(&clean_key),
                 RowCounts::default(),
                 None,
                 json,

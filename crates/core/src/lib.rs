@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod delivery;
+pub mod layout;
 pub mod message;
 pub mod sanitize;
 pub mod status;

@@ -14,6 +14,7 @@ use serde_json::json;
 use sluice_aws::setup::{deadline_at, stop_before};
 use sluice_aws::ObjectStore;
 use sluice_core::delivery::{request_body, BatchHeader};
+use sluice_core::layout;
 use sluice_core::message::{RecordBatchRef, RecordsAt};
 use sluice_core::{FileStatus, PipelineConfig, Stage};
 use sluice_db::Store;
@@ -38,6 +39,8 @@ pub struct Deps {
     /// The queue's `maxReceiveCount`: a message that fails on this delivery goes to the
     /// dead-letter queue next, so its file is marked failed.
     pub max_receive_count: u32,
+    /// The clean bucket: the only one claim checks are read from.
+    pub clean_bucket: String,
 }
 
 /// Handles a batch of SQS messages, reporting the ones that were not delivered.
@@ -108,6 +111,7 @@ async fn process(message: &SqsMessage, deps: &Deps, stop: Option<Instant>) -> Re
     let records: &[u8] = match &batch.records {
         RecordsAt::Inline(text) => text.as_bytes(),
         RecordsAt::S3(at) => {
+            layout::check_claim_check(&at.bucket, &at.key, &deps.clean_bucket, id, batch.seq)?;
             claim_checked = deps
                 .objects
                 .read_small(&at.bucket, &at.key, MAX_CLAIM_CHECK_BYTES)

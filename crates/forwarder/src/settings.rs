@@ -15,6 +15,8 @@ pub struct Settings {
     pub concurrency: usize,
     /// `SLUICE_MAX_RECEIVE_COUNT`: the forward queue's `maxReceiveCount` (default 5).
     pub max_receive_count: u32,
+    /// `SLUICE_CLEAN_BUCKET`: where claim checks are.
+    pub clean_bucket: String,
     pub database: DatabaseSettings,
 }
 
@@ -24,6 +26,7 @@ impl Settings {
             pipeline_config: required("SLUICE_CONFIG")?,
             concurrency: number("SLUICE_FORWARD_CONCURRENCY", 4, 1..=64)? as usize,
             max_receive_count: number("SLUICE_MAX_RECEIVE_COUNT", 5, 1..=1000)?,
+            clean_bucket: required("SLUICE_CLEAN_BUCKET")?,
             database: DatabaseSettings::from_env()?,
         })
     }
@@ -66,6 +69,7 @@ impl Deps {
             http,
             concurrency: settings.concurrency,
             max_receive_count: settings.max_receive_count,
+            clean_bucket: settings.clean_bucket,
         })
     }
 }

@@ -118,7 +118,7 @@ async fn process(
         )
         .await?;
 
-    let clean_key = format!("clean/{}/{id}.csv", dataset.name);
+    let clean_key = sluice_core::layout::clean_key(&dataset.name, id);
     let mut upload = deps
         .objects
         .upload(&deps.clean_bucket, &clean_key, "text/csv; charset=utf-8");
@@ -224,7 +224,7 @@ async fn publish(
     metadata: &std::collections::HashMap<String, String>,
     deps: &Deps,
 ) -> Result<(), sluice_aws::AwsError> {
-    let report_key = format!("reports/{id}/sanitize.json");
+    let report_key = sluice_core::layout::sanitize_report_key(id);
     let body = serde_json::to_vec_pretty(report).unwrap_or_default();
     deps.objects
         .put(&deps.clean_bucket, &report_key, body, "application/json")

@@ -13,6 +13,7 @@ use serde_json::json;
 use sluice_aws::setup::stop_before;
 use sluice_aws::sqs::MAX_BATCH_BYTES;
 use sluice_aws::{ObjectStore, Queue};
+use sluice_core::layout;
 use sluice_core::message::FileSanitized;
 use sluice_core::transform::batch::{
     batch_count, claim_check_message, inline_message, Batch, Batcher,
@@ -33,6 +34,9 @@ pub struct Deps {
     pub store: Store,
     pub objects: ObjectStore,
     pub queue: Queue,
+    /// The clean bucket: the only one this stage reads clean files from and writes batches
+    /// and reports to.
+    pub clean_bucket: String,
 }
 
 /// Handles a batch of SQS messages, reporting the ones that failed.
@@ -68,6 +72,13 @@ async fn process(message: &SqsMessage, deps: &Deps) -> Result<(), Error> {
         serde_json::from_str(body).map_err(|e| format!("not a \"file sanitized\" message: {e}"))?;
     let id = sanitized.file_id;
     let dataset = deps.config.dataset(&sanitized.dataset)?;
+    layout::check_clean_file(
+        &sanitized.clean_bucket,
+        &sanitized.clean_key,
+        &deps.clean_bucket,
+        &dataset.name,
+        id,
+    )?;
     let Some(mapping) = &dataset.mapping else {
         deps.store
             .fail(
@@ -301,7 +312,7 @@ impl Sender<'_> {
         let (id, dataset) = (self.message.file_id, self.message.dataset.as_str());
         let mut body = inline_message(id, dataset, self.seq, self.total, &batch);
         if body.len() > MAX_BATCH_BYTES {
-            let key = format!("batches/{id}/{:06}.json", self.seq);
+            let key = layout::claim_check_key(id, self.seq);
             let bucket = &self.message.clean_bucket;
             self.deps
                 .objects
@@ -338,7 +349,7 @@ async fn put_report(
     message: &FileSanitized,
     report: &TransformReport,
 ) -> Result<(), Error> {
-    let key = format!("reports/{}/transform.json", message.file_id);
+    let key = layout::transform_report_key(message.file_id);
     let body = serde_json::to_vec_pretty(report)?;
     deps.objects
         .put(&message.clean_bucket, &key, body, "application/json")

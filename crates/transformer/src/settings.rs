@@ -12,6 +12,8 @@ pub struct Settings {
     pub pipeline_config: String,
     /// `SLUICE_FORWARD_QUEUE_URL`: where "record batch" messages go.
     pub forward_queue_url: String,
+    /// `SLUICE_CLEAN_BUCKET`: the clean files, reports and claim checks.
+    pub clean_bucket: String,
     pub database: DatabaseSettings,
 }
 
@@ -20,6 +22,7 @@ impl Settings {
         Ok(Self {
             pipeline_config: required("SLUICE_CONFIG")?,
             forward_queue_url: required("SLUICE_FORWARD_QUEUE_URL")?,
+            clean_bucket: required("SLUICE_CLEAN_BUCKET")?,
             database: DatabaseSettings::from_env()?,
         })
     }
@@ -35,6 +38,7 @@ impl Deps {
             store: common.store,
             objects: common.objects,
             queue: Queue::new(common.clients.sqs, settings.forward_queue_url),
+            clean_bucket: settings.clean_bucket,
         })
     }
 }

@@ -239,6 +239,13 @@ pub fn check_endpoint(ds: &str, text: &str) -> Result<Url, ConfigError> {
             "must not carry credentials: use a header from `env` or `secret`",
         ));
     }
+    if let Some(why) = metadata_or_link_local(url.host()) {
+        return Err(invalid(
+            ds,
+            field,
+            format!("{why}: records are never sent there (instance credentials live there)"),
+        ));
+    }
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -258,6 +265,40 @@ pub fn check_endpoint(ds: &str, text: &str) -> Result<Url, ConfigError> {
             field,
             format!("scheme {other:?} is not http(s)"),
         )),
+    }
+}
+
+/// Why a host is off limits: link-local addresses (169.254.0.0/16, fe80::/10, where cloud
+/// instance-metadata services answer) and the metadata services' own names and addresses.
+fn metadata_or_link_local(host: Option<url::Host<&str>>) -> Option<String> {
+    const METADATA_NAMES: [&str; 3] = [
+        "metadata.google.internal",
+        "metadata.azure.com",
+        "instance-data.ec2.internal",
+    ];
+    match host? {
+        url::Host::Ipv4(ip) if ip.is_link_local() => {
+            Some(format!("{ip} is a link-local (instance-metadata) address"))
+        }
+        // Alibaba Cloud's metadata service.
+        url::Host::Ipv4(ip) if ip == std::net::Ipv4Addr::new(100, 100, 100, 200) => {
+            Some(format!("{ip} is a cloud instance-metadata address"))
+        }
+        url::Host::Ipv6(ip) => {
+            let mapped = ip.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local());
+            let link_local = (ip.segments()[0] & 0xffc0) == 0xfe80;
+            // fd00:ec2::254 is the EC2 metadata service over IPv6.
+            let ec2 = ip == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+            (mapped || link_local || ec2)
+                .then(|| format!("{ip} is a link-local (instance-metadata) address"))
+        }
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            METADATA_NAMES
+                .contains(&name.as_str())
+                .then(|| format!("{name} is a cloud instance-metadata service"))
+        }
+        url::Host::Ipv4(_) => None,
     }
 }
 
@@ -455,6 +496,17 @@ mod tests {
             "{e}"
         );
         assert!(endpoint("ftp://api.example.com/").is_err());
+        for url in [
+            "https://169.254.169.254/latest/meta-data/",
+            "https://[fe80::1]/x",
+            "https://[fd00:ec2::254]/x",
+            "https://[::ffff:169.254.169.254]/x",
+            "https://metadata.google.internal./computeMetadata/v1/",
+            "https://100.100.100.200/latest",
+        ] {
+            let e = endpoint(url).unwrap_err().to_string();
+            assert!(e.contains("never sent there"), "{url}: {e}");
+        }
         assert!(endpoint("not a url").is_err());
     }
 
