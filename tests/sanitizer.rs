@@ -430,3 +430,43 @@ async fn an_object_deleted_before_the_event_arrives_is_skipped_not_retried() {
     assert!(world.keys(&world.clean).await.is_empty());
     world.clean_up().await;
 }
+
+#[tokio::test]
+async fn the_uploaders_tags_are_kept_beside_the_verdict() {
+    let world = World::new().await;
+    let deps = deps(&world, world.store().await);
+    let key = "incoming/orders/2026/11/23/tagged.csv";
+    let body = example("orders-messy.csv");
+    world
+        .clients
+        .s3
+        .put_object()
+        .bucket(&world.quarantine)
+        .key(key)
+        .tagging("uploaded-by=alice&transfer-server=s-1234")
+        .body(body.clone().into())
+        .send()
+        .await
+        .unwrap();
+
+    let outcomes = run(&deps, world.created_event(key, body.len()))
+        .await
+        .unwrap();
+
+    let id = outcomes[0].file_id.unwrap().to_string();
+    let found = tags(&world, key).await;
+    let found: Vec<(&str, &str)> = found
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("sluice-file-id", id.as_str()),
+            ("sluice-verdict", "accepted"),
+            ("transfer-server", "s-1234"),
+            ("uploaded-by", "alice"),
+        ]
+    );
+    world.clean_up().await;
+}

@@ -13,6 +13,29 @@ use crate::{describe, AwsError};
 /// upload holds in memory.
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
 
+/// The most tags S3 keeps on one object.
+pub const MAX_TAGS: usize = 10;
+
+/// `existing` with `ours` set (replacing tags of the same keys), within [`MAX_TAGS`]; and the
+/// keys of existing tags dropped for room, if any.
+pub fn merge_tags(
+    existing: Vec<(String, String)>,
+    ours: &[(&str, &str)],
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut kept: Vec<(String, String)> = existing
+        .into_iter()
+        .filter(|(k, _)| !ours.iter().any(|(o, _)| o == k))
+        .collect();
+    let room = MAX_TAGS.saturating_sub(ours.len());
+    let dropped = if kept.len() > room {
+        kept.split_off(room).into_iter().map(|(k, _)| k).collect()
+    } else {
+        Vec::new()
+    };
+    kept.extend(ours.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    (kept, dropped)
+}
+
 /// What S3 says about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
@@ -154,16 +177,22 @@ impl ObjectStore {
         Ok(())
     }
 
-    /// Replaces the object's tags.
-    pub async fn tag(
+    /// Sets `ours` on the object, keeping the tags it already has (an uploader's, Transfer
+    /// Family's). S3 allows 10 tags: when there is no room, ours win and the object's own
+    /// tags beyond the limit are dropped, latest first; their keys are returned so the caller
+    /// can say so. (S3 has no conditional tagging: a tag set by someone else between the read
+    /// and the write here would be lost.)
+    pub async fn merge_tags(
         &self,
         bucket: &str,
         key: &str,
-        tags: &[(&str, &str)],
-    ) -> Result<(), AwsError> {
-        let tag_set = tags
+        ours: &[(&str, &str)],
+    ) -> Result<Vec<String>, AwsError> {
+        let existing = self.tags(bucket, key).await?;
+        let (merged, dropped) = merge_tags(existing, ours);
+        let tag_set = merged
             .iter()
-            .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| s3_error("PutObjectTagging", bucket, key, e))?;
         let tagging = Tagging::builder()
@@ -178,7 +207,11 @@ impl ObjectStore {
             .send()
             .await
             .map_err(|e| s3_error("PutObjectTagging", bucket, key, e))?;
-        Ok(())
+        if !dropped.is_empty() {
+            tracing::warn!(bucket, key, dropped = ?dropped,
+                "S3 allows 10 tags per object: the object's own tags above were dropped for Sluice's");
+        }
+        Ok(dropped)
     }
 
     /// The object's tags.
@@ -342,5 +375,41 @@ impl Upload {
 impl ByteSink for Upload {
     async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.write(bytes).await.map_err(io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(n: usize) -> Vec<(String, String)> {
+        (0..n).map(|i| (format!("k{i}"), format!("v{i}"))).collect()
+    }
+
+    #[test]
+    fn our_tags_join_the_objects_own_and_replace_our_earlier_ones() {
+        let mut existing = tags(2);
+        existing.push(("sluice-verdict".into(), "unrouted".into()));
+        let (merged, dropped) = merge_tags(existing, &[("sluice-verdict", "accepted")]);
+        assert_eq!(
+            merged,
+            [
+                ("k0".to_string(), "v0".to_string()),
+                ("k1".into(), "v1".into()),
+                ("sluice-verdict".into(), "accepted".into())
+            ]
+        );
+        assert!(dropped.is_empty());
+    }
+
+    #[test]
+    fn at_the_limit_ours_win_and_the_dropped_keys_are_named() {
+        let (merged, dropped) = merge_tags(tags(10), &[("a", "1"), ("b", "2")]);
+        assert_eq!(merged.len(), MAX_TAGS);
+        assert_eq!(dropped, ["k8", "k9"]);
+        assert_eq!(
+            merged[8..],
+            [("a".to_string(), "1".to_string()), ("b".into(), "2".into())]
+        );
     }
 }

@@ -68,7 +68,7 @@ async fn process(
         tracing::warn!(bucket = %object.bucket, key = %object.key,
             "no dataset's prefix matches the key: file left in quarantine");
         deps.objects
-            .tag(
+            .merge_tags(
                 &object.bucket,
                 &object.key,
                 &[("sluice-verdict", "unrouted")],
@@ -235,7 +235,7 @@ async fn publish(
     };
     let id_text = id.to_string();
     deps.objects
-        .tag(
+        .merge_tags(
             &object.bucket,
             &object.key,
             &[("sluice-verdict", verdict), ("sluice-file-id", &id_text)],
