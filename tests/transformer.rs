@@ -388,3 +388,54 @@ async fn a_message_naming_another_object_is_refused_and_nothing_is_read_or_sent(
     );
     s.clean_up().await;
 }
+
+#[tokio::test]
+async fn wide_rows_are_cut_into_batches_by_bytes_and_a_row_too_wide_for_any_batch_is_reported() {
+    let s = setup().await;
+    let wide = "w".repeat(600 * 1024);
+    let too_wide = "t".repeat(1100 * 1024);
+    let mut csv = String::from("order_id,order_date,qty,note\r\n");
+    for i in 1..=4 {
+        csv.push_str(&format!("A-{i},2026-11-22,{i},{wide}\r\n"));
+    }
+    csv.push_str(&format!("A-5,2026-11-22,5,{too_wide}\r\n"));
+    let message = s.sanitized_file("wide.csv", &csv).await;
+
+    assert!(s
+        .run(&[serde_json::to_string(&message).unwrap()])
+        .await
+        .is_empty());
+
+    // batch_size is 2, but two of these rows are over the default 1 MiB a batch may hold.
+    let batches = s.batches().await;
+    assert_eq!(batches.len(), 4);
+    for (i, batch) in batches.iter().enumerate() {
+        assert_eq!(batch["count"], 1);
+        assert_eq!(batch["total"], 4);
+        let key = batch["s3"]["key"].as_str().unwrap();
+        let stored = s.world.get(&s.world.clean, key).await.unwrap();
+        assert!(
+            stored.len() <= 1024 * 1024,
+            "batch {} is {} bytes",
+            i + 1,
+            stored.len()
+        );
+    }
+    let report: Value = serde_json::from_slice(
+        &s.world
+            .get(
+                &s.world.clean,
+                &sluice_core::layout::transform_report_key(message.file_id),
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["rows_failed"], 1);
+    assert_eq!(report["errors"][0]["line"], 6);
+    let reason = report["errors"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("batch_max_bytes"), "{reason}");
+    let row = s.deps.store.file(message.file_id).await.unwrap().unwrap();
+    assert_eq!(row.batches_sent, Some(4));
+    s.clean_up().await;
+}

@@ -10,8 +10,9 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use serde::Serialize;
 use sluice_core::delivery::spec::check_endpoint;
-use sluice_core::delivery::{request_body, BatchHeader, BodyShape};
+use sluice_core::delivery::{request_body, BatchHeader, BodyShape, Delivery};
 use sluice_core::message::batch_id;
+use sluice_core::transform::batch::{Batch, Batcher};
 use sluice_core::Dataset;
 use sluice_db::{ApiCall, DbError};
 use sluice_forwarder::client::http_client;
@@ -179,9 +180,7 @@ async fn forward_file(
     mut destination: Destination,
 ) -> Result<DeliveryReport> {
     let file_id = local_file_id(&args.input)?;
-    let batch_size = dataset.delivery.batch_size;
-    let records = count_lines(&args.input)?;
-    let total = records.div_ceil(batch_size as u64) as u32;
+    let (total, records) = Batches::count(&args.input, &dataset.delivery)?;
     let mut report = DeliveryReport {
         file_id,
         dataset: dataset.name.clone(),
@@ -195,9 +194,9 @@ async fn forward_file(
         Destination::File(_, path) => path.display().to_string(),
         Destination::Api(target) => target.endpoint.to_string(),
     };
-    let mut batches = Batches::open(&args.input, batch_size)?;
+    let mut batches = Batches::open(&args.input, &dataset.delivery)?;
     let mut seq = 0;
-    while let Some(records) = batches.next_batch()? {
+    while let Some(Batch { records, .. }) = batches.next_batch()? {
         seq += 1;
         let id = batch_id(file_id, seq);
         let header = BatchHeader {
@@ -260,75 +259,76 @@ fn local_file_id(path: &Path) -> Result<Uuid> {
     ))
 }
 
-fn count_lines(path: &Path) -> Result<u64> {
-    let reader = BufReader::new(open(path)?);
-    let mut n = 0;
-    for line in reader.split(b'\n') {
-        if !line?.iter().all(u8::is_ascii_whitespace) {
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
 fn open(path: &Path) -> Result<File> {
     File::open(path).with_context(|| format!("cannot open {}", path.display()))
 }
 
-/// Reads records a batch at a time into the JSON array text of the batch: memory is one
-/// batch, whatever the file's size. A line that is not a JSON object is named by number.
+/// Reads records a batch at a time, cut as the transformer cuts them (by count and bytes):
+/// memory is one batch, whatever the file's size. A line that is not a JSON object, or a
+/// record too large for any batch, is named by number.
 struct Batches {
     lines: std::io::Split<BufReader<File>>,
     path: PathBuf,
-    size: usize,
     line_no: u64,
+    batcher: Option<Batcher>,
+    max_record_bytes: usize,
 }
 
 impl Batches {
-    fn open(path: &Path, size: usize) -> Result<Self> {
+    fn open(path: &Path, delivery: &Delivery) -> Result<Self> {
         Ok(Self {
             lines: BufReader::new(open(path)?).split(b'\n'),
             path: path.to_path_buf(),
-            size,
             line_no: 0,
+            batcher: Some(Batcher::new(delivery.batch_size, delivery.batch_max_bytes)),
+            max_record_bytes: Batcher::max_record_bytes(delivery.batch_max_bytes),
         })
     }
 
-    fn next_batch(&mut self) -> Result<Option<Vec<u8>>> {
-        let mut array = vec![b'['];
-        let mut count = 0;
-        while count < self.size {
-            let Some(line) = self.lines.next() else {
-                break;
-            };
+    /// Batches and records in the file, without keeping any.
+    fn count(path: &Path, delivery: &Delivery) -> Result<(u32, u64)> {
+        let mut batches = Self::open(path, delivery)?;
+        let (mut total, mut records) = (0, 0);
+        while let Some(batch) = batches.next_batch()? {
+            total += 1;
+            records += batch.count as u64;
+        }
+        Ok((total, records))
+    }
+
+    fn next_batch(&mut self) -> Result<Option<Batch>> {
+        let Some(batcher) = self.batcher.as_mut() else {
+            return Ok(None);
+        };
+        while let Some(line) = self.lines.next() {
             let line = line?;
             self.line_no += 1;
+            let at = || format!("{} line {}", self.path.display(), self.line_no);
             let text = std::str::from_utf8(&line)
                 .ok()
                 .map(str::trim)
-                .with_context(|| {
-                    format!("{} line {}: not UTF-8", self.path.display(), self.line_no)
-                })?;
+                .with_context(|| format!("{}: not UTF-8", at()))?;
             if text.is_empty() {
                 continue;
             }
-            let value: &serde_json::value::RawValue = serde_json::from_str(text)
-                .with_context(|| format!("{} line {}", self.path.display(), self.line_no))?;
+            let value: &serde_json::value::RawValue =
+                serde_json::from_str(text).with_context(at)?;
             if !value.get().starts_with('{') {
+                bail!("{}: a record is a JSON object", at());
+            }
+            if value.get().len() > self.max_record_bytes {
                 bail!(
-                    "{} line {}: a record is a JSON object",
-                    self.path.display(),
-                    self.line_no
+                    "{}: the record is {} bytes, more than a batch may hold \
+                     (delivery.batch_max_bytes)",
+                    at(),
+                    value.get().len()
                 );
             }
-            if count > 0 {
-                array.push(b',');
+            if let Some(batch) = batcher.push(value.get().as_bytes()) {
+                return Ok(Some(batch));
             }
-            array.extend_from_slice(value.get().as_bytes());
-            count += 1;
         }
-        array.push(b']');
-        Ok((count > 0).then_some(array))
+        Ok(self.batcher.take().and_then(Batcher::finish))
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
+use sluice_core::transform::batch::Batcher;
 use sluice_core::transform::{
     transform_read, DateFilter, TransformError, TransformReport, TransformVerdict,
 };
@@ -54,7 +55,8 @@ pub fn run(args: Args) -> u8 {
         start: args.start,
         end: args.end,
     });
-    match transform_file(&args, &mapping, filter) {
+    let max_record_bytes = Batcher::max_record_bytes(dataset.delivery.batch_max_bytes);
+    match transform_file(&args, &mapping, filter, max_record_bytes) {
         Ok(report) => {
             eprintln!(
                 "{}: {} rows in, {} records out, {} filtered, {} failed{}",
@@ -85,6 +87,7 @@ fn transform_file(
     args: &Args,
     mapping: &sluice_core::transform::Mapping,
     filter: Option<DateFilter>,
+    max_record_bytes: usize,
 ) -> Result<TransformReport> {
     let input =
         File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?;
@@ -98,6 +101,7 @@ fn transform_file(
         mapping,
         Some(args.dataset.dataset.clone()),
         filter,
+        max_record_bytes,
         |record| {
             out.write_all(record)?;
             out.write_all(b"\n")

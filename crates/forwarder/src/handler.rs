@@ -24,9 +24,6 @@ use crate::targets::Targets;
 
 type Error = lambda_runtime::Error;
 
-/// The largest claim-checked batch read back from S3.
-const MAX_CLAIM_CHECK_BYTES: u64 = 256 * 1024 * 1024;
-
 /// What the handler works with, built once per container.
 pub struct Deps {
     pub config: PipelineConfig,
@@ -112,9 +109,15 @@ async fn process(message: &SqsMessage, deps: &Deps, stop: Option<Instant>) -> Re
         RecordsAt::Inline(text) => text.as_bytes(),
         RecordsAt::S3(at) => {
             layout::check_claim_check(&at.bucket, &at.key, &deps.clean_bucket, id, batch.seq)?;
+            // The transformer never writes a batch larger than the dataset's cap.
+            let limit = deps
+                .config
+                .dataset(&batch.dataset)?
+                .delivery
+                .batch_max_bytes;
             claim_checked = deps
                 .objects
-                .read_small(&at.bucket, &at.key, MAX_CLAIM_CHECK_BYTES)
+                .read_small(&at.bucket, &at.key, limit as u64)
                 .await?;
             &claim_checked
         }

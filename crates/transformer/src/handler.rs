@@ -13,11 +13,10 @@ use serde_json::json;
 use sluice_aws::setup::stop_before;
 use sluice_aws::sqs::MAX_BATCH_BYTES;
 use sluice_aws::{ObjectStore, Queue};
+use sluice_core::delivery::Delivery;
 use sluice_core::layout;
 use sluice_core::message::FileSanitized;
-use sluice_core::transform::batch::{
-    batch_count, claim_check_message, inline_message, Batch, Batcher,
-};
+use sluice_core::transform::batch::{claim_check_message, inline_message, Batch, Batcher};
 use sluice_core::transform::{
     transform_read, DateFilter, Mapping, TransformError, TransformReport, TransformVerdict,
 };
@@ -110,12 +109,15 @@ async fn process(message: &SqsMessage, deps: &Deps) -> Result<(), Error> {
         .advance(id, Stage::Transformer, FileStatus::Transforming, json!({}))
         .await?;
     let filter = sanitized.date_range.as_ref().map(date_filter).transpose()?;
-    let batch_size = dataset.delivery.batch_size;
+    let delivery = &dataset.delivery;
 
     // Pass one counts, so every batch can carry the total; nothing is sent yet.
-    let counted = match Pass::start(deps, &sanitized, mapping, filter, batch_size).await {
+    let mut total = 0u32;
+    let counted = match Pass::start(deps, &sanitized, mapping, filter, delivery).await {
         Ok(mut pass) => {
-            while pass.batches.recv().await.is_some() {}
+            while pass.batches.recv().await.is_some() {
+                total += 1;
+            }
             pass.finish(None).await
         }
         Err(e) => Err(e),
@@ -147,7 +149,6 @@ async fn process(message: &SqsMessage, deps: &Deps) -> Result<(), Error> {
         tracing::warn!(file_id = %id, dataset = %dataset.name, reason = %reason, "file failed to transform");
         return Ok(());
     }
-    let total = batch_count(counted.records_out, batch_size);
 
     // Pass two sends: batch ids are the file id and sequence, the same on every run.
     let mut sender = Sender {
@@ -157,7 +158,7 @@ async fn process(message: &SqsMessage, deps: &Deps) -> Result<(), Error> {
         seq: 0,
         pending: Vec::new(),
     };
-    let sent = match Pass::start(deps, &sanitized, mapping, filter, batch_size).await {
+    let sent = match Pass::start(deps, &sanitized, mapping, filter, delivery).await {
         Ok(mut pass) => {
             let mut failed = None;
             while let Some(batch) = pass.batches.recv().await {
@@ -244,8 +245,9 @@ impl Pass {
         message: &FileSanitized,
         mapping: &Mapping,
         filter: Option<DateFilter>,
-        batch_size: usize,
+        delivery: &Delivery,
     ) -> Result<Self, PassError> {
+        let (batch_size, max_bytes) = (delivery.batch_size, delivery.batch_max_bytes);
         let (body, _) = deps
             .objects
             .open(&message.clean_bucket, &message.clean_key, None)
@@ -256,19 +258,19 @@ impl Pass {
         let mapping = mapping.clone();
         let dataset = message.dataset.clone();
         let worker = tokio::task::spawn_blocking(move || {
-            let mut batcher = Batcher::new(batch_size);
+            let mut batcher = Batcher::new(batch_size, max_bytes);
             let gone = || io::Error::other("the sender stopped");
-            let report =
-                transform_read(
-                    reader,
-                    &mapping,
-                    Some(dataset),
-                    filter,
-                    |record| match batcher.push(record) {
-                        Some(batch) => tx.blocking_send(batch).map_err(|_| gone()),
-                        None => Ok(()),
-                    },
-                )?;
+            let report = transform_read(
+                reader,
+                &mapping,
+                Some(dataset),
+                filter,
+                Batcher::max_record_bytes(max_bytes),
+                |record| match batcher.push(record) {
+                    Some(batch) => tx.blocking_send(batch).map_err(|_| gone()),
+                    None => Ok(()),
+                },
+            )?;
             if let Some(batch) = batcher.finish() {
                 tx.blocking_send(batch).map_err(|_| gone())?;
             }

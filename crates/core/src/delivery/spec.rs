@@ -17,6 +17,10 @@ use crate::config::{invalid, ConfigError};
 pub struct Delivery {
     /// Records per batch (one POST each).
     pub batch_size: usize,
+    /// Bytes of records per batch at most (the JSON array), so a file of wide rows cannot
+    /// make a batch (and a claim check, and a request) of hundreds of MiB. A record that alone
+    /// is larger is not sent: its row is reported as unmapped.
+    pub batch_max_bytes: usize,
     /// The API the forwarder POSTs batches to; `None` when the dataset is not delivered (yet).
     pub endpoint: Option<Url>,
     /// Extra request headers, by lowercase name.
@@ -33,6 +37,7 @@ impl Default for Delivery {
     fn default() -> Self {
         Self {
             batch_size: 500,
+            batch_max_bytes: DEFAULT_BATCH_MAX_BYTES,
             endpoint: None,
             headers: BTreeMap::new(),
             timeout: Duration::from_secs(10),
@@ -41,6 +46,11 @@ impl Default for Delivery {
         }
     }
 }
+
+/// The default of `delivery.batch_max_bytes`: 1 MiB.
+pub const DEFAULT_BATCH_MAX_BYTES: usize = 1024 * 1024;
+/// The largest `delivery.batch_max_bytes` allowed: 16 MiB.
+pub const MAX_BATCH_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// Retries of one batch inside one invocation (SQS redelivery comes on top).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +124,7 @@ const CREDENTIAL_WORDS: [&str; 8] = [
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDelivery {
     batch_size: Option<usize>,
+    batch_max_bytes: Option<usize>,
     endpoint: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, RawHeader>,
@@ -150,6 +161,14 @@ pub(crate) fn check_delivery(ds: &str, raw: RawDelivery) -> Result<Delivery, Con
             ds,
             "delivery.batch_size",
             "must be between 1 and 10000 records",
+        ));
+    }
+    let batch_max_bytes = raw.batch_max_bytes.unwrap_or(defaults.batch_max_bytes);
+    if !(1024..=MAX_BATCH_MAX_BYTES).contains(&batch_max_bytes) {
+        return Err(invalid(
+            ds,
+            "delivery.batch_max_bytes",
+            format!("must be between 1024 and {MAX_BATCH_MAX_BYTES} bytes"),
         ));
     }
     let endpoint = raw
@@ -195,6 +214,7 @@ pub(crate) fn check_delivery(ds: &str, raw: RawDelivery) -> Result<Delivery, Con
     }
     Ok(Delivery {
         batch_size,
+        batch_max_bytes,
         endpoint,
         headers,
         timeout,
@@ -514,6 +534,7 @@ mod tests {
     fn numbers_out_of_range_name_the_field() {
         for (table, field) in [
             ("batch_size = 0", "delivery.batch_size"),
+            ("batch_max_bytes = 100", "delivery.batch_max_bytes"),
             ("timeout_ms = 10", "delivery.timeout_ms"),
             ("max_attempts = 0", "delivery.max_attempts"),
             (

@@ -6,10 +6,11 @@ use uuid::Uuid;
 use super::value::write_json_string;
 use crate::message::batch_id;
 
-/// Collects records into JSON arrays of at most `size` records.
+/// Collects records into JSON arrays of at most `size` records and `max_bytes` bytes.
 #[derive(Debug)]
 pub struct Batcher {
     size: usize,
+    max_bytes: usize,
     records: Vec<u8>,
     count: usize,
 }
@@ -22,23 +23,35 @@ pub struct Batch {
 }
 
 impl Batcher {
-    pub fn new(size: usize) -> Self {
+    pub fn new(size: usize, max_bytes: usize) -> Self {
         Self {
             size: size.max(1),
+            max_bytes,
             records: Vec::new(),
             count: 0,
         }
     }
 
-    /// Adds one record; returns the batch it completes, if it does.
+    /// The largest record that fits in a batch of `max_bytes` (with its `[` and `]`).
+    pub fn max_record_bytes(max_bytes: usize) -> usize {
+        max_bytes.saturating_sub(2)
+    }
+
+    /// Adds one record; returns the batch it closes, if it closes one (a batch is closed when
+    /// the next record would not fit). A record larger than
+    /// [`max_record_bytes`](Self::max_record_bytes) still goes, alone: callers refuse such
+    /// records before.
     pub fn push(&mut self, record: &[u8]) -> Option<Batch> {
+        let full =
+            self.count == self.size || self.records.len() + 1 + record.len() + 1 > self.max_bytes;
+        let closed = (self.count > 0 && full).then(|| self.take());
         self.records.push(if self.count == 0 { b'[' } else { b',' });
         self.records.extend_from_slice(record);
         self.count += 1;
-        (self.count == self.size).then(|| self.take())
+        closed
     }
 
-    /// The last, partial batch, if any records are left.
+    /// The last batch, if any records are left.
     pub fn finish(mut self) -> Option<Batch> {
         (self.count > 0).then(|| self.take())
     }
@@ -52,11 +65,6 @@ impl Batcher {
         self.count = 0;
         batch
     }
-}
-
-/// How many batches `records` records make.
-pub fn batch_count(records: u64, size: usize) -> u32 {
-    records.div_ceil(size.max(1) as u64) as u32
 }
 
 /// The "record batch" message (see [`crate::message::RecordBatch`]) with the records inline.
@@ -114,7 +122,7 @@ mod tests {
 
     #[test]
     fn cuts_records_into_full_batches_and_a_last_partial_one() {
-        let mut batcher = Batcher::new(2);
+        let mut batcher = Batcher::new(2, 1 << 20);
         let mut batches = Vec::new();
         for r in [&b"{\"a\":1}"[..], b"{\"a\":2}", b"{\"a\":3}"] {
             batches.extend(batcher.push(r));
@@ -123,9 +131,21 @@ mod tests {
         assert_eq!(batches[0].records, b"[{\"a\":1},{\"a\":2}]");
         assert_eq!(batches[1].records, b"[{\"a\":3}]");
         assert_eq!(batches[1].count, 1);
-        assert_eq!(batch_count(3, 2), 2);
-        assert_eq!(batch_count(0, 2), 0);
-        assert_eq!(batch_count(4, 2), 2);
+    }
+
+    #[test]
+    fn batches_are_cut_by_bytes_too() {
+        // Records of 10 bytes, at most 25 bytes a batch: `[r,r]` is 23, a third would be 34.
+        let mut batcher = Batcher::new(100, 25);
+        let mut batches = Vec::new();
+        for _ in 0..5 {
+            batches.extend(batcher.push(b"{\"a\":1234}"));
+        }
+        batches.extend(batcher.finish());
+        let counts: Vec<usize> = batches.iter().map(|b| b.count).collect();
+        assert_eq!(counts, [2, 2, 1]);
+        assert!(batches.iter().all(|b| b.records.len() <= 25));
+        assert_eq!(Batcher::max_record_bytes(25), 23);
     }
 
     #[test]

@@ -74,12 +74,14 @@ pub enum TransformError {
 
 /// Maps every row of the clean CSV `input`, handing each kept record's JSON to `emit`. Row
 /// errors never stop the file; they are counted and listed, and the verdict is `failed` when
-/// their share passes the mapping's `max_error_share`.
+/// their share passes the mapping's `max_error_share`. A record whose JSON is longer than
+/// `max_record_bytes` (it would not fit in a batch) is such a row error.
 pub fn transform_read(
     input: impl Read,
     mapping: &Mapping,
     dataset: Option<String>,
     filter: Option<DateFilter>,
+    max_record_bytes: usize,
     mut emit: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<TransformReport, TransformError> {
     if filter.is_some() && mapping.date_field.is_none() {
@@ -134,6 +136,17 @@ pub fn transform_read(
         out.clear();
         match mapper.write(&cells, &mut out) {
             Ok(date) if filter.is_some_and(|f| !f.keeps(date)) => report.rows_filtered += 1,
+            Ok(_) if out.len() > max_record_bytes => fail(
+                &mut report,
+                line,
+                String::new(),
+                String::new(),
+                format!(
+                    "the record is {} bytes of JSON, more than a batch may hold \
+                     (delivery.batch_max_bytes)",
+                    out.len()
+                ),
+            ),
             Ok(_) => {
                 emit(&out)?;
                 report.records_out += 1;

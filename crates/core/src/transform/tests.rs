@@ -179,6 +179,7 @@ fn a_file_with_bad_rows_reports_each_and_keeps_the_good_ones() {
         &mapping(ORDERS),
         Some("orders".into()),
         None,
+        usize::MAX,
         |r| {
             records.push(serde_json::from_slice::<Value>(r).unwrap());
             Ok(())
@@ -200,7 +201,15 @@ fn a_file_with_bad_rows_reports_each_and_keeps_the_good_ones() {
 #[test]
 fn too_many_bad_rows_fail_the_file() {
     let csv = "order_id,order_date,sku,qty,unit_price_eur,customer_e_mail,gift\n,,,,,,\nA,,,,,,\n";
-    let report = transform_read(csv.as_bytes(), &mapping(ORDERS), None, None, |_| Ok(())).unwrap();
+    let report = transform_read(
+        csv.as_bytes(),
+        &mapping(ORDERS),
+        None,
+        None,
+        usize::MAX,
+        |_| Ok(()),
+    )
+    .unwrap();
     assert_eq!(report.verdict, TransformVerdict::Failed);
     assert!(report.reason.unwrap().contains("2 of 2 rows"));
 }
@@ -217,10 +226,17 @@ fn the_date_range_filter_uses_the_local_date_of_the_date_field() {
         end: NaiveDate::from_ymd_opt(2026, 11, 23),
     };
     let mut ids = Vec::new();
-    let report = transform_read(csv.as_bytes(), &mapping(ORDERS), None, Some(filter), |r| {
-        ids.push(serde_json::from_slice::<Value>(r).unwrap()["orderId"].clone());
-        Ok(())
-    })
+    let report = transform_read(
+        csv.as_bytes(),
+        &mapping(ORDERS),
+        None,
+        Some(filter),
+        usize::MAX,
+        |r| {
+            ids.push(serde_json::from_slice::<Value>(r).unwrap()["orderId"].clone());
+            Ok(())
+        },
+    )
     .unwrap();
     // 00:30 in Paris on the 23rd is the 22nd in UTC: the filter goes by the local date.
     assert_eq!(ids, [json!("A-2")]);
@@ -230,7 +246,15 @@ fn the_date_range_filter_uses_the_local_date_of_the_date_field() {
 #[test]
 fn a_clean_file_without_a_mapped_column_is_refused_naming_it() {
     let csv = "order_id,sku\nA,S\n";
-    let err = transform_read(csv.as_bytes(), &mapping(ORDERS), None, None, |_| Ok(())).unwrap_err();
+    let err = transform_read(
+        csv.as_bytes(),
+        &mapping(ORDERS),
+        None,
+        None,
+        usize::MAX,
+        |_| Ok(()),
+    )
+    .unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("order_date") && text.contains("unit_price_eur"),
@@ -250,6 +274,7 @@ fn a_filter_needs_a_date_field() {
         &mapping(&text),
         None,
         Some(filter),
+        usize::MAX,
         |_| Ok(()),
     );
     assert!(err.unwrap_err().to_string().contains("date_field"));
@@ -285,7 +310,15 @@ fn error_lines_count_line_breaks_inside_cells() {
     let csv = "order_id,order_date,sku,qty,unit_price_eur,customer_e_mail,gift\n\
                A-1,,\"two\nlines\",1,,,\n\
                A-2,,S,x,,,\n";
-    let report = transform_read(csv.as_bytes(), &mapping(ORDERS), None, None, |_| Ok(())).unwrap();
+    let report = transform_read(
+        csv.as_bytes(),
+        &mapping(ORDERS),
+        None,
+        None,
+        usize::MAX,
+        |_| Ok(()),
+    )
+    .unwrap();
     assert_eq!(report.errors[0].line, 4);
 }
 
