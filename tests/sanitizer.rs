@@ -8,6 +8,7 @@ use sluice_aws::{ObjectStore, Queue};
 use sluice_core::{FileStatus, PipelineConfig};
 use sluice_db::{file_id, Db, DbConfig, Store};
 use sluice_e2e::World;
+use sluice_lambda::Failure;
 use sluice_sanitizer::{handle, Deps, Outcome};
 
 const CONFIG: &str = r#"
@@ -27,7 +28,7 @@ fn deps(world: &World, store: Store) -> Deps {
     }
 }
 
-async fn run(deps: &Deps, event: Value) -> Result<Vec<Outcome>, lambda_runtime::Error> {
+async fn run(deps: &Deps, event: Value) -> Result<Vec<Outcome>, Failure> {
     handle(LambdaEvent::new(event, Context::default()), deps).await
 }
 
@@ -213,6 +214,11 @@ async fn postgres_unavailable_fails_the_invocation_and_writes_nothing_under_the_
         .unwrap_err();
 
     assert!(err.to_string().contains("database"), "{err}");
+    // What Lambda reports, for alarms: a stable errorType, not a Rust type name.
+    assert_eq!(
+        lambda_runtime::Diagnostic::from(err).error_type,
+        "Sluice.DatabaseUnavailable"
+    );
     assert!(world.keys(&world.clean).await.is_empty());
     assert!(world.drain_queue().await.is_empty());
     assert!(

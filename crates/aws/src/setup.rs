@@ -54,21 +54,6 @@ pub fn deadline_at(deadline_ms: u64) -> Option<std::time::Instant> {
     Some(Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
 }
 
-/// JSON log lines (one object per line, as Lambda's JSON log format expects), level from
-/// `RUST_LOG` or Lambda's `AWS_LAMBDA_LOG_LEVEL`, default `info`.
-pub fn init_tracing() {
-    let level = std::env::var("RUST_LOG")
-        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_lowercase()))
-        .unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_target(false)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
-        .try_init();
-}
-
 /// The value of a required variable.
 pub fn required(name: &'static str) -> Result<String, SetupError> {
     match std::env::var(name) {

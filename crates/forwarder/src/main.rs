@@ -2,8 +2,8 @@
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
-use sluice_aws::setup::init_tracing;
 use sluice_forwarder::{handle, Deps};
+use sluice_lambda::init_tracing;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

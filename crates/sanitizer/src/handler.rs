@@ -11,6 +11,7 @@ use sluice_core::message::{DateRange, FileSanitized, V1};
 use sluice_core::sanitize::drive::sanitize_async;
 use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
 use sluice_db::{NewFile, RowCounts, Store};
+use sluice_lambda::{Failure, FailureKind};
 use uuid::Uuid;
 
 use crate::event::{objects_created, ObjectCreated};
@@ -38,12 +39,10 @@ pub struct Outcome {
 
 /// Handles one S3 notification. An error makes Lambda retry the whole event; objects already
 /// handled are recognized and skipped.
-pub async fn handle(
-    event: LambdaEvent<Value>,
-    deps: &Deps,
-) -> Result<Vec<Outcome>, lambda_runtime::Error> {
+pub async fn handle(event: LambdaEvent<Value>, deps: &Deps) -> Result<Vec<Outcome>, Failure> {
     let deadline = stop_before(event.context.deadline);
-    let objects = objects_created(event.payload)?;
+    let objects =
+        objects_created(event.payload).map_err(|e| Failure::new(FailureKind::BadEvent, e))?;
     let mut outcomes = Vec::with_capacity(objects.len());
     for object in objects {
         outcomes.push(process(&object, deps, deadline).await?);
@@ -55,7 +54,7 @@ async fn process(
     object: &ObjectCreated,
     deps: &Deps,
     deadline: Option<Instant>,
-) -> Result<Outcome, lambda_runtime::Error> {
+) -> Result<Outcome, Failure> {
     let started = Instant::now();
     let outcome = |file_id, dataset: Option<&str>, result| Outcome {
         bucket: object.bucket.clone(),
@@ -88,7 +87,7 @@ async fn process(
                 "object no longer exists: event skipped");
             return Ok(outcome(None, Some(&dataset.name), "gone"));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(Failure::from(e)),
     };
     let registered = deps
         .store
@@ -133,18 +132,18 @@ async fn process(
         Ok(Err(e)) => {
             upload.abort().await;
             let why = format!("reading or writing the file failed: {}", describe(&e));
-            return Err(retry(deps, id, why).await);
+            return Err(retry(deps, id, Failure::new(FailureKind::S3, why)).await);
         }
         Err(()) => {
             upload.abort().await;
             let why = "stopped before the Lambda timeout; the event will be retried";
-            return Err(retry(deps, id, why.to_string()).await);
+            return Err(retry(deps, id, Failure::new(FailureKind::Deadline, why)).await);
         }
     };
     let accepted = report.verdict == Verdict::Accepted;
     if accepted {
         if let Err(e) = upload.finish().await {
-            return Err(retry(deps, id, e.to_string()).await);
+            return Err(retry(deps, id, Failure::from(e)).await);
         }
     } else {
         upload.abort().await;
@@ -161,7 +160,7 @@ async fn process(
     )
     .await
     {
-        return Err(retry(deps, id, e.to_string()).await);
+        return Err(retry(deps, id, Failure::from(e)).await);
     }
     let (status, clean) = if accepted {
         (FileStatus::Sanitized, Some(clean_key.as_str()))
@@ -292,10 +291,15 @@ fn summary(report: &Report) -> Value {
 
 /// Notes a retryable error on the file (best effort: the database may be what failed) and
 /// turns it into the handler's error, so Lambda retries.
-async fn retry(deps: &Deps, id: Uuid, error: String) -> lambda_runtime::Error {
-    if let Err(e) = deps.store.note_error(id, Stage::Sanitizer, &error).await {
+async fn retry(deps: &Deps, id: Uuid, failure: Failure) -> Failure {
+    if let Err(e) = deps
+        .store
+        .note_error(id, Stage::Sanitizer, &failure.message)
+        .await
+    {
         tracing::error!(file_id = %id, error = %e, "could not record the error in the status store");
     }
-    tracing::error!(file_id = %id, error = %error, "sanitizing failed; Lambda will retry");
-    error.into()
+    tracing::error!(file_id = %id, error_type = failure.kind.error_type(), error = %failure.message,
+        "sanitizing failed; Lambda will retry");
+    failure
 }

@@ -2,7 +2,7 @@
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
-use sluice_aws::setup::init_tracing;
+use sluice_lambda::init_tracing;
 use sluice_sanitizer::{handle, Deps};
 
 #[tokio::main]

@@ -2,7 +2,7 @@
 
 use aws_lambda_events::sqs::SqsEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
-use sluice_aws::setup::init_tracing;
+use sluice_lambda::init_tracing;
 use sluice_transformer::{handle, Deps};
 
 #[tokio::main]

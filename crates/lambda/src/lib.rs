@@ -1,0 +1,9 @@
+//! What every Sluice Lambda binary shares, beside its own wiring: JSON logs whose filter keeps
+//! record contents out at every level ([`logging`]), and invocation failures with a stable
+//! `errorType` that alarms and metric filters can match ([`failure`]).
+
+pub mod failure;
+pub mod logging;
+
+pub use failure::{Failure, FailureKind};
+pub use logging::init_tracing;
