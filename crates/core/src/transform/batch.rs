@@ -1,9 +1,9 @@
 //! Cutting a stream of JSON records into batches, and writing a batch's "record batch"
-//! message by hand (the records are already JSON; parsing them back would only cost time).
+//! message: serde_json writes its fields, and the records, already JSON, are appended as they
+//! are (parsing them back would only cost time).
 
 use uuid::Uuid;
 
-use super::value::write_json_string;
 use crate::message::batch_id;
 
 /// Collects records into JSON arrays of at most `size` records and `max_bytes` bytes.
@@ -93,25 +93,39 @@ pub fn claim_check_message(
     key: &str,
 ) -> Vec<u8> {
     let mut out = envelope(file_id, dataset, seq, total, count);
-    out.extend_from_slice(b",\"s3\":{\"bucket\":");
-    write_json_string(&mut out, bucket);
-    out.extend_from_slice(b",\"key\":");
-    write_json_string(&mut out, key);
-    out.extend_from_slice(b"}}");
+    out.extend_from_slice(b",\"s3\":");
+    let _ = serde_json::to_writer(
+        &mut out,
+        &serde_json::json!({ "bucket": bucket, "key": key }),
+    );
+    out.push(b'}');
     out
 }
 
+/// The message's fields before the records, as an open JSON object (no closing `}`), written
+/// by serde_json; the records are appended as they are, never parsed back.
 fn envelope(file_id: Uuid, dataset: &str, seq: u32, total: u32, count: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"{\"v\":1,\"file_id\":\"");
-    out.extend_from_slice(file_id.to_string().as_bytes());
-    out.extend_from_slice(b"\",\"dataset\":");
-    write_json_string(&mut out, dataset);
-    out.extend_from_slice(b",\"batch_id\":\"");
-    out.extend_from_slice(batch_id(file_id, seq).as_bytes());
-    out.extend_from_slice(
-        format!("\",\"seq\":{seq},\"total\":{total},\"count\":{count}").as_bytes(),
-    );
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        v: u32,
+        file_id: Uuid,
+        dataset: &'a str,
+        batch_id: String,
+        seq: u32,
+        total: u32,
+        count: usize,
+    }
+    let mut out = serde_json::to_vec(&Envelope {
+        v: 1,
+        file_id,
+        dataset,
+        batch_id: batch_id(file_id, seq),
+        seq,
+        total,
+        count,
+    })
+    .unwrap_or_default();
+    out.pop();
     out
 }
 
