@@ -5,7 +5,7 @@
 //! in it (`javascript:`, `vbscript:`, `livescript:`, `data:text/html`, `data:image/svg`, as a
 //! word of its own, so inside `<a href="javascript:...">` too). Browsers ignore whitespace and
 //! control characters inside a scheme and decode character references in attributes, so
-//! `java	script:`, `javascript&#58;`, `javascript&#x3a;` and `javascript&colon;` count as
+//! `java<TAB>script:`, `javascript&#58;`, `javascript&#x3a;` and `javascript&colon;` count as
 //! well. Neutralizing escapes `& < > " '` as HTML entities (no tag or attribute can open or
 //! close), writes a handler's `=` as `&#61;`, and a script scheme's colon (the character or
 //! its reference) as `%3A` (an entity would be decoded back inside an `href`, a percent escape
