@@ -476,3 +476,55 @@ async fn the_uploaders_tags_are_kept_beside_the_verdict() {
     );
     world.clean_up().await;
 }
+
+#[tokio::test]
+async fn the_sanitizer_works_against_a_database_reached_over_verified_tls() {
+    // The TLS-only server scripts/test.sh starts, reached by a name that is not loopback: the
+    // stage's own database setup must choose verified TLS by itself.
+    let url = std::env::var("SLUICE_TEST_TLS_DATABASE_URL")
+        .expect("SLUICE_TEST_TLS_DATABASE_URL is not set: run the tests with scripts/test.sh");
+    let ca = std::path::PathBuf::from(
+        std::env::var_os("SLUICE_TEST_DB_CA_FILE").expect("SLUICE_TEST_DB_CA_FILE is not set"),
+    );
+    let world = World::new().await;
+    let config = sluice_aws::setup::database_config(Some(&url), None, Some(&ca), &world.clients)
+        .await
+        .unwrap();
+    assert!(config.uses_tls());
+    let schema = world.schema.clone();
+    let admin = Db::new(config.clone());
+    admin
+        .client()
+        .await
+        .unwrap()
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
+    let db = Db::new(config.clone().with_schema(&schema));
+    sluice_db::migrate(&db).await.unwrap();
+    let deps = deps(&world, Store::new(db));
+    let key = "incoming/orders/2026/11/23/over-tls.csv";
+    let body = example("orders-messy.csv");
+    world.put(key, body.clone()).await;
+
+    let outcomes = run(&deps, world.created_event(key, body.len()))
+        .await
+        .unwrap();
+
+    assert_eq!(outcomes[0].result, "accepted");
+    let row = deps
+        .store
+        .file(outcomes[0].file_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, FileStatus::Sanitized);
+    admin
+        .client()
+        .await
+        .unwrap()
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+    world.clean_up().await;
+}
