@@ -237,3 +237,21 @@ impl Common {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_settings_never_show_the_password() {
+        let settings = DatabaseSettings {
+            url: Some("postgres://app:hunter2@db.example:5432/sluice?sslmode=require".into()),
+            secret: None,
+            ca_file: None,
+            migrate_on_start: false,
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://app:***@db.example:5432/sluice"), "{shown}");
+    }
+}
