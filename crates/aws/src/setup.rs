@@ -252,6 +252,9 @@ mod tests {
         };
         let shown = format!("{settings:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("postgres://app:***@db.example:5432/sluice"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db.example:5432/sluice"),
+            "{shown}"
+        );
     }
 }
