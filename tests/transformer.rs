@@ -7,7 +7,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 use sluice_aws::{ObjectStore, Queue};
 use sluice_core::message::{DateRange, FileSanitized, V1};
-use sluice_core::{FileStatus, PipelineConfig};
+use sluice_core::{FileStatus, PipelineConfig, Stage};
 use sluice_e2e::World;
 use sluice_transformer::{handle, Deps};
 use uuid::Uuid;
@@ -329,30 +329,58 @@ async fn too_many_bad_rows_fail_the_file_and_send_nothing() {
 #[tokio::test]
 async fn a_message_that_overtakes_the_sanitizers_status_write_is_retried_not_dropped() {
     let s = setup().await;
-    let message = s.sanitized_file("early.csv", CLEAN).await;
-    // Rewind the row to how the sanitizer leaves it just before it records `sanitized`.
-    let client = sluice_db::DbConfig::parse(&sluice_e2e::database_url(), None)
+    // The file as the sanitizer leaves it just before it records `sanitized`: the clean object
+    // written and the message sent, the row still `sanitizing`.
+    let store = &s.deps.store;
+    let id = store
+        .register(&sluice_db::NewFile {
+            dataset: "orders",
+            bucket: &s.world.quarantine,
+            key: "incoming/orders/early.csv",
+            etag: "e",
+            size: 1,
+        })
+        .await
         .unwrap()
-        .with_schema(&s.world.schema)
-        .connect()
+        .id;
+    store
+        .advance(id, Stage::Sanitizer, FileStatus::Sanitizing, json!({}))
         .await
         .unwrap();
-    client
-        .execute(
-            "UPDATE file_process SET status = 'sanitizing' WHERE id = $1",
-            &[&message.file_id],
-        )
+    let clean_key = sluice_core::layout::clean_key("orders", id);
+    s.world
+        .clients
+        .s3
+        .put_object()
+        .bucket(&s.world.clean)
+        .key(&clean_key)
+        .body(CLEAN.as_bytes().to_vec().into())
+        .send()
         .await
         .unwrap();
+    let message = FileSanitized {
+        v: V1,
+        file_id: id,
+        dataset: "orders".into(),
+        clean_bucket: s.world.clean.clone(),
+        clean_key: clean_key.clone(),
+        rows: 5,
+        columns: vec![],
+        date_range: None,
+    };
     let body = serde_json::to_string(&message).unwrap();
 
     assert_eq!(s.run(std::slice::from_ref(&body)).await, ["m0"]);
     assert!(s.batches().await.is_empty());
 
-    client
-        .execute(
-            "UPDATE file_process SET status = 'sanitized' WHERE id = $1",
-            &[&message.file_id],
+    store
+        .finish_sanitize(
+            id,
+            FileStatus::Sanitized,
+            Some(&clean_key),
+            sluice_db::RowCounts::default(),
+            None,
+            json!({}),
         )
         .await
         .unwrap();

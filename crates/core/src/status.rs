@@ -5,9 +5,10 @@
 //!          -> delivering -> delivered,   and failed from any stage that is not finished
 //! ```
 //!
-//! Statuses only move forward, so a stale or duplicate writer (a redelivered event, a retry
-//! racing a newer run) can never move a file back. `rejected`, `delivered` and `failed` are
-//! final.
+//! Statuses move only along the explicit table [`TRANSITIONS`] (the database guards the same
+//! table, migration V4), so a stale or duplicate writer (a redelivered event, a retry racing a
+//! newer run) can never move a file back or skip a step. `rejected`, `delivered` and `failed`
+//! are final.
 
 use std::fmt;
 use std::str::FromStr;
@@ -66,24 +67,9 @@ impl FileStatus {
         )
     }
 
-    /// Position along the chain; `sanitized` and `rejected` are the two outcomes of one step.
-    fn rank(self) -> u8 {
-        match self {
-            FileStatus::Received => 0,
-            FileStatus::Sanitizing => 1,
-            FileStatus::Sanitized | FileStatus::Rejected => 2,
-            FileStatus::Transforming => 3,
-            FileStatus::Transformed => 4,
-            FileStatus::Delivering => 5,
-            FileStatus::Delivered => 6,
-            FileStatus::Failed => 7,
-        }
-    }
-
-    /// Whether a file in this status may move to `next`: forward only, never out of a final
-    /// status, and a rejected file never goes on down the pipeline.
+    /// Whether a file in this status may move to `next`: only along [`TRANSITIONS`].
     pub fn may_become(self, next: FileStatus) -> bool {
-        !self.is_final() && next.rank() > self.rank()
+        TRANSITIONS.contains(&(self, next))
     }
 
     /// The statuses from which a file may move to `self` (for a guarded SQL update).
@@ -100,6 +86,30 @@ impl fmt::Display for FileStatus {
         f.write_str(self.as_str())
     }
 }
+
+/// Every allowed status move, `(from, to)`. `failed` is reachable from every status that is not
+/// final; `transformed` may go straight to `delivered` when every batch was delivered while the
+/// file was still `transforming` (or there were none).
+pub const TRANSITIONS: [(FileStatus, FileStatus); 15] = {
+    use FileStatus::*;
+    [
+        (Received, Sanitizing),
+        (Received, Failed),
+        (Sanitizing, Sanitized),
+        (Sanitizing, Rejected),
+        (Sanitizing, Failed),
+        (Sanitized, Transforming),
+        (Sanitized, Failed),
+        (Transforming, Transformed),
+        (Transforming, Failed),
+        (Transformed, Delivering),
+        (Transformed, Delivered),
+        (Transformed, Failed),
+        (Delivering, Delivered),
+        (Delivering, Failed),
+        (Received, Rejected),
+    ]
+};
 
 /// A status name that is not one of [`FileStatus`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -195,9 +205,15 @@ mod tests {
             assert_eq!(status.as_str().parse::<FileStatus>(), Ok(status));
         }
         assert!("done".parse::<FileStatus>().is_err());
-        assert_eq!(
-            Transforming.predecessors(),
-            [Received, Sanitizing, Sanitized]
-        );
+        assert_eq!(Transforming.predecessors(), [Sanitized]);
+        assert_eq!(Delivered.predecessors(), [Transformed, Delivering]);
+    }
+
+    #[test]
+    fn no_step_is_skipped() {
+        assert!(!Received.may_become(Sanitized));
+        assert!(!Sanitized.may_become(Transformed));
+        assert!(!Transforming.may_become(Delivered));
+        assert!(!Sanitizing.may_become(Delivering));
     }
 }

@@ -200,13 +200,15 @@ impl Store {
     }
 
     /// Notes an error that will be retried, without moving the status: the row shows it and
-    /// the event history keeps it.
+    /// the event history keeps it. A file in a final status keeps its error: a late, transient
+    /// error from a duplicate worker never overwrites it.
     pub async fn note_error(&self, id: Uuid, stage: Stage, error: &str) -> Result<(), DbError> {
         let mut client = self.db.client().await?;
         let tx = client.transaction().await?;
         let row = tx
             .query_opt(
-                "UPDATE file_process SET error = $2, updated_at = now() WHERE id = $1
+                "UPDATE file_process SET error = $2, updated_at = now()
+                 WHERE id = $1 AND status NOT IN ('delivered', 'rejected', 'failed')
                  RETURNING status",
                 &[&id, &error],
             )

@@ -84,7 +84,7 @@ fn orders_file(etag: &str) -> NewFile<'_> {
 async fn migrations_apply_once_and_again_change_nothing() {
     let schema = Schema::create().await;
     let db = Db::new(schema.config());
-    assert_eq!(migrate(&db).await.unwrap(), [1, 2, 3]);
+    assert_eq!(migrate(&db).await.unwrap(), [1, 2, 3, 4]);
     assert!(migrate(&db).await.unwrap().is_empty());
 }
 
@@ -460,4 +460,82 @@ async fn a_file_is_delivered_when_all_its_batches_are_whichever_stage_finishes_l
     let row = store.file(failed).await.unwrap().unwrap();
     assert_eq!(row.batches_delivered, Some(2));
     assert_eq!(row.failed_stage.as_deref(), Some("forwarder"));
+}
+
+#[tokio::test]
+async fn the_database_guards_the_same_transitions_as_the_code() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+    let db = Db::new(schema.config());
+    let client = db.client().await.unwrap();
+    let mut in_db: Vec<(String, String)> = client
+        .query("SELECT from_status, to_status FROM status_transition", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    in_db.sort();
+    let mut in_code: Vec<(String, String)> = sluice_core::status::TRANSITIONS
+        .iter()
+        .map(|(a, b)| (a.as_str().to_string(), b.as_str().to_string()))
+        .collect();
+    in_code.sort();
+    assert_eq!(in_db, in_code);
+
+    // No code path, not even a hand-written UPDATE, moves a file back or skips a step.
+    let id = store.register(&orders_file("guard")).await.unwrap().id;
+    for bad in ["transformed", "delivered", "sanitized"] {
+        let err = client
+            .execute(
+                "UPDATE file_process SET status = $2 WHERE id = $1",
+                &[&id, &bad],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            err.as_db_error()
+                .unwrap()
+                .message()
+                .contains("may not move from received"),
+            "{err:?}"
+        );
+    }
+    let err = client
+        .execute(
+            "INSERT INTO file_process (id, dataset, source_bucket, source_key, source_etag,
+                                       source_size, status)
+             VALUES ($1, 'orders', 'b', 'k', 'e', 1, 'delivered')",
+            &[&uuid::Uuid::from_u128(42)],
+        )
+        .await
+        .unwrap_err();
+    assert!(err
+        .as_db_error()
+        .unwrap()
+        .message()
+        .contains("starts as received"));
+}
+
+#[tokio::test]
+async fn a_final_status_keeps_its_error_against_late_transient_ones() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+    let id = store.register(&orders_file("final")).await.unwrap().id;
+    assert!(store
+        .fail(id, Stage::Transformer, "no mapping")
+        .await
+        .unwrap());
+    store
+        .note_error(id, Stage::Forwarder, "HTTP 503 (a late duplicate)")
+        .await
+        .unwrap();
+    assert!(!store
+        .fail(id, Stage::Forwarder, "a second opinion")
+        .await
+        .unwrap());
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Failed);
+    assert_eq!(row.error.as_deref(), Some("no mapping"));
+    assert_eq!(row.failed_stage.as_deref(), Some("transformer"));
 }
