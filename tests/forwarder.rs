@@ -451,9 +451,15 @@ async fn a_delivered_batch_is_not_sent_again() {
     let id = s.file("twice.csv", 2, true).await;
     let bodies = messages(id, 2);
     assert!(s.run(&bodies, 1).await.is_empty());
-    // SQS delivers both again (at least once), and one of them twice in the same event.
+    // SQS delivers both again (at least once), and one of them twice in the same event: the
+    // two copies race for the batch's claim, and a copy that loses comes back later.
     let again = [bodies[0].clone(), bodies[1].clone(), bodies[1].clone()];
-    assert!(s.run(&again, 2).await.is_empty());
+    let lost = s.run(&again, 2).await;
+    assert!(
+        lost.len() <= 1 && !lost.contains(&"m0".to_string()),
+        "{lost:?}"
+    );
+    assert!(s.run(&[bodies[1].clone()], 3).await.is_empty());
     assert_eq!(api.received().len(), 2);
     assert_eq!(s.calls(id).await.len(), 2);
     assert_each_record_accepted_once(&api, 2);
@@ -558,7 +564,7 @@ async fn a_dataset_without_an_endpoint_or_a_bad_message_fails_alone() {
     );
     let s = setup(&text).await;
     let id = s.file("mixed.csv", 1, true).await;
-    let audit = String::from_utf8(inline_message(id, "audit", 1, 1, &batch(9))).unwrap();
+    let audit = String::from_utf8(inline_message(id, "audit", 2, 2, &batch(9))).unwrap();
     let bodies = [
         audit,
         messages(id, 1).remove(0),

@@ -153,7 +153,9 @@ impl Store {
             return Ok(status);
         };
         tx.execute(
-            "UPDATE file_process SET status = $2, error = NULL, updated_at = now() WHERE id = $1",
+            "UPDATE file_process SET status = $2, error = NULL, updated_at = now(),
+                 lease_owner = NULL, lease_until = NULL
+             WHERE id = $1",
             &[&id, &next.as_str()],
         )
         .await?;

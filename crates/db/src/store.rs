@@ -261,6 +261,8 @@ impl Store {
                 "UPDATE file_process SET
                      status = $2,
                      updated_at = now(),
+                     lease_owner = NULL,
+                     lease_until = NULL,
                      failed_stage = COALESCE($3, failed_stage),
                      error = CASE WHEN $2 = 'failed' OR $2 = 'rejected' THEN COALESCE($4, $7)
                                   ELSE NULL END,

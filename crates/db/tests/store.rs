@@ -84,7 +84,7 @@ fn orders_file(etag: &str) -> NewFile<'_> {
 async fn migrations_apply_once_and_again_change_nothing() {
     let schema = Schema::create().await;
     let db = Db::new(schema.config());
-    assert_eq!(migrate(&db).await.unwrap(), [1, 2, 3, 4]);
+    assert_eq!(migrate(&db).await.unwrap(), [1, 2, 3, 4, 5]);
     assert!(migrate(&db).await.unwrap().is_empty());
 }
 
@@ -538,4 +538,164 @@ async fn a_final_status_keeps_its_error_against_late_transient_ones() {
     assert_eq!(row.status, FileStatus::Failed);
     assert_eq!(row.error.as_deref(), Some("no mapping"));
     assert_eq!(row.failed_stage.as_deref(), Some("transformer"));
+}
+
+fn lease(owner: &str, seconds: i64) -> sluice_db::Lease {
+    let now = std::time::SystemTime::now();
+    let until = if seconds >= 0 {
+        now + std::time::Duration::from_secs(seconds as u64)
+    } else {
+        now - std::time::Duration::from_secs((-seconds) as u64)
+    };
+    sluice_db::Lease {
+        owner: owner.to_string(),
+        until,
+    }
+}
+
+#[tokio::test]
+async fn eight_workers_claiming_one_file_at_once_give_one_winner() {
+    let schema = Schema::create().await;
+    let first = store(&schema).await;
+    let id = first.register(&orders_file("race")).await.unwrap().id;
+    // Eight workers, each on its own connection, claim at the same moment.
+    let mut workers = Vec::new();
+    for n in 0..8 {
+        let store = Store::new(Db::new(schema.config()));
+        workers.push(tokio::spawn(async move {
+            store
+                .claim(
+                    id,
+                    Stage::Sanitizer,
+                    FileStatus::Received,
+                    FileStatus::Sanitizing,
+                    &lease(&format!("worker-{n}"), 60),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut claims = Vec::new();
+    for worker in workers {
+        claims.push(worker.await.unwrap());
+    }
+    let won = claims
+        .iter()
+        .filter(|c| matches!(c, sluice_db::Claim::Won { .. }))
+        .count();
+    assert_eq!(won, 1, "{claims:?}");
+    assert!(claims
+        .iter()
+        .all(|c| matches!(c, sluice_db::Claim::Won { .. } | sluice_db::Claim::Busy)));
+    let events = first.events(id).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.status == FileStatus::Sanitizing)
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_a_finished_file_is_left_alone() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+    let id = store.register(&orders_file("lease")).await.unwrap().id;
+    let claim = |owner: &'static str, seconds| {
+        let store = &store;
+        async move {
+            store
+                .claim(
+                    id,
+                    Stage::Sanitizer,
+                    FileStatus::Received,
+                    FileStatus::Sanitizing,
+                    &lease(owner, seconds),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    // A worker that died: its lease ran out a second ago.
+    assert_eq!(
+        claim("dead", -1).await,
+        sluice_db::Claim::Won { attempts: 1 }
+    );
+    assert_eq!(
+        claim("next", 60).await,
+        sluice_db::Claim::Won { attempts: 2 }
+    );
+    assert_eq!(claim("third", 60).await, sluice_db::Claim::Busy);
+    // Releasing lets the next one in at once; moving on ends the claim for good.
+    store.release(id, "next").await.unwrap();
+    assert_eq!(
+        claim("third", 60).await,
+        sluice_db::Claim::Won { attempts: 3 }
+    );
+    store
+        .finish_sanitize(
+            id,
+            FileStatus::Rejected,
+            None,
+            RowCounts::default(),
+            Some("not a CSV"),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        claim("late", 60).await,
+        sluice_db::Claim::Elsewhere(FileStatus::Rejected)
+    );
+    assert_eq!(
+        store
+            .claim(
+                uuid::Uuid::from_u128(7),
+                Stage::Sanitizer,
+                FileStatus::Received,
+                FileStatus::Sanitizing,
+                &lease("x", 60)
+            )
+            .await
+            .unwrap(),
+        sluice_db::Claim::Missing
+    );
+}
+
+#[tokio::test]
+async fn a_batch_is_claimed_by_one_worker_at_a_time() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+    let id = store.register(&orders_file("batch")).await.unwrap().id;
+    let batch = format!("{id}-000001");
+    let mut workers = Vec::new();
+    for n in 0..8 {
+        let store = Store::new(Db::new(schema.config()));
+        let batch = batch.clone();
+        workers.push(tokio::spawn(async move {
+            store
+                .claim_batch(id, &batch, &lease(&format!("w{n}"), 60))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut won = Vec::new();
+    for (n, worker) in workers.into_iter().enumerate() {
+        if matches!(worker.await.unwrap(), sluice_db::Claim::Won { .. }) {
+            won.push(n);
+        }
+    }
+    assert_eq!(won.len(), 1);
+    store
+        .release_batch(&batch, &format!("w{}", won[0]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_batch(id, &batch, &lease("again", 60))
+            .await
+            .unwrap(),
+        sluice_db::Claim::Won { attempts: 2 }
+    );
 }

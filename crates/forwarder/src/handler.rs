@@ -17,7 +17,8 @@ use sluice_core::delivery::{request_body, BatchHeader};
 use sluice_core::layout;
 use sluice_core::message::{RecordBatchRef, RecordsAt};
 use sluice_core::{FileStatus, PipelineConfig, Stage};
-use sluice_db::Store;
+use sluice_db::{Claim, Lease, Store};
+use sluice_lambda::invocation_lease;
 
 use crate::deliver::{deliver, Outcome};
 use crate::targets::Targets;
@@ -43,6 +44,8 @@ pub struct Deps {
 /// Handles a batch of SQS messages, reporting the ones that were not delivered.
 pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatchResponse, Error> {
     let stop = stop_before(event.context.deadline);
+    let lease = invocation_lease("forwarder", &event.context);
+    let lease = &lease;
     // The last resort if something other than HTTP hangs (the database, S3): well after
     // `stop`, which attempts respect, and still before Lambda's own deadline.
     let hard_stop = deadline_at(event.context.deadline)
@@ -50,7 +53,7 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
     let results: Vec<(String, Result<(), Error>)> = stream::iter(&event.payload.records)
         .map(|message| async move {
             let id = message.message_id.clone().unwrap_or_default();
-            let work = process(message, deps, stop);
+            let work = process(message, deps, stop, lease);
             let outcome = match hard_stop {
                 Some(at) => tokio::time::timeout_at(at.into(), work)
                     .await
@@ -75,10 +78,47 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
     Ok(response)
 }
 
-async fn process(message: &SqsMessage, deps: &Deps, stop: Option<Instant>) -> Result<(), Error> {
+async fn process(
+    message: &SqsMessage,
+    deps: &Deps,
+    stop: Option<Instant>,
+    lease: &Lease,
+) -> Result<(), Error> {
     let body = message.body.as_deref().ok_or("the message has no body")?;
     let batch = RecordBatchRef::parse(body)?;
     let header = batch.header();
+    let id = batch.file_id;
+    // One worker delivers a batch, holding the claim across the POST: two copies of one
+    // message never both send it. The loser's message comes back later and is then a no-op.
+    match deps.store.claim_batch(id, &batch.batch_id, lease).await? {
+        Claim::Won { .. } => {}
+        _ => {
+            return Err(format!(
+                "batch {} is being delivered by another worker",
+                batch.batch_id
+            )
+            .into())
+        }
+    }
+    let delivered = deliver_claimed(deps, &batch, &header, message, stop).await;
+    if let Err(e) = deps
+        .store
+        .release_batch(&batch.batch_id, &lease.owner)
+        .await
+    {
+        tracing::error!(batch_id = %batch.batch_id, error = %e, "could not release the batch claim");
+    }
+    delivered
+}
+
+/// Delivers a batch this invocation has claimed.
+async fn deliver_claimed(
+    deps: &Deps,
+    batch: &RecordBatchRef<'_>,
+    header: &BatchHeader<'_>,
+    message: &SqsMessage,
+    stop: Option<Instant>,
+) -> Result<(), Error> {
     let id = batch.file_id;
     let history = deps.store.batch_history(&batch.batch_id).await?;
     if history.delivered {
@@ -90,7 +130,7 @@ async fn process(message: &SqsMessage, deps: &Deps, stop: Option<Instant>) -> Re
     let receive_count = receive_count(message);
     let target = match deps.targets.get(&batch.dataset, &deps.config) {
         Ok(target) => target,
-        Err(reason) => return Err(not_delivered(deps, &header, receive_count, reason).await),
+        Err(reason) => return Err(not_delivered(deps, header, receive_count, reason).await),
     };
     let row = deps
         .store
@@ -122,12 +162,12 @@ async fn process(message: &SqsMessage, deps: &Deps, stop: Option<Instant>) -> Re
             &claim_checked
         }
     };
-    let body = Bytes::from(request_body(target.body, &header, records));
+    let body = Bytes::from(request_body(target.body, header, records));
     let mut outcome = deliver(
         &deps.http,
         &deps.store,
         &target,
-        &header,
+        header,
         body.clone(),
         history.attempts + 1,
         stop,
@@ -143,10 +183,10 @@ async fn process(message: &SqsMessage, deps: &Deps, stop: Option<Instant>) -> Re
             Ok(fresh) => {
                 let next = history.attempts + 1 + outcome.attempts() as i32;
                 outcome =
-                    deliver(&deps.http, &deps.store, &fresh, &header, body, next, stop).await?;
+                    deliver(&deps.http, &deps.store, &fresh, header, body, next, stop).await?;
             }
             Err(reason) => {
-                return Err(not_delivered(deps, &header, receive_count, reason).await);
+                return Err(not_delivered(deps, header, receive_count, reason).await);
             }
         }
     }
@@ -159,7 +199,7 @@ async fn process(message: &SqsMessage, deps: &Deps, stop: Option<Instant>) -> Re
             Ok(())
         }
         Outcome::NotDelivered { error, .. } => {
-            Err(not_delivered(deps, &header, receive_count, error).await)
+            Err(not_delivered(deps, header, receive_count, error).await)
         }
     }
 }

@@ -3,7 +3,9 @@
 //! `errorType` that alarms and metric filters can match ([`failure`]).
 
 pub mod failure;
+pub mod lease;
 pub mod logging;
 
 pub use failure::{Failure, FailureKind};
+pub use lease::invocation_lease;
 pub use logging::init_tracing;

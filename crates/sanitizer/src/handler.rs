@@ -10,8 +10,9 @@ use sluice_aws::{describe, AwsError, ObjectStore, Queue};
 use sluice_core::message::{DateRange, FileSanitized, V1};
 use sluice_core::sanitize::drive::sanitize_async;
 use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
+use sluice_db::{Claim, Lease};
 use sluice_db::{NewFile, RowCounts, Store};
-use sluice_lambda::{Failure, FailureKind};
+use sluice_lambda::{invocation_lease, Failure, FailureKind};
 use uuid::Uuid;
 
 use crate::event::{objects_created, ObjectCreated};
@@ -41,11 +42,12 @@ pub struct Outcome {
 /// handled are recognized and skipped.
 pub async fn handle(event: LambdaEvent<Value>, deps: &Deps) -> Result<Vec<Outcome>, Failure> {
     let deadline = stop_before(event.context.deadline);
+    let lease = invocation_lease("sanitizer", &event.context);
     let objects =
         objects_created(event.payload).map_err(|e| Failure::new(FailureKind::BadEvent, e))?;
     let mut outcomes = Vec::with_capacity(objects.len());
     for object in objects {
-        outcomes.push(process(&object, deps, deadline).await?);
+        outcomes.push(process(&object, deps, deadline, &lease).await?);
     }
     Ok(outcomes)
 }
@@ -54,6 +56,7 @@ async fn process(
     object: &ObjectCreated,
     deps: &Deps,
     deadline: Option<Instant>,
+    lease: &Lease,
 ) -> Result<Outcome, Failure> {
     let started = Instant::now();
     let outcome = |file_id, dataset: Option<&str>, result| Outcome {
@@ -100,22 +103,24 @@ async fn process(
         })
         .await?;
     let id = registered.id;
-    if !matches!(
-        registered.status,
-        FileStatus::Received | FileStatus::Sanitizing
-    ) {
-        tracing::info!(file_id = %id, dataset = %dataset.name, bucket = %object.bucket,
-            key = %object.key, status = %registered.status, "already handled: duplicate event skipped");
-        return Ok(outcome(Some(id), Some(&dataset.name), "duplicate"));
-    }
-    deps.store
-        .advance(
+    // One worker sanitizes a file: the claim is one conditional UPDATE. A copy of the event
+    // that finds the file claimed by a live worker, or already past this stage, is skipped;
+    // one that finds the lease expired (its worker died) takes the work over.
+    let claim = deps
+        .store
+        .claim(
             id,
             Stage::Sanitizer,
+            FileStatus::Received,
             FileStatus::Sanitizing,
-            json!({ "etag": meta.etag }),
+            lease,
         )
         .await?;
+    if !matches!(claim, Claim::Won { .. }) {
+        tracing::info!(file_id = %id, dataset = %dataset.name, bucket = %object.bucket,
+            key = %object.key, claim = ?claim, "claimed elsewhere or already handled: duplicate event skipped");
+        return Ok(outcome(Some(id), Some(&dataset.name), "duplicate"));
+    }
 
     let clean_key = sluice_core::layout::clean_key(&dataset.name, id);
     let mut upload = deps
@@ -132,18 +137,18 @@ async fn process(
         Ok(Err(e)) => {
             upload.abort().await;
             let why = format!("reading or writing the file failed: {}", describe(&e));
-            return Err(retry(deps, id, Failure::new(FailureKind::S3, why)).await);
+            return Err(retry(deps, id, lease, Failure::new(FailureKind::S3, why)).await);
         }
         Err(()) => {
             upload.abort().await;
             let why = "stopped before the Lambda timeout; the event will be retried";
-            return Err(retry(deps, id, Failure::new(FailureKind::Deadline, why)).await);
+            return Err(retry(deps, id, lease, Failure::new(FailureKind::Deadline, why)).await);
         }
     };
     let accepted = report.verdict == Verdict::Accepted;
     if accepted {
         if let Err(e) = upload.finish().await {
-            return Err(retry(deps, id, Failure::from(e)).await);
+            return Err(retry(deps, id, lease, Failure::from(e)).await);
         }
     } else {
         upload.abort().await;
@@ -160,7 +165,7 @@ async fn process(
     )
     .await
     {
-        return Err(retry(deps, id, Failure::from(e)).await);
+        return Err(retry(deps, id, lease, Failure::from(e)).await);
     }
     let (status, clean) = if accepted {
         (FileStatus::Sanitized, Some(clean_key.as_str()))
@@ -291,7 +296,11 @@ fn summary(report: &Report) -> Value {
 
 /// Notes a retryable error on the file (best effort: the database may be what failed) and
 /// turns it into the handler's error, so Lambda retries.
-async fn retry(deps: &Deps, id: Uuid, failure: Failure) -> Failure {
+async fn retry(deps: &Deps, id: Uuid, lease: &Lease, failure: Failure) -> Failure {
+    // Released, so Lambda's retry of the event can claim the file again at once.
+    if let Err(e) = deps.store.release(id, &lease.owner).await {
+        tracing::error!(file_id = %id, error = %e, "could not release the lease");
+    }
     if let Err(e) = deps
         .store
         .note_error(id, Stage::Sanitizer, &failure.message)

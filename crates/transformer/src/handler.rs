@@ -21,7 +21,8 @@ use sluice_core::transform::{
     transform_read, DateFilter, Mapping, TransformError, TransformReport, TransformVerdict,
 };
 use sluice_core::{FileStatus, PipelineConfig, Stage};
-use sluice_db::{Store, TransformCounts};
+use sluice_db::{Claim, Lease, Store, TransformCounts};
+use sluice_lambda::invocation_lease;
 use tokio_util::io::SyncIoBridge;
 use uuid::Uuid;
 
@@ -41,18 +42,19 @@ pub struct Deps {
 /// Handles a batch of SQS messages, reporting the ones that failed.
 pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatchResponse, Error> {
     let deadline = stop_before(event.context.deadline);
+    let lease = invocation_lease("transformer", &event.context);
     let mut response = SqsBatchResponse::default();
     for message in &event.payload.records {
         let message_id = message.message_id.clone().unwrap_or_default();
         let outcome = match deadline {
             // Past the deadline the message is left for SQS to deliver again; batches already
             // sent keep their ids, so the re-run's duplicates are recognized downstream.
-            Some(at) => tokio::time::timeout_at(at.into(), process(message, deps))
+            Some(at) => tokio::time::timeout_at(at.into(), process(message, deps, &lease))
                 .await
                 .unwrap_or_else(|_| {
                     Err("stopped before the Lambda timeout; will be retried".into())
                 }),
-            None => process(message, deps).await,
+            None => process(message, deps, &lease).await,
         };
         if let Err(e) = outcome {
             tracing::error!(message_id = %message_id, error = %e,
@@ -65,7 +67,7 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
     Ok(response)
 }
 
-async fn process(message: &SqsMessage, deps: &Deps) -> Result<(), Error> {
+async fn process(message: &SqsMessage, deps: &Deps, lease: &Lease) -> Result<(), Error> {
     let body = message.body.as_deref().ok_or("the message has no body")?;
     let sanitized: FileSanitized =
         serde_json::from_str(body).map_err(|e| format!("not a \"file sanitized\" message: {e}"))?;
@@ -88,26 +90,35 @@ async fn process(message: &SqsMessage, deps: &Deps) -> Result<(), Error> {
             .await?;
         return Ok(());
     };
-    let row = deps
+    // One worker transforms a file: the claim is one conditional UPDATE.
+    let claim = deps
         .store
-        .file(id)
-        .await?
-        .ok_or_else(|| format!("file {id} is not in the status store"))?;
-    match row.status {
-        FileStatus::Sanitized | FileStatus::Transforming => {}
+        .claim(
+            id,
+            Stage::Transformer,
+            FileStatus::Sanitized,
+            FileStatus::Transforming,
+            lease,
+        )
+        .await?;
+    match claim {
+        Claim::Won { .. } => {}
+        // Another copy of this message is at work: this one comes back after the visibility
+        // timeout and is then a no-op (or takes over if that worker died).
+        Claim::Busy => {
+            return Err(format!("file {id} is being transformed by another worker").into());
+        }
         // The sanitizer sends this message just before it records `sanitized`: the message
         // can win the race. Fail it, and SQS brings it back once the status is there.
-        FileStatus::Received | FileStatus::Sanitizing => {
+        Claim::Elsewhere(FileStatus::Received | FileStatus::Sanitizing) => {
             return Err(format!("file {id} is not marked sanitized yet").into());
         }
-        status => {
+        Claim::Elsewhere(status) => {
             tracing::info!(file_id = %id, status = %status, "already transformed: duplicate message skipped");
             return Ok(());
         }
+        Claim::Missing => return Err(format!("file {id} is not in the status store").into()),
     }
-    deps.store
-        .advance(id, Stage::Transformer, FileStatus::Transforming, json!({}))
-        .await?;
     let filter = sanitized.date_range.as_ref().map(date_filter).transpose()?;
     let delivery = &dataset.delivery;
 
@@ -128,7 +139,7 @@ async fn process(message: &SqsMessage, deps: &Deps) -> Result<(), Error> {
             deps.store.fail(id, Stage::Transformer, &reason).await?;
             return Ok(());
         }
-        Err(PassError::Retry(e)) => return Err(retry(deps, id, e).await),
+        Err(PassError::Retry(e)) => return Err(retry(deps, id, lease, e).await),
     };
     put_report(deps, &sanitized, &counted).await?;
     if counted.verdict == TransformVerdict::Failed {
@@ -177,13 +188,14 @@ async fn process(message: &SqsMessage, deps: &Deps) -> Result<(), Error> {
     let sent = match sent {
         Ok(report) => report,
         Err(PassError::File(reason) | PassError::Retry(reason)) => {
-            return Err(retry(deps, id, reason).await)
+            return Err(retry(deps, id, lease, reason).await)
         }
     };
     if sent.records_out != counted.records_out {
         return Err(retry(
             deps,
             id,
+            lease,
             "the clean file changed between the two passes".into(),
         )
         .await);
@@ -371,7 +383,11 @@ fn summary(report: &TransformReport, batches: u32) -> serde_json::Value {
     })
 }
 
-async fn retry(deps: &Deps, id: Uuid, error: String) -> Error {
+async fn retry(deps: &Deps, id: Uuid, lease: &Lease, error: String) -> Error {
+    // Released, so the message's next delivery can claim the file again at once.
+    if let Err(e) = deps.store.release(id, &lease.owner).await {
+        tracing::error!(file_id = %id, error = %e, "could not release the lease");
+    }
     if let Err(e) = deps.store.note_error(id, Stage::Transformer, &error).await {
         tracing::error!(file_id = %id, error = %e, "could not record the error in the status store");
     }

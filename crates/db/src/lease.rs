@@ -1,0 +1,161 @@
+//! Work leases: one way to claim work. A stage claims a file (the forwarder a batch) with one
+//! conditional UPDATE that sets the owner and the expiry (the invocation's deadline) only if the
+//! status is the expected one and no live lease exists. The loser of a race does no work; an
+//! expired lease means its worker died, and the next claim takes the work over.
+
+use std::time::SystemTime;
+
+use serde_json::json;
+use sluice_core::{FileStatus, Stage};
+use uuid::Uuid;
+
+use crate::store::parse_status;
+use crate::{DbError, Store};
+
+/// Who holds a lease and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The invocation: function and request id.
+    pub owner: String,
+    /// When the claim lapses if not released: the invocation's deadline.
+    pub until: SystemTime,
+}
+
+/// The outcome of a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The work is this caller's; `attempts` counts claims of it, this one included.
+    Won { attempts: i32 },
+    /// Another worker holds a live lease on it: do nothing now.
+    Busy,
+    /// The file is in another status (not yet ready, or already past this stage).
+    Elsewhere(FileStatus),
+    /// There is no such file (or batch's file).
+    Missing,
+}
+
+impl Store {
+    /// Claims file `id` for `stage`: moves it from `from` to `to`, or takes over `to` when the
+    /// lease on it has expired, setting the lease, in one UPDATE. A move is a `file_event`.
+    pub async fn claim(
+        &self,
+        id: Uuid,
+        stage: Stage,
+        from: FileStatus,
+        to: FileStatus,
+        lease: &Lease,
+    ) -> Result<Claim, DbError> {
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        let won = tx
+            .query_opt(
+                "WITH before AS (SELECT status FROM file_process WHERE id = $1 FOR UPDATE)
+                 UPDATE file_process f SET
+                     status = $3, lease_owner = $4, lease_until = $5,
+                     attempts = f.attempts + 1, updated_at = now()
+                 FROM before
+                 WHERE f.id = $1
+                   AND (before.status = $2
+                        OR (before.status = $3
+                            AND (f.lease_until IS NULL OR f.lease_until < now())))
+                 RETURNING f.attempts, before.status",
+                &[
+                    &id,
+                    &from.as_str(),
+                    &to.as_str(),
+                    &lease.owner,
+                    &lease.until,
+                ],
+            )
+            .await?;
+        let claim = match won {
+            Some(row) => {
+                let before = parse_status(row.get(1))?;
+                let detail = match before == to {
+                    true => json!({ "lease": "taken over", "owner": lease.owner }),
+                    false => json!({ "owner": lease.owner }),
+                };
+                tx.execute(
+                    "INSERT INTO file_event (file_id, stage, status, detail)
+                     VALUES ($1, $2, $3, $4)",
+                    &[&id, &stage.as_str(), &to.as_str(), &detail],
+                )
+                .await?;
+                Claim::Won {
+                    attempts: row.get(0),
+                }
+            }
+            None => {
+                let row = tx
+                    .query_opt("SELECT status FROM file_process WHERE id = $1", &[&id])
+                    .await?;
+                match row {
+                    None => Claim::Missing,
+                    Some(row) => match parse_status(row.get(0))? {
+                        status if status == to => Claim::Busy,
+                        status => Claim::Elsewhere(status),
+                    },
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    /// Gives up `owner`'s lease on file `id` (after a handled failure; moving the status on
+    /// releases it too).
+    pub async fn release(&self, id: Uuid, owner: &str) -> Result<(), DbError> {
+        let client = self.db.client().await?;
+        client
+            .execute(
+                "UPDATE file_process SET lease_owner = NULL, lease_until = NULL
+                 WHERE id = $1 AND lease_owner = $2",
+                &[&id, &owner],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Claims batch `batch_id` of file `file_id` for delivery: held across the POST, so two
+    /// copies of one message never both send it.
+    pub async fn claim_batch(
+        &self,
+        file_id: Uuid,
+        batch_id: &str,
+        lease: &Lease,
+    ) -> Result<Claim, DbError> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_opt(
+                "INSERT INTO batch_claim (batch_id, file_id, lease_owner, lease_until, attempts)
+                 VALUES ($1, $2, $3, $4, 1)
+                 ON CONFLICT (batch_id) DO UPDATE SET
+                     lease_owner = EXCLUDED.lease_owner,
+                     lease_until = EXCLUDED.lease_until,
+                     attempts = batch_claim.attempts + 1
+                 WHERE batch_claim.lease_until IS NULL OR batch_claim.lease_until < now()
+                 RETURNING attempts",
+                &[&batch_id, &file_id, &lease.owner, &lease.until],
+            )
+            .await?;
+        Ok(match row {
+            Some(row) => Claim::Won {
+                attempts: row.get(0),
+            },
+            None => Claim::Busy,
+        })
+    }
+
+    /// Gives up `owner`'s claim on a batch.
+    pub async fn release_batch(&self, batch_id: &str, owner: &str) -> Result<(), DbError> {
+        let client = self.db.client().await?;
+        client
+            .execute(
+                "UPDATE batch_claim SET lease_owner = NULL, lease_until = NULL
+                 WHERE batch_id = $1 AND lease_owner = $2",
+                &[&batch_id, &owner],
+            )
+            .await?;
+        Ok(())
+    }
+}
