@@ -1034,3 +1034,46 @@ async fn a_claim_check_outside_the_files_own_key_is_refused_and_nothing_is_poste
     assert!(s.calls(id).await.is_empty());
     s.world.clean_up().await;
 }
+
+#[tokio::test]
+async fn eight_copies_of_one_batch_at_the_same_moment_post_it_once() {
+    let api = MockApi::start().await;
+    // A slow API, so the copies overlap the POST.
+    api.answer_by_default(Reply::Slow(Duration::from_millis(300), 200));
+    let s = setup(&config(&api.url(), "")).await;
+    let id = s.file("eight.csv", 1, true).await;
+    let body = messages(id, 1).remove(0);
+    let mut all = Vec::new();
+    for _ in 0..8 {
+        let config = s.deps.config.clone();
+        all.push(Deps {
+            targets: Targets::resolve(&config, None).await,
+            config,
+            store: s.world.store().await,
+            objects: ObjectStore::new(s.world.clients.s3.clone()),
+            http: http_client().unwrap(),
+            concurrency: 4,
+            max_receive_count: 3,
+            clean_bucket: s.world.clean.clone(),
+        });
+    }
+    let runs = all.iter().map(|deps| {
+        let mut event = SqsEvent::default();
+        event.records = vec![message("m0", &body, 1)];
+        handle(LambdaEvent::new(event, Context::default()), deps)
+    });
+    let responses = futures_util::future::join_all(runs).await;
+    let lost = responses
+        .into_iter()
+        .map(|r| r.unwrap().batch_item_failures.len())
+        .sum::<usize>();
+
+    assert_eq!(api.received().len(), 1, "one POST");
+    assert_eq!(s.calls(id).await.len(), 1, "one api_call row");
+    assert!(lost <= 7);
+    assert_eq!(s.row(id).await.status, FileStatus::Delivered);
+    // The copies that lost come back and find the batch delivered.
+    assert!(s.run(&[body], 2).await.is_empty());
+    assert_eq!(api.received().len(), 1);
+    s.world.clean_up().await;
+}

@@ -528,3 +528,55 @@ async fn the_sanitizer_works_against_a_database_reached_over_verified_tls() {
         .unwrap();
     world.clean_up().await;
 }
+
+#[tokio::test]
+async fn eight_copies_of_one_event_at_the_same_moment_sanitize_the_file_once() {
+    let world = World::new().await;
+    let key = "incoming/orders/2026/11/23/eight-at-once.csv";
+    let body = example("orders-messy.csv");
+    world.put(key, body.clone()).await;
+    let event = world.created_event(key, body.len());
+    // Eight invocations, each with its own database connection, as eight Lambda containers.
+    let mut all = Vec::new();
+    for _ in 0..8 {
+        all.push(deps(&world, world.store().await));
+    }
+    let runs = all.iter().map(|deps| run(deps, event.clone()));
+    let outcomes: Vec<Vec<Outcome>> = futures_util::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+
+    let results: Vec<&str> = outcomes.iter().map(|o| o[0].result).collect();
+    assert_eq!(
+        results.iter().filter(|r| **r == "accepted").count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(
+        results.iter().filter(|r| **r == "duplicate").count(),
+        7,
+        "{results:?}"
+    );
+    let id = outcomes[0][0].file_id.unwrap();
+    assert_eq!(
+        world.drain_queue().await.len(),
+        1,
+        "one \"file sanitized\" message"
+    );
+    assert_eq!(
+        world.keys(&world.clean).await,
+        [
+            sluice_core::layout::clean_key("orders", id),
+            sluice_core::layout::sanitize_report_key(id)
+        ]
+    );
+    let events = all[0].store.events(id).await.unwrap();
+    let sanitizing = events
+        .iter()
+        .filter(|e| e.status == FileStatus::Sanitizing)
+        .count();
+    assert_eq!(sanitizing, 1);
+    world.clean_up().await;
+}

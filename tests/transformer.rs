@@ -467,3 +467,51 @@ async fn wide_rows_are_cut_into_batches_by_bytes_and_a_row_too_wide_for_any_batc
     assert_eq!(row.batches_sent, Some(4));
     s.clean_up().await;
 }
+
+#[tokio::test]
+async fn eight_copies_of_one_message_at_the_same_moment_send_one_set_of_batches() {
+    let s = setup().await;
+    let message = s.sanitized_file("eight.csv", CLEAN).await;
+    let body = serde_json::to_string(&message).unwrap();
+    let mut all = Vec::new();
+    for _ in 0..8 {
+        all.push(Deps {
+            config: s.deps.config.clone(),
+            store: s.world.store().await,
+            objects: ObjectStore::new(s.world.clients.s3.clone()),
+            queue: Queue::new(s.world.clients.sqs.clone(), s.forward.clone()),
+            clean_bucket: s.world.clean.clone(),
+        });
+    }
+    let runs = all.iter().map(|deps| {
+        let mut event = SqsEvent::default();
+        let mut m = SqsMessage::default();
+        m.message_id = Some("m0".into());
+        m.body = Some(body.clone());
+        event.records = vec![m];
+        handle(LambdaEvent::new(event, Context::default()), deps)
+    });
+    let responses = futures_util::future::join_all(runs).await;
+    // Losers report the message as failed (SQS brings it back, and then it is a no-op) or skip
+    // it as done; exactly one transforms.
+    for response in &responses {
+        assert!(response.is_ok());
+    }
+
+    let batches = s.batches().await;
+    assert_eq!(batches.len(), 3, "one set of batches");
+    let seqs: Vec<u64> = batches.iter().map(|b| b["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    let row = s.deps.store.file(message.file_id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Transformed);
+    let events = s.deps.store.events(message.file_id).await.unwrap();
+    let transforming = events
+        .iter()
+        .filter(|e| e.status == FileStatus::Transforming)
+        .count();
+    assert_eq!(transforming, 1);
+    // A late copy now finds the file done.
+    assert!(s.run(&[body]).await.is_empty());
+    assert!(s.batches().await.is_empty());
+    s.clean_up().await;
+}
