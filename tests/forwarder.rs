@@ -813,6 +813,7 @@ type = "integer"
         objects: ObjectStore::new(s.world.clients.s3.clone()),
         queue: sluice_aws::Queue::new(s.world.clients.sqs.clone(), forward.clone()),
         clean_bucket: s.world.clean.clone(),
+        max_receive_count: 3,
     };
     // A sanitized file of 100 orders: its clean object, and its row at `sanitized`.
     let mut csv = String::from("order_id,qty\r\n");
@@ -1075,5 +1076,35 @@ async fn eight_copies_of_one_batch_at_the_same_moment_post_it_once() {
     // The copies that lost come back and find the batch delivered.
     assert!(s.run(&[body], 2).await.is_empty());
     assert_eq!(api.received().len(), 1);
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
+async fn an_error_before_delivery_on_the_last_delivery_fails_the_file() {
+    let api = MockApi::start().await;
+    let s = setup(&config(&api.url(), "")).await;
+    let id = s.file("lost-claim-check.csv", 1, true).await;
+    // The claim check the message points at is not there (S3 fails before any POST).
+    let key = sluice_core::layout::claim_check_key(id, 1);
+    let body = String::from_utf8(claim_check_message(
+        id,
+        "orders",
+        1,
+        1,
+        3,
+        &s.world.clean,
+        &key,
+    ))
+    .unwrap();
+
+    assert_eq!(s.run(std::slice::from_ref(&body), 1).await.len(), 1);
+    assert!(!s.row(id).await.status.is_final(), "retried, not failed yet");
+    assert_eq!(s.run(&[body], 3).await.len(), 1);
+
+    let row = s.row(id).await;
+    assert_eq!(row.status, FileStatus::Failed);
+    assert_eq!(row.failed_stage.as_deref(), Some("forwarder"));
+    assert!(row.error.unwrap().contains("dead-letter"));
+    assert!(api.received().is_empty());
     s.world.clean_up().await;
 }

@@ -52,6 +52,7 @@ async fn setup() -> Setup {
         objects: ObjectStore::new(world.clients.s3.clone()),
         queue: Queue::new(world.clients.sqs.clone(), forward.clone()),
         clean_bucket: world.clean.clone(),
+        max_receive_count: 3,
     };
     Setup {
         world,
@@ -481,6 +482,7 @@ async fn eight_copies_of_one_message_at_the_same_moment_send_one_set_of_batches(
             objects: ObjectStore::new(s.world.clients.s3.clone()),
             queue: Queue::new(s.world.clients.sqs.clone(), s.forward.clone()),
             clean_bucket: s.world.clean.clone(),
+            max_receive_count: 3,
         });
     }
     let runs = all.iter().map(|deps| {
@@ -512,6 +514,88 @@ async fn eight_copies_of_one_message_at_the_same_moment_send_one_set_of_batches(
     assert_eq!(transforming, 1);
     // A late copy now finds the file done.
     assert!(s.run(&[body]).await.is_empty());
+    assert!(s.batches().await.is_empty());
+    s.clean_up().await;
+}
+
+/// Runs the handler on one message delivered `receive_count` times.
+async fn run_delivery(s: &Setup, body: &str, receive_count: u32) -> Vec<String> {
+    let mut event = SqsEvent::default();
+    let mut m = SqsMessage::default();
+    m.message_id = Some("m0".into());
+    m.body = Some(body.to_string());
+    m.attributes
+        .insert("ApproximateReceiveCount".into(), receive_count.to_string());
+    event.records = vec![m];
+    handle(LambdaEvent::new(event, Context::default()), &s.deps)
+        .await
+        .unwrap()
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_message_failing_on_its_last_delivery_fails_its_file_with_the_reason() {
+    let s = setup().await;
+    let message = s.sanitized_file("vanished.csv", CLEAN).await;
+    // The clean object is gone: every delivery fails reading it.
+    s.world
+        .clients
+        .s3
+        .delete_object()
+        .bucket(&s.world.clean)
+        .key(&message.clean_key)
+        .send()
+        .await
+        .unwrap();
+    let body = serde_json::to_string(&message).unwrap();
+
+    assert_eq!(run_delivery(&s, &body, 1).await, ["m0"]);
+    let row = s.deps.store.file(message.file_id).await.unwrap().unwrap();
+    assert_eq!(
+        row.status,
+        FileStatus::Transforming,
+        "retried, not failed yet"
+    );
+    assert_eq!(run_delivery(&s, &body, 3).await, ["m0"]);
+
+    let row = s.deps.store.file(message.file_id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Failed);
+    assert_eq!(row.failed_stage.as_deref(), Some("transformer"));
+    let error = row.error.unwrap();
+    assert!(
+        error.contains("delivery 3 of 3") && error.contains("dead-letter"),
+        "{error}"
+    );
+    s.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_message_that_only_waits_never_fails_its_file() {
+    let s = setup().await;
+    let message = s.sanitized_file("busy.csv", CLEAN).await;
+    // Another worker holds the file.
+    let busy = sluice_db::Lease {
+        owner: "other/req".into(),
+        until: std::time::SystemTime::now() + std::time::Duration::from_secs(600),
+    };
+    s.deps
+        .store
+        .claim(
+            message.file_id,
+            Stage::Transformer,
+            FileStatus::Sanitized,
+            FileStatus::Transforming,
+            &busy,
+        )
+        .await
+        .unwrap();
+    let body = serde_json::to_string(&message).unwrap();
+    assert_eq!(run_delivery(&s, &body, 3).await, ["m0"]);
+    let row = s.deps.store.file(message.file_id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Transforming);
     assert!(s.batches().await.is_empty());
     s.clean_up().await;
 }

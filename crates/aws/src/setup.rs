@@ -54,6 +54,22 @@ pub fn deadline_at(deadline_ms: u64) -> Option<std::time::Instant> {
     Some(Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
 }
 
+/// `SLUICE_MAX_RECEIVE_COUNT`: the consumer queue's `maxReceiveCount` (default 5, 1..=1000);
+/// it must equal the queue's, so the last delivery before the dead-letter queue is known.
+pub fn receive_count_setting() -> Result<u32, SetupError> {
+    const NAME: &str = "SLUICE_MAX_RECEIVE_COUNT";
+    let Ok(text) = std::env::var(NAME) else {
+        return Ok(5);
+    };
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(SetupError::Invalid {
+            name: NAME,
+            reason: "expected a whole number from 1 to 1000".into(),
+        }),
+    }
+}
+
 /// The value of a required variable.
 pub fn required(name: &'static str) -> Result<String, SetupError> {
     match std::env::var(name) {

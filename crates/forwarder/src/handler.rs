@@ -18,6 +18,7 @@ use sluice_core::layout;
 use sluice_core::message::{RecordBatchRef, RecordsAt};
 use sluice_core::{FileStatus, PipelineConfig, Stage};
 use sluice_db::{Claim, Lease, Store};
+use sluice_lambda::delivery::{message_failed, receive_count, Waiting};
 use sluice_lambda::invocation_lease;
 
 use crate::deliver::{deliver, Outcome};
@@ -50,9 +51,8 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
     // `stop`, which attempts respect, and still before Lambda's own deadline.
     let hard_stop = deadline_at(event.context.deadline)
         .map(|d| d.checked_sub(Duration::from_secs(1)).unwrap_or(d));
-    let results: Vec<(String, Result<(), Error>)> = stream::iter(&event.payload.records)
+    let results: Vec<(&SqsMessage, Result<(), Error>)> = stream::iter(&event.payload.records)
         .map(|message| async move {
-            let id = message.message_id.clone().unwrap_or_default();
             let work = process(message, deps, stop, lease);
             let outcome = match hard_stop {
                 Some(at) => tokio::time::timeout_at(at.into(), work)
@@ -60,18 +60,30 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
                     .unwrap_or_else(|_| Err("stopped before the Lambda timeout".into())),
                 None => work.await,
             };
-            (id, outcome)
+            (message, outcome)
         })
         .buffer_unordered(deps.concurrency.max(1))
         .collect()
         .await;
     let mut response = SqsBatchResponse::default();
-    for (message_id, outcome) in results {
+    for (message, outcome) in results {
         if let Err(e) = outcome {
-            tracing::error!(message_id = %message_id, error = %e,
-                "batch not delivered; SQS will deliver the message again");
+            let file_id = message
+                .body
+                .as_deref()
+                .and_then(|b| RecordBatchRef::parse(b).ok())
+                .map(|b| b.file_id);
+            message_failed(
+                &deps.store,
+                Stage::Forwarder,
+                file_id,
+                message,
+                deps.max_receive_count,
+                &*e,
+            )
+            .await;
             let mut failure = BatchItemFailure::default();
-            failure.item_identifier = message_id;
+            failure.item_identifier = message.message_id.clone().unwrap_or_default();
             response.batch_item_failures.push(failure);
         }
     }
@@ -93,11 +105,11 @@ async fn process(
     match deps.store.claim_batch(id, &batch.batch_id, lease).await? {
         Claim::Won { .. } => {}
         _ => {
-            return Err(format!(
+            let why = format!(
                 "batch {} is being delivered by another worker",
                 batch.batch_id
-            )
-            .into())
+            );
+            return Err(Waiting(why).into());
         }
     }
     let delivered = deliver_claimed(deps, &batch, &header, message, stop).await;
@@ -236,13 +248,4 @@ async fn not_delivered(
             "could not record the error in the status store");
     }
     reason.into()
-}
-
-/// How many times SQS has delivered this message, this time included.
-fn receive_count(message: &SqsMessage) -> u32 {
-    message
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1)
 }

@@ -22,6 +22,7 @@ use sluice_core::transform::{
 };
 use sluice_core::{FileStatus, PipelineConfig, Stage};
 use sluice_db::{Claim, Lease, Store, TransformCounts};
+use sluice_lambda::delivery::{message_failed, Waiting};
 use sluice_lambda::invocation_lease;
 use tokio_util::io::SyncIoBridge;
 use uuid::Uuid;
@@ -37,6 +38,9 @@ pub struct Deps {
     /// The clean bucket: the only one this stage reads clean files from and writes batches
     /// and reports to.
     pub clean_bucket: String,
+    /// The transform queue's `maxReceiveCount`: a message that fails on this delivery goes
+    /// to the dead-letter queue next, so its file is marked failed.
+    pub max_receive_count: u32,
 }
 
 /// Handles a batch of SQS messages, reporting the ones that failed.
@@ -57,8 +61,20 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
             None => process(message, deps, &lease).await,
         };
         if let Err(e) = outcome {
-            tracing::error!(message_id = %message_id, error = %e,
-                "message failed; SQS will deliver it again");
+            let file_id = message
+                .body
+                .as_deref()
+                .and_then(|b| serde_json::from_str::<FileSanitized>(b).ok())
+                .map(|m| m.file_id);
+            message_failed(
+                &deps.store,
+                Stage::Transformer,
+                file_id,
+                message,
+                deps.max_receive_count,
+                &*e,
+            )
+            .await;
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = message_id;
             response.batch_item_failures.push(failure);
@@ -106,12 +122,13 @@ async fn process(message: &SqsMessage, deps: &Deps, lease: &Lease) -> Result<(),
         // Another copy of this message is at work: this one comes back after the visibility
         // timeout and is then a no-op (or takes over if that worker died).
         Claim::Busy => {
-            return Err(format!("file {id} is being transformed by another worker").into());
+            let why = format!("file {id} is being transformed by another worker");
+            return Err(Waiting(why).into());
         }
         // The sanitizer sends this message just before it records `sanitized`: the message
         // can win the race. Fail it, and SQS brings it back once the status is there.
         Claim::Elsewhere(FileStatus::Received | FileStatus::Sanitizing) => {
-            return Err(format!("file {id} is not marked sanitized yet").into());
+            return Err(Waiting(format!("file {id} is not marked sanitized yet")).into());
         }
         Claim::Elsewhere(status) => {
             tracing::info!(file_id = %id, status = %status, "already transformed: duplicate message skipped");

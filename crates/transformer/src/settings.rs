@@ -1,6 +1,6 @@
 //! The transformer's environment, read and checked once per container.
 
-use sluice_aws::setup::{required, Common, DatabaseSettings, SetupError};
+use sluice_aws::setup::{receive_count_setting, required, Common, DatabaseSettings, SetupError};
 use sluice_aws::Queue;
 
 use crate::Deps;
@@ -14,6 +14,8 @@ pub struct Settings {
     pub forward_queue_url: String,
     /// `SLUICE_CLEAN_BUCKET`: the clean files, reports and claim checks.
     pub clean_bucket: String,
+    /// `SLUICE_MAX_RECEIVE_COUNT`: the transform queue's `maxReceiveCount` (default 5).
+    pub max_receive_count: u32,
     pub database: DatabaseSettings,
 }
 
@@ -23,6 +25,7 @@ impl Settings {
             pipeline_config: required("SLUICE_CONFIG")?,
             forward_queue_url: required("SLUICE_FORWARD_QUEUE_URL")?,
             clean_bucket: required("SLUICE_CLEAN_BUCKET")?,
+            max_receive_count: receive_count_setting()?,
             database: DatabaseSettings::from_env()?,
         })
     }
@@ -39,6 +42,7 @@ impl Deps {
             objects: common.objects,
             queue: Queue::new(common.clients.sqs, settings.forward_queue_url),
             clean_bucket: settings.clean_bucket,
+            max_receive_count: settings.max_receive_count,
         })
     }
 }
