@@ -1098,7 +1098,10 @@ async fn an_error_before_delivery_on_the_last_delivery_fails_the_file() {
     .unwrap();
 
     assert_eq!(s.run(std::slice::from_ref(&body), 1).await.len(), 1);
-    assert!(!s.row(id).await.status.is_final(), "retried, not failed yet");
+    assert!(
+        !s.row(id).await.status.is_final(),
+        "retried, not failed yet"
+    );
     assert_eq!(s.run(&[body], 3).await.len(), 1);
 
     let row = s.row(id).await;

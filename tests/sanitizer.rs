@@ -7,9 +7,9 @@ use serde_json::Value;
 use sluice_aws::{ObjectStore, Queue};
 use sluice_core::{FileStatus, PipelineConfig};
 use sluice_db::{file_id, Db, DbConfig, Store};
-use sluice_e2e::World;
+use sluice_e2e::{unique, World};
 use sluice_lambda::Failure;
-use sluice_sanitizer::{handle, Deps, Outcome};
+use sluice_sanitizer::{handle, Deps, Outcome, Response};
 
 const CONFIG: &str = r#"
 [datasets.orders]
@@ -25,11 +25,15 @@ fn deps(world: &World, store: Store) -> Deps {
         objects: ObjectStore::new(world.clients.s3.clone()),
         queue: Queue::new(world.clients.sqs.clone(), world.queue_url.clone()),
         clean_bucket: world.clean.clone(),
+        max_receive_count: 3,
     }
 }
 
 async fn run(deps: &Deps, event: Value) -> Result<Vec<Outcome>, Failure> {
-    handle(LambdaEvent::new(event, Context::default()), deps).await
+    match handle(LambdaEvent::new(event, Context::default()), deps).await? {
+        Response::Outcomes(outcomes) => Ok(outcomes),
+        Response::Batch(batch) => panic!("a direct event answered as a batch: {batch:?}"),
+    }
 }
 
 fn example(name: &str) -> Vec<u8> {
@@ -578,5 +582,99 @@ async fn eight_copies_of_one_event_at_the_same_moment_sanitize_the_file_once() {
         .filter(|e| e.status == FileStatus::Sanitizing)
         .count();
     assert_eq!(sanitizing, 1);
+    world.clean_up().await;
+}
+
+/// An SQS event whose message bodies are `bodies`, each delivered `receive_count` times.
+fn sqs_event(bodies: &[String], receive_count: u32) -> Value {
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            serde_json::json!({
+                "messageId": format!("m{i}"),
+                "eventSource": "aws:sqs",
+                "attributes": { "ApproximateReceiveCount": receive_count.to_string() },
+                "body": body,
+            })
+        })
+        .collect();
+    serde_json::json!({ "Records": records })
+}
+
+/// The EventBridge "Object Created" event S3 sends for `key` in the world's quarantine bucket.
+fn object_created(world: &World, key: &str, size: usize) -> String {
+    serde_json::json!({
+        "version": "0", "id": "e1", "detail-type": "Object Created", "source": "aws.s3",
+        "account": "123456789012", "time": "2026-11-23T08:14:05Z", "region": "us-east-1",
+        "resources": [], "detail": { "version": "0", "bucket": { "name": world.quarantine },
+            "object": { "key": key, "size": size }, "reason": "PutObject" }
+    })
+    .to_string()
+}
+
+async fn batch_failures(deps: &Deps, event: Value) -> Vec<String> {
+    match handle(LambdaEvent::new(event, Context::default()), deps)
+        .await
+        .unwrap()
+    {
+        Response::Batch(batch) => batch
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect(),
+        Response::Outcomes(o) => panic!("an SQS event answered with outcomes: {o:?}"),
+    }
+}
+
+#[tokio::test]
+async fn queued_eventbridge_and_s3_events_are_sanitized_and_a_bad_message_fails_alone() {
+    let world = World::new().await;
+    let deps = deps(&world, world.store().await);
+    let body = example("orders-messy.csv");
+    let (a, b) = (
+        "incoming/orders/2026/11/23/from eventbridge.csv",
+        "incoming/orders/2026/11/23/from-s3.csv",
+    );
+    world.put(a, body.clone()).await;
+    world.put(b, body.clone()).await;
+    let bodies = [
+        object_created(&world, a, body.len()),
+        world.created_event(b, body.len()).to_string(),
+        "not json".to_string(),
+    ];
+
+    assert_eq!(batch_failures(&deps, sqs_event(&bodies, 1)).await, ["m2"]);
+
+    let messages = world.drain_queue().await;
+    assert_eq!(messages.len(), 2, "one \"file sanitized\" message per file");
+    world.clean_up().await;
+}
+
+#[tokio::test]
+async fn a_queued_event_failing_on_its_last_delivery_fails_its_file() {
+    let world = World::new().await;
+    let mut deps = deps(&world, world.store().await);
+    // The clean bucket is not there: writing the clean file fails after the file is claimed.
+    deps.clean_bucket = unique("sluice-missing");
+    let key = "incoming/orders/2026/11/23/doomed.csv";
+    let body = example("orders-messy.csv");
+    world.put(key, body.clone()).await;
+    let bodies = [object_created(&world, key, body.len())];
+
+    assert_eq!(batch_failures(&deps, sqs_event(&bodies, 1)).await, ["m0"]);
+    let id = file_id(&world.quarantine, key, &outcome_etag(&world, key).await);
+    let row = deps.store.file(id).await.unwrap().unwrap();
+    assert_eq!(
+        row.status,
+        FileStatus::Sanitizing,
+        "retried, not failed yet"
+    );
+    assert_eq!(batch_failures(&deps, sqs_event(&bodies, 3)).await, ["m0"]);
+
+    let row = deps.store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Failed);
+    assert_eq!(row.failed_stage.as_deref(), Some("sanitizer"));
+    assert!(row.error.unwrap().contains("delivery 3 of 3"));
     world.clean_up().await;
 }

@@ -1,4 +1,6 @@
-//! The S3 notification the sanitizer is invoked with, read leniently.
+//! The events the sanitizer is invoked with, read leniently: an S3 notification, an EventBridge
+//! "Object Created" event (what the template's rule on the quarantine bucket sends), or either
+//! of those as the bodies of an SQS event (the sanitize queue).
 //!
 //! Parsed into our own small types rather than `aws_lambda_events::S3Event`, which insists on
 //! fields (`userIdentity`, `requestParameters`) that S3-compatible stand-ins leave out and that
@@ -78,6 +80,88 @@ pub fn objects_created(payload: Value) -> Result<Vec<ObjectCreated>, String> {
         .collect()
 }
 
+/// What an invocation brought.
+#[derive(Debug)]
+pub enum Invocation {
+    /// An S3 notification or EventBridge event handed to the function directly: a failure
+    /// fails the invocation (Lambda retries the event).
+    Direct(Vec<ObjectCreated>),
+    /// SQS messages, each failing alone (partial batch failures).
+    Queued(Vec<Queued>),
+}
+
+/// One SQS message and the objects its body names.
+#[derive(Debug)]
+pub struct Queued {
+    pub message_id: String,
+    pub receive_count: u32,
+    /// The objects, or why the body could not be read.
+    pub objects: Result<Vec<ObjectCreated>, String>,
+}
+
+/// Reads any of the shapes the sanitizer takes (see the module doc).
+pub fn invocation(payload: Value) -> Result<Invocation, String> {
+    let from_sqs = payload["Records"]
+        .as_array()
+        .and_then(|r| r.first())
+        .is_some_and(|r| r["eventSource"] == "aws:sqs");
+    if !from_sqs {
+        return objects_in(payload).map(Invocation::Direct);
+    }
+    let records = payload["Records"].as_array().cloned().unwrap_or_default();
+    Ok(Invocation::Queued(
+        records
+            .into_iter()
+            .map(|record| Queued {
+                message_id: record["messageId"].as_str().unwrap_or_default().to_string(),
+                receive_count: record["attributes"]["ApproximateReceiveCount"]
+                    .as_str()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1),
+                objects: record["body"]
+                    .as_str()
+                    .ok_or_else(|| "the message has no body".to_string())
+                    .and_then(|body| {
+                        serde_json::from_str::<Value>(body)
+                            .map_err(|e| format!("the message body is not JSON: {e}"))
+                    })
+                    .and_then(objects_in),
+            })
+            .collect(),
+    ))
+}
+
+/// The created objects in an S3 notification or an EventBridge event.
+fn objects_in(payload: Value) -> Result<Vec<ObjectCreated>, String> {
+    if payload.get("detail-type").is_some() {
+        return eventbridge_object(payload).map(|o| o.into_iter().collect());
+    }
+    objects_created(payload)
+}
+
+/// An EventBridge event from S3: "Object Created" gives its object (keys are not URL-encoded
+/// there); any other detail type gives nothing.
+fn eventbridge_object(event: Value) -> Result<Option<ObjectCreated>, String> {
+    if event["detail-type"] != "Object Created" {
+        return Ok(None);
+    }
+    let detail = &event["detail"];
+    let text = |v: &Value, what: &str| {
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("not an S3 \"Object Created\" event: no {what}"))
+    };
+    Ok(Some(ObjectCreated {
+        bucket: text(&detail["bucket"]["name"], "detail.bucket.name")?,
+        key: text(&detail["object"]["key"], "detail.object.key")?,
+        size: detail["object"]["size"].as_i64().unwrap_or(0),
+        version_id: detail["object"]["version-id"]
+            .as_str()
+            .filter(|v| !v.is_empty() && *v != "null")
+            .map(str::to_string),
+    }))
+}
+
 /// Decodes an S3 event key: `+` is a space, then percent-escapes (so `%2B` is a real `+`).
 pub fn decode_key(raw: &str) -> Result<String, String> {
     let spaced = raw.replace('+', " ");
@@ -125,6 +209,41 @@ mod tests {
                 version_id: None,
             }]
         );
+    }
+
+    #[test]
+    fn eventbridge_and_sqs_wrapped_events_give_the_same_objects() {
+        let expected = ObjectCreated {
+            bucket: "sluice-quarantine-example".into(),
+            key: "incoming/orders/2026/11/23/Orders export (Nov 23) café.csv".into(),
+            size: 1049,
+            version_id: None,
+        };
+        for (file, count) in [
+            (
+                include_str!("../../../events/sanitizer-eventbridge.json"),
+                0,
+            ),
+            (include_str!("../../../events/sanitizer-sqs-s3.json"), 1),
+            (
+                include_str!("../../../events/sanitizer-sqs-eventbridge.json"),
+                1,
+            ),
+        ] {
+            let event: Value = serde_json::from_str(file).unwrap();
+            let objects = match invocation(event).unwrap() {
+                Invocation::Direct(objects) => {
+                    assert_eq!(count, 0);
+                    objects
+                }
+                Invocation::Queued(messages) => {
+                    assert_eq!(messages.len(), count);
+                    assert!(!messages[0].message_id.is_empty());
+                    messages.into_iter().next().unwrap().objects.unwrap()
+                }
+            };
+            assert_eq!(objects, [expected.clone()]);
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -15,7 +16,7 @@ use sluice_db::{NewFile, RowCounts, Store};
 use sluice_lambda::{invocation_lease, Failure, FailureKind};
 use uuid::Uuid;
 
-use crate::event::{objects_created, ObjectCreated};
+use crate::event::{invocation, Invocation, ObjectCreated, Queued};
 
 /// What the handler works with, built once per container.
 pub struct Deps {
@@ -24,7 +25,22 @@ pub struct Deps {
     pub objects: ObjectStore,
     pub queue: Queue,
     pub clean_bucket: String,
+    /// The sanitize queue's `maxReceiveCount`: a message that fails on this delivery goes to
+    /// the dead-letter queue next, so its file is marked failed.
+    pub max_receive_count: u32,
 }
+
+/// The handler's answer: the outcome of each object of a direct event, or the messages of an
+/// SQS event that failed (each alone; SQS delivers them again).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Response {
+    Outcomes(Vec<Outcome>),
+    Batch(SqsBatchResponse),
+}
+
+/// A message on its last delivery before the dead-letter queue: `(receive count, max)`.
+type LastDelivery = Option<(u32, u32)>;
 
 /// What happened to one object (also the handler's response, for `cargo lambda invoke`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,18 +54,54 @@ pub struct Outcome {
     pub result: &'static str,
 }
 
-/// Handles one S3 notification. An error makes Lambda retry the whole event; objects already
-/// handled are recognized and skipped.
-pub async fn handle(event: LambdaEvent<Value>, deps: &Deps) -> Result<Vec<Outcome>, Failure> {
+/// Handles an S3 notification or EventBridge event (an error makes Lambda retry the whole
+/// event), or an SQS event of them (each message failing alone). Objects already handled are
+/// recognized and skipped.
+pub async fn handle(event: LambdaEvent<Value>, deps: &Deps) -> Result<Response, Failure> {
     let deadline = stop_before(event.context.deadline);
     let lease = invocation_lease("sanitizer", &event.context);
-    let objects =
-        objects_created(event.payload).map_err(|e| Failure::new(FailureKind::BadEvent, e))?;
-    let mut outcomes = Vec::with_capacity(objects.len());
-    for object in objects {
-        outcomes.push(process(&object, deps, deadline, &lease).await?);
+    let invocation =
+        invocation(event.payload).map_err(|e| Failure::new(FailureKind::BadEvent, e))?;
+    match invocation {
+        Invocation::Direct(objects) => {
+            let mut outcomes = Vec::with_capacity(objects.len());
+            for object in objects {
+                outcomes.push(process(&object, deps, deadline, &lease, None).await?);
+            }
+            Ok(Response::Outcomes(outcomes))
+        }
+        Invocation::Queued(messages) => {
+            let mut response = SqsBatchResponse::default();
+            for message in messages {
+                if let Err(e) = process_message(&message, deps, deadline, &lease).await {
+                    tracing::error!(message_id = %message.message_id, error = %e,
+                        "message failed; SQS will deliver it again");
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = message.message_id;
+                    response.batch_item_failures.push(failure);
+                }
+            }
+            Ok(Response::Batch(response))
+        }
     }
-    Ok(outcomes)
+}
+
+async fn process_message(
+    message: &Queued,
+    deps: &Deps,
+    deadline: Option<Instant>,
+    lease: &Lease,
+) -> Result<(), Failure> {
+    let objects = message
+        .objects
+        .as_ref()
+        .map_err(|e| Failure::new(FailureKind::BadEvent, e.clone()))?;
+    let last = (message.receive_count >= deps.max_receive_count)
+        .then_some((message.receive_count, deps.max_receive_count));
+    for object in objects {
+        process(object, deps, deadline, lease, last).await?;
+    }
+    Ok(())
 }
 
 async fn process(
@@ -57,6 +109,7 @@ async fn process(
     deps: &Deps,
     deadline: Option<Instant>,
     lease: &Lease,
+    last: LastDelivery,
 ) -> Result<Outcome, Failure> {
     let started = Instant::now();
     let outcome = |file_id, dataset: Option<&str>, result| Outcome {
@@ -137,18 +190,25 @@ async fn process(
         Ok(Err(e)) => {
             upload.abort().await;
             let why = format!("reading or writing the file failed: {}", describe(&e));
-            return Err(retry(deps, id, lease, Failure::new(FailureKind::S3, why)).await);
+            return Err(retry(deps, id, lease, last, Failure::new(FailureKind::S3, why)).await);
         }
         Err(()) => {
             upload.abort().await;
             let why = "stopped before the Lambda timeout; the event will be retried";
-            return Err(retry(deps, id, lease, Failure::new(FailureKind::Deadline, why)).await);
+            return Err(retry(
+                deps,
+                id,
+                lease,
+                last,
+                Failure::new(FailureKind::Deadline, why),
+            )
+            .await);
         }
     };
     let accepted = report.verdict == Verdict::Accepted;
     if accepted {
         if let Err(e) = upload.finish().await {
-            return Err(retry(deps, id, lease, Failure::from(e)).await);
+            return Err(retry(deps, id, lease, last, Failure::from(e)).await);
         }
     } else {
         upload.abort().await;
@@ -165,7 +225,7 @@ async fn process(
     )
     .await
     {
-        return Err(retry(deps, id, lease, Failure::from(e)).await);
+        return Err(retry(deps, id, lease, last, Failure::from(e)).await);
     }
     let (status, clean) = if accepted {
         (FileStatus::Sanitized, Some(clean_key.as_str()))
@@ -296,7 +356,24 @@ fn summary(report: &Report) -> Value {
 
 /// Notes a retryable error on the file (best effort: the database may be what failed) and
 /// turns it into the handler's error, so Lambda retries.
-async fn retry(deps: &Deps, id: Uuid, lease: &Lease, failure: Failure) -> Failure {
+async fn retry(
+    deps: &Deps,
+    id: Uuid,
+    lease: &Lease,
+    last: LastDelivery,
+    failure: Failure,
+) -> Failure {
+    // On the message's last delivery the file fails with the reason: nothing will retry it.
+    if let Some((count, max)) = last {
+        let reason = format!(
+            "{}; delivery {count} of {max}, so the message goes to the dead-letter queue",
+            failure.message
+        );
+        if let Err(e) = deps.store.fail(id, Stage::Sanitizer, &reason).await {
+            tracing::error!(file_id = %id, error = %e, "could not mark the file failed");
+        }
+        return failure;
+    }
     // Released, so Lambda's retry of the event can claim the file again at once.
     if let Err(e) = deps.store.release(id, &lease.owner).await {
         tracing::error!(file_id = %id, error = %e, "could not release the lease");

@@ -4,5 +4,5 @@ pub mod event;
 pub mod handler;
 pub mod settings;
 
-pub use handler::{handle, Deps, Outcome};
+pub use handler::{handle, Deps, Outcome, Response};
 pub use settings::Settings;

@@ -1,6 +1,6 @@
 //! The sanitizer's environment, read and checked once per container.
 
-use sluice_aws::setup::{required, Common, DatabaseSettings, SetupError};
+use sluice_aws::setup::{receive_count_setting, required, Common, DatabaseSettings, SetupError};
 use sluice_aws::Queue;
 
 use crate::Deps;
@@ -14,6 +14,8 @@ pub struct Settings {
     pub clean_bucket: String,
     /// `SLUICE_TRANSFORM_QUEUE_URL`: where "file sanitized" messages go.
     pub transform_queue_url: String,
+    /// `SLUICE_MAX_RECEIVE_COUNT`: the sanitize queue's `maxReceiveCount` (default 5).
+    pub max_receive_count: u32,
     pub database: DatabaseSettings,
 }
 
@@ -23,6 +25,7 @@ impl Settings {
             pipeline_config: required("SLUICE_CONFIG")?,
             clean_bucket: required("SLUICE_CLEAN_BUCKET")?,
             transform_queue_url: required("SLUICE_TRANSFORM_QUEUE_URL")?,
+            max_receive_count: receive_count_setting()?,
             database: DatabaseSettings::from_env()?,
         })
     }
@@ -39,6 +42,7 @@ impl Deps {
             objects: common.objects,
             queue: Queue::new(common.clients.sqs, settings.transform_queue_url),
             clean_bucket: settings.clean_bucket,
+            max_receive_count: settings.max_receive_count,
         })
     }
 }
