@@ -242,7 +242,7 @@ mod tests {
                     messages.into_iter().next().unwrap().objects.unwrap()
                 }
             };
-            assert_eq!(objects, [expected.clone()]);
+            assert_eq!(objects, std::slice::from_ref(&expected));
         }
     }
 
