@@ -51,9 +51,14 @@ impl Store {
     /// Records one attempt.
     pub async fn record_call(&self, call: &ApiCall<'_>) -> Result<(), DbError> {
         let client = self.db.client().await?;
+        // A 2xx ends the batch's claim in the same statement: whoever claims the batch next
+        // finds it delivered.
         client
             .execute(
-                "INSERT INTO api_call (file_id, batch_id, attempt, http_status, latency_ms,
+                "WITH released AS (
+                     UPDATE batch_claim SET lease_owner = NULL, lease_until = NULL
+                     WHERE batch_id = $2 AND $4 BETWEEN 200 AND 299)
+                 INSERT INTO api_call (file_id, batch_id, attempt, http_status, latency_ms,
                                        response_excerpt, error)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[

@@ -113,14 +113,25 @@ async fn process(
         }
     }
     let delivered = deliver_claimed(deps, &batch, &header, message, stop).await;
-    if let Err(e) = deps
-        .store
-        .release_batch(&batch.batch_id, &lease.owner)
-        .await
-    {
-        tracing::error!(batch_id = %batch.batch_id, error = %e, "could not release the batch claim");
+    // A recorded 2xx released the claim already, in the same statement.
+    if !matches!(delivered, Ok(Posted::Delivered)) {
+        if let Err(e) = deps
+            .store
+            .release_batch(&batch.batch_id, &lease.owner)
+            .await
+        {
+            tracing::error!(batch_id = %batch.batch_id, error = %e, "could not release the batch claim");
+        }
     }
-    delivered
+    delivered.map(|_| ())
+}
+
+/// What became of a claimed batch that raised no error.
+enum Posted {
+    /// A 2xx was recorded now.
+    Delivered,
+    /// It had been delivered before: nothing was sent.
+    Already,
 }
 
 /// Delivers a batch this invocation has claimed.
@@ -130,14 +141,14 @@ async fn deliver_claimed(
     header: &BatchHeader<'_>,
     message: &SqsMessage,
     stop: Option<Instant>,
-) -> Result<(), Error> {
+) -> Result<Posted, Error> {
     let id = batch.file_id;
     let history = deps.store.batch_history(&batch.batch_id).await?;
     if history.delivered {
         tracing::info!(file_id = %id, batch_id = %batch.batch_id,
             "batch already delivered: duplicate message skipped");
         deps.store.settle_delivery(id).await?;
-        return Ok(());
+        return Ok(Posted::Already);
     }
     let receive_count = receive_count(message);
     let target = match deps.targets.get(&batch.dataset, &deps.config) {
@@ -208,7 +219,7 @@ async fn deliver_claimed(
             tracing::info!(file_id = %id, dataset = %batch.dataset, batch_id = %batch.batch_id,
                 seq = batch.seq, total = batch.total, records = batch.count, attempts, status,
                 file_status = %now, "batch delivered");
-            Ok(())
+            Ok(Posted::Delivered)
         }
         Outcome::NotDelivered { error, .. } => {
             Err(not_delivered(deps, header, receive_count, error).await)
