@@ -8,12 +8,14 @@ mod calls;
 mod connect;
 mod lease;
 mod migrate;
+mod redrive;
 mod store;
 
 pub use calls::{ApiCall, ApiCallRow, BatchHistory};
 pub use connect::{redact_url, Db, DbConfig, Refresh};
 pub use lease::{Claim, Lease};
 pub use migrate::migrate;
+pub use redrive::{Redrive, StuckFile};
 pub use store::{
     file_id, EventRow, FileRow, NewFile, Registered, RowCounts, Store, TransformCounts,
 };

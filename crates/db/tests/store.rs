@@ -84,7 +84,7 @@ fn orders_file(etag: &str) -> NewFile<'_> {
 async fn migrations_apply_once_and_again_change_nothing() {
     let schema = Schema::create().await;
     let db = Db::new(schema.config());
-    assert_eq!(migrate(&db).await.unwrap(), [1, 2, 3, 4, 5]);
+    assert_eq!(migrate(&db).await.unwrap(), [1, 2, 3, 4, 5, 6]);
     assert!(migrate(&db).await.unwrap().is_empty());
 }
 
@@ -698,4 +698,104 @@ async fn a_batch_is_claimed_by_one_worker_at_a_time() {
             .unwrap(),
         sluice_db::Claim::Won { attempts: 2 }
     );
+}
+
+#[tokio::test]
+async fn stuck_files_are_those_with_an_expired_lease_or_no_move_for_too_long() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+    let claim = |etag: &'static str, seconds: i64| {
+        let store = &store;
+        async move {
+            let id = store.register(&orders_file(etag)).await.unwrap().id;
+            store
+                .claim(
+                    id,
+                    Stage::Sanitizer,
+                    FileStatus::Received,
+                    FileStatus::Sanitizing,
+                    &lease("w", seconds),
+                )
+                .await
+                .unwrap();
+            id
+        }
+    };
+    let dead = claim("dead", -5).await;
+    let alive = claim("alive", 600).await;
+    let fresh = store.register(&orders_file("fresh")).await.unwrap().id;
+
+    let listed: Vec<uuid::Uuid> = store
+        .stuck_files(std::time::Duration::from_secs(3600), 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(listed, [dead]);
+    // With no stale time, a file without a lease that has not moved counts too.
+    let listed: Vec<uuid::Uuid> = store
+        .stuck_files(std::time::Duration::ZERO, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| f.id)
+        .collect();
+    assert!(listed.contains(&dead) && listed.contains(&fresh) && !listed.contains(&alive));
+}
+
+#[tokio::test]
+async fn overlapping_sweeps_redrive_a_file_once_and_give_up_after_the_limit() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+    let id = store.register(&orders_file("stuck")).await.unwrap().id;
+    store
+        .claim(
+            id,
+            Stage::Sanitizer,
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            &lease("died", -1),
+        )
+        .await
+        .unwrap();
+    let stuck = store
+        .stuck_files(std::time::Duration::from_secs(3600), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    // Two sweeps, each on its own connection, at the same moment.
+    let mut sweeps = Vec::new();
+    for _ in 0..2 {
+        let store = Store::new(Db::new(schema.config()));
+        let stuck = stuck.clone();
+        sweeps.push(tokio::spawn(async move {
+            store.redrive(&stuck, 3, "lease expired").await.unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for sweep in sweeps {
+        outcomes.push(sweep.await.unwrap());
+    }
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(
+        outcomes,
+        [sluice_db::Redrive::Go { n: 1 }, sluice_db::Redrive::Moved]
+    );
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Sanitizing);
+
+    // Past the limit the file fails with the reason.
+    let mut at_limit = stuck.clone();
+    at_limit.redrives = 3;
+    assert_eq!(
+        store.redrive(&at_limit, 3, "lease expired").await.unwrap(),
+        sluice_db::Redrive::GaveUp
+    );
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Failed);
+    assert_eq!(row.failed_stage.as_deref(), Some("listener"));
+    assert!(row.error.unwrap().contains("after 3 re-drives"));
+    let events = store.events(id).await.unwrap();
+    assert!(events.iter().any(|e| e.detail["redrive"] == 1));
 }
