@@ -118,13 +118,6 @@ impl Store {
 
     /// Claims batch `batch_id` of file `file_id` for delivery: held across the POST, so two
     /// copies of one message never both send it.
-    ///
-    /// The claim commits without waiting for the WAL flush (`synchronous_commit = off` for
-    /// this one statement): it is on the path of every batch, and a flush per claim cost the
-    /// forwarder 13-19% of its throughput. What that risks: a database crash in the few
-    /// milliseconds after a claim can forget it, and a copy of the message could then POST
-    /// the batch again, under the same Idempotency-Key. Delivery records (`api_call`) stay
-    /// synchronous.
     pub async fn claim_batch(
         &self,
         file_id: Uuid,
@@ -134,9 +127,8 @@ impl Store {
         let client = self.db.client().await?;
         let row = client
             .query_opt(
-                "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))
-                 INSERT INTO batch_claim (batch_id, file_id, lease_owner, lease_until, attempts)
-                 SELECT $1, $2, $3, $4, 1 FROM async_commit
+                "INSERT INTO batch_claim (batch_id, file_id, lease_owner, lease_until, attempts)
+                 VALUES ($1, $2, $3, $4, 1)
                  ON CONFLICT (batch_id) DO UPDATE SET
                      lease_owner = EXCLUDED.lease_owner,
                      lease_until = EXCLUDED.lease_until,
