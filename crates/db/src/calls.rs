@@ -50,17 +50,22 @@ pub struct BatchHistory {
 impl Store {
     /// Records one attempt.
     pub async fn record_call(&self, call: &ApiCall<'_>) -> Result<(), DbError> {
-        let client = self.db.client().await?;
         // A 2xx ends the batch's claim in the same statement: whoever claims the batch next
         // finds it delivered.
-        client
-            .execute(
+        let (client, record) = self
+            .db
+            .prepared(
                 "WITH released AS (
                      UPDATE batch_claim SET lease_owner = NULL, lease_until = NULL
                      WHERE batch_id = $2 AND $4 BETWEEN 200 AND 299)
                  INSERT INTO api_call (file_id, batch_id, attempt, http_status, latency_ms,
                                        response_excerpt, error)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .await?;
+        client
+            .execute(
+                &record,
                 &[
                     &call.file_id,
                     &call.batch_id,
@@ -77,15 +82,15 @@ impl Store {
 
     /// The batch's attempts so far and whether it is delivered.
     pub async fn batch_history(&self, batch_id: &str) -> Result<BatchHistory, DbError> {
-        let client = self.db.client().await?;
-        let row = client
-            .query_one(
+        let (client, history) = self
+            .db
+            .prepared(
                 "SELECT COALESCE(max(attempt), 0),
                         COALESCE(bool_or(http_status BETWEEN 200 AND 299), false)
                  FROM api_call WHERE batch_id = $1",
-                &[&batch_id],
             )
             .await?;
+        let row = client.query_one(&history, &[&batch_id]).await?;
         Ok(BatchHistory {
             attempts: row.get(0),
             delivered: row.get(1),
@@ -126,11 +131,9 @@ impl Store {
     /// it records it. A failed file keeps its status; its count still shows what got through.
     /// Returns the status after.
     pub async fn settle_delivery(&self, id: Uuid) -> Result<FileStatus, DbError> {
-        let mut client = self.db.client().await?;
-        let tx = client.transaction().await?;
-        // The UPDATE locks the row, so the status read here holds until commit.
-        let row = tx
-            .query_one(
+        let (mut client, recount) = self
+            .db
+            .prepared(
                 "WITH d AS (
                      SELECT count(DISTINCT batch_id)::integer AS n FROM api_call
                      WHERE file_id = $1 AND http_status BETWEEN 200 AND 299)
@@ -140,9 +143,11 @@ impl Store {
                                        THEN now() ELSE f.updated_at END
                  FROM d WHERE f.id = $1
                  RETURNING f.status, f.batches_sent, f.batches_delivered",
-                &[&id],
             )
             .await?;
+        let tx = client.transaction().await?;
+        // The UPDATE locks the row, so the status read here holds until commit.
+        let row = tx.query_one(&recount, &[&id]).await?;
         let status = parse_status(row.get(0))?;
         let sent: Option<i32> = row.get(1);
         let delivered: i32 = row.get(2);

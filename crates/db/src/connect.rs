@@ -1,5 +1,6 @@
 //! Connection settings and the one connection a Lambda container keeps.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::Path;
@@ -10,7 +11,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::DbError;
 
@@ -282,6 +283,9 @@ pub struct Db {
 struct State {
     config: DbConfig,
     client: Option<Client>,
+    /// Statements prepared on `client`, by their SQL: the queries every batch or file runs
+    /// are parsed once per connection, not once per call.
+    statements: HashMap<&'static str, Statement>,
 }
 
 impl Db {
@@ -290,6 +294,7 @@ impl Db {
             state: Mutex::new(State {
                 config,
                 client: None,
+                statements: HashMap::new(),
             }),
             refresh: None,
         }
@@ -306,25 +311,57 @@ impl Db {
     /// The live connection, reconnecting if the last one is closed.
     pub async fn client(&self) -> Result<MappedMutexGuard<'_, Client>, DbError> {
         let mut state = self.state.lock().await;
-        if state.client.as_ref().is_none_or(Client::is_closed) {
-            let client = match (state.config.connect().await, &self.refresh) {
-                (Err(e), Some(refresh)) if is_auth_failure(&e) => {
-                    tracing::info!(
-                        "the database refused the credentials: reading them again (rotated?)"
-                    );
-                    state.config = refresh().await?;
-                    state.config.connect().await?
-                }
-                (result, _) => result?,
-            };
-            state.client = Some(client);
-        }
+        self.connect_if_needed(&mut state).await?;
         Ok(MutexGuard::map(state, |state| {
             state
                 .client
                 .as_mut()
                 .expect("the slot was filled just above")
         }))
+    }
+
+    /// The live connection and `sql` prepared on it (once per connection).
+    pub async fn prepared(
+        &self,
+        sql: &'static str,
+    ) -> Result<(MappedMutexGuard<'_, Client>, Statement), DbError> {
+        let mut state = self.state.lock().await;
+        self.connect_if_needed(&mut state).await?;
+        let statement = match state.statements.get(sql) {
+            Some(statement) => statement.clone(),
+            None => {
+                let client = state.client.as_ref().expect("connected just above");
+                let statement = client.prepare(sql).await?;
+                state.statements.insert(sql, statement.clone());
+                statement
+            }
+        };
+        let client = MutexGuard::map(state, |state| {
+            state
+                .client
+                .as_mut()
+                .expect("the slot was filled just above")
+        });
+        Ok((client, statement))
+    }
+
+    async fn connect_if_needed(&self, state: &mut State) -> Result<(), DbError> {
+        if state.client.as_ref().is_some_and(|c| !c.is_closed()) {
+            return Ok(());
+        }
+        state.statements.clear();
+        let client = match (state.config.connect().await, &self.refresh) {
+            (Err(e), Some(refresh)) if is_auth_failure(&e) => {
+                tracing::info!(
+                    "the database refused the credentials: reading them again (rotated?)"
+                );
+                state.config = refresh().await?;
+                state.config.connect().await?
+            }
+            (result, _) => result?,
+        };
+        state.client = Some(client);
+        Ok(())
     }
 }
 

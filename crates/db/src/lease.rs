@@ -12,6 +12,16 @@ use uuid::Uuid;
 use crate::store::parse_status;
 use crate::{DbError, Store};
 
+const CLAIM_BATCH: &str = "INSERT INTO batch_claim
+         (batch_id, file_id, lease_owner, lease_until, attempts)
+     VALUES ($1, $2, $3, $4, 1)
+     ON CONFLICT (batch_id) DO UPDATE SET
+         lease_owner = EXCLUDED.lease_owner,
+         lease_until = EXCLUDED.lease_until,
+         attempts = batch_claim.attempts + 1
+     WHERE batch_claim.lease_until IS NULL OR batch_claim.lease_until < now()
+     RETURNING attempts";
+
 /// Who holds a lease and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -124,19 +134,9 @@ impl Store {
         batch_id: &str,
         lease: &Lease,
     ) -> Result<Claim, DbError> {
-        let client = self.db.client().await?;
+        let (client, claim) = self.db.prepared(CLAIM_BATCH).await?;
         let row = client
-            .query_opt(
-                "INSERT INTO batch_claim (batch_id, file_id, lease_owner, lease_until, attempts)
-                 VALUES ($1, $2, $3, $4, 1)
-                 ON CONFLICT (batch_id) DO UPDATE SET
-                     lease_owner = EXCLUDED.lease_owner,
-                     lease_until = EXCLUDED.lease_until,
-                     attempts = batch_claim.attempts + 1
-                 WHERE batch_claim.lease_until IS NULL OR batch_claim.lease_until < now()
-                 RETURNING attempts",
-                &[&batch_id, &file_id, &lease.owner, &lease.until],
-            )
+            .query_opt(&claim, &[&batch_id, &file_id, &lease.owner, &lease.until])
             .await?;
         Ok(match row {
             Some(row) => Claim::Won {

@@ -305,17 +305,17 @@ impl Store {
 
     /// The file's row, if there is one.
     pub async fn file(&self, id: Uuid) -> Result<Option<FileRow>, DbError> {
-        let client = self.db.client().await?;
-        let row = client
-            .query_opt(
+        let (client, select) = self
+            .db
+            .prepared(
                 "SELECT id, dataset, source_bucket, source_key, source_etag, source_size,
                         clean_key, status, failed_stage, error, rows_in, rows_out,
                         rows_rejected, received_at, updated_at, records, batches_sent,
                         rows_unmapped, batches_delivered
                  FROM file_process WHERE id = $1",
-                &[&id],
             )
             .await?;
+        let row = client.query_opt(&select, &[&id]).await?;
         row.map(|r| {
             Ok(FileRow {
                 id: r.get(0),
