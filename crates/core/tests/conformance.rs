@@ -14,12 +14,19 @@ use serde_json::Value;
 use sluice_core::sanitize::drive::sanitize_read;
 use sluice_core::sanitize::{Encoding, Policy, Report, Verdict};
 
+/// `SLUICE_CONFORMANCE_DIR`, else `shared/conformance` beside the checkout (`../shared`
+/// from the repository root), looked for in every folder above this crate so that a checkout
+/// at any depth finds it.
 fn corpus() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = std::env::var_os("SLUICE_CONFORMANCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance")
-        });
+        .or_else(|| {
+            here.ancestors()
+                .map(|a| a.join("shared/conformance"))
+                .find(|d| d.join("manifest.json").is_file())
+        })
+        .unwrap_or_else(|| here.join("../../../shared/conformance"));
     assert!(
         dir.join("manifest.json").is_file(),
         "the conformance corpus is missing: no manifest.json in {} (set SLUICE_CONFORMANCE_DIR \
