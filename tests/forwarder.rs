@@ -473,16 +473,7 @@ async fn a_claim_checked_batch_is_read_from_s3_and_sent_in_an_envelope() {
     let s = setup(&config(&api.url(), "body = \"envelope\"")).await;
     let id = s.file("big.csv", 1, true).await;
     let key = format!("batches/{id}/000001.json");
-    s.world
-        .clients
-        .s3
-        .put_object()
-        .bucket(&s.world.clean)
-        .key(&key)
-        .body(batch(1).records.into())
-        .send()
-        .await
-        .unwrap();
+    s.world.put_clean(&key, batch(1).records).await;
     let body = claim_check_message(id, "orders", 1, 1, 3, &s.world.clean, &key);
 
     assert!(s
@@ -822,16 +813,7 @@ type = "integer"
     }
     let id = s.world.sanitized_file(&s.deps.store, "chain.csv").await;
     let clean_key = sluice_core::layout::clean_key("orders", id);
-    s.world
-        .clients
-        .s3
-        .put_object()
-        .bucket(&s.world.clean)
-        .key(&clean_key)
-        .body(csv.into_bytes().into())
-        .send()
-        .await
-        .unwrap();
+    s.world.put_clean(&clean_key, csv.into_bytes()).await;
     let sanitized = FileSanitized {
         v: V1,
         file_id: id,

@@ -67,15 +67,8 @@ impl Setup {
         let id = self.world.sanitized_file(&self.deps.store, name).await;
         let clean_key = sluice_core::layout::clean_key("orders", id);
         self.world
-            .clients
-            .s3
-            .put_object()
-            .bucket(&self.world.clean)
-            .key(&clean_key)
-            .body(clean_csv.as_bytes().to_vec().into())
-            .send()
-            .await
-            .unwrap();
+            .put_clean(&clean_key, clean_csv.as_bytes().to_vec())
+            .await;
         FileSanitized {
             v: V1,
             file_id: id,
@@ -350,15 +343,8 @@ async fn a_message_that_overtakes_the_sanitizers_status_write_is_retried_not_dro
         .unwrap();
     let clean_key = sluice_core::layout::clean_key("orders", id);
     s.world
-        .clients
-        .s3
-        .put_object()
-        .bucket(&s.world.clean)
-        .key(&clean_key)
-        .body(CLEAN.as_bytes().to_vec().into())
-        .send()
-        .await
-        .unwrap();
+        .put_clean(&clean_key, CLEAN.as_bytes().to_vec())
+        .await;
     let message = FileSanitized {
         v: V1,
         file_id: id,

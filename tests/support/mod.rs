@@ -129,11 +129,21 @@ impl World {
         id
     }
 
+    /// Puts an object into the quarantine bucket.
     pub async fn put(&self, key: &str, body: Vec<u8>) {
+        self.put_into(&self.quarantine, key, body).await;
+    }
+
+    /// Puts an object into the clean bucket (a clean file, a claim check).
+    pub async fn put_clean(&self, key: &str, body: Vec<u8>) {
+        self.put_into(&self.clean, key, body).await;
+    }
+
+    async fn put_into(&self, bucket: &str, key: &str, body: Vec<u8>) {
         self.clients
             .s3
             .put_object()
-            .bucket(&self.quarantine)
+            .bucket(bucket)
             .key(key)
             .body(ByteStream::from(body))
             .send()
