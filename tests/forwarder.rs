@@ -823,6 +823,7 @@ type = "integer"
         rows: 100,
         columns: vec!["order_id".into(), "qty".into()],
         date_range: None,
+        resend: false,
     };
     let mut event = SqsEvent::default();
     event.records = vec![message(

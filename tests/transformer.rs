@@ -78,6 +78,7 @@ impl Setup {
             rows: 0,
             columns: vec![],
             date_range: None,
+            resend: false,
         }
     }
 
@@ -329,6 +330,7 @@ async fn a_message_that_overtakes_the_sanitizers_status_write_is_retried_not_dro
     let id = store
         .register(&sluice_db::NewFile {
             dataset: "orders",
+            site: None,
             bucket: &s.world.quarantine,
             key: "incoming/orders/early.csv",
             etag: "e",
@@ -354,6 +356,7 @@ async fn a_message_that_overtakes_the_sanitizers_status_write_is_retried_not_dro
         rows: 5,
         columns: vec![],
         date_range: None,
+        resend: false,
     };
     let body = serde_json::to_string(&message).unwrap();
 

@@ -180,6 +180,7 @@ async fn transformed_file(
     let id = store
         .register(&NewFile {
             dataset: "orders",
+            site: None,
             bucket: "bench",
             key: &key,
             etag: "e",

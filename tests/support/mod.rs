@@ -101,6 +101,7 @@ impl World {
         let id = store
             .register(&NewFile {
                 dataset: "orders",
+                site: None,
                 bucket: &self.quarantine,
                 key: &key,
                 etag: "e",

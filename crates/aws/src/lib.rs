@@ -6,12 +6,14 @@
 //! and against a local stand-in such as moto server.
 
 mod clients;
+pub mod copy;
 pub mod s3;
 pub mod secrets;
 pub mod setup;
 pub mod sqs;
 
 pub use clients::Clients;
+pub use copy::{CopySource, ListPage, Listed};
 pub use s3::{ObjectMeta, ObjectStore, Upload};
 pub use sqs::Queue;
 

@@ -50,10 +50,10 @@ pub struct ObjectMeta {
 /// Objects in S3.
 #[derive(Debug, Clone)]
 pub struct ObjectStore {
-    client: aws_sdk_s3::Client,
+    pub(crate) client: aws_sdk_s3::Client,
 }
 
-fn s3_error(
+pub(crate) fn s3_error(
     op: &'static str,
     bucket: &str,
     key: &str,

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::delivery::spec::{check_delivery, RawDelivery};
 use crate::delivery::Delivery;
+use crate::drop::{AfterCopy, DropMatch, DropPattern, DropRule};
 use crate::sanitize::header::normalize_header;
 use crate::sanitize::{
     CellPolicy, Encoding, Limits, MarkupPolicy, NumberFormat, Policy, RaggedRows,
@@ -61,6 +62,20 @@ pub struct Dataset {
     pub mapping: Option<Mapping>,
     /// Where its records go.
     pub delivery: Delivery,
+    /// How its files arrive by FTP/SFTP drop, if they do.
+    pub drop: Option<DropRule>,
+}
+
+/// Where a drop object goes.
+#[derive(Debug, Clone)]
+pub enum DropRoute<'a> {
+    /// Exactly one dataset's pattern takes it.
+    Dataset {
+        dataset: &'a Dataset,
+        site: Option<String>,
+    },
+    /// No dataset (or more than one) takes it: recorded as rejected with this reason.
+    Unmatched(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +95,33 @@ struct RawDataset {
     mapping: Option<RawMapping>,
     #[serde(default)]
     delivery: RawDelivery,
+    #[serde(default)]
+    drop: Option<RawDrop>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDrop {
+    pattern: String,
+    #[serde(default = "default_settle_seconds")]
+    settle_seconds: u64,
+    #[serde(default)]
+    after_copy: RawAfterCopy,
+    #[serde(default)]
+    archive_prefix: Option<String>,
+}
+
+fn default_settle_seconds() -> u64 {
+    60
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawAfterCopy {
+    #[default]
+    Keep,
+    Delete,
+    Archive,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,6 +190,7 @@ impl PipelineConfig {
             datasets.insert(name, dataset);
         }
         check_prefixes_disjoint(&datasets)?;
+        check_archives_outside_drops(&datasets)?;
         Ok(Self { datasets })
     }
 
@@ -169,6 +212,43 @@ impl PipelineConfig {
     /// All datasets, by name.
     pub fn datasets(&self) -> impl Iterator<Item = &Dataset> {
         self.datasets.values()
+    }
+
+    /// The drop-bucket prefixes the listener lists: each pattern's literal start, without
+    /// any that lies inside another (listing the outer one finds it).
+    pub fn drop_prefixes(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .datasets
+            .values()
+            .filter_map(|d| d.drop.as_ref().map(|r| r.pattern.list_prefix()))
+            .collect();
+        all.sort();
+        all.dedup();
+        let outer: Vec<String> = all
+            .iter()
+            .filter(|p| !all.iter().any(|o| o != *p && p.starts_with(o.as_str())))
+            .cloned()
+            .collect();
+        outer
+    }
+
+    /// Which dataset a drop object belongs to. A key two patterns take is refused rather
+    /// than guessed.
+    pub fn route_drop(&self, key: &str) -> DropRoute<'_> {
+        let mut hits = self.datasets.values().filter_map(|d| {
+            let rule = d.drop.as_ref()?;
+            rule.pattern
+                .matches(key)
+                .map(|DropMatch { site }| (d, site))
+        });
+        match (hits.next(), hits.next()) {
+            (None, _) => DropRoute::Unmatched("the path matches no dataset's drop pattern".into()),
+            (Some((dataset, site)), None) => DropRoute::Dataset { dataset, site },
+            (Some((a, _)), Some((b, _))) => DropRoute::Unmatched(format!(
+                "the path matches the drop patterns of both `{}` and `{}`",
+                a.name, b.name
+            )),
+        }
     }
 }
 
@@ -205,13 +285,87 @@ fn check_dataset(name: &str, raw: RawDataset) -> Result<Dataset, ConfigError> {
     let sanitize = check_sanitize(name, raw.sanitize)?;
     let mapping = raw.mapping.map(|m| check_mapping(name, m)).transpose()?;
     let delivery = check_delivery(name, raw.delivery)?;
+    let drop = raw.drop.map(|d| check_drop(name, d)).transpose()?;
     Ok(Dataset {
         name: name.to_string(),
         prefix: raw.prefix,
         sanitize,
         mapping,
         delivery,
+        drop,
     })
+}
+
+fn check_drop(ds: &str, raw: RawDrop) -> Result<DropRule, ConfigError> {
+    let pattern =
+        DropPattern::parse(&raw.pattern).map_err(|e| invalid(ds, "drop.pattern", e.to_string()))?;
+    if raw.settle_seconds > 24 * 3600 {
+        return Err(invalid(
+            ds,
+            "drop.settle_seconds",
+            format!("{} is more than a day", raw.settle_seconds),
+        ));
+    }
+    let after_copy = match (raw.after_copy, raw.archive_prefix) {
+        (RawAfterCopy::Archive, Some(prefix)) if !prefix.is_empty() && prefix.ends_with('/') => {
+            AfterCopy::Archive { prefix }
+        }
+        (RawAfterCopy::Archive, Some(prefix)) => {
+            return Err(invalid(
+                ds,
+                "drop.archive_prefix",
+                format!("must be a non-empty key prefix ending in `/`, got {prefix:?}"),
+            ))
+        }
+        (RawAfterCopy::Archive, None) => {
+            return Err(invalid(
+                ds,
+                "drop.archive_prefix",
+                "is required when after_copy = \"archive\"",
+            ))
+        }
+        (_, Some(_)) => {
+            return Err(invalid(
+                ds,
+                "drop.archive_prefix",
+                "is only used with after_copy = \"archive\"",
+            ))
+        }
+        (RawAfterCopy::Keep, None) => AfterCopy::Keep,
+        (RawAfterCopy::Delete, None) => AfterCopy::Delete,
+    };
+    Ok(DropRule {
+        pattern,
+        settle: std::time::Duration::from_secs(raw.settle_seconds),
+        after_copy,
+    })
+}
+
+/// An archived drop must not be listed again as a new drop.
+fn check_archives_outside_drops(datasets: &BTreeMap<String, Dataset>) -> Result<(), ConfigError> {
+    let listed: Vec<String> = datasets
+        .values()
+        .filter_map(|d| d.drop.as_ref().map(|r| r.pattern.list_prefix()))
+        .collect();
+    for d in datasets.values() {
+        let Some(AfterCopy::Archive { prefix }) = d.drop.as_ref().map(|r| &r.after_copy) else {
+            continue;
+        };
+        if let Some(clash) = listed
+            .iter()
+            .find(|l| prefix.starts_with(l.as_str()) || l.starts_with(prefix.as_str()))
+        {
+            return Err(invalid(
+                &d.name,
+                "drop.archive_prefix",
+                format!(
+                    "{prefix:?} overlaps the drop area {clash:?}: archived files would be \
+                     picked up again"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_sanitize(ds: &str, raw: RawSanitize) -> Result<Policy, ConfigError> {
@@ -545,5 +699,77 @@ mod tests {
             err.contains("ignore") && err.contains("ragged_rows"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn routes_drops_by_pattern_with_their_site() {
+        let text = "[datasets.tm]\nprefix = \"in/tm/\"\n\
+            drop = { pattern = \"ftp/{site}/tm/**\", after_copy = \"archive\", archive_prefix = \"done/\" }\n\
+            [datasets.orders]\nprefix = \"in/orders/\"\n\
+            drop = { pattern = \"ftp/shop/orders/*\", settle_seconds = 5, after_copy = \"delete\" }\n";
+        let config = PipelineConfig::parse(text, "t").unwrap();
+        assert_eq!(config.drop_prefixes(), vec!["ftp/".to_string()]);
+        match config.route_drop("ftp/leeds/tm/x.csv") {
+            DropRoute::Dataset { dataset, site } => {
+                assert_eq!(dataset.name, "tm");
+                assert_eq!(site.as_deref(), Some("leeds"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // `shop` is also a site name for `tm`'s pattern, but `orders` is not `tm`.
+        match config.route_drop("ftp/shop/orders/o.csv") {
+            DropRoute::Dataset { dataset, site } => {
+                assert_eq!(dataset.name, "orders");
+                assert_eq!(site, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            config.route_drop("ftp/leeds/misc/x.csv"),
+            DropRoute::Unmatched(_)
+        ));
+        let orders = config.dataset("orders").unwrap().drop.clone().unwrap();
+        assert_eq!(orders.settle, std::time::Duration::from_secs(5));
+        assert_eq!(orders.after_copy, AfterCopy::Delete);
+    }
+
+    #[test]
+    fn a_path_two_patterns_take_is_unmatched_with_both_names() {
+        let text = "[datasets.a]\nprefix = \"in/a/\"\ndrop = { pattern = \"ftp/{site}/**\" }\n\
+            [datasets.b]\nprefix = \"in/b/\"\ndrop = { pattern = \"ftp/x/*\" }\n";
+        let config = PipelineConfig::parse(text, "t").unwrap();
+        match config.route_drop("ftp/x/f.csv") {
+            DropRoute::Unmatched(reason) => {
+                assert!(reason.contains("`a`") && reason.contains("`b`"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_bad_drop_settings_naming_the_field() {
+        for (drop, field) in [
+            ("{ pattern = \"{site}/**\" }", "drop.pattern"),
+            (
+                "{ pattern = \"ftp/**\", after_copy = \"archive\" }",
+                "drop.archive_prefix",
+            ),
+            (
+                "{ pattern = \"ftp/**\", archive_prefix = \"a/\" }",
+                "drop.archive_prefix",
+            ),
+            (
+                "{ pattern = \"ftp/**\", after_copy = \"archive\", archive_prefix = \"ftp/old/\" }",
+                "drop.archive_prefix",
+            ),
+            (
+                "{ pattern = \"ftp/**\", settle_seconds = 90000 }",
+                "drop.settle_seconds",
+            ),
+        ] {
+            let text = format!("[datasets.a]\nprefix = \"in/\"\ndrop = {drop}\n");
+            let err = PipelineConfig::parse(&text, "t").unwrap_err().to_string();
+            assert!(err.contains(field), "{drop}: {err}");
+        }
     }
 }

@@ -6,12 +6,13 @@
 
 pub mod config;
 pub mod delivery;
+pub mod drop;
 pub mod layout;
 pub mod message;
 pub mod sanitize;
 pub mod status;
 pub mod transform;
 
-pub use config::{ConfigError, Dataset, PipelineConfig};
+pub use config::{ConfigError, Dataset, DropRoute, PipelineConfig};
 pub use sanitize::{Policy, Report, Sanitizer, Verdict};
 pub use status::{FileStatus, Stage};

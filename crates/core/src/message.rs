@@ -31,6 +31,26 @@ pub struct DateRange {
     pub end: Option<String>,
 }
 
+/// Quarantine object metadata (`x-amz-meta-…`) naming the FTP/SFTP site of a dropped file.
+pub const SITE_METADATA: &str = "sluice-site";
+/// Quarantine object metadata naming the drop object a file was copied from (`s3://…`).
+pub const SOURCE_METADATA: &str = "sluice-source";
+
+impl DateRange {
+    /// A date-range filter asked for at upload time with `x-amz-meta-sluice-date-start` /
+    /// `-end` (`YYYY-MM-DD`); anything else is ignored.
+    pub fn from_metadata(metadata: &std::collections::HashMap<String, String>) -> Option<Self> {
+        let date = |name: &str| {
+            metadata
+                .get(name)
+                .filter(|v| v.len() == 10 && v.as_bytes()[4] == b'-' && v.as_bytes()[7] == b'-')
+                .cloned()
+        };
+        let (start, end) = (date("sluice-date-start"), date("sluice-date-end"));
+        (start.is_some() || end.is_some()).then_some(Self { start, end })
+    }
+}
+
 /// "File sanitized": the sanitizer tells the transformer a clean file is ready.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +66,11 @@ pub struct FileSanitized {
     pub columns: Vec<String>,
     /// Date-range filter to apply, if the upload asked for one.
     pub date_range: Option<DateRange>,
+    /// Set by the listener's re-drive of a file stuck after its transform (`transformed` or
+    /// `delivering`): the transformer then re-sends the batches with no 2xx on record instead
+    /// of skipping the file as already transformed. Left out of the JSON when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resend: bool,
 }
 
 /// Where a record batch's records are: in the message, or (when they would pass SQS's
@@ -175,7 +200,24 @@ mod tests {
                 start: Some("2026-11-01".into()),
                 end: None,
             }),
+            resend: false,
         }
+    }
+
+    #[test]
+    fn a_resend_is_marked_and_an_ordinary_message_does_not_carry_the_flag() {
+        let plain = serde_json::to_value(sample()).unwrap();
+        assert!(plain.get("resend").is_none());
+        let resend = FileSanitized {
+            resend: true,
+            ..sample()
+        };
+        let json = serde_json::to_value(&resend).unwrap();
+        assert_eq!(json["resend"], true);
+        assert_eq!(
+            serde_json::from_value::<FileSanitized>(json).unwrap(),
+            resend
+        );
     }
 
     #[test]

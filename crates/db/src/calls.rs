@@ -80,6 +80,22 @@ impl Store {
         Ok(())
     }
 
+    /// The ids of the file's batches that have a 2xx on record.
+    pub async fn delivered_batches(
+        &self,
+        file_id: Uuid,
+    ) -> Result<std::collections::HashSet<String>, DbError> {
+        let client = self.db.client().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT batch_id FROM api_call
+                 WHERE file_id = $1 AND http_status BETWEEN 200 AND 299",
+                &[&file_id],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
     /// The batch's attempts so far and whether it is delivered.
     pub async fn batch_history(&self, batch_id: &str) -> Result<BatchHistory, DbError> {
         let (client, history) = self

@@ -112,6 +112,64 @@ impl Store {
         Ok(claim)
     }
 
+    /// Leases file `id` for `stage` without moving it, if it is in one of `statuses` and no
+    /// live lease exists: a re-drive's worker re-sending what a later stage lacks.
+    pub async fn claim_in_place(
+        &self,
+        id: Uuid,
+        stage: Stage,
+        statuses: &[FileStatus],
+        lease: &Lease,
+    ) -> Result<Claim, DbError> {
+        let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        let won = tx
+            .query_opt(
+                "UPDATE file_process SET
+                     lease_owner = $3, lease_until = $4, attempts = attempts + 1,
+                     updated_at = now()
+                 WHERE id = $1 AND status = ANY($2)
+                   AND (lease_until IS NULL OR lease_until < now())
+                 RETURNING attempts, status",
+                &[&id, &names, &lease.owner, &lease.until],
+            )
+            .await?;
+        let claim = match won {
+            Some(row) => {
+                let status: String = row.get(1);
+                tx.execute(
+                    "INSERT INTO file_event (file_id, stage, status, detail)
+                     VALUES ($1, $2, $3, $4)",
+                    &[
+                        &id,
+                        &stage.as_str(),
+                        &status,
+                        &json!({ "owner": lease.owner, "lease": "re-drive" }),
+                    ],
+                )
+                .await?;
+                Claim::Won {
+                    attempts: row.get(0),
+                }
+            }
+            None => {
+                let row = tx
+                    .query_opt("SELECT status FROM file_process WHERE id = $1", &[&id])
+                    .await?;
+                match row {
+                    None => Claim::Missing,
+                    Some(row) => match parse_status(row.get(0))? {
+                        status if statuses.contains(&status) => Claim::Busy,
+                        status => Claim::Elsewhere(status),
+                    },
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
     /// Gives up `owner`'s lease on file `id` (after a handled failure; moving the status on
     /// releases it too).
     pub async fn release(&self, id: Uuid, owner: &str) -> Result<(), DbError> {

@@ -6,6 +6,7 @@
 
 mod calls;
 mod connect;
+mod drops;
 mod lease;
 mod migrate;
 mod redrive;
@@ -13,6 +14,7 @@ mod store;
 
 pub use calls::{ApiCall, ApiCallRow, BatchHistory};
 pub use connect::{redact_url, Db, DbConfig, Refresh};
+pub use drops::{DropClaim, DropCursor, DropObject};
 pub use lease::{Claim, Lease};
 pub use migrate::migrate;
 pub use redrive::{Redrive, StuckFile};

@@ -47,7 +47,7 @@ impl Store {
         let stale_before = SystemTime::now() - stale_after;
         let rows = client
             .query(
-                "SELECT id, dataset, status, source_bucket, source_key, source_etag, clean_key,
+                "SELECT id, COALESCE(dataset, ''), status, source_bucket, source_key, source_etag, clean_key,
                         redrives
                  FROM file_process
                  WHERE status NOT IN ('delivered', 'rejected', 'failed')

@@ -22,6 +22,8 @@ pub fn file_id(bucket: &str, key: &str, etag: &str) -> Uuid {
 #[derive(Debug, Clone)]
 pub struct NewFile<'a> {
     pub dataset: &'a str,
+    /// The sending site, for a file the listener copied in from an FTP/SFTP drop.
+    pub site: Option<&'a str>,
     pub bucket: &'a str,
     pub key: &'a str,
     pub etag: &'a str,
@@ -58,7 +60,10 @@ pub struct TransformCounts {
 #[derive(Debug, Clone)]
 pub struct FileRow {
     pub id: Uuid,
-    pub dataset: String,
+    /// `None` only for a drop whose path matched no dataset (rejected at once).
+    pub dataset: Option<String>,
+    /// The sending site of an FTP/SFTP drop.
+    pub site: Option<String>,
     pub source_bucket: String,
     pub source_key: String,
     pub source_etag: String,
@@ -106,8 +111,9 @@ impl Store {
         let inserted = client
             .query_opt(
                 "INSERT INTO file_process
-                     (id, dataset, source_bucket, source_key, source_etag, source_size, status)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'received')
+                     (id, dataset, source_bucket, source_key, source_etag, source_size, site,
+                      status)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'received')
                  ON CONFLICT (source_bucket, source_key, source_etag) DO NOTHING
                  RETURNING id",
                 &[
@@ -117,6 +123,7 @@ impl Store {
                     &file.key,
                     &file.etag,
                     &file.size,
+                    &file.site,
                 ],
             )
             .await?;
@@ -311,7 +318,7 @@ impl Store {
                 "SELECT id, dataset, source_bucket, source_key, source_etag, source_size,
                         clean_key, status, failed_stage, error, rows_in, rows_out,
                         rows_rejected, received_at, updated_at, records, batches_sent,
-                        rows_unmapped, batches_delivered
+                        rows_unmapped, batches_delivered, site
                  FROM file_process WHERE id = $1",
             )
             .await?;
@@ -337,6 +344,7 @@ impl Store {
                 batches_sent: r.get(16),
                 rows_unmapped: r.get(17),
                 batches_delivered: r.get(18),
+                site: r.get(19),
             })
         })
         .transpose()

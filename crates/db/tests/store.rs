@@ -73,6 +73,7 @@ async fn store(schema: &Schema) -> Store {
 fn orders_file(etag: &str) -> NewFile<'_> {
     NewFile {
         dataset: "orders",
+        site: None,
         bucket: "quarantine",
         key: "incoming/orders/2026/11/23/x-orders.csv",
         etag,

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sluice_aws::setup::stop_before;
 use sluice_aws::{describe, AwsError, ObjectStore, Queue};
-use sluice_core::message::{DateRange, FileSanitized, V1};
+use sluice_core::message::{DateRange, FileSanitized, SITE_METADATA, V1};
 use sluice_core::sanitize::drive::sanitize_async;
 use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
 use sluice_db::{Claim, Lease};
@@ -149,6 +149,8 @@ async fn process(
         .store
         .register(&NewFile {
             dataset: &dataset.name,
+            // Set by the listener on a drop's copy: which FTP/SFTP site sent it.
+            site: meta.metadata.get(SITE_METADATA).map(String::as_str),
             bucket: &object.bucket,
             key: &object.key,
             etag: &meta.etag,
@@ -314,25 +316,13 @@ async fn publish(
             clean_key: clean_key.to_string(),
             rows: report.rows_out,
             columns: report.headers.clone(),
-            date_range: date_range(metadata),
+            date_range: DateRange::from_metadata(metadata),
+            resend: false,
         };
         let body = serde_json::to_string(&message).unwrap_or_default();
         deps.queue.send_all(&[body]).await?;
     }
     Ok(())
-}
-
-/// A date-range filter asked for at upload time with `x-amz-meta-sluice-date-start` /
-/// `-end` (`YYYY-MM-DD`); anything else is ignored.
-fn date_range(metadata: &std::collections::HashMap<String, String>) -> Option<DateRange> {
-    let date = |name: &str| {
-        metadata
-            .get(name)
-            .filter(|v| v.len() == 10 && v.as_bytes()[4] == b'-' && v.as_bytes()[7] == b'-')
-            .cloned()
-    };
-    let (start, end) = (date("sluice-date-start"), date("sluice-date-end"));
-    (start.is_some() || end.is_some()).then_some(DateRange { start, end })
 }
 
 /// The event detail: the report's figures, no cell contents.

@@ -4,6 +4,7 @@
 //! failure, so SQS redelivers it (and, after the queue's max receive count, moves it to the
 //! dead-letter queue) while the others are done.
 
+use std::collections::HashSet;
 use std::io;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -15,7 +16,7 @@ use sluice_aws::sqs::MAX_BATCH_BYTES;
 use sluice_aws::{ObjectStore, Queue};
 use sluice_core::delivery::Delivery;
 use sluice_core::layout;
-use sluice_core::message::FileSanitized;
+use sluice_core::message::{batch_id, FileSanitized};
 use sluice_core::transform::batch::{claim_check_message, inline_message, Batch, Batcher};
 use sluice_core::transform::{
     transform_read, DateFilter, Mapping, TransformError, TransformReport, TransformVerdict,
@@ -117,8 +118,30 @@ async fn process(message: &SqsMessage, deps: &Deps, lease: &Lease) -> Result<(),
             lease,
         )
         .await?;
+    // Batches already through (a re-drive's resend only): the others are sent again.
+    let mut delivered = HashSet::new();
     match claim {
         Claim::Won { .. } => {}
+        // The listener re-drives a file stuck after its transform: re-send the batches that
+        // have no 2xx on record (ids are stable, so the forwarder skips any it has).
+        Claim::Elsewhere(FileStatus::Transformed | FileStatus::Delivering) if sanitized.resend => {
+            let after = [FileStatus::Transformed, FileStatus::Delivering];
+            match deps
+                .store
+                .claim_in_place(id, Stage::Transformer, &after, lease)
+                .await?
+            {
+                Claim::Won { .. } => delivered = deps.store.delivered_batches(id).await?,
+                Claim::Busy => {
+                    let why = format!("file {id} is being re-sent by another worker");
+                    return Err(Waiting(why).into());
+                }
+                other => {
+                    tracing::info!(file_id = %id, claim = ?other, "nothing left to re-send");
+                    return Ok(());
+                }
+            }
+        }
         // Another copy of this message is at work: this one comes back after the visibility
         // timeout and is then a no-op (or takes over if that worker died).
         Claim::Busy => {
@@ -185,6 +208,8 @@ async fn process(message: &SqsMessage, deps: &Deps, lease: &Lease) -> Result<(),
         total,
         seq: 0,
         pending: Vec::new(),
+        delivered: &delivered,
+        resent: 0,
     };
     let sent = match Pass::start(deps, &sanitized, mapping, filter, delivery).await {
         Ok(mut pass) => {
@@ -217,6 +242,8 @@ async fn process(message: &SqsMessage, deps: &Deps, lease: &Lease) -> Result<(),
         )
         .await);
     }
+    let resent = sender.resent;
+    // A resend finds the file transformed already: this does not move it, and changes nothing.
     deps.store
         .finish_transform(
             id,
@@ -233,6 +260,12 @@ async fn process(message: &SqsMessage, deps: &Deps, lease: &Lease) -> Result<(),
     // Fast forwarders may have delivered every batch already (or there are none): then the
     // file is delivered now, as no later batch will come to settle it.
     deps.store.settle_delivery(id).await?;
+    if sanitized.resend {
+        deps.store.release(id, &lease.owner).await?;
+        tracing::info!(file_id = %id, dataset = %dataset.name, batches = total, resent,
+            already_delivered = delivered.len(), "undelivered batches re-sent");
+        return Ok(());
+    }
     tracing::info!(file_id = %id, dataset = %dataset.name, rows_in = counted.rows_in,
         records = counted.records_out, rows_filtered = counted.rows_filtered,
         rows_failed = counted.rows_failed, batches = total, "file transformed");
@@ -335,12 +368,20 @@ struct Sender<'a> {
     total: u32,
     seq: u32,
     pending: Vec<String>,
+    /// Ids of batches not to send again (they have a 2xx on record).
+    delivered: &'a HashSet<String>,
+    /// Batches sent by this pass.
+    resent: u32,
 }
 
 impl Sender<'_> {
     async fn send(&mut self, batch: Batch) -> Result<(), String> {
         self.seq += 1;
         let (id, dataset) = (self.message.file_id, self.message.dataset.as_str());
+        if self.delivered.contains(&batch_id(id, self.seq)) {
+            return Ok(());
+        }
+        self.resent += 1;
         let mut body = inline_message(id, dataset, self.seq, self.total, &batch);
         if body.len() > MAX_BATCH_BYTES {
             let key = layout::claim_check_key(id, self.seq);

@@ -1,0 +1,122 @@
+//! One scheduled run: sweep the drop areas, then re-drive stuck files, until the time runs low.
+
+use std::time::{Duration, Instant};
+
+use lambda_runtime::LambdaEvent;
+use serde::Serialize;
+use serde_json::Value;
+use sluice_aws::setup::deadline_at;
+use sluice_aws::{ObjectStore, Queue};
+use sluice_core::PipelineConfig;
+use sluice_db::{Lease, Store};
+use sluice_lambda::{invocation_lease, Failure};
+
+use crate::redrive::{redrive_stuck, RedriveCounts};
+use crate::sweep::{sweep_drops, SweepCounts};
+
+/// What a run works with, built once per container.
+pub struct Deps {
+    pub config: PipelineConfig,
+    pub store: Store,
+    pub objects: ObjectStore,
+    /// Where FTP/SFTP servers land files; `None` when no dataset has a drop pattern.
+    pub drop_bucket: Option<String>,
+    pub quarantine_bucket: String,
+    pub clean_bucket: String,
+    /// The sanitizer's queue: a stuck `received`/`sanitizing` file's object event goes here.
+    pub sanitize_queue: Queue,
+    /// The transformer's queue: a stuck file's "file sanitized" message goes here.
+    pub transform_queue: Queue,
+    /// A file whose status has not moved for this long (with no live lease) is stuck.
+    pub stale_after: Duration,
+    /// Re-drives of a stuck file (and copy attempts of a drop) before it is failed.
+    pub max_redrives: i32,
+    /// Keys per drop listing page (S3 returns at most 1,000).
+    pub page_size: i32,
+}
+
+/// What one run did: the return value, and one log line.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    #[serde(flatten)]
+    pub sweep: SweepCounts,
+    #[serde(flatten)]
+    pub redrive: RedriveCounts,
+    /// The run stopped taking new work because its time ran low; the next run goes on.
+    pub stopped_early: bool,
+}
+
+/// When a run stops taking new work.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    stop_at: Option<Instant>,
+}
+
+impl Budget {
+    /// Stops a quarter of the time left before `deadline` (at most a minute), so the copy or
+    /// re-drive under way when the time runs low still finishes.
+    pub fn until(deadline: Option<Instant>) -> Self {
+        let stop_at = deadline.map(|at| {
+            let left = at.saturating_duration_since(Instant::now());
+            at - (left / 4).min(Duration::from_secs(60))
+        });
+        Self { stop_at }
+    }
+
+    pub fn unlimited() -> Self {
+        Self { stop_at: None }
+    }
+
+    pub fn low(&self) -> bool {
+        self.stop_at.is_some_and(|at| Instant::now() >= at)
+    }
+}
+
+/// The Lambda handler: the scheduled event's content does not matter (an EventBridge
+/// Scheduled Event, or `{}` from a hand-made invocation).
+pub async fn handle(event: LambdaEvent<Value>, deps: &Deps) -> Result<Summary, Failure> {
+    let budget = Budget::until(deadline_at(event.context.deadline));
+    let lease = invocation_lease("listener", &event.context);
+    let scheduled_at = event
+        .payload
+        .get("time")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    tracing::debug!(scheduled_at, "listener run");
+    run(deps, &lease, budget).await
+}
+
+/// One run: drops first (new files), then stuck files.
+pub async fn run(deps: &Deps, lease: &Lease, budget: Budget) -> Result<Summary, Failure> {
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let mut stopped = false;
+    if let Some(bucket) = &deps.drop_bucket {
+        stopped = sweep_drops(deps, bucket, lease, budget, &mut summary.sweep).await?;
+    }
+    if !stopped {
+        stopped = redrive_stuck(deps, budget, &mut summary.redrive).await?;
+    }
+    summary.stopped_early = stopped;
+    let s = &summary;
+    tracing::info!(
+        scanned = s.sweep.scanned,
+        registered = s.sweep.registered,
+        copied = s.sweep.copied,
+        settling = s.sweep.settling,
+        unmatched = s.sweep.unmatched,
+        known = s.sweep.known,
+        claimed_elsewhere = s.sweep.claimed_elsewhere,
+        copy_errors = s.sweep.copy_errors,
+        drops_given_up = s.sweep.given_up,
+        redriven_sanitize = s.redrive.redriven_sanitize,
+        redriven_transform = s.redrive.redriven_transform,
+        redriven_forward = s.redrive.redriven_forward,
+        redrive_errors = s.redrive.errors,
+        given_up = s.redrive.given_up,
+        stopped_early = s.stopped_early,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "listener run"
+    );
+    Ok(summary)
+}

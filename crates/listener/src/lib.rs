@@ -1,0 +1,11 @@
+//! The listener: a Lambda on an EventBridge schedule (every 5 minutes by default). Each run
+//! sweeps the FTP/SFTP drop areas into quarantine ([`sweep`]) and re-drives files that stopped
+//! short of a final status ([`redrive`]), within its time, and says what it did ([`Summary`]).
+
+mod handler;
+pub mod redrive;
+mod settings;
+pub mod sweep;
+
+pub use handler::{handle, run, Deps, Summary};
+pub use settings::Settings;

@@ -1,0 +1,221 @@
+//! Re-driving stuck files: a file whose lease expired (its worker died) or whose status has not
+//! moved for `stale_after` gets its stage's input again, up to `max_redrives` times; after that
+//! it is failed with the reason. Overlapping runs re-drive a file once (the store decides
+//! under the row lock).
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use sluice_aws::AwsError;
+use sluice_core::message::{DateRange, FileSanitized, V1};
+use sluice_core::{layout, FileStatus};
+use sluice_db::{Redrive, StuckFile};
+use sluice_lambda::Failure;
+
+use crate::handler::{Budget, Deps};
+
+/// Stuck files looked at per query.
+const PAGE: i64 = 100;
+/// A sanitize report larger than this is not one Sluice wrote.
+const MAX_REPORT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What the re-drive did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct RedriveCounts {
+    /// Object events re-sent to the sanitizer (`received`, `sanitizing`).
+    pub redriven_sanitize: u64,
+    /// "File sanitized" messages re-sent to the transformer (`sanitized`, `transforming`).
+    pub redriven_transform: u64,
+    /// Files whose undelivered batches are re-sent (`transformed`, `delivering`).
+    pub redriven_forward: u64,
+    /// Re-drives decided but whose input could not be sent; the next run tries again.
+    pub errors: u64,
+    /// Files failed after `max_redrives` re-drives.
+    pub given_up: u64,
+}
+
+/// Which stage's input re-drives a file in `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedriveFrom {
+    Sanitize,
+    Transform,
+    Forward,
+}
+
+impl RedriveFrom {
+    pub fn for_status(status: FileStatus) -> Option<Self> {
+        match status {
+            FileStatus::Received | FileStatus::Sanitizing => Some(Self::Sanitize),
+            FileStatus::Sanitized | FileStatus::Transforming => Some(Self::Transform),
+            FileStatus::Transformed | FileStatus::Delivering => Some(Self::Forward),
+            FileStatus::Delivered | FileStatus::Rejected | FileStatus::Failed => None,
+        }
+    }
+}
+
+/// Re-drives stuck files until none is left or the time runs low (returns whether it did).
+pub async fn redrive_stuck(
+    deps: &Deps,
+    budget: Budget,
+    counts: &mut RedriveCounts,
+) -> Result<bool, Failure> {
+    loop {
+        let stuck = deps.store.stuck_files(deps.stale_after, PAGE).await?;
+        let full = stuck.len() as i64 == PAGE;
+        for file in &stuck {
+            if budget.low() {
+                return Ok(true);
+            }
+            redrive_one(deps, file, counts).await?;
+        }
+        // Each file handled leaves the stuck list (re-driven, failed or moved on).
+        if !full {
+            return Ok(false);
+        }
+    }
+}
+
+async fn redrive_one(
+    deps: &Deps,
+    file: &StuckFile,
+    counts: &mut RedriveCounts,
+) -> Result<(), Failure> {
+    let Some(from) = RedriveFrom::for_status(file.status) else {
+        return Ok(());
+    };
+    let why = format!(
+        "no progress in {} for {} s, or its worker's lease expired",
+        file.status,
+        deps.stale_after.as_secs()
+    );
+    match deps.store.redrive(file, deps.max_redrives, &why).await? {
+        Redrive::Moved => Ok(()),
+        Redrive::GaveUp => {
+            counts.given_up += 1;
+            tracing::error!(file_id = %file.id, dataset = %file.dataset, status = %file.status,
+                redrives = file.redrives, "stuck file failed after its re-drives");
+            Ok(())
+        }
+        Redrive::Go { n } => {
+            let sent = match from {
+                RedriveFrom::Sanitize => resend_object_event(deps, file).await,
+                RedriveFrom::Transform => resend_sanitized(deps, file, false).await,
+                RedriveFrom::Forward => resend_sanitized(deps, file, true).await,
+            };
+            match sent {
+                Ok(()) => {
+                    *match from {
+                        RedriveFrom::Sanitize => &mut counts.redriven_sanitize,
+                        RedriveFrom::Transform => &mut counts.redriven_transform,
+                        RedriveFrom::Forward => &mut counts.redriven_forward,
+                    } += 1;
+                    tracing::warn!(file_id = %file.id, dataset = %file.dataset,
+                        status = %file.status, redrive = n, from = ?from, "stuck file re-driven");
+                }
+                Err(e) => {
+                    // Counted as a re-drive all the same: a file whose input cannot be sent
+                    // again fails after `max_redrives` rather than being tried for ever.
+                    counts.errors += 1;
+                    tracing::error!(file_id = %file.id, dataset = %file.dataset, error = %e,
+                        "could not re-send the stage's input; the next run tries again");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The sanitizer's input: an EventBridge "Object Created" event for the quarantine object,
+/// the shape the sanitize queue carries.
+async fn resend_object_event(deps: &Deps, file: &StuckFile) -> Result<(), String> {
+    let event = object_created_event(&file.source_bucket, &file.source_key, &file.source_etag);
+    deps.sanitize_queue
+        .send_all(&[event.to_string()])
+        .await
+        .map_err(|e| e.to_string())
+}
+
+pub fn object_created_event(bucket: &str, key: &str, etag: &str) -> Value {
+    json!({
+        "version": "0",
+        "detail-type": "Object Created",
+        "source": "sluice.listener",
+        "detail": {
+            "bucket": { "name": bucket },
+            "object": { "key": key, "etag": etag },
+            "reason": "re-drive"
+        }
+    })
+}
+
+/// The transformer's input, rebuilt from what the sanitizer left: the clean file's columns
+/// and rows from its report, the date range from the quarantine object's metadata. With
+/// `resend`, the transformer re-sends the batches that have no 2xx on record.
+async fn resend_sanitized(deps: &Deps, file: &StuckFile, resend: bool) -> Result<(), String> {
+    let report_key = layout::sanitize_report_key(file.id);
+    let report = deps
+        .objects
+        .read_small(&deps.clean_bucket, &report_key, MAX_REPORT_BYTES)
+        .await
+        .map_err(|e| e.to_string())?;
+    let report: Value = serde_json::from_slice(&report)
+        .map_err(|e| format!("sanitize report {report_key} is not JSON: {e}"))?;
+    let columns = report["headers"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let date_range = match deps
+        .objects
+        .metadata(&file.source_bucket, &file.source_key)
+        .await
+    {
+        Ok(metadata) => DateRange::from_metadata(&metadata),
+        // Quarantine objects expire; the filter was only ever asked for on the object.
+        Err(AwsError::NotFound { .. }) => None,
+        Err(e) => return Err(e.to_string()),
+    };
+    let message = FileSanitized {
+        v: V1,
+        file_id: file.id,
+        dataset: file.dataset.clone(),
+        clean_bucket: deps.clean_bucket.clone(),
+        clean_key: layout::clean_key(&file.dataset, file.id),
+        rows: report["rows_out"].as_u64().unwrap_or_default(),
+        columns,
+        date_range,
+        resend,
+    };
+    let body = serde_json::to_string(&message).map_err(|e| e.to_string())?;
+    deps.transform_queue
+        .send_all(&[body])
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_unfinished_status_has_a_stage_to_redrive_from() {
+        use FileStatus::*;
+        for status in [
+            Received,
+            Sanitizing,
+            Sanitized,
+            Transforming,
+            Transformed,
+            Delivering,
+        ] {
+            assert!(RedriveFrom::for_status(status).is_some(), "{status}");
+            assert!(!status.is_final());
+        }
+        for status in [Delivered, Rejected, Failed] {
+            assert_eq!(RedriveFrom::for_status(status), None);
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The listener's environment, read and checked once per container.
+
+use std::time::Duration;
+
+use sluice_aws::setup::{required, Common, DatabaseSettings, SetupError};
+use sluice_aws::Queue;
+
+use crate::Deps;
+
+/// Everything the listener needs from its environment (see README, "Configuration").
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `SLUICE_CONFIG`: pipeline config path or `s3://bucket/key`.
+    pub pipeline_config: String,
+    /// `SLUICE_DROP_BUCKET`: where FTP/SFTP servers land files; required when a dataset has
+    /// a drop pattern.
+    pub drop_bucket: Option<String>,
+    /// `SLUICE_QUARANTINE_BUCKET`: where drops are copied to.
+    pub quarantine_bucket: String,
+    /// `SLUICE_CLEAN_BUCKET`: where the sanitize reports are (a re-drive reads them).
+    pub clean_bucket: String,
+    /// `SLUICE_SANITIZE_QUEUE_URL`: a stuck file's object event goes here.
+    pub sanitize_queue_url: String,
+    /// `SLUICE_TRANSFORM_QUEUE_URL`: a stuck file's "file sanitized" message goes here.
+    pub transform_queue_url: String,
+    /// `SLUICE_STALE_AFTER_SECONDS` (default 3600): no status move for this long is stuck.
+    pub stale_after: Duration,
+    /// `SLUICE_MAX_REDRIVES` (default 3).
+    pub max_redrives: i32,
+    /// `SLUICE_DROP_PAGE_SIZE` (default 1000): keys per listing request.
+    pub page_size: i32,
+    pub database: DatabaseSettings,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SetupError> {
+        Ok(Self {
+            pipeline_config: required("SLUICE_CONFIG")?,
+            drop_bucket: std::env::var("SLUICE_DROP_BUCKET")
+                .ok()
+                .filter(|b| !b.trim().is_empty()),
+            quarantine_bucket: required("SLUICE_QUARANTINE_BUCKET")?,
+            clean_bucket: required("SLUICE_CLEAN_BUCKET")?,
+            sanitize_queue_url: required("SLUICE_SANITIZE_QUEUE_URL")?,
+            transform_queue_url: required("SLUICE_TRANSFORM_QUEUE_URL")?,
+            stale_after: Duration::from_secs(number("SLUICE_STALE_AFTER_SECONDS", 3600, 60)?),
+            max_redrives: number("SLUICE_MAX_REDRIVES", 3, 0)? as i32,
+            page_size: number("SLUICE_DROP_PAGE_SIZE", 1000, 1)?.min(1000) as i32,
+            database: DatabaseSettings::from_env()?,
+        })
+    }
+}
+
+/// A whole-number setting of at least `min`, `default` when unset.
+fn number(name: &'static str, default: u64, min: u64) -> Result<u64, SetupError> {
+    let Ok(text) = std::env::var(name) else {
+        return Ok(default);
+    };
+    match text.trim().parse::<u64>() {
+        Ok(n) if n >= min && n <= 1_000_000 => Ok(n),
+        _ => Err(SetupError::Invalid {
+            name,
+            reason: format!("expected a whole number from {min} to 1000000"),
+        }),
+    }
+}
+
+impl Deps {
+    /// Everything a run needs, from the environment. Once per container.
+    pub async fn from_env() -> Result<Self, SetupError> {
+        let settings = Settings::from_env()?;
+        let common = Common::build(&settings.pipeline_config, &settings.database).await?;
+        let has_drops = !common.config.drop_prefixes().is_empty();
+        if has_drops && settings.drop_bucket.is_none() {
+            return Err(SetupError::Missing("SLUICE_DROP_BUCKET"));
+        }
+        Ok(Deps {
+            config: common.config,
+            store: common.store,
+            objects: common.objects,
+            drop_bucket: settings.drop_bucket.filter(|_| has_drops),
+            quarantine_bucket: settings.quarantine_bucket,
+            clean_bucket: settings.clean_bucket,
+            sanitize_queue: Queue::new(common.clients.sqs.clone(), settings.sanitize_queue_url),
+            transform_queue: Queue::new(common.clients.sqs, settings.transform_queue_url),
+            stale_after: settings.stale_after,
+            max_redrives: settings.max_redrives as i32,
+            page_size: settings.page_size,
+        })
+    }
+}
