@@ -7,5 +7,5 @@ pub mod redrive;
 mod settings;
 pub mod sweep;
 
-pub use handler::{handle, run, Deps, Summary};
+pub use handler::{handle, run, Budget, Deps, Summary};
 pub use settings::Settings;

@@ -84,7 +84,7 @@ impl Deps {
             sanitize_queue: Queue::new(common.clients.sqs.clone(), settings.sanitize_queue_url),
             transform_queue: Queue::new(common.clients.sqs, settings.transform_queue_url),
             stale_after: settings.stale_after,
-            max_redrives: settings.max_redrives as i32,
+            max_redrives: settings.max_redrives,
             page_size: settings.page_size,
         })
     }

@@ -46,14 +46,17 @@ pub async fn sweep_drops(
     budget: Budget,
     counts: &mut SweepCounts,
 ) -> Result<bool, Failure> {
-    // A path no dataset takes is judged only once it would have settled for any of them.
-    let settle_unmatched = deps
-        .config
-        .datasets()
-        .filter_map(|d| d.drop.as_ref().map(|r| r.settle))
-        .max()
-        .unwrap_or_default();
     for prefix in deps.config.drop_prefixes() {
+        // A path no dataset takes is judged only once it would have settled for any dataset
+        // whose drop area lies in this prefix.
+        let settle_unmatched = deps
+            .config
+            .datasets()
+            .filter_map(|d| d.drop.as_ref())
+            .filter(|r| r.pattern.list_prefix().starts_with(&prefix))
+            .map(|r| r.settle)
+            .max()
+            .unwrap_or_default();
         let mut start_after = deps
             .store
             .drop_cursor(bucket, &prefix)
