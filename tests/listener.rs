@@ -124,6 +124,7 @@ async fn chain(stale_after: Duration, max_redrives: i32) -> Chain {
         stale_after,
         max_redrives,
         page_size: 1000,
+        copy_concurrency: 8,
     };
     Chain {
         world,
@@ -264,6 +265,7 @@ impl Chain {
             stale_after: d.stale_after,
             max_redrives: d.max_redrives,
             page_size: d.page_size,
+            copy_concurrency: d.copy_concurrency,
         }
     }
 
@@ -424,7 +426,8 @@ async fn drops_are_picked_up_once_across_runs_and_reach_the_api_with_their_site(
     for key in &copies {
         let row = c.row(c.file_of(key).await).await;
         assert_eq!(row.status, FileStatus::Delivered, "{key}: {:?}", row.error);
-        assert!(row.site.is_some());
+        let site = c.metadata(&c.world.quarantine, key).await["sluice-site"].clone();
+        assert_eq!(row.site, Some(site));
     }
     let mut ids: Vec<String> = c
         .api
@@ -798,7 +801,7 @@ async fn a_drop_whose_copy_keeps_failing_is_retried_then_failed_with_the_reason(
         "{second:?}"
     );
     let third = c.listen().await;
-    assert_eq!(third.sweep.given_up, 1, "{third:?}");
+    assert_eq!(third.sweep.drops_given_up, 1, "{third:?}");
 
     let etag = c
         .world
@@ -880,5 +883,83 @@ async fn a_drop_over_the_single_copy_limit_is_copied_in_parts_byte_for_byte() {
     assert_eq!(meta["sluice-site"], "x");
     // (The copy is pinned to the listed ETag with x-amz-copy-source-if-match; moto ignores
     // that header, so its refusal of a changed object is AWS's to show, not this test's.)
+    c.clean_up().await;
+}
+
+#[tokio::test]
+async fn eight_copies_of_one_resend_at_the_same_moment_send_the_missing_batches_once() {
+    let c = chain(Duration::ZERO, 3).await;
+    let ids = ["R-1", "R-2", "R-3", "R-4", "R-5"];
+    let (id, key) = c.upload("resend-race.csv", &ids).await;
+    c.sanitize(&key).await;
+    let sanitized = c.world.drain_queue().await;
+    sluice_transformer::handle(
+        LambdaEvent::new(sqs_event(&sanitized), Context::default()),
+        &c.transformer,
+    )
+    .await
+    .unwrap();
+    // Three batches; the first is delivered, the other two messages are lost.
+    let mut batches = c.world.drain(&c.forward_queue).await;
+    batches.sort_by_key(|b| b["seq"].as_u64());
+    assert_eq!(batches.len(), 3);
+    sluice_forwarder::handle(
+        LambdaEvent::new(sqs_event(&batches[..1]), Context::default()),
+        &c.forwarder,
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.listen().await.redrive.redriven_forward, 1);
+    let resend = c.world.drain_queue().await;
+    assert_eq!(resend.len(), 1);
+    assert_eq!(resend[0]["resend"], true);
+
+    // Eight transformers (each its own connection) get the same resend at once.
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        workers.push(sluice_transformer::Deps {
+            config: c.transformer.config.clone(),
+            store: c.world.store().await,
+            objects: c.transformer.objects.clone(),
+            queue: c.transformer.queue.clone(),
+            clean_bucket: c.transformer.clean_bucket.clone(),
+            max_receive_count: 3,
+        });
+    }
+    let runs = workers.iter().map(|deps| {
+        sluice_transformer::handle(
+            LambdaEvent::new(sqs_event(&resend), Context::default()),
+            deps,
+        )
+    });
+    let answers = futures_util::future::join_all(runs).await;
+    let retried = answers
+        .into_iter()
+        .map(|a| a.unwrap().batch_item_failures.len())
+        .sum::<usize>();
+    let mut again = c.world.drain(&c.forward_queue).await;
+    again.sort_by_key(|b| b["seq"].as_u64());
+    let seqs: Vec<u64> = again.iter().map(|b| b["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        [2, 3],
+        "the two missing batches, once ({retried} copies waited)"
+    );
+    // The waiting copies come back later and find nothing left to do.
+    sluice_forwarder::handle(
+        LambdaEvent::new(sqs_event(&again), Context::default()),
+        &c.forwarder,
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.row(id).await.status, FileStatus::Delivered);
+    sluice_transformer::handle(
+        LambdaEvent::new(sqs_event(&resend), Context::default()),
+        &c.transformer,
+    )
+    .await
+    .unwrap();
+    assert!(c.world.drain(&c.forward_queue).await.is_empty());
+    assert_eq!(c.api.received().len(), 3, "one POST per batch");
     c.clean_up().await;
 }

@@ -33,6 +33,8 @@ pub struct Deps {
     pub max_redrives: i32,
     /// Keys per drop listing page (S3 returns at most 1,000).
     pub page_size: i32,
+    /// Drop objects handled at the same time (claims keep each to one worker).
+    pub copy_concurrency: usize,
 }
 
 /// What one run did: the return value, and one log line.
@@ -108,7 +110,7 @@ pub async fn run(deps: &Deps, lease: &Lease, budget: Budget) -> Result<Summary, 
         known = s.sweep.known,
         claimed_elsewhere = s.sweep.claimed_elsewhere,
         copy_errors = s.sweep.copy_errors,
-        drops_given_up = s.sweep.given_up,
+        drops_given_up = s.sweep.drops_given_up,
         redriven_sanitize = s.redrive.redriven_sanitize,
         redriven_transform = s.redrive.redriven_transform,
         redriven_forward = s.redrive.redriven_forward,
@@ -119,4 +121,28 @@ pub async fn run(deps: &Deps, lease: &Lease, budget: Budget) -> Result<Summary, 
         "listener run"
     );
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_names_every_count_once() {
+        let json = serde_json::to_value(Summary::default()).unwrap();
+        let keys = json.as_object().unwrap().len();
+        // 9 sweep counts, 5 re-drive counts, stopped_early: none hidden by another's name.
+        assert_eq!(keys, 9 + 5 + 1, "{json}");
+    }
+
+    #[test]
+    fn a_budget_stops_before_the_deadline_and_none_never_stops() {
+        assert!(!Budget::unlimited().low());
+        let soon = Budget::until(Some(Instant::now() + Duration::from_secs(400)));
+        assert!(!soon.low());
+        assert!(Budget::until(Some(Instant::now())).low());
+        // Four seconds left: it stops at three, taking nothing new in the last second.
+        let short = Budget::until(Some(Instant::now() + Duration::from_secs(4)));
+        assert!(short.stop_at.unwrap() <= Instant::now() + Duration::from_secs(3));
+    }
 }

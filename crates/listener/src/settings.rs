@@ -29,6 +29,8 @@ pub struct Settings {
     pub max_redrives: i32,
     /// `SLUICE_DROP_PAGE_SIZE` (default 1000): keys per listing request.
     pub page_size: i32,
+    /// `SLUICE_DROP_CONCURRENCY` (default 8): drop objects copied at the same time.
+    pub copy_concurrency: usize,
     pub database: DatabaseSettings,
 }
 
@@ -46,6 +48,7 @@ impl Settings {
             stale_after: Duration::from_secs(number("SLUICE_STALE_AFTER_SECONDS", 3600, 60)?),
             max_redrives: number("SLUICE_MAX_REDRIVES", 3, 0)? as i32,
             page_size: number("SLUICE_DROP_PAGE_SIZE", 1000, 1)?.min(1000) as i32,
+            copy_concurrency: number("SLUICE_DROP_CONCURRENCY", 8, 1)?.min(64) as usize,
             database: DatabaseSettings::from_env()?,
         })
     }
@@ -86,6 +89,7 @@ impl Deps {
             stale_after: settings.stale_after,
             max_redrives: settings.max_redrives,
             page_size: settings.page_size,
+            copy_concurrency: settings.copy_concurrency,
         })
     }
 }

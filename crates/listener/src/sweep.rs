@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
+use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use sluice_aws::{CopySource, Listed};
 use sluice_core::drop::{quarantine_key, AfterCopy};
@@ -35,7 +36,21 @@ pub struct SweepCounts {
     /// Copies or after-copy actions that failed in this run; a later run retries them.
     pub copy_errors: u64,
     /// Drops failed by this run after `max_redrives` failed copies.
-    pub given_up: u64,
+    pub drops_given_up: u64,
+}
+
+impl SweepCounts {
+    fn add(&mut self, other: &SweepCounts) {
+        self.scanned += other.scanned;
+        self.registered += other.registered;
+        self.copied += other.copied;
+        self.settling += other.settling;
+        self.unmatched += other.unmatched;
+        self.known += other.known;
+        self.claimed_elsewhere += other.claimed_elsewhere;
+        self.copy_errors += other.copy_errors;
+        self.drops_given_up += other.drops_given_up;
+    }
 }
 
 /// Sweeps every drop prefix; returns whether it stopped early because the time ran low.
@@ -73,17 +88,32 @@ pub async fn sweep_drops(
                 .await?;
             let keys: Vec<String> = page.objects.iter().map(|o| o.key.clone()).collect();
             let finished = deps.store.finished_drops(bucket, &keys).await?;
-            for object in &page.objects {
-                if budget.low() {
-                    save_cursor(deps, bucket, &prefix, start_after.as_deref()).await?;
-                    return Ok(true);
-                }
-                let seen = Seen {
-                    finished: &finished,
-                    settle_unmatched,
-                };
-                one_object(deps, bucket, object, &seen, lease, counts).await?;
+            let seen = Seen {
+                finished: &finished,
+                settle_unmatched,
+            };
+            // Several objects at a time (each claimed, so never one twice), finishing in
+            // listing order: the cursor only passes objects that are done.
+            let mut done = stream::iter(&page.objects)
+                .take_while(|_| std::future::ready(!budget.low()))
+                .map(|object| {
+                    let seen = &seen;
+                    async move {
+                        let tally = one_object(deps, bucket, object, seen, lease).await?;
+                        Ok::<_, Failure>((object, tally))
+                    }
+                })
+                .buffered(deps.copy_concurrency.max(1));
+            let mut handled = 0;
+            while let Some(result) = done.next().await {
+                let (object, tally) = result?;
+                counts.add(&tally);
                 start_after = Some(object.key.clone());
+                handled += 1;
+            }
+            if handled < page.objects.len() {
+                save_cursor(deps, bucket, &prefix, start_after.as_deref()).await?;
+                return Ok(true);
             }
             if !page.more {
                 // The end: the next run lists from the start, where new drops may be.
@@ -115,17 +145,19 @@ struct Seen<'a> {
     settle_unmatched: Duration,
 }
 
+/// Deals with one listed object; returns what it counts for.
 async fn one_object(
     deps: &Deps,
     bucket: &str,
     object: &Listed,
     seen: &Seen<'_>,
     lease: &Lease,
-    counts: &mut SweepCounts,
-) -> Result<(), Failure> {
+) -> Result<SweepCounts, Failure> {
+    let mut tally = SweepCounts::default();
+    let counts = &mut tally;
     // Folder markers (`ftp/leeds/`) that FTP servers create are not files.
     if object.key.ends_with('/') {
-        return Ok(());
+        return Ok(tally);
     }
     counts.scanned += 1;
     if seen
@@ -133,7 +165,7 @@ async fn one_object(
         .contains(&(object.key.clone(), object.etag.clone()))
     {
         counts.known += 1;
-        return Ok(());
+        return Ok(tally);
     }
     let drop = DropObject {
         bucket: bucket.to_string(),
@@ -153,16 +185,16 @@ async fn one_object(
                     "drop matches no dataset: recorded as rejected");
                 counts.unmatched += 1;
             }
-            return Ok(());
+            return Ok(tally);
         }
         DropRoute::Dataset { dataset, site } => (dataset, site),
     };
     let Some(rule) = &dataset.drop else {
-        return Ok(());
+        return Ok(tally);
     };
     if age < rule.settle {
         counts.settling += 1;
-        return Ok(());
+        return Ok(tally);
     }
     let proposed = quarantine_key(
         &dataset.prefix,
@@ -177,7 +209,7 @@ async fn one_object(
     let (copied, quarantine_key) = match claim {
         DropClaim::Taken => {
             counts.claimed_elsewhere += 1;
-            return Ok(());
+            return Ok(tally);
         }
         DropClaim::Registered { quarantine_key } => {
             counts.registered += 1;
@@ -198,10 +230,10 @@ async fn one_object(
                     .drop_failed(&drop, &dataset.name, site.as_deref(), &reason)
                     .await?
                 {
-                    counts.given_up += 1;
+                    counts.drops_given_up += 1;
                     tracing::error!(bucket, key = %object.key, reason = %reason, "drop given up");
                 }
-                return Ok(());
+                return Ok(tally);
             }
             (copied, quarantine_key)
         }
@@ -216,14 +248,14 @@ async fn one_object(
     match work.run(copied).await {
         Ok(newly_copied) => {
             counts.copied += u64::from(newly_copied);
-            Ok(())
+            Ok(tally)
         }
         Err(e) => {
             counts.copy_errors += 1;
             tracing::error!(bucket, key = %object.key, dataset = %dataset.name, error = %e,
                 "drop not copied; a later run retries it");
             deps.store.drop_retry(&drop, &e).await?;
-            Ok(())
+            Ok(tally)
         }
     }
 }
