@@ -15,8 +15,8 @@ use sluice_core::{FileStatus, PipelineConfig, Stage};
 use sluice_db::{ApiCallRow, Store, TransformCounts};
 use sluice_e2e::api::{MockApi, Reply};
 use sluice_e2e::{unique, World};
-use sluice_forwarder::client::http_client;
 use sluice_forwarder::{handle, Deps, Targets};
+use sluice_stages::delivery::http_client;
 use uuid::Uuid;
 
 /// A config whose `orders` dataset delivers to `endpoint`, with `extra` lines added to its
@@ -43,7 +43,13 @@ struct Setup {
 async fn setup(config_text: &str) -> Setup {
     let world = World::new().await;
     let config = PipelineConfig::parse(config_text, "test").unwrap();
-    let targets = Targets::resolve(&config, Some(&world.clients.secrets)).await;
+    let targets = Targets::resolve(
+        &config,
+        Some(std::sync::Arc::new(sluice_aws::secrets::SecretsManager(
+            world.clients.secrets.clone(),
+        ))),
+    )
+    .await;
     let deps = Deps {
         config,
         targets,

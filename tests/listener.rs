@@ -16,9 +16,9 @@ use sluice_core::{FileStatus, PipelineConfig, Stage};
 use sluice_db::{Claim, FileRow, Lease, Store};
 use sluice_e2e::api::{MockApi, Reply};
 use sluice_e2e::{unique, World};
-use sluice_forwarder::client::http_client;
 use sluice_forwarder::Targets;
 use sluice_listener::{Budget, Summary};
+use sluice_stages::delivery::http_client;
 use uuid::Uuid;
 
 fn config(api: &str) -> String {

@@ -19,8 +19,8 @@ use sluice_core::transform::batch::{inline_message, Batch};
 use sluice_core::{FileStatus, PipelineConfig, Stage};
 use sluice_db::{migrate, Db, DbConfig, NewFile, RowCounts, Store, TransformCounts};
 use sluice_e2e::api::{MockApi, Reply};
-use sluice_forwarder::client::http_client;
 use sluice_forwarder::{handle, Deps, Targets};
+use sluice_stages::delivery::http_client;
 use uuid::Uuid;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;

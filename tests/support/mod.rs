@@ -283,26 +283,7 @@ impl World {
 /// with the moto server at the end of the run).
 impl Drop for World {
     fn drop(&mut self) {
-        let schema = self.schema.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async {
-                let Ok(config) = DbConfig::parse(&database_url(), None) else {
-                    return;
-                };
-                if let Ok(client) = config.connect().await {
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .await;
-                }
-            });
-        })
-        .join();
+        drop_schema(self.schema.clone());
     }
 }
 
@@ -319,4 +300,65 @@ pub fn encode_key(key: &str) -> String {
         }
     }
     out
+}
+
+/// A database schema of a test's own with a migrated store in it, for tests that need
+/// PostgreSQL and no AWS; dropped with the value.
+pub struct Schema {
+    pub name: String,
+}
+
+impl Schema {
+    pub async fn create() -> Self {
+        let name = unique("sluice_schema").replace('-', "_");
+        DbConfig::parse(&database_url(), None)
+            .unwrap()
+            .connect()
+            .await
+            .expect("PostgreSQL is reachable")
+            .batch_execute(&format!("CREATE SCHEMA {name}"))
+            .await
+            .unwrap();
+        Self { name }
+    }
+
+    /// A migrated status store in this schema (its own connection).
+    pub async fn store(&self) -> Store {
+        let db = Db::new(
+            DbConfig::parse(&database_url(), None)
+                .unwrap()
+                .with_schema(&self.name),
+        );
+        migrate(&db).await.unwrap();
+        Store::new(db)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        drop_schema(self.name.clone());
+    }
+}
+
+/// Drops `schema` from a thread of its own (a `Drop` cannot await).
+fn drop_schema(schema: String) {
+    let _ = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            let Ok(config) = DbConfig::parse(&database_url(), None) else {
+                return;
+            };
+            if let Ok(client) = config.connect().await {
+                let _ = client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .await;
+            }
+        });
+    })
+    .join();
 }

@@ -53,33 +53,6 @@ pub async fn secret_string(
         })
 }
 
-/// The string field `key` of the JSON secret `secret_id`.
-pub async fn secret_field(
-    client: &aws_sdk_secretsmanager::Client,
-    secret_id: &str,
-    key: &str,
-) -> Result<String, AwsError> {
-    let text = secret_string(client, secret_id).await?;
-    let error = |message: String| AwsError::Secret {
-        secret: secret_id.to_string(),
-        message,
-    };
-    // A parse error could quote the secret: say only where the JSON is wrong.
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        error(format!(
-            "not JSON: {:?} at line {} column {}",
-            e.classify(),
-            e.line(),
-            e.column()
-        ))
-    })?;
-    match json.get(key) {
-        Some(serde_json::Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err(error(format!("field `{key}` is not a string"))),
-        None => Err(error(format!("has no field `{key}`"))),
-    }
-}
-
 /// Reads and parses the database secret `secret_id` (name or ARN).
 pub async fn database_secret(
     client: &aws_sdk_secretsmanager::Client,
@@ -107,4 +80,24 @@ pub async fn database_secret(
             e.column()
         ))
     })
+}
+
+/// Secrets Manager as the source of secret header values.
+#[derive(Debug, Clone)]
+pub struct SecretsManager(pub aws_sdk_secretsmanager::Client);
+
+impl sluice_stages::ports::SecretSource for SecretsManager {
+    fn secret_string<'a>(&'a self, id: &'a str) -> sluice_stages::ports::SecretFuture<'a> {
+        Box::pin(async move {
+            secret_string(&self.0, id)
+                .await
+                .map_err(|e| sluice_stages::ports::SecretError {
+                    secret: id.to_string(),
+                    message: match e {
+                        AwsError::Secret { message, .. } => message,
+                        other => other.to_string(),
+                    },
+                })
+        })
+    }
 }

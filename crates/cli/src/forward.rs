@@ -14,10 +14,8 @@ use sluice_core::delivery::{request_body, BatchHeader, BodyShape, Delivery};
 use sluice_core::message::batch_id;
 use sluice_core::transform::batch::{Batch, Batcher};
 use sluice_core::Dataset;
-use sluice_db::{ApiCall, DbError};
-use sluice_forwarder::client::http_client;
-use sluice_forwarder::deliver::{deliver, CallLog, Outcome};
-use sluice_forwarder::targets::{target, Target};
+use sluice_stages::delivery::{deliver, http_client, target, Outcome, Target};
+use sluice_stages::ports::{ApiCall, CallLog};
 use uuid::Uuid;
 
 use crate::dataset::DatasetArgs;
@@ -77,7 +75,9 @@ struct FailureRow {
 struct Attempts(Mutex<Vec<AttemptRow>>);
 
 impl CallLog for Attempts {
-    async fn record_call(&self, call: &ApiCall<'_>) -> Result<(), DbError> {
+    type Error = std::convert::Infallible;
+
+    async fn record_call(&self, call: &ApiCall<'_>) -> Result<(), Self::Error> {
         self.0.lock().unwrap().push(AttemptRow {
             batch_id: call.batch_id.to_string(),
             attempt: call.attempt,

@@ -4,26 +4,11 @@ use std::time::SystemTime;
 
 use serde_json::json;
 use sluice_core::{FileStatus, Stage};
+use sluice_stages::ports::{ApiCall, BatchHistory, CallLog};
 use uuid::Uuid;
 
 use crate::store::parse_status;
 use crate::{DbError, Store};
-
-/// One attempt to POST a batch, as recorded.
-#[derive(Debug, Clone)]
-pub struct ApiCall<'a> {
-    pub file_id: Uuid,
-    pub batch_id: &'a str,
-    /// 1 for the batch's first attempt ever, counting on across SQS deliveries.
-    pub attempt: i32,
-    /// The answer's status; `None` when there was no answer (refused, timed out).
-    pub http_status: Option<i32>,
-    pub latency_ms: i32,
-    /// The start of the answer's body, capped (see `sluice_core::delivery::excerpt`).
-    pub response_excerpt: Option<&'a str>,
-    /// Why the attempt did not deliver, in words; `None` when it did.
-    pub error: Option<&'a str>,
-}
 
 /// An `api_call` row.
 #[derive(Debug, Clone)]
@@ -36,15 +21,6 @@ pub struct ApiCallRow {
     pub latency_ms: Option<i32>,
     pub response_excerpt: Option<String>,
     pub error: Option<String>,
-}
-
-/// What is on record for a batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BatchHistory {
-    /// Attempts so far (the highest attempt number).
-    pub attempts: i32,
-    /// Whether one of them got a 2xx.
-    pub delivered: bool,
 }
 
 impl Store {
@@ -197,5 +173,16 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(next)
+    }
+}
+
+impl CallLog for Store {
+    type Error = DbError;
+
+    fn record_call(
+        &self,
+        call: &ApiCall<'_>,
+    ) -> impl std::future::Future<Output = Result<(), DbError>> + Send {
+        Store::record_call(self, call)
     }
 }

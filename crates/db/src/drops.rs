@@ -9,9 +9,9 @@ use serde_json::json;
 use sluice_core::{FileStatus, Stage};
 use uuid::Uuid;
 
-use crate::lease::Lease;
-use crate::store::file_id;
 use crate::{DbError, Store};
+use sluice_stages::ports::file_id;
+use sluice_stages::ports::Lease;
 
 /// An object in the drop bucket, as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]

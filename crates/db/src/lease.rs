@@ -3,10 +3,9 @@
 //! status is the expected one and no live lease exists. The loser of a race does no work; an
 //! expired lease means its worker died, and the next claim takes the work over.
 
-use std::time::SystemTime;
-
 use serde_json::json;
 use sluice_core::{FileStatus, Stage};
+use sluice_stages::ports::{Claim, Lease};
 use uuid::Uuid;
 
 use crate::store::parse_status;
@@ -21,28 +20,6 @@ const CLAIM_BATCH: &str = "INSERT INTO batch_claim
          attempts = batch_claim.attempts + 1
      WHERE batch_claim.lease_until IS NULL OR batch_claim.lease_until < now()
      RETURNING attempts";
-
-/// Who holds a lease and until when.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    /// The invocation: function and request id.
-    pub owner: String,
-    /// When the claim lapses if not released: the invocation's deadline.
-    pub until: SystemTime,
-}
-
-/// The outcome of a claim.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// The work is this caller's; `attempts` counts claims of it, this one included.
-    Won { attempts: i32 },
-    /// Another worker holds a live lease on it: do nothing now.
-    Busy,
-    /// The file is in another status (not yet ready, or already past this stage).
-    Elsewhere(FileStatus),
-    /// There is no such file (or batch's file).
-    Missing,
-}
 
 impl Store {
     /// Claims file `id` for `stage`: moves it from `from` to `to`, or takes over `to` when the

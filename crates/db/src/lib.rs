@@ -9,18 +9,20 @@ mod connect;
 mod drops;
 mod lease;
 mod migrate;
+mod port;
 mod redrive;
 mod store;
 
-pub use calls::{ApiCall, ApiCallRow, BatchHistory};
+pub use calls::ApiCallRow;
 pub use connect::{redact_url, Db, DbConfig, Refresh};
 pub use drops::{DropClaim, DropCursor, DropObject};
-pub use lease::{Claim, Lease};
 pub use migrate::migrate;
 pub use redrive::{Redrive, StuckFile};
-pub use store::{
-    file_id, EventRow, FileRow, NewFile, Registered, RowCounts, Store, TransformCounts,
+pub use sluice_stages::ports::{
+    file_id, ApiCall, BatchHistory, Claim, EventRow, FileRow, Lease, NewFile, Registered,
+    RowCounts, TransformCounts,
 };
+pub use store::Store;
 
 /// Why a database operation failed.
 #[derive(Debug, thiserror::Error)]

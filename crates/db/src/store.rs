@@ -1,96 +1,13 @@
 //! Reading and writing file status, events and API calls.
 
-use std::time::SystemTime;
-
 use serde_json::Value;
 use sluice_core::{FileStatus, Stage};
+use sluice_stages::ports::{
+    file_id, EventRow, FileRow, NewFile, Registered, RowCounts, TransformCounts,
+};
 use uuid::Uuid;
 
 use crate::{Db, DbError};
-
-/// Namespace of file ids: a file's id is a UUIDv5 of its source object, so the same object
-/// (bucket, key, ETag) always gets the same id, whichever event or retry sees it first.
-const FILE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5b1ce5f1_1e00_4c0d_9e3a_510ce51d0001);
-
-/// The id of the file that `bucket/key` with this ETag is.
-pub fn file_id(bucket: &str, key: &str, etag: &str) -> Uuid {
-    let name = format!("s3://{bucket}/{key}#{}", etag.trim_matches('"'));
-    Uuid::new_v5(&FILE_ID_NAMESPACE, name.as_bytes())
-}
-
-/// A file seen for the first time (or again).
-#[derive(Debug, Clone)]
-pub struct NewFile<'a> {
-    pub dataset: &'a str,
-    /// The sending site, for a file the listener copied in from an FTP/SFTP drop.
-    pub site: Option<&'a str>,
-    pub bucket: &'a str,
-    pub key: &'a str,
-    pub etag: &'a str,
-    pub size: i64,
-}
-
-/// What registering a file found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registered {
-    pub id: Uuid,
-    /// False when the file was already known (a redelivered event).
-    pub created: bool,
-    pub status: FileStatus,
-}
-
-/// Row counts a stage reports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RowCounts {
-    pub rows_in: i64,
-    pub rows_out: i64,
-    pub rows_rejected: i64,
-}
-
-/// Counts a transform reports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TransformCounts {
-    pub records: i64,
-    pub batches: i32,
-    /// Rows that could not be mapped.
-    pub rows_unmapped: i64,
-}
-
-/// A `file_process` row.
-#[derive(Debug, Clone)]
-pub struct FileRow {
-    pub id: Uuid,
-    /// `None` only for a drop whose path matched no dataset (rejected at once).
-    pub dataset: Option<String>,
-    /// The sending site of an FTP/SFTP drop.
-    pub site: Option<String>,
-    pub source_bucket: String,
-    pub source_key: String,
-    pub source_etag: String,
-    pub source_size: i64,
-    pub clean_key: Option<String>,
-    pub status: FileStatus,
-    pub failed_stage: Option<String>,
-    pub error: Option<String>,
-    pub rows_in: Option<i64>,
-    pub rows_out: Option<i64>,
-    pub rows_rejected: Option<i64>,
-    pub records: Option<i64>,
-    pub batches_sent: Option<i32>,
-    pub batches_delivered: Option<i32>,
-    pub rows_unmapped: Option<i64>,
-    pub received_at: SystemTime,
-    pub updated_at: SystemTime,
-}
-
-/// A `file_event` row.
-#[derive(Debug, Clone)]
-pub struct EventRow {
-    pub stage: String,
-    pub status: FileStatus,
-    pub detail: Value,
-    pub at: SystemTime,
-}
 
 /// The status store. Every write that moves a status is guarded so that it only moves
 /// forward (see [`FileStatus::may_become`]) and is recorded in `file_event` in the same

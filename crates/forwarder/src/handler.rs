@@ -21,8 +21,7 @@ use sluice_db::{Claim, Lease, Store};
 use sluice_lambda::delivery::{message_failed, receive_count, Waiting};
 use sluice_lambda::invocation_lease;
 
-use crate::deliver::{deliver, Outcome};
-use crate::targets::Targets;
+use sluice_stages::delivery::{deliver, Outcome, Targets};
 
 type Error = lambda_runtime::Error;
 

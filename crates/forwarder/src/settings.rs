@@ -1,10 +1,12 @@
 //! The forwarder's environment, read and checked once per container.
 
+use std::sync::Arc;
+
+use sluice_aws::secrets::SecretsManager;
 use sluice_aws::setup::{required, Common, DatabaseSettings, SetupError};
 
-use crate::client::http_client;
-use crate::targets::Targets;
 use crate::Deps;
+use sluice_stages::delivery::{http_client, Targets};
 
 /// Everything the forwarder needs from its environment (see README, "Configuration").
 #[derive(Debug, Clone)]
@@ -59,7 +61,11 @@ impl Deps {
     pub async fn from_env() -> Result<Self, SetupError> {
         let settings = Settings::from_env()?;
         let common = Common::build(&settings.pipeline_config, &settings.database).await?;
-        let targets = Targets::resolve(&common.config, Some(&common.clients.secrets)).await;
+        let targets = Targets::resolve(
+            &common.config,
+            Some(Arc::new(SecretsManager(common.clients.secrets.clone()))),
+        )
+        .await;
         let http = http_client().map_err(|e| SetupError::Config(format!("HTTP client: {e}")))?;
         Ok(Deps {
             config: common.config,

@@ -1,30 +1,18 @@
 //! Delivering one batch: attempts with exponential backoff and jitter, honouring
 //! `Retry-After`, inside the time this invocation has; every attempt recorded in `api_call`.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use sluice_core::delivery::{next_wait, AttemptClass, BatchHeader};
-use sluice_db::{ApiCall, DbError, Store};
 
-use crate::client::{post, Attempt};
-use crate::targets::Target;
+use crate::delivery::client::{post, Attempt};
+use crate::delivery::targets::Target;
+use crate::ports::{ApiCall, CallLog};
 
 /// Below this much time left, an attempt is not started: it could only time out.
 const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(200);
-
-/// Where attempts are recorded: `api_call` in the Lambda, the report in a local run.
-pub trait CallLog {
-    fn record_call(&self, call: &ApiCall<'_>) -> impl Future<Output = Result<(), DbError>> + Send;
-}
-
-impl CallLog for Store {
-    fn record_call(&self, call: &ApiCall<'_>) -> impl Future<Output = Result<(), DbError>> + Send {
-        Store::record_call(self, call)
-    }
-}
 
 impl Outcome {
     /// The API refused the request's credentials (401 or 403).
@@ -68,15 +56,15 @@ pub enum Outcome {
 /// Delivers one batch. `first_attempt` numbers the first attempt (the batch's earlier
 /// attempts, from earlier deliveries of its message, came before); `stop` is when this
 /// invocation must stop trying. Fails only when an attempt cannot be recorded.
-pub async fn deliver(
+pub async fn deliver<L: CallLog>(
     client: &reqwest::Client,
-    log: &impl CallLog,
+    log: &L,
     target: &Target,
     batch: &BatchHeader<'_>,
     body: Bytes,
     first_attempt: i32,
     stop: Option<Instant>,
-) -> Result<Outcome, DbError> {
+) -> Result<Outcome, L::Error> {
     let policy = target.retry;
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(policy.base_delay)
@@ -168,12 +156,12 @@ fn out_of_time(made: u32, last_error: &str) -> Outcome {
     }
 }
 
-async fn record(
-    log: &impl CallLog,
+async fn record<L: CallLog>(
+    log: &L,
     batch: &BatchHeader<'_>,
     number: i32,
     attempt: &Attempt,
-) -> Result<(), DbError> {
+) -> Result<(), L::Error> {
     let latency_ms = attempt.latency.as_millis().min(i32::MAX as u128) as i32;
     // Operators see the outcome in the log; the response excerpt stays in the table, as an
     // API may echo record contents.

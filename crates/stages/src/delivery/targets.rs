@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::Url;
-use sluice_aws::secrets::{secret_field, secret_string};
 use sluice_core::delivery::{BodyShape, HeaderSource, RetryPolicy};
 use sluice_core::{Dataset, PipelineConfig};
+
+use crate::ports::{secret_field, SecretSource};
 
 /// Secret values already read, by secret id and JSON key.
 type SecretCache = HashMap<(String, Option<String>), String>;
@@ -18,7 +19,7 @@ type SecretCache = HashMap<(String, Option<String>), String>;
 pub async fn target(
     dataset: &Dataset,
     endpoint: Url,
-    secrets: Option<&aws_sdk_secretsmanager::Client>,
+    secrets: Option<&dyn SecretSource>,
 ) -> Result<Target, TargetError> {
     resolve_target(dataset, endpoint, secrets, &mut SecretCache::default()).await
 }
@@ -26,7 +27,7 @@ pub async fn target(
 async fn resolve_target(
     dataset: &Dataset,
     endpoint: Url,
-    secrets: Option<&aws_sdk_secretsmanager::Client>,
+    secrets: Option<&dyn SecretSource>,
     cache: &mut SecretCache,
 ) -> Result<Target, TargetError> {
     let delivery = &dataset.delivery;
@@ -56,7 +57,7 @@ async fn resolve_target(
                         })?;
                         let v = match key {
                             Some(k) => secret_field(client, id, k).await,
-                            None => secret_string(client, id).await,
+                            None => client.secret_string(id).await,
                         }
                         .map_err(|e| error(e.to_string()))?;
                         cache.insert(cache_key, v.clone());
@@ -120,22 +121,20 @@ pub struct TargetError {
 #[derive(Debug, Default)]
 pub struct Targets {
     by_dataset: RwLock<HashMap<String, Result<Arc<Target>, String>>>,
-    secrets: Option<aws_sdk_secretsmanager::Client>,
+    secrets: Option<Arc<dyn SecretSource>>,
 }
 
 impl Targets {
     /// Resolves every header of every dataset with an endpoint. `secrets` is needed only when
     /// a header names a secret; each secret is read once. Failures are kept per dataset and
     /// logged.
-    pub async fn resolve(
-        config: &PipelineConfig,
-        secrets: Option<&aws_sdk_secretsmanager::Client>,
-    ) -> Self {
+    pub async fn resolve(config: &PipelineConfig, secrets: Option<Arc<dyn SecretSource>>) -> Self {
         let mut by_dataset = HashMap::new();
         let mut cache = SecretCache::default();
         for dataset in config.datasets() {
             if let Some(endpoint) = &dataset.delivery.endpoint {
-                let target = resolve_target(dataset, endpoint.clone(), secrets, &mut cache)
+                let source = secrets.as_deref();
+                let target = resolve_target(dataset, endpoint.clone(), source, &mut cache)
                     .await
                     .map(Arc::new)
                     .map_err(|e| {
@@ -148,7 +147,7 @@ impl Targets {
         }
         Self {
             by_dataset: RwLock::new(by_dataset),
-            secrets: secrets.cloned(),
+            secrets,
         }
     }
 
@@ -170,7 +169,7 @@ impl Targets {
         let fresh = resolve_target(
             dataset,
             endpoint,
-            self.secrets.as_ref(),
+            self.secrets.as_deref(),
             &mut SecretCache::default(),
         )
         .await

@@ -9,7 +9,7 @@ use sluice_core::delivery::{
     classify_status, excerpt, parse_retry_after, AttemptClass, BatchHeader,
 };
 
-use crate::targets::Target;
+use crate::delivery::targets::Target;
 
 /// The HTTP client every delivery shares (one connection pool per container). Redirects are
 /// not followed: a redirected POST would reach a different URL, or turn into a GET.

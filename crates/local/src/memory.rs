@@ -1,0 +1,498 @@
+//! The embedded status store: the same files, transitions, leases, events and delivery
+//! bookkeeping as PostgreSQL, held in memory for one process.
+//!
+//! In memory rather than SQLite: a local run is one process, so nothing needs to be shared or
+//! to outlive it unless the user asks for history, and then `DATABASE_URL` gives the real
+//! store with no second SQL dialect to keep equal. The shared contract test suite
+//! (tests/status_contract.rs) runs against both.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use serde_json::{json, Value};
+use sluice_core::{FileStatus, Stage};
+use sluice_stages::ports::{
+    file_id, ApiCall, BatchHistory, CallLog, Claim, EventRow, FileRow, Lease, NewFile, Registered,
+    RowCounts, StatusStore, TransformCounts,
+};
+use uuid::Uuid;
+
+/// The embedded store never fails; its error type says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Never {}
+
+impl std::fmt::Display for Never {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {}
+    }
+}
+
+impl std::error::Error for Never {}
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    files: HashMap<Uuid, Entry>,
+    sources: HashMap<(String, String, String), Uuid>,
+    calls: Vec<Call>,
+    batch_claims: HashMap<String, Held>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    row: FileRow,
+    lease: Option<Held>,
+    attempts: i32,
+    events: Vec<EventRow>,
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    owner: Option<String>,
+    until: Option<SystemTime>,
+    attempts: i32,
+}
+
+impl Held {
+    fn live(&self) -> bool {
+        self.owner.is_some() && self.until.is_some_and(|u| u > SystemTime::now())
+    }
+}
+
+#[derive(Debug)]
+struct Call {
+    file_id: Uuid,
+    batch_id: String,
+    attempt: i32,
+    http_status: Option<i32>,
+}
+
+impl Call {
+    fn delivered(&self) -> bool {
+        self.http_status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+impl Entry {
+    fn event(&mut self, stage: &str, status: FileStatus, detail: Value) {
+        self.events.push(EventRow {
+            stage: stage.to_string(),
+            status,
+            detail,
+            at: SystemTime::now(),
+        });
+    }
+
+    fn lease_is_live(&self) -> bool {
+        self.lease.as_ref().is_some_and(Held::live)
+    }
+}
+
+/// What a transition writes beside the status.
+#[derive(Default)]
+struct Extra<'a> {
+    clean_key: Option<&'a str>,
+    counts: Option<RowCounts>,
+    transform: Option<TransformCounts>,
+    reason: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves plain data behind: keep using it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn transition(
+        &self,
+        id: Uuid,
+        stage: Stage,
+        to: FileStatus,
+        extra: Extra<'_>,
+        detail: Value,
+    ) -> bool {
+        let mut state = self.state();
+        let Some(entry) = state.files.get_mut(&id) else {
+            return false;
+        };
+        let row = &mut entry.row;
+        if !row.status.may_become(to) {
+            return false;
+        }
+        row.status = to;
+        row.updated_at = SystemTime::now();
+        if to == FileStatus::Failed {
+            row.failed_stage = Some(stage.as_str().to_string());
+        }
+        row.error = match to {
+            FileStatus::Failed | FileStatus::Rejected => {
+                extra.error.or(extra.reason).map(str::to_string)
+            }
+            _ => None,
+        };
+        if let Some(key) = extra.clean_key {
+            row.clean_key = Some(key.to_string());
+        }
+        if let Some(c) = extra.counts {
+            (row.rows_in, row.rows_out, row.rows_rejected) =
+                (Some(c.rows_in), Some(c.rows_out), Some(c.rows_rejected));
+        }
+        if let Some(t) = extra.transform {
+            (row.records, row.batches_sent, row.rows_unmapped) =
+                (Some(t.records), Some(t.batches), Some(t.rows_unmapped));
+        }
+        entry.lease = None;
+        entry.event(stage.as_str(), to, detail);
+        true
+    }
+}
+
+impl CallLog for MemoryStore {
+    type Error = Never;
+
+    async fn record_call(&self, call: &ApiCall<'_>) -> Result<(), Never> {
+        let mut state = self.state();
+        let delivered = call.http_status.is_some_and(|s| (200..300).contains(&s));
+        state.calls.push(Call {
+            file_id: call.file_id,
+            batch_id: call.batch_id.to_string(),
+            attempt: call.attempt,
+            http_status: call.http_status,
+        });
+        // As in PostgreSQL: a 2xx ends the batch's claim with the record.
+        if delivered {
+            if let Some(held) = state.batch_claims.get_mut(call.batch_id) {
+                (held.owner, held.until) = (None, None);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StatusStore for MemoryStore {
+    type Error = Never;
+
+    async fn register(&self, file: &NewFile<'_>) -> Result<Registered, Never> {
+        let mut state = self.state();
+        let source = (
+            file.bucket.to_string(),
+            file.key.to_string(),
+            file.etag.to_string(),
+        );
+        if let Some(id) = state.sources.get(&source) {
+            let id = *id;
+            let status = state.files[&id].row.status;
+            return Ok(Registered {
+                id,
+                created: false,
+                status,
+            });
+        }
+        let id = file_id(file.bucket, file.key, file.etag);
+        let now = SystemTime::now();
+        let mut entry = Entry {
+            row: FileRow {
+                id,
+                dataset: Some(file.dataset.to_string()),
+                site: file.site.map(str::to_string),
+                source_bucket: file.bucket.to_string(),
+                source_key: file.key.to_string(),
+                source_etag: file.etag.to_string(),
+                source_size: file.size,
+                clean_key: None,
+                status: FileStatus::Received,
+                failed_stage: None,
+                error: None,
+                rows_in: None,
+                rows_out: None,
+                rows_rejected: None,
+                records: None,
+                batches_sent: None,
+                batches_delivered: None,
+                rows_unmapped: None,
+                received_at: now,
+                updated_at: now,
+            },
+            lease: None,
+            attempts: 0,
+            events: Vec::new(),
+        };
+        let detail = json!({ "bucket": file.bucket, "key": file.key });
+        entry.event(Stage::Listener.as_str(), FileStatus::Received, detail);
+        state.files.insert(id, entry);
+        state.sources.insert(source, id);
+        Ok(Registered {
+            id,
+            created: true,
+            status: FileStatus::Received,
+        })
+    }
+
+    async fn advance(
+        &self,
+        id: Uuid,
+        stage: Stage,
+        to: FileStatus,
+        detail: Value,
+    ) -> Result<bool, Never> {
+        Ok(self.transition(id, stage, to, Extra::default(), detail))
+    }
+
+    async fn finish_sanitize(
+        &self,
+        id: Uuid,
+        to: FileStatus,
+        clean_key: Option<&str>,
+        counts: RowCounts,
+        reason: Option<&str>,
+        detail: Value,
+    ) -> Result<bool, Never> {
+        let extra = Extra {
+            clean_key,
+            counts: Some(counts),
+            reason,
+            ..Extra::default()
+        };
+        Ok(self.transition(id, Stage::Sanitizer, to, extra, detail))
+    }
+
+    async fn finish_transform(
+        &self,
+        id: Uuid,
+        to: FileStatus,
+        counts: TransformCounts,
+        reason: Option<&str>,
+        detail: Value,
+    ) -> Result<bool, Never> {
+        let extra = Extra {
+            transform: Some(counts),
+            reason,
+            ..Extra::default()
+        };
+        Ok(self.transition(id, Stage::Transformer, to, extra, detail))
+    }
+
+    async fn fail(&self, id: Uuid, stage: Stage, error: &str) -> Result<bool, Never> {
+        let extra = Extra {
+            error: Some(error),
+            ..Extra::default()
+        };
+        let detail = json!({ "error": error });
+        Ok(self.transition(id, stage, FileStatus::Failed, extra, detail))
+    }
+
+    async fn note_error(&self, id: Uuid, stage: Stage, error: &str) -> Result<(), Never> {
+        let mut state = self.state();
+        if let Some(entry) = state.files.get_mut(&id) {
+            if !entry.row.status.is_final() {
+                entry.row.error = Some(error.to_string());
+                entry.row.updated_at = SystemTime::now();
+                let status = entry.row.status;
+                entry.event(
+                    stage.as_str(),
+                    status,
+                    json!({ "error": error, "retry": true }),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn claim(
+        &self,
+        id: Uuid,
+        stage: Stage,
+        from: FileStatus,
+        to: FileStatus,
+        lease: &Lease,
+    ) -> Result<Claim, Never> {
+        let mut state = self.state();
+        let Some(entry) = state.files.get_mut(&id) else {
+            return Ok(Claim::Missing);
+        };
+        let before = entry.row.status;
+        let takeover = before == to && !entry.lease_is_live();
+        if before != from && !takeover {
+            return Ok(match before == to {
+                true => Claim::Busy,
+                false => Claim::Elsewhere(before),
+            });
+        }
+        entry.attempts += 1;
+        entry.row.status = to;
+        entry.row.updated_at = SystemTime::now();
+        entry.lease = Some(Held {
+            owner: Some(lease.owner.clone()),
+            until: Some(lease.until),
+            attempts: entry.attempts,
+        });
+        let detail = match takeover {
+            true => json!({ "lease": "taken over", "owner": lease.owner }),
+            false => json!({ "owner": lease.owner }),
+        };
+        entry.event(stage.as_str(), to, detail);
+        Ok(Claim::Won {
+            attempts: entry.attempts,
+        })
+    }
+
+    async fn claim_in_place(
+        &self,
+        id: Uuid,
+        stage: Stage,
+        statuses: &[FileStatus],
+        lease: &Lease,
+    ) -> Result<Claim, Never> {
+        let mut state = self.state();
+        let Some(entry) = state.files.get_mut(&id) else {
+            return Ok(Claim::Missing);
+        };
+        let status = entry.row.status;
+        if !statuses.contains(&status) {
+            return Ok(Claim::Elsewhere(status));
+        }
+        if entry.lease_is_live() {
+            return Ok(Claim::Busy);
+        }
+        entry.attempts += 1;
+        entry.row.updated_at = SystemTime::now();
+        entry.lease = Some(Held {
+            owner: Some(lease.owner.clone()),
+            until: Some(lease.until),
+            attempts: entry.attempts,
+        });
+        let detail = json!({ "owner": lease.owner, "lease": "re-drive" });
+        entry.event(stage.as_str(), status, detail);
+        Ok(Claim::Won {
+            attempts: entry.attempts,
+        })
+    }
+
+    async fn release(&self, id: Uuid, owner: &str) -> Result<(), Never> {
+        let mut state = self.state();
+        if let Some(entry) = state.files.get_mut(&id) {
+            if entry
+                .lease
+                .as_ref()
+                .is_some_and(|l| l.owner.as_deref() == Some(owner))
+            {
+                entry.lease = None;
+            }
+        }
+        Ok(())
+    }
+
+    async fn claim_batch(
+        &self,
+        _file_id: Uuid,
+        batch_id: &str,
+        lease: &Lease,
+    ) -> Result<Claim, Never> {
+        let mut state = self.state();
+        let held = state
+            .batch_claims
+            .entry(batch_id.to_string())
+            .or_insert(Held {
+                owner: None,
+                until: None,
+                attempts: 0,
+            });
+        if held.live() {
+            return Ok(Claim::Busy);
+        }
+        held.owner = Some(lease.owner.clone());
+        held.until = Some(lease.until);
+        held.attempts += 1;
+        Ok(Claim::Won {
+            attempts: held.attempts,
+        })
+    }
+
+    async fn release_batch(&self, batch_id: &str, owner: &str) -> Result<(), Never> {
+        let mut state = self.state();
+        if let Some(held) = state.batch_claims.get_mut(batch_id) {
+            if held.owner.as_deref() == Some(owner) {
+                (held.owner, held.until) = (None, None);
+            }
+        }
+        Ok(())
+    }
+
+    async fn batch_history(&self, batch_id: &str) -> Result<BatchHistory, Never> {
+        let state = self.state();
+        let calls = state.calls.iter().filter(|c| c.batch_id == batch_id);
+        let (mut attempts, mut delivered) = (0, false);
+        for call in calls {
+            attempts = attempts.max(call.attempt);
+            delivered |= call.delivered();
+        }
+        Ok(BatchHistory {
+            attempts,
+            delivered,
+        })
+    }
+
+    async fn delivered_batches(&self, file_id: Uuid) -> Result<HashSet<String>, Never> {
+        let state = self.state();
+        Ok(state
+            .calls
+            .iter()
+            .filter(|c| c.file_id == file_id && c.delivered())
+            .map(|c| c.batch_id.clone())
+            .collect())
+    }
+
+    async fn settle_delivery(&self, id: Uuid) -> Result<FileStatus, Never> {
+        let delivered = self.delivered_batches(id).await?.len() as i32;
+        let mut state = self.state();
+        let Some(entry) = state.files.get_mut(&id) else {
+            return Ok(FileStatus::Failed);
+        };
+        let row = &mut entry.row;
+        if row.batches_delivered != Some(delivered) {
+            row.batches_delivered = Some(delivered);
+            row.updated_at = SystemTime::now();
+        }
+        let next = match (row.status, row.batches_sent) {
+            (FileStatus::Transformed | FileStatus::Delivering, Some(sent)) if delivered >= sent => {
+                FileStatus::Delivered
+            }
+            (FileStatus::Transformed, Some(_)) if delivered > 0 => FileStatus::Delivering,
+            (status, _) => return Ok(status),
+        };
+        let sent = row.batches_sent;
+        row.status = next;
+        row.error = None;
+        row.updated_at = SystemTime::now();
+        entry.lease = None;
+        entry.event(
+            Stage::Forwarder.as_str(),
+            next,
+            json!({ "batches": sent, "batches_delivered": delivered }),
+        );
+        Ok(next)
+    }
+
+    async fn file(&self, id: Uuid) -> Result<Option<FileRow>, Never> {
+        Ok(self.state().files.get(&id).map(|e| e.row.clone()))
+    }
+
+    async fn events(&self, id: Uuid) -> Result<Vec<EventRow>, Never> {
+        Ok(self
+            .state()
+            .files
+            .get(&id)
+            .map(|e| e.events.clone())
+            .unwrap_or_default())
+    }
+}

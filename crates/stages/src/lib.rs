@@ -1,0 +1,7 @@
+//! What Sluice's stages do, written once over small capability traits ([`ports`]) that
+//! adapters implement: AWS and PostgreSQL for the Lambdas, local ones for a machine without
+//! services. Today: the delivery engine ([`delivery`]) that the forwarder Lambda and
+//! `sluice forward` share.
+
+pub mod delivery;
+pub mod ports;

@@ -1,0 +1,31 @@
+//! Where delivery attempts are recorded.
+
+use std::future::Future;
+
+use uuid::Uuid;
+
+/// One delivery attempt, as it is recorded (`api_call` in PostgreSQL, the report locally).
+#[derive(Debug, Clone)]
+pub struct ApiCall<'a> {
+    pub file_id: Uuid,
+    pub batch_id: &'a str,
+    /// 1 for the batch's first attempt ever, counting on across SQS deliveries.
+    pub attempt: i32,
+    /// The answer's status; `None` when there was no answer (refused, timed out).
+    pub http_status: Option<i32>,
+    pub latency_ms: i32,
+    /// The start of the answer's body, capped (see `sluice_core::delivery::excerpt`).
+    pub response_excerpt: Option<&'a str>,
+    /// Why the attempt did not deliver, in words; `None` when it did.
+    pub error: Option<&'a str>,
+}
+
+/// Where delivery attempts are recorded.
+pub trait CallLog {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    fn record_call(
+        &self,
+        call: &ApiCall<'_>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}

@@ -1,0 +1,10 @@
+//! The capabilities stages work through. Each is a small trait; adapters implement them (the
+//! AWS and PostgreSQL ones for the Lambdas, local ones for a machine without services).
+
+mod calls;
+mod secrets;
+pub mod status;
+
+pub use calls::{ApiCall, CallLog};
+pub use secrets::{secret_field, SecretError, SecretFuture, SecretSource};
+pub use status::*;

@@ -1,0 +1,504 @@
+//! One status-store test suite, run against both stores the stages can be given: PostgreSQL
+//! (the Lambdas') and the embedded in-memory store (`sluice run` without `DATABASE_URL`). Each
+//! test is written once over `StatusStore` and run twice.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+use sluice_core::{FileStatus, Stage};
+use sluice_stages::ports::{
+    ApiCall, CallLog, Claim, Lease, NewFile, RowCounts, StatusStore, TransformCounts,
+};
+use uuid::Uuid;
+
+/// Runs `$suite` against a fresh in-memory store and a fresh PostgreSQL schema.
+macro_rules! on_both_stores {
+    ($($name:ident => $suite:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                super::$suite(&sluice_local::MemoryStore::new()).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let schema = sluice_e2e::Schema::create().await;
+                super::$suite(&schema.store().await).await;
+            }
+        }
+    )*};
+}
+
+on_both_stores! {
+    register => a_file_is_registered_once_per_source_object,
+    transitions => statuses_move_only_along_the_table_and_each_move_is_an_event,
+    final_errors => a_final_status_keeps_its_reason,
+    claims => one_of_eight_claims_wins_and_the_others_learn_why,
+    takeover => an_expired_lease_is_taken_over_and_a_released_one_is_free,
+    in_place => a_lease_in_place_leaves_the_status_where_it_is,
+    batches => a_batch_is_claimed_by_one_worker_until_its_2xx_is_recorded,
+    settling => delivery_settles_the_file_as_its_batches_get_through,
+}
+
+fn lease(owner: &str, seconds: i64) -> Lease {
+    let now = SystemTime::now();
+    let until = match seconds >= 0 {
+        true => now + Duration::from_secs(seconds as u64),
+        false => now - Duration::from_secs(seconds.unsigned_abs()),
+    };
+    Lease {
+        owner: owner.to_string(),
+        until,
+    }
+}
+
+async fn received<S: StatusStore>(store: &S, name: &str) -> Uuid {
+    let key = format!("incoming/orders/{name}");
+    store
+        .register(&NewFile {
+            dataset: "orders",
+            site: Some("leeds"),
+            bucket: "quarantine",
+            key: &key,
+            etag: "e1",
+            size: 10,
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+/// A file at `transformed` with `batches` batches sent.
+async fn transformed<S: StatusStore>(store: &S, name: &str, batches: i32) -> Uuid {
+    let id = received(store, name).await;
+    let sanitizing = lease("sanitizer/1", 60);
+    let claim = store
+        .claim(
+            id,
+            Stage::Sanitizer,
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            &sanitizing,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(claim, Claim::Won { attempts: 1 }), "{claim:?}");
+    let counts = RowCounts {
+        rows_in: 3,
+        rows_out: 3,
+        rows_rejected: 0,
+    };
+    assert!(store
+        .finish_sanitize(
+            id,
+            FileStatus::Sanitized,
+            Some("clean/x.csv"),
+            counts,
+            None,
+            json!({})
+        )
+        .await
+        .unwrap());
+    let transforming = lease("transformer/1", 60);
+    store
+        .claim(
+            id,
+            Stage::Transformer,
+            FileStatus::Sanitized,
+            FileStatus::Transforming,
+            &transforming,
+        )
+        .await
+        .unwrap();
+    let counts = TransformCounts {
+        records: 3,
+        batches,
+        rows_unmapped: 0,
+    };
+    assert!(store
+        .finish_transform(id, FileStatus::Transformed, counts, None, json!({}))
+        .await
+        .unwrap());
+    id
+}
+
+async fn call<S: StatusStore>(store: &S, id: Uuid, batch: &str, attempt: i32, status: i32) {
+    let record = ApiCall {
+        file_id: id,
+        batch_id: batch,
+        attempt,
+        http_status: Some(status),
+        latency_ms: 3,
+        response_excerpt: None,
+        error: None,
+    };
+    CallLog::record_call(store, &record).await.unwrap();
+}
+
+async fn a_file_is_registered_once_per_source_object<S: StatusStore>(store: &S) {
+    let file = NewFile {
+        dataset: "orders",
+        site: None,
+        bucket: "quarantine",
+        key: "incoming/orders/a.csv",
+        etag: "\"abc\"",
+        size: 1,
+    };
+    let first = store.register(&file).await.unwrap();
+    let again = store.register(&file).await.unwrap();
+    assert!(first.created && !again.created);
+    assert_eq!(first.id, again.id);
+    assert_eq!(
+        first.id,
+        sluice_stages::ports::file_id("quarantine", "incoming/orders/a.csv", "abc")
+    );
+    let other = store
+        .register(&NewFile {
+            etag: "\"abd\"",
+            ..file
+        })
+        .await
+        .unwrap();
+    assert_ne!(other.id, first.id, "new content is a new file");
+    let row = store.file(first.id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Received);
+    assert_eq!(row.dataset.as_deref(), Some("orders"));
+    assert!(store.file(Uuid::new_v4()).await.unwrap().is_none());
+}
+
+async fn statuses_move_only_along_the_table_and_each_move_is_an_event<S: StatusStore>(store: &S) {
+    let id = received(store, "t.csv").await;
+    // Skipping a step and moving backward change nothing.
+    assert!(!store
+        .advance(id, Stage::Sanitizer, FileStatus::Transformed, json!({}))
+        .await
+        .unwrap());
+    assert!(store
+        .advance(id, Stage::Sanitizer, FileStatus::Sanitizing, json!({}))
+        .await
+        .unwrap());
+    assert!(!store
+        .advance(id, Stage::Sanitizer, FileStatus::Received, json!({}))
+        .await
+        .unwrap());
+    let counts = RowCounts {
+        rows_in: 5,
+        rows_out: 4,
+        rows_rejected: 1,
+    };
+    assert!(store
+        .finish_sanitize(
+            id,
+            FileStatus::Sanitized,
+            Some("clean/t.csv"),
+            counts,
+            None,
+            json!({"n": 1})
+        )
+        .await
+        .unwrap());
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Sanitized);
+    assert_eq!(row.clean_key.as_deref(), Some("clean/t.csv"));
+    assert_eq!(
+        (row.rows_in, row.rows_out, row.rows_rejected),
+        (Some(5), Some(4), Some(1))
+    );
+    assert_eq!(row.site.as_deref(), Some("leeds"));
+    let history: Vec<FileStatus> = store
+        .events(id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.status)
+        .collect();
+    assert_eq!(
+        history,
+        [
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            FileStatus::Sanitized
+        ]
+    );
+}
+
+async fn a_final_status_keeps_its_reason<S: StatusStore>(store: &S) {
+    let rejected = received(store, "r.csv").await;
+    store
+        .advance(
+            rejected,
+            Stage::Sanitizer,
+            FileStatus::Sanitizing,
+            json!({}),
+        )
+        .await
+        .unwrap();
+    store
+        .finish_sanitize(
+            rejected,
+            FileStatus::Rejected,
+            None,
+            RowCounts::default(),
+            Some("not a CSV"),
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let failed = received(store, "f.csv").await;
+    store
+        .note_error(failed, Stage::Sanitizer, "S3 was slow")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.file(failed).await.unwrap().unwrap().error.as_deref(),
+        Some("S3 was slow"),
+        "a retried error shows while the file is not final"
+    );
+    assert!(store
+        .fail(failed, Stage::Sanitizer, "gave up")
+        .await
+        .unwrap());
+    for id in [rejected, failed] {
+        let before = store.file(id).await.unwrap().unwrap();
+        store
+            .note_error(id, Stage::Forwarder, "late")
+            .await
+            .unwrap();
+        assert!(!store.fail(id, Stage::Forwarder, "later").await.unwrap());
+        let after = store.file(id).await.unwrap().unwrap();
+        assert_eq!(after.error, before.error);
+        assert_eq!(after.status, before.status);
+    }
+    let row = store.file(failed).await.unwrap().unwrap();
+    assert_eq!(row.error.as_deref(), Some("gave up"));
+    assert_eq!(row.failed_stage.as_deref(), Some("sanitizer"));
+    assert_eq!(
+        store
+            .file(rejected)
+            .await
+            .unwrap()
+            .unwrap()
+            .error
+            .as_deref(),
+        Some("not a CSV")
+    );
+}
+
+async fn one_of_eight_claims_wins_and_the_others_learn_why<S: StatusStore>(store: &S) {
+    let id = received(store, "c.csv").await;
+    let leases: Vec<Lease> = (0..8).map(|i| lease(&format!("w/{i}"), 60)).collect();
+    let claims = futures_util::future::join_all(leases.iter().map(|l| {
+        store.claim(
+            id,
+            Stage::Sanitizer,
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            l,
+        )
+    }))
+    .await;
+    let won = claims
+        .iter()
+        .filter(|c| matches!(c, Ok(Claim::Won { .. })))
+        .count();
+    let busy = claims
+        .iter()
+        .filter(|c| matches!(c, Ok(Claim::Busy)))
+        .count();
+    assert_eq!((won, busy), (1, 7), "{claims:?}");
+    // Not ready for the next stage, and no such file.
+    let next = store
+        .claim(
+            id,
+            Stage::Transformer,
+            FileStatus::Sanitized,
+            FileStatus::Transforming,
+            &leases[0],
+        )
+        .await
+        .unwrap();
+    assert_eq!(next, Claim::Elsewhere(FileStatus::Sanitizing));
+    let missing = store
+        .claim(
+            Uuid::new_v4(),
+            Stage::Sanitizer,
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            &leases[0],
+        )
+        .await
+        .unwrap();
+    assert_eq!(missing, Claim::Missing);
+}
+
+async fn an_expired_lease_is_taken_over_and_a_released_one_is_free<S: StatusStore>(store: &S) {
+    let id = received(store, "x.csv").await;
+    let dead = lease("sanitizer/dead", -1);
+    let claim = store
+        .claim(
+            id,
+            Stage::Sanitizer,
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            &dead,
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim, Claim::Won { attempts: 1 });
+    let next = lease("sanitizer/next", 60);
+    let claim = store
+        .claim(
+            id,
+            Stage::Sanitizer,
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            &next,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        claim,
+        Claim::Won { attempts: 2 },
+        "the dead worker's lease is taken over"
+    );
+    let third = lease("sanitizer/third", 60);
+    let claim = store
+        .claim(
+            id,
+            Stage::Sanitizer,
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            &third,
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim, Claim::Busy);
+    // Only the owner releases.
+    store.release(id, "sanitizer/third").await.unwrap();
+    let claim = store
+        .claim(
+            id,
+            Stage::Sanitizer,
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            &third,
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim, Claim::Busy);
+    store.release(id, "sanitizer/next").await.unwrap();
+    let claim = store
+        .claim(
+            id,
+            Stage::Sanitizer,
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            &third,
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim, Claim::Won { attempts: 3 });
+    let taken_over = store
+        .events(id)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.detail["lease"] == "taken over")
+        .count();
+    assert_eq!(taken_over, 2);
+}
+
+async fn a_lease_in_place_leaves_the_status_where_it_is<S: StatusStore>(store: &S) {
+    let id = transformed(store, "p.csv", 2).await;
+    let after = [FileStatus::Transformed, FileStatus::Delivering];
+    let first = lease("transformer/a", 60);
+    let claim = store
+        .claim_in_place(id, Stage::Transformer, &after, &first)
+        .await
+        .unwrap();
+    assert!(matches!(claim, Claim::Won { .. }), "{claim:?}");
+    let second = lease("transformer/b", 60);
+    let claim = store
+        .claim_in_place(id, Stage::Transformer, &after, &second)
+        .await
+        .unwrap();
+    assert_eq!(claim, Claim::Busy);
+    assert_eq!(
+        store.file(id).await.unwrap().unwrap().status,
+        FileStatus::Transformed
+    );
+    let other = received(store, "q.csv").await;
+    let claim = store
+        .claim_in_place(other, Stage::Transformer, &after, &second)
+        .await
+        .unwrap();
+    assert_eq!(claim, Claim::Elsewhere(FileStatus::Received));
+}
+
+async fn a_batch_is_claimed_by_one_worker_until_its_2xx_is_recorded<S: StatusStore>(store: &S) {
+    let id = transformed(store, "b.csv", 1).await;
+    let batch = format!("{id}-000001");
+    let a = lease("forwarder/a", 60);
+    let b = lease("forwarder/b", 60);
+    assert_eq!(
+        store.claim_batch(id, &batch, &a).await.unwrap(),
+        Claim::Won { attempts: 1 }
+    );
+    assert_eq!(
+        store.claim_batch(id, &batch, &b).await.unwrap(),
+        Claim::Busy
+    );
+    call(store, id, &batch, 1, 503).await;
+    assert_eq!(
+        store.claim_batch(id, &batch, &b).await.unwrap(),
+        Claim::Busy
+    );
+    store.release_batch(&batch, "forwarder/a").await.unwrap();
+    assert_eq!(
+        store.claim_batch(id, &batch, &b).await.unwrap(),
+        Claim::Won { attempts: 2 }
+    );
+    call(store, id, &batch, 2, 200).await;
+    // The 2xx released the claim: the next copy claims it, and finds it delivered.
+    assert_eq!(
+        store.claim_batch(id, &batch, &a).await.unwrap(),
+        Claim::Won { attempts: 3 }
+    );
+    let history = store.batch_history(&batch).await.unwrap();
+    assert_eq!((history.attempts, history.delivered), (2, true));
+    let none = store.batch_history("nothing").await.unwrap();
+    assert_eq!((none.attempts, none.delivered), (0, false));
+}
+
+async fn delivery_settles_the_file_as_its_batches_get_through<S: StatusStore>(store: &S) {
+    let id = transformed(store, "s.csv", 2).await;
+    assert_eq!(
+        store.settle_delivery(id).await.unwrap(),
+        FileStatus::Transformed
+    );
+    call(store, id, &format!("{id}-000001"), 1, 500).await;
+    call(store, id, &format!("{id}-000001"), 2, 201).await;
+    assert_eq!(
+        store.settle_delivery(id).await.unwrap(),
+        FileStatus::Delivering
+    );
+    call(store, id, &format!("{id}-000002"), 1, 200).await;
+    // A duplicate 2xx of the same batch does not count twice.
+    call(store, id, &format!("{id}-000001"), 3, 200).await;
+    assert_eq!(store.delivered_batches(id).await.unwrap().len(), 2);
+    assert_eq!(
+        store.settle_delivery(id).await.unwrap(),
+        FileStatus::Delivered
+    );
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.batches_sent, row.batches_delivered),
+        (Some(2), Some(2))
+    );
+    assert_eq!(row.error, None);
+    assert_eq!(
+        store.settle_delivery(id).await.unwrap(),
+        FileStatus::Delivered,
+        "settling again changes nothing"
+    );
+}
