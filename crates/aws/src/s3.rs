@@ -141,22 +141,6 @@ impl ObjectStore {
         Ok(bytes)
     }
 
-    /// Whether the object exists.
-    pub async fn exists(&self, bucket: &str, key: &str) -> Result<bool, AwsError> {
-        match self
-            .client
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
-            Err(e) => Err(s3_error("HeadObject", bucket, key, e)),
-        }
-    }
-
     /// Writes a small object (a report) in one request.
     pub async fn put(
         &self,

@@ -72,18 +72,7 @@ impl Store {
                     attempts: row.get(0),
                 }
             }
-            None => {
-                let row = tx
-                    .query_opt("SELECT status FROM file_process WHERE id = $1", &[&id])
-                    .await?;
-                match row {
-                    None => Claim::Missing,
-                    Some(row) => match parse_status(row.get(0))? {
-                        status if status == to => Claim::Busy,
-                        status => Claim::Elsewhere(status),
-                    },
-                }
-            }
+            None => why_not(&tx, id, |status| status == to).await?,
         };
         tx.commit().await?;
         Ok(claim)
@@ -130,18 +119,7 @@ impl Store {
                     attempts: row.get(0),
                 }
             }
-            None => {
-                let row = tx
-                    .query_opt("SELECT status FROM file_process WHERE id = $1", &[&id])
-                    .await?;
-                match row {
-                    None => Claim::Missing,
-                    Some(row) => match parse_status(row.get(0))? {
-                        status if statuses.contains(&status) => Claim::Busy,
-                        status => Claim::Elsewhere(status),
-                    },
-                }
-            }
+            None => why_not(&tx, id, |status| statuses.contains(&status)).await?,
         };
         tx.commit().await?;
         Ok(claim)
@@ -193,4 +171,23 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// Why a claim of file `id` was not won: no such file, another worker's live lease (the file
+/// is where the claim would have put it: `leased`), or the file is elsewhere.
+async fn why_not(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: Uuid,
+    leased: impl Fn(FileStatus) -> bool,
+) -> Result<Claim, DbError> {
+    let row = tx
+        .query_opt("SELECT status FROM file_process WHERE id = $1", &[&id])
+        .await?;
+    Ok(match row {
+        None => Claim::Missing,
+        Some(row) => match parse_status(row.get(0))? {
+            status if leased(status) => Claim::Busy,
+            status => Claim::Elsewhere(status),
+        },
+    })
 }
