@@ -36,16 +36,7 @@ pub fn merge_tags(
     (kept, dropped)
 }
 
-/// What S3 says about an object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectMeta {
-    pub size: i64,
-    /// The ETag without its quotes.
-    pub etag: String,
-    pub version_id: Option<String>,
-    /// User metadata (`x-amz-meta-*`), names without the prefix.
-    pub metadata: std::collections::HashMap<String, String>,
-}
+pub use sluice_stages::ports::ObjectMeta;
 
 /// Objects in S3.
 #[derive(Debug, Clone)]
@@ -359,6 +350,61 @@ impl Upload {
 impl ByteSink for Upload {
     async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.write(bytes).await.map_err(io::Error::other)
+    }
+}
+
+impl sluice_stages::ports::ObjectUpload for Upload {
+    type Error = AwsError;
+
+    fn finish(self) -> impl std::future::Future<Output = Result<u64, AwsError>> + Send {
+        Upload::finish(self)
+    }
+
+    fn abort(self) -> impl std::future::Future<Output = ()> + Send {
+        Upload::abort(self)
+    }
+}
+
+/// S3 as the stages' object storage.
+impl sluice_stages::ports::Objects for ObjectStore {
+    type Error = AwsError;
+    type Reader = Box<dyn AsyncRead + Unpin + Send>;
+    type Upload = Upload;
+
+    async fn open(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Option<(Self::Reader, ObjectMeta)>, AwsError> {
+        match ObjectStore::open(self, bucket, key, version).await {
+            Ok((body, meta)) => Ok(Some((Box::new(body), meta))),
+            Err(AwsError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn upload(&self, bucket: &str, key: &str, content_type: &str) -> Upload {
+        ObjectStore::upload(self, bucket, key, content_type)
+    }
+
+    fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> impl std::future::Future<Output = Result<(), AwsError>> + Send {
+        ObjectStore::put(self, bucket, key, body, content_type)
+    }
+
+    fn merge_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: &[(&str, &str)],
+    ) -> impl std::future::Future<Output = Result<Vec<String>, AwsError>> + Send {
+        ObjectStore::merge_tags(self, bucket, key, tags)
     }
 }
 

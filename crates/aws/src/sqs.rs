@@ -107,6 +107,18 @@ fn pack(bodies: &[String]) -> Vec<&[String]> {
     batches
 }
 
+/// SQS as the stages' outbox.
+impl sluice_stages::ports::Outbox for Queue {
+    type Error = AwsError;
+
+    fn send_all(
+        &self,
+        bodies: &[String],
+    ) -> impl std::future::Future<Output = Result<(), AwsError>> + Send {
+        Queue::send_all(self, bodies)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

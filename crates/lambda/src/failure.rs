@@ -5,6 +5,7 @@
 use lambda_runtime::Diagnostic;
 use sluice_aws::{describe, AwsError};
 use sluice_db::DbError;
+use sluice_stages::{Fault, FaultKind};
 
 /// The kind of failure: what an operator alarms on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +47,24 @@ impl FailureKind {
     pub fn of(error: &(dyn std::error::Error + 'static)) -> Self {
         if let Some(failure) = error.downcast_ref::<Failure>() {
             return failure.kind;
+        }
+        if let Some(fault) = error.downcast_ref::<Fault>() {
+            // The adapter's own error, when there is one, says more (a database
+            // configuration error is not an outage).
+            if let Some(source) = &fault.source {
+                let kind = Self::of(source.as_ref());
+                if kind != FailureKind::Internal {
+                    return kind;
+                }
+            }
+            return match fault.kind {
+                FaultKind::BadInput => FailureKind::BadEvent,
+                FaultKind::Store => FailureKind::DatabaseUnavailable,
+                FaultKind::Objects => FailureKind::S3,
+                FaultKind::Queue => FailureKind::Sqs,
+                FaultKind::Deadline => FailureKind::Deadline,
+                FaultKind::Internal => FailureKind::Internal,
+            };
         }
         if let Some(aws) = error.downcast_ref::<AwsError>() {
             return match aws {
@@ -95,6 +114,12 @@ impl From<AwsError> for Failure {
 impl From<DbError> for Failure {
     fn from(error: DbError) -> Self {
         Self::from_error(&error)
+    }
+}
+
+impl From<Fault> for Failure {
+    fn from(fault: Fault) -> Self {
+        Self::new(FailureKind::of(&fault), fault.message)
     }
 }
 

@@ -1,6 +1,11 @@
-//! Adapters for a machine without services. Today: [`MemoryStore`], the embedded status store
-//! `sluice run` uses when `DATABASE_URL` is not set.
+//! Adapters for a machine without services: a folder standing in for the buckets
+//! ([`FolderObjects`]), in-process queues ([`MemoryQueue`]) and the embedded status store
+//! ([`MemoryStore`]) that `sluice run` uses when `DATABASE_URL` is not set.
 
+mod folder;
 mod memory;
+mod queue;
 
-pub use memory::MemoryStore;
+pub use folder::{FolderError, FolderObjects, FolderUpload};
+pub use memory::{MemoryStore, Never};
+pub use queue::MemoryQueue;

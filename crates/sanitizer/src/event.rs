@@ -10,15 +10,7 @@ use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// One object that was created.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectCreated {
-    pub bucket: String,
-    /// Decoded key (S3 sends it URL-encoded with `+` for space).
-    pub key: String,
-    pub size: i64,
-    pub version_id: Option<String>,
-}
+pub use sluice_stages::sanitize::ObjectCreated;
 
 #[derive(Deserialize)]
 struct Notification {

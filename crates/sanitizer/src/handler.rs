@@ -1,20 +1,20 @@
-//! One S3 notification in, clean file + report + tags + status + message out.
+//! The sanitizer's event adapter: an S3 notification, an EventBridge event, or SQS messages of
+//! either in; each object through the sanitize stage (`sluice_stages::sanitize`); the
+//! outcomes, or the SQS messages that failed, out.
 
 use std::time::Instant;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sluice_aws::setup::stop_before;
-use sluice_aws::{describe, AwsError, ObjectStore, Queue};
-use sluice_core::message::{DateRange, FileSanitized, SITE_METADATA, V1};
-use sluice_core::sanitize::drive::sanitize_async;
-use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
-use sluice_db::{Claim, Lease};
-use sluice_db::{NewFile, RowCounts, Store};
+use sluice_aws::{ObjectStore, Queue};
+use sluice_core::PipelineConfig;
+use sluice_db::{Lease, Store};
 use sluice_lambda::{invocation_lease, Failure, FailureKind};
-use uuid::Uuid;
+pub use sluice_stages::sanitize::Outcome;
+use sluice_stages::sanitize::{sanitize_object, LastDelivery, Sanitize};
 
 use crate::event::{invocation, Invocation, ObjectCreated, Queued};
 
@@ -37,21 +37,6 @@ pub struct Deps {
 pub enum Response {
     Outcomes(Vec<Outcome>),
     Batch(SqsBatchResponse),
-}
-
-/// A message on its last delivery before the dead-letter queue: `(receive count, max)`.
-type LastDelivery = Option<(u32, u32)>;
-
-/// What happened to one object (also the handler's response, for `cargo lambda invoke`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Outcome {
-    pub bucket: String,
-    pub key: String,
-    pub file_id: Option<Uuid>,
-    pub dataset: Option<String>,
-    /// `accepted`, `rejected`, `duplicate` (already handled), `unrouted` (no dataset) or
-    /// `gone` (the object was deleted before it could be read).
-    pub result: &'static str,
 }
 
 /// Handles an S3 notification or EventBridge event (an error makes Lambda retry the whole
@@ -111,271 +96,12 @@ async fn process(
     lease: &Lease,
     last: LastDelivery,
 ) -> Result<Outcome, Failure> {
-    let started = Instant::now();
-    let outcome = |file_id, dataset: Option<&str>, result| Outcome {
-        bucket: object.bucket.clone(),
-        key: object.key.clone(),
-        file_id,
-        dataset: dataset.map(str::to_string),
-        result,
+    let stage = Sanitize {
+        config: &deps.config,
+        store: &deps.store,
+        objects: &deps.objects,
+        queue: &deps.queue,
+        clean_bucket: &deps.clean_bucket,
     };
-    let Some(dataset) = deps.config.dataset_for_key(&object.key) else {
-        tracing::warn!(bucket = %object.bucket, key = %object.key,
-            "no dataset's prefix matches the key: file left in quarantine");
-        deps.objects
-            .merge_tags(
-                &object.bucket,
-                &object.key,
-                &[("sluice-verdict", "unrouted")],
-            )
-            .await?;
-        return Ok(outcome(None, None, "unrouted"));
-    };
-    let opened = deps
-        .objects
-        .open(&object.bucket, &object.key, object.version_id.as_deref())
-        .await;
-    let (body, meta) = match opened {
-        Ok(opened) => opened,
-        Err(AwsError::NotFound { .. }) => {
-            // Deleted before we got to it: nothing to sanitize, nothing to retry.
-            tracing::warn!(bucket = %object.bucket, key = %object.key, dataset = %dataset.name,
-                "object no longer exists: event skipped");
-            return Ok(outcome(None, Some(&dataset.name), "gone"));
-        }
-        Err(e) => return Err(Failure::from(e)),
-    };
-    let registered = deps
-        .store
-        .register(&NewFile {
-            dataset: &dataset.name,
-            // Set by the listener on a drop's copy: which FTP/SFTP site sent it.
-            site: meta.metadata.get(SITE_METADATA).map(String::as_str),
-            bucket: &object.bucket,
-            key: &object.key,
-            etag: &meta.etag,
-            size: meta.size,
-        })
-        .await?;
-    let id = registered.id;
-    // One worker sanitizes a file: the claim is one conditional UPDATE. A copy of the event
-    // that finds the file claimed by a live worker, or already past this stage, is skipped;
-    // one that finds the lease expired (its worker died) takes the work over.
-    let claim = deps
-        .store
-        .claim(
-            id,
-            Stage::Sanitizer,
-            FileStatus::Received,
-            FileStatus::Sanitizing,
-            lease,
-        )
-        .await?;
-    if !matches!(claim, Claim::Won { .. }) {
-        tracing::info!(file_id = %id, dataset = %dataset.name, bucket = %object.bucket,
-            key = %object.key, claim = ?claim, "claimed elsewhere or already handled: duplicate event skipped");
-        return Ok(outcome(Some(id), Some(&dataset.name), "duplicate"));
-    }
-
-    let clean_key = sluice_core::layout::clean_key(&dataset.name, id);
-    let mut upload = deps
-        .objects
-        .upload(&deps.clean_bucket, &clean_key, "text/csv; charset=utf-8");
-    let run = sanitize_async(
-        body,
-        &mut upload,
-        dataset.sanitize.clone(),
-        Some(dataset.name.clone()),
-    );
-    let report = match with_deadline(deadline, run).await {
-        Ok(Ok(report)) => report,
-        Ok(Err(e)) => {
-            upload.abort().await;
-            let why = format!("reading or writing the file failed: {}", describe(&e));
-            return Err(retry(deps, id, lease, last, Failure::new(FailureKind::S3, why)).await);
-        }
-        Err(()) => {
-            upload.abort().await;
-            let why = "stopped before the Lambda timeout; the event will be retried";
-            return Err(retry(
-                deps,
-                id,
-                lease,
-                last,
-                Failure::new(FailureKind::Deadline, why),
-            )
-            .await);
-        }
-    };
-    let accepted = report.verdict == Verdict::Accepted;
-    if accepted {
-        if let Err(e) = upload.finish().await {
-            return Err(retry(deps, id, lease, last, Failure::from(e)).await);
-        }
-    } else {
-        upload.abort().await;
-    }
-
-    if let Err(e) = publish(
-        object,
-        dataset.name.as_str(),
-        id,
-        &clean_key,
-        &report,
-        &meta.metadata,
-        deps,
-    )
-    .await
-    {
-        return Err(retry(deps, id, lease, last, Failure::from(e)).await);
-    }
-    let (status, clean) = if accepted {
-        (FileStatus::Sanitized, Some(clean_key.as_str()))
-    } else {
-        (FileStatus::Rejected, None)
-    };
-    let counts = RowCounts {
-        rows_in: report.rows_in as i64,
-        rows_out: report.rows_out as i64,
-        rows_rejected: report.rows_rejected as i64,
-    };
-    deps.store
-        .finish_sanitize(
-            id,
-            status,
-            clean,
-            counts,
-            report.reason.as_deref(),
-            summary(&report),
-        )
-        .await?;
-    tracing::info!(
-        file_id = %id, dataset = %dataset.name, bucket = %object.bucket, key = %object.key,
-        verdict = if accepted { "accepted" } else { "rejected" },
-        reason = report.reason.as_deref().unwrap_or(""),
-        bytes_in = report.bytes_in, rows_in = report.rows_in, rows_out = report.rows_out,
-        rows_rejected = report.rows_rejected,
-        formulas_neutralized = report.cells.formulas_neutralized,
-        markup_neutralized = report.cells.markup_neutralized,
-        duration_ms = started.elapsed().as_millis() as u64,
-        "file sanitized"
-    );
-    Ok(outcome(
-        Some(id),
-        Some(&dataset.name),
-        if accepted { "accepted" } else { "rejected" },
-    ))
-}
-
-async fn with_deadline<F: std::future::Future>(
-    deadline: Option<Instant>,
-    work: F,
-) -> Result<F::Output, ()> {
-    match deadline {
-        Some(at) => tokio::time::timeout_at(at.into(), work)
-            .await
-            .map_err(|_| ()),
-        None => Ok(work.await),
-    }
-}
-
-/// Writes the report beside the clean file, tags the quarantine object with the verdict and,
-/// for an accepted file, tells the transformer.
-async fn publish(
-    object: &ObjectCreated,
-    dataset: &str,
-    id: Uuid,
-    clean_key: &str,
-    report: &Report,
-    metadata: &std::collections::HashMap<String, String>,
-    deps: &Deps,
-) -> Result<(), sluice_aws::AwsError> {
-    let report_key = sluice_core::layout::sanitize_report_key(id);
-    let body = serde_json::to_vec_pretty(report).unwrap_or_default();
-    deps.objects
-        .put(&deps.clean_bucket, &report_key, body, "application/json")
-        .await?;
-    let verdict = match report.verdict {
-        Verdict::Accepted => "accepted",
-        Verdict::Rejected => "rejected",
-    };
-    let id_text = id.to_string();
-    deps.objects
-        .merge_tags(
-            &object.bucket,
-            &object.key,
-            &[("sluice-verdict", verdict), ("sluice-file-id", &id_text)],
-        )
-        .await?;
-    if report.verdict == Verdict::Accepted {
-        let message = FileSanitized {
-            v: V1,
-            file_id: id,
-            dataset: dataset.to_string(),
-            clean_bucket: deps.clean_bucket.clone(),
-            clean_key: clean_key.to_string(),
-            rows: report.rows_out,
-            columns: report.headers.clone(),
-            date_range: DateRange::from_metadata(metadata),
-            resend: false,
-        };
-        let body = serde_json::to_string(&message).unwrap_or_default();
-        deps.queue.send_all(&[body]).await?;
-    }
-    Ok(())
-}
-
-/// The event detail: the report's figures, no cell contents.
-fn summary(report: &Report) -> Value {
-    json!({
-        "verdict": report.verdict,
-        "reason": report.reason,
-        "encoding": report.encoding,
-        "delimiter": report.delimiter,
-        "bytes_in": report.bytes_in,
-        "bytes_out": report.bytes_out,
-        "rows_in": report.rows_in,
-        "rows_out": report.rows_out,
-        "rows_rejected": report.rows_rejected,
-        "rows_blank": report.rows_blank,
-        "cells": report.cells,
-        "sha256_in": report.sha256_in,
-        "sha256_out": report.sha256_out,
-    })
-}
-
-/// Notes a retryable error on the file (best effort: the database may be what failed) and
-/// turns it into the handler's error, so Lambda retries.
-async fn retry(
-    deps: &Deps,
-    id: Uuid,
-    lease: &Lease,
-    last: LastDelivery,
-    failure: Failure,
-) -> Failure {
-    // On the message's last delivery the file fails with the reason: nothing will retry it.
-    if let Some((count, max)) = last {
-        let reason = format!(
-            "{}; delivery {count} of {max}, so the message goes to the dead-letter queue",
-            failure.message
-        );
-        if let Err(e) = deps.store.fail(id, Stage::Sanitizer, &reason).await {
-            tracing::error!(file_id = %id, error = %e, "could not mark the file failed");
-        }
-        return failure;
-    }
-    // Released, so Lambda's retry of the event can claim the file again at once.
-    if let Err(e) = deps.store.release(id, &lease.owner).await {
-        tracing::error!(file_id = %id, error = %e, "could not release the lease");
-    }
-    if let Err(e) = deps
-        .store
-        .note_error(id, Stage::Sanitizer, &failure.message)
-        .await
-    {
-        tracing::error!(file_id = %id, error = %e, "could not record the error in the status store");
-    }
-    tracing::error!(file_id = %id, error_type = failure.kind.error_type(), error = %failure.message,
-        "sanitizing failed; Lambda will retry");
-    failure
+    Ok(sanitize_object(&stage, object, deadline, lease, last).await?)
 }

@@ -2,9 +2,11 @@
 //! AWS and PostgreSQL ones for the Lambdas, local ones for a machine without services).
 
 mod calls;
+mod objects;
 mod secrets;
 pub mod status;
 
 pub use calls::{ApiCall, CallLog};
+pub use objects::{ObjectMeta, ObjectUpload, Objects, Outbox};
 pub use secrets::{secret_field, SecretError, SecretFuture, SecretSource};
 pub use status::*;

@@ -1,0 +1,289 @@
+//! The sanitize stage over the local adapters: no services, the same decisions as the Lambda
+//! (accepted, rejected, duplicate, unrouted, gone; a failure noted and retried; the last
+//! delivery failing the file; the deadline).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use sluice_core::{FileStatus, PipelineConfig};
+use sluice_local::{FolderObjects, MemoryQueue, MemoryStore};
+use sluice_stages::ports::{Lease, Objects, Outbox, StatusStore};
+use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
+use sluice_stages::FaultKind;
+
+const CONFIG: &str = r#"
+[datasets.orders]
+prefix = "incoming/orders/"
+[datasets.orders.sanitize]
+required_columns = ["order_id"]
+"#;
+
+struct Local {
+    dir: std::path::PathBuf,
+    config: PipelineConfig,
+    objects: FolderObjects,
+    store: MemoryStore,
+    queue: MemoryQueue,
+}
+
+impl Local {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "sluice-stage-{name}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self {
+            objects: FolderObjects::new(&dir),
+            dir,
+            config: PipelineConfig::parse(CONFIG, "test").unwrap(),
+            store: MemoryStore::new(),
+            queue: MemoryQueue::new(),
+        }
+    }
+
+    fn stage(&self) -> Sanitize<'_, FolderObjects, MemoryStore, MemoryQueue> {
+        self.stage_with(&self.queue)
+    }
+
+    fn stage_with<'a, Q: Outbox>(
+        &'a self,
+        queue: &'a Q,
+    ) -> Sanitize<'a, FolderObjects, MemoryStore, Q> {
+        Sanitize {
+            config: &self.config,
+            store: &self.store,
+            objects: &self.objects,
+            queue,
+            clean_bucket: "clean",
+        }
+    }
+
+    fn drop_in(&self, key: &str, body: &[u8]) -> ObjectCreated {
+        let path = self.objects.path("quarantine", key).unwrap();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+        ObjectCreated {
+            bucket: "quarantine".into(),
+            key: key.into(),
+            size: body.len() as i64,
+            version_id: None,
+        }
+    }
+
+    /// Every file under the clean bucket's folder, temporary ones included.
+    fn clean_files(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut stack = vec![self.dir.join("clean")];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let relative = path.strip_prefix(self.dir.join("clean")).unwrap();
+                    found.push(relative.to_string_lossy().into_owned());
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn lease(owner: &str) -> Lease {
+    Lease {
+        owner: owner.into(),
+        until: SystemTime::now() + Duration::from_secs(60),
+    }
+}
+
+const ORDERS: &[u8] = b"Order ID,Qty\r\nA-1,2\r\nA-2,=1+1\r\n";
+
+#[tokio::test]
+async fn an_accepted_file_is_clean_reported_tagged_announced_and_recorded() {
+    let local = Local::new("accepted");
+    let object = local.drop_in("incoming/orders/a.csv", ORDERS);
+    let outcome = sanitize_object(&local.stage(), &object, None, &lease("t/1"), None)
+        .await
+        .unwrap();
+    assert_eq!(outcome.result, "accepted");
+    let id = outcome.file_id.unwrap();
+    assert_eq!(
+        local.clean_files(),
+        [
+            format!("clean/orders/{id}.csv"),
+            format!("reports/{id}/sanitize.json")
+        ]
+    );
+    let clean =
+        std::fs::read_to_string(local.dir.join(format!("clean/clean/orders/{id}.csv"))).unwrap();
+    assert!(clean.starts_with("order_id,qty\r\n"), "{clean}");
+    assert!(
+        clean.contains("'=1+1"),
+        "the formula is neutralized: {clean}"
+    );
+    let messages = local.queue.take_all();
+    assert_eq!(messages.len(), 1);
+    let message: serde_json::Value = serde_json::from_str(&messages[0]).unwrap();
+    assert_eq!(message["file_id"], id.to_string());
+    let row = local.store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Sanitized);
+    assert_eq!((row.rows_in, row.rows_out), (Some(2), Some(2)));
+    let tags = local.objects.tags("quarantine", "incoming/orders/a.csv");
+    assert!(tags.contains(&("sluice-verdict".into(), "accepted".into())));
+}
+
+#[tokio::test]
+async fn eight_copies_of_one_event_at_once_sanitize_the_file_once() {
+    let local = Local::new("duplicates");
+    let object = local.drop_in("incoming/orders/d.csv", ORDERS);
+    let stage = local.stage();
+    let leases: Vec<Lease> = (0..8).map(|i| lease(&format!("t/{i}"))).collect();
+    let outcomes = futures_util::future::join_all(
+        leases
+            .iter()
+            .map(|l| sanitize_object(&stage, &object, None, l, None)),
+    )
+    .await;
+    let results: Vec<&str> = outcomes
+        .iter()
+        .map(|o| o.as_ref().unwrap().result)
+        .collect();
+    assert_eq!(
+        results.iter().filter(|r| **r == "accepted").count(),
+        1,
+        "{results:?}"
+    );
+    assert_eq!(
+        results.iter().filter(|r| **r == "duplicate").count(),
+        7,
+        "{results:?}"
+    );
+    assert_eq!(local.queue.len(), 1);
+    assert_eq!(
+        local.clean_files().len(),
+        2,
+        "one clean file and one report"
+    );
+    // Long after, the same event again: a duplicate, nothing new.
+    let again = sanitize_object(&stage, &object, None, &lease("t/late"), None)
+        .await
+        .unwrap();
+    assert_eq!(again.result, "duplicate");
+    assert_eq!(local.queue.len(), 1);
+}
+
+#[tokio::test]
+async fn a_rejected_file_gets_its_report_and_reason_and_nothing_else() {
+    let local = Local::new("rejected");
+    let object = local.drop_in("incoming/orders/r.csv", b"sku,qty\r\nX,1\r\n");
+    let outcome = sanitize_object(&local.stage(), &object, None, &lease("t/1"), None)
+        .await
+        .unwrap();
+    assert_eq!(outcome.result, "rejected");
+    let id = outcome.file_id.unwrap();
+    assert_eq!(local.clean_files(), [format!("reports/{id}/sanitize.json")]);
+    assert!(local.queue.is_empty());
+    let row = local.store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Rejected);
+    assert!(row.error.unwrap().contains("order_id"));
+}
+
+#[tokio::test]
+async fn unrouted_and_vanished_objects_are_said_and_leave_no_file() {
+    let local = Local::new("unrouted");
+    let stray = local.drop_in("elsewhere/x.csv", ORDERS);
+    let outcome = sanitize_object(&local.stage(), &stray, None, &lease("t/1"), None)
+        .await
+        .unwrap();
+    assert_eq!((outcome.result, outcome.file_id), ("unrouted", None));
+    let gone = ObjectCreated {
+        bucket: "quarantine".into(),
+        key: "incoming/orders/never-there.csv".into(),
+        size: 0,
+        version_id: None,
+    };
+    let outcome = sanitize_object(&local.stage(), &gone, None, &lease("t/1"), None)
+        .await
+        .unwrap();
+    assert_eq!(outcome.result, "gone");
+    assert!(local.clean_files().is_empty());
+}
+
+/// A queue that is down.
+struct DownQueue;
+
+#[derive(Debug, thiserror::Error)]
+#[error("the queue is down")]
+struct Down;
+
+impl Outbox for DownQueue {
+    type Error = Down;
+
+    async fn send_all(&self, _: &[String]) -> Result<(), Down> {
+        Err(Down)
+    }
+}
+
+#[tokio::test]
+async fn a_failure_is_noted_and_retried_and_on_the_last_delivery_fails_the_file() {
+    let local = Local::new("failure");
+    let object = local.drop_in("incoming/orders/f.csv", ORDERS);
+    let down = DownQueue;
+    let stage = local.stage_with(&down);
+    let fault = sanitize_object(&stage, &object, None, &lease("t/1"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(fault.kind, FaultKind::Queue);
+    let (_, meta) = local
+        .objects
+        .open("quarantine", "incoming/orders/f.csv", None)
+        .await
+        .unwrap()
+        .unwrap();
+    let id = sluice_stages::ports::file_id("quarantine", "incoming/orders/f.csv", &meta.etag);
+    let row = local.store.file(id).await.unwrap().unwrap();
+    assert_eq!(
+        row.status,
+        FileStatus::Sanitizing,
+        "not final: it is retried"
+    );
+    assert!(row.error.unwrap().contains("the queue is down"));
+    // The claim was released: the retry (another worker) claims at once, and on the
+    // message's last delivery the failure fails the file with the reason.
+    let fault = sanitize_object(&stage, &object, None, &lease("t/2"), Some((5, 5)))
+        .await
+        .unwrap_err();
+    assert_eq!(fault.kind, FaultKind::Queue);
+    let row = local.store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Failed);
+    assert!(row.error.unwrap().contains("delivery 5 of 5"));
+}
+
+#[tokio::test]
+async fn past_the_deadline_nothing_is_left_under_the_clean_key() {
+    let local = Local::new("deadline");
+    let object = local.drop_in("incoming/orders/late.csv", ORDERS);
+    let fault = sanitize_object(
+        &local.stage(),
+        &object,
+        Some(Instant::now()),
+        &lease("t/1"),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(fault.kind, FaultKind::Deadline);
+    assert!(local.clean_files().is_empty(), "{:?}", local.clean_files());
+    assert!(local.queue.is_empty());
+}

@@ -1,0 +1,75 @@
+//! Why a stage could not finish its work this time: the kind (what an operator alarms on)
+//! and the cause, kept whole so an adapter's error type stays visible to the Lambda's wiring.
+
+/// What failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The event or message is not one the stage takes.
+    BadInput,
+    /// The status store.
+    Store,
+    /// Object storage.
+    Objects,
+    /// A queue.
+    Queue,
+    /// The invocation's time ran out before the work was done.
+    Deadline,
+    /// Anything else.
+    Internal,
+}
+
+/// A stage's failure: worth a retry unless the kind says otherwise.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Fault {
+    pub fn new(kind: FaultKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A fault of `kind` caused by `error`, with its whole chain as the message.
+    pub fn caused(kind: FaultKind, error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            kind,
+            message: chain(&error),
+            source: Some(Box::new(error)),
+        }
+    }
+
+    pub fn store(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::caused(FaultKind::Store, error)
+    }
+
+    pub fn objects(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::caused(FaultKind::Objects, error)
+    }
+
+    pub fn queue(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::caused(FaultKind::Queue, error)
+    }
+}
+
+/// An error and its sources, as one line.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

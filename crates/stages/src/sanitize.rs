@@ -1,0 +1,333 @@
+//! The sanitize stage: one created object in, a clean file, report, tags, status and
+//! "file sanitized" message out. The sanitizer Lambda and `sluice run` both call
+//! [`sanitize_object`].
+
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use sluice_core::message::{DateRange, FileSanitized, SITE_METADATA, V1};
+use sluice_core::sanitize::drive::sanitize_async;
+use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
+use uuid::Uuid;
+
+use crate::fault::{chain, Fault, FaultKind};
+use crate::ports::{Claim, Lease, NewFile, ObjectUpload, Objects, Outbox, RowCounts, StatusStore};
+
+/// One object that was created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectCreated {
+    pub bucket: String,
+    /// Decoded key.
+    pub key: String,
+    pub size: i64,
+    pub version_id: Option<String>,
+}
+
+/// What the stage works with.
+pub struct Sanitize<'a, O, S, Q> {
+    pub config: &'a PipelineConfig,
+    pub store: &'a S,
+    pub objects: &'a O,
+    /// Where "file sanitized" messages go.
+    pub queue: &'a Q,
+    pub clean_bucket: &'a str,
+}
+
+/// A message on its last delivery before the dead-letter queue: `(receive count, max)`.
+pub type LastDelivery = Option<(u32, u32)>;
+
+/// What happened to one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub bucket: String,
+    pub key: String,
+    pub file_id: Option<Uuid>,
+    pub dataset: Option<String>,
+    /// `accepted`, `rejected`, `duplicate` (already handled), `unrouted` (no dataset) or
+    /// `gone` (the object was deleted before it could be read).
+    pub result: &'static str,
+}
+
+/// Sanitizes one created object: registers and claims its file, streams it through the
+/// dataset's sanitizer into the clean bucket, writes the report, tags the original, tells the
+/// transformer, and records the outcome. A copy of the event that finds the file claimed or
+/// done is a `duplicate` and does nothing. A failure notes its error on the file and releases
+/// the claim, so the retry claims at once; on `last` delivery it fails the file instead.
+pub async fn sanitize_object<O: Objects, S: StatusStore, Q: Outbox>(
+    deps: &Sanitize<'_, O, S, Q>,
+    object: &ObjectCreated,
+    deadline: Option<Instant>,
+    lease: &Lease,
+    last: LastDelivery,
+) -> Result<Outcome, Fault> {
+    let started = Instant::now();
+    let outcome = |file_id, dataset: Option<&str>, result| Outcome {
+        bucket: object.bucket.clone(),
+        key: object.key.clone(),
+        file_id,
+        dataset: dataset.map(str::to_string),
+        result,
+    };
+    let Some(dataset) = deps.config.dataset_for_key(&object.key) else {
+        tracing::warn!(bucket = %object.bucket, key = %object.key,
+            "no dataset's prefix matches the key: file left in quarantine");
+        deps.objects
+            .merge_tags(
+                &object.bucket,
+                &object.key,
+                &[("sluice-verdict", "unrouted")],
+            )
+            .await
+            .map_err(Fault::objects)?;
+        return Ok(outcome(None, None, "unrouted"));
+    };
+    let opened = deps
+        .objects
+        .open(&object.bucket, &object.key, object.version_id.as_deref())
+        .await;
+    let (body, meta) = match opened {
+        Ok(Some(opened)) => opened,
+        Ok(None) => {
+            // Deleted before we got to it: nothing to sanitize, nothing to retry.
+            tracing::warn!(bucket = %object.bucket, key = %object.key, dataset = %dataset.name,
+                "object no longer exists: event skipped");
+            return Ok(outcome(None, Some(&dataset.name), "gone"));
+        }
+        Err(e) => return Err(Fault::objects(e)),
+    };
+    let registered = deps
+        .store
+        .register(&NewFile {
+            dataset: &dataset.name,
+            // Set by the listener on a drop's copy: which FTP/SFTP site sent it.
+            site: meta.metadata.get(SITE_METADATA).map(String::as_str),
+            bucket: &object.bucket,
+            key: &object.key,
+            etag: &meta.etag,
+            size: meta.size,
+        })
+        .await
+        .map_err(Fault::store)?;
+    let id = registered.id;
+    // One worker sanitizes a file: the claim is one conditional UPDATE. A copy of the event
+    // that finds the file claimed by a live worker, or already past this stage, is skipped;
+    // one that finds the lease expired (its worker died) takes the work over.
+    let claim = deps
+        .store
+        .claim(
+            id,
+            Stage::Sanitizer,
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            lease,
+        )
+        .await
+        .map_err(Fault::store)?;
+    if !matches!(claim, Claim::Won { .. }) {
+        tracing::info!(file_id = %id, dataset = %dataset.name, bucket = %object.bucket,
+            key = %object.key, claim = ?claim, "claimed elsewhere or already handled: duplicate event skipped");
+        return Ok(outcome(Some(id), Some(&dataset.name), "duplicate"));
+    }
+
+    let clean_key = sluice_core::layout::clean_key(&dataset.name, id);
+    let mut upload = deps
+        .objects
+        .upload(deps.clean_bucket, &clean_key, "text/csv; charset=utf-8");
+    let run = sanitize_async(
+        body,
+        &mut upload,
+        dataset.sanitize.clone(),
+        Some(dataset.name.clone()),
+    );
+    let report = match with_deadline(deadline, run).await {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => {
+            upload.abort().await;
+            let why = format!("reading or writing the file failed: {}", chain(&e));
+            return Err(retry(deps, id, lease, last, Fault::new(FaultKind::Objects, why)).await);
+        }
+        Err(()) => {
+            upload.abort().await;
+            let why = "stopped before the Lambda timeout; the event will be retried";
+            return Err(retry(deps, id, lease, last, Fault::new(FaultKind::Deadline, why)).await);
+        }
+    };
+    let accepted = report.verdict == Verdict::Accepted;
+    if accepted {
+        if let Err(e) = upload.finish().await {
+            return Err(retry(deps, id, lease, last, Fault::objects(e)).await);
+        }
+    } else {
+        upload.abort().await;
+    }
+
+    if let Err(e) = publish(
+        object,
+        dataset.name.as_str(),
+        id,
+        &clean_key,
+        &report,
+        &meta.metadata,
+        deps,
+    )
+    .await
+    {
+        return Err(retry(deps, id, lease, last, e).await);
+    }
+    let (status, clean) = if accepted {
+        (FileStatus::Sanitized, Some(clean_key.as_str()))
+    } else {
+        (FileStatus::Rejected, None)
+    };
+    let counts = RowCounts {
+        rows_in: report.rows_in as i64,
+        rows_out: report.rows_out as i64,
+        rows_rejected: report.rows_rejected as i64,
+    };
+    deps.store
+        .finish_sanitize(
+            id,
+            status,
+            clean,
+            counts,
+            report.reason.as_deref(),
+            summary(&report),
+        )
+        .await
+        .map_err(Fault::store)?;
+    tracing::info!(
+        file_id = %id, dataset = %dataset.name, bucket = %object.bucket, key = %object.key,
+        verdict = if accepted { "accepted" } else { "rejected" },
+        reason = report.reason.as_deref().unwrap_or(""),
+        bytes_in = report.bytes_in, rows_in = report.rows_in, rows_out = report.rows_out,
+        rows_rejected = report.rows_rejected,
+        formulas_neutralized = report.cells.formulas_neutralized,
+        markup_neutralized = report.cells.markup_neutralized,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "file sanitized"
+    );
+    Ok(outcome(
+        Some(id),
+        Some(&dataset.name),
+        if accepted { "accepted" } else { "rejected" },
+    ))
+}
+
+/// Runs `work` until `deadline`; none is started once the deadline has passed (a timer only
+/// interrupts work that waits, and a small file may never wait long enough).
+async fn with_deadline<F: std::future::Future>(
+    deadline: Option<Instant>,
+    work: F,
+) -> Result<F::Output, ()> {
+    match deadline {
+        Some(at) if at <= Instant::now() => Err(()),
+        Some(at) => tokio::time::timeout_at(at.into(), work)
+            .await
+            .map_err(|_| ()),
+        None => Ok(work.await),
+    }
+}
+
+/// Writes the report beside the clean file, tags the quarantine object with the verdict and,
+/// for an accepted file, tells the transformer.
+async fn publish<O: Objects, S: StatusStore, Q: Outbox>(
+    object: &ObjectCreated,
+    dataset: &str,
+    id: Uuid,
+    clean_key: &str,
+    report: &Report,
+    metadata: &std::collections::HashMap<String, String>,
+    deps: &Sanitize<'_, O, S, Q>,
+) -> Result<(), Fault> {
+    let report_key = sluice_core::layout::sanitize_report_key(id);
+    let body = serde_json::to_vec_pretty(report).unwrap_or_default();
+    deps.objects
+        .put(deps.clean_bucket, &report_key, body, "application/json")
+        .await
+        .map_err(Fault::objects)?;
+    let verdict = match report.verdict {
+        Verdict::Accepted => "accepted",
+        Verdict::Rejected => "rejected",
+    };
+    let id_text = id.to_string();
+    deps.objects
+        .merge_tags(
+            &object.bucket,
+            &object.key,
+            &[("sluice-verdict", verdict), ("sluice-file-id", &id_text)],
+        )
+        .await
+        .map_err(Fault::objects)?;
+    if report.verdict == Verdict::Accepted {
+        let message = FileSanitized {
+            v: V1,
+            file_id: id,
+            dataset: dataset.to_string(),
+            clean_bucket: deps.clean_bucket.to_string(),
+            clean_key: clean_key.to_string(),
+            rows: report.rows_out,
+            columns: report.headers.clone(),
+            date_range: DateRange::from_metadata(metadata),
+            resend: false,
+        };
+        let body = serde_json::to_string(&message).unwrap_or_default();
+        deps.queue.send_all(&[body]).await.map_err(Fault::queue)?;
+    }
+    Ok(())
+}
+
+/// The event detail: the report's figures, no cell contents.
+fn summary(report: &Report) -> Value {
+    json!({
+        "verdict": report.verdict,
+        "reason": report.reason,
+        "encoding": report.encoding,
+        "delimiter": report.delimiter,
+        "bytes_in": report.bytes_in,
+        "bytes_out": report.bytes_out,
+        "rows_in": report.rows_in,
+        "rows_out": report.rows_out,
+        "rows_rejected": report.rows_rejected,
+        "rows_blank": report.rows_blank,
+        "cells": report.cells,
+        "sha256_in": report.sha256_in,
+        "sha256_out": report.sha256_out,
+    })
+}
+
+/// Notes a retryable error on the file (best effort: the database may be what failed) and
+/// turns it into the handler's error, so Lambda retries.
+async fn retry<O: Objects, S: StatusStore, Q: Outbox>(
+    deps: &Sanitize<'_, O, S, Q>,
+    id: Uuid,
+    lease: &Lease,
+    last: LastDelivery,
+    failure: Fault,
+) -> Fault {
+    // On the message's last delivery the file fails with the reason: nothing will retry it.
+    if let Some((count, max)) = last {
+        let reason = format!(
+            "{}; delivery {count} of {max}, so the message goes to the dead-letter queue",
+            failure.message
+        );
+        if let Err(e) = deps.store.fail(id, Stage::Sanitizer, &reason).await {
+            tracing::error!(file_id = %id, error = %e, "could not mark the file failed");
+        }
+        return failure;
+    }
+    // Released, so Lambda's retry of the event can claim the file again at once.
+    if let Err(e) = deps.store.release(id, &lease.owner).await {
+        tracing::error!(file_id = %id, error = %e, "could not release the lease");
+    }
+    if let Err(e) = deps
+        .store
+        .note_error(id, Stage::Sanitizer, &failure.message)
+        .await
+    {
+        tracing::error!(file_id = %id, error = %e, "could not record the error in the status store");
+    }
+    tracing::error!(file_id = %id, kind = ?failure.kind, error = %failure.message,
+        "sanitizing failed; it will be retried");
+    failure
+}
