@@ -7,6 +7,7 @@
 use aws_lambda_events::sqs::SqsMessage;
 use sluice_core::Stage;
 use sluice_db::Store;
+use sluice_stages::{Fault, FaultKind};
 use uuid::Uuid;
 
 /// The work belongs to another worker now, or is not ready yet: the message comes back and is
@@ -36,7 +37,10 @@ pub async fn message_failed(
     error: &(dyn std::error::Error + 'static),
 ) {
     let count = receive_count(message);
-    let waiting = error.downcast_ref::<Waiting>().is_some();
+    let waiting = error.downcast_ref::<Waiting>().is_some()
+        || error
+            .downcast_ref::<Fault>()
+            .is_some_and(|f| f.kind == FaultKind::Waiting);
     tracing::error!(message_id = message.message_id.as_deref().unwrap_or_default(),
         file_id = ?file_id, receive_count = count, error = %error,
         "message failed; SQS will deliver it again");

@@ -63,7 +63,7 @@ impl FailureKind {
                 FaultKind::Objects => FailureKind::S3,
                 FaultKind::Queue => FailureKind::Sqs,
                 FaultKind::Deadline => FailureKind::Deadline,
-                FaultKind::Internal => FailureKind::Internal,
+                FaultKind::Waiting | FaultKind::Internal => FailureKind::Internal,
             };
         }
         if let Some(aws) = error.downcast_ref::<AwsError>() {

@@ -14,6 +14,9 @@ pub enum FaultKind {
     Queue,
     /// The invocation's time ran out before the work was done.
     Deadline,
+    /// The work is another worker's now, or not ready yet: the message comes back and is then
+    /// done or a no-op. Never a reason to fail the file.
+    Waiting,
     /// Anything else.
     Internal,
 }
