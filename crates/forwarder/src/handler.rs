@@ -1,4 +1,5 @@
-//! "Record batch" messages in, POSTs to the dataset's API out.
+//! The forwarder's event adapter: SQS messages of "record batch" in, each through the forward
+//! stage (`sluice_stages::forward`), the messages that were not delivered out.
 //!
 //! Messages are handled concurrently (up to `SLUICE_FORWARD_CONCURRENCY`), each on its own:
 //! one that is not delivered is reported alone as a batch item failure, so SQS delivers it
@@ -7,21 +8,17 @@
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
-use serde_json::json;
 use sluice_aws::setup::{deadline_at, stop_before};
 use sluice_aws::ObjectStore;
-use sluice_core::delivery::{request_body, BatchHeader};
-use sluice_core::layout;
-use sluice_core::message::{RecordBatchRef, RecordsAt};
-use sluice_core::{FileStatus, PipelineConfig, Stage};
-use sluice_db::{Claim, Lease, Store};
-use sluice_lambda::delivery::{message_failed, receive_count, Waiting};
+use sluice_core::message::RecordBatchRef;
+use sluice_core::{PipelineConfig, Stage};
+use sluice_db::{Lease, Store};
+use sluice_lambda::delivery::{message_failed, receive_count};
 use sluice_lambda::invocation_lease;
-
-use sluice_stages::delivery::{deliver, Outcome, Targets};
+use sluice_stages::delivery::Targets;
+use sluice_stages::forward::{forward_batch, Forward, MessageDelivery};
 
 type Error = lambda_runtime::Error;
 
@@ -96,166 +93,17 @@ async fn process(
     lease: &Lease,
 ) -> Result<(), Error> {
     let body = message.body.as_deref().ok_or("the message has no body")?;
-    let batch = RecordBatchRef::parse(body)?;
-    let header = batch.header();
-    let id = batch.file_id;
-    // One worker delivers a batch, holding the claim across the POST: two copies of one
-    // message never both send it. The loser's message comes back later and is then a no-op.
-    match deps.store.claim_batch(id, &batch.batch_id, lease).await? {
-        Claim::Won { .. } => {}
-        _ => {
-            let why = format!(
-                "batch {} is being delivered by another worker",
-                batch.batch_id
-            );
-            return Err(Waiting(why).into());
-        }
-    }
-    let delivered = deliver_claimed(deps, &batch, &header, message, stop).await;
-    // A recorded 2xx released the claim already, in the same statement.
-    if !matches!(delivered, Ok(Posted::Delivered)) {
-        if let Err(e) = deps
-            .store
-            .release_batch(&batch.batch_id, &lease.owner)
-            .await
-        {
-            tracing::error!(batch_id = %batch.batch_id, error = %e, "could not release the batch claim");
-        }
-    }
-    delivered.map(|_| ())
-}
-
-/// What became of a claimed batch that raised no error.
-enum Posted {
-    /// A 2xx was recorded now.
-    Delivered,
-    /// It had been delivered before: nothing was sent.
-    Already,
-}
-
-/// Delivers a batch this invocation has claimed.
-async fn deliver_claimed(
-    deps: &Deps,
-    batch: &RecordBatchRef<'_>,
-    header: &BatchHeader<'_>,
-    message: &SqsMessage,
-    stop: Option<Instant>,
-) -> Result<Posted, Error> {
-    let id = batch.file_id;
-    let history = deps.store.batch_history(&batch.batch_id).await?;
-    if history.delivered {
-        tracing::info!(file_id = %id, batch_id = %batch.batch_id,
-            "batch already delivered: duplicate message skipped");
-        deps.store.settle_delivery(id).await?;
-        return Ok(Posted::Already);
-    }
-    let receive_count = receive_count(message);
-    let target = match deps.targets.get(&batch.dataset, &deps.config) {
-        Ok(target) => target,
-        Err(reason) => return Err(not_delivered(deps, header, receive_count, reason).await),
+    let stage = Forward {
+        config: &deps.config,
+        targets: &deps.targets,
+        store: &deps.store,
+        objects: &deps.objects,
+        http: &deps.http,
+        clean_bucket: &deps.clean_bucket,
     };
-    let row = deps
-        .store
-        .file(id)
-        .await?
-        .ok_or_else(|| format!("file {id} is not in the status store"))?;
-    // Only a file the transformer has finished moves on: while it is `transforming`, its
-    // batch count is not recorded yet (the transformer settles it when it is).
-    if row.status == FileStatus::Transformed {
-        deps.store
-            .advance(id, Stage::Forwarder, FileStatus::Delivering, json!({}))
-            .await?;
-    }
-    let claim_checked;
-    let records: &[u8] = match &batch.records {
-        RecordsAt::Inline(text) => text.as_bytes(),
-        RecordsAt::S3(at) => {
-            layout::check_claim_check(&at.bucket, &at.key, &deps.clean_bucket, id, batch.seq)?;
-            // The transformer never writes a batch larger than the dataset's cap.
-            let limit = deps
-                .config
-                .dataset(&batch.dataset)?
-                .delivery
-                .batch_max_bytes;
-            claim_checked = deps
-                .objects
-                .read_small(&at.bucket, &at.key, limit as u64)
-                .await?;
-            &claim_checked
-        }
+    let delivery = MessageDelivery {
+        receive_count: receive_count(message),
+        max_receive_count: deps.max_receive_count,
     };
-    let body = Bytes::from(request_body(target.body, header, records));
-    let mut outcome = deliver(
-        &deps.http,
-        &deps.store,
-        &target,
-        header,
-        body.clone(),
-        history.attempts + 1,
-        stop,
-    )
-    .await?;
-    // Keys rotate: a refused credential is read again once before the refusal counts.
-    if outcome.credentials_refused() && target.has_credentials {
-        tracing::info!(dataset = %batch.dataset, batch_id = %batch.batch_id,
-            "the API refused the credentials: reading them again (rotated?)");
-        let dataset = deps.config.dataset(&batch.dataset)?;
-        let fresh = deps.targets.refresh(dataset, target.endpoint.clone()).await;
-        match fresh {
-            Ok(fresh) => {
-                let next = history.attempts + 1 + outcome.attempts() as i32;
-                outcome =
-                    deliver(&deps.http, &deps.store, &fresh, header, body, next, stop).await?;
-            }
-            Err(reason) => {
-                return Err(not_delivered(deps, header, receive_count, reason).await);
-            }
-        }
-    }
-    match outcome {
-        Outcome::Delivered { attempts, status } => {
-            let now = deps.store.settle_delivery(id).await?;
-            tracing::info!(file_id = %id, dataset = %batch.dataset, batch_id = %batch.batch_id,
-                seq = batch.seq, total = batch.total, records = batch.count, attempts, status,
-                file_status = %now, "batch delivered");
-            Ok(Posted::Delivered)
-        }
-        Outcome::NotDelivered { error, .. } => {
-            Err(not_delivered(deps, header, receive_count, error).await)
-        }
-    }
-}
-
-/// Records why a batch was not delivered. On the message's last delivery before the
-/// dead-letter queue, the file is marked failed with that reason.
-async fn not_delivered(
-    deps: &Deps,
-    batch: &BatchHeader<'_>,
-    receive_count: u32,
-    error: String,
-) -> Error {
-    let reason = format!(
-        "batch {}/{} ({}) not delivered: {error}",
-        batch.seq, batch.total, batch.batch_id
-    );
-    let written = if receive_count >= deps.max_receive_count {
-        let final_reason = format!(
-            "{reason}; delivery {receive_count} of {}, so the message goes to the \
-             dead-letter queue",
-            deps.max_receive_count
-        );
-        deps.store
-            .fail(batch.file_id, Stage::Forwarder, &final_reason)
-            .await
-            .map(|_| ())
-    } else {
-        deps.store
-            .note_error(batch.file_id, Stage::Forwarder, &reason)
-            .await
-    };
-    if let Err(e) = written {
-        tracing::error!(file_id = %batch.file_id, error = %e,
-            "could not record the error in the status store");
-    }
-    reason.into()
+    Ok(forward_batch(&stage, body, delivery, stop, lease).await?)
 }

@@ -10,12 +10,6 @@ use sluice_db::Store;
 use sluice_stages::{Fault, FaultKind};
 use uuid::Uuid;
 
-/// The work belongs to another worker now, or is not ready yet: the message comes back and is
-/// then done or a no-op. Never a reason to fail the file.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Waiting(pub String);
-
 /// How many times SQS has delivered this message, this time included.
 pub fn receive_count(message: &SqsMessage) -> u32 {
     message
@@ -27,7 +21,7 @@ pub fn receive_count(message: &SqsMessage) -> u32 {
 
 /// Records that `message` (about file `file_id`, when it could be read) failed with `error`:
 /// on its last delivery (`max_receive_count`, the queue's `maxReceiveCount`) the file becomes
-/// `failed`, unless the error is [`Waiting`].
+/// `failed`, unless the error is a [`FaultKind::Waiting`] fault.
 pub async fn message_failed(
     store: &Store,
     stage: Stage,
@@ -37,10 +31,9 @@ pub async fn message_failed(
     error: &(dyn std::error::Error + 'static),
 ) {
     let count = receive_count(message);
-    let waiting = error.downcast_ref::<Waiting>().is_some()
-        || error
-            .downcast_ref::<Fault>()
-            .is_some_and(|f| f.kind == FaultKind::Waiting);
+    let waiting = error
+        .downcast_ref::<Fault>()
+        .is_some_and(|f| f.kind == FaultKind::Waiting);
     tracing::error!(message_id = message.message_id.as_deref().unwrap_or_default(),
         file_id = ?file_id, receive_count = count, error = %error,
         "message failed; SQS will deliver it again");

@@ -1,0 +1,262 @@
+//! The forward stage: one "record batch" message in, its records POSTed to the dataset's API
+//! (every attempt recorded), the file settled. The forwarder Lambda calls [`forward_batch`].
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::json;
+use sluice_core::delivery::{request_body, BatchHeader};
+use sluice_core::layout;
+use sluice_core::message::{RecordBatchRef, RecordsAt};
+use sluice_core::{FileStatus, PipelineConfig, Stage};
+use tokio::io::AsyncReadExt;
+
+use crate::delivery::{deliver, Outcome, Targets};
+use crate::fault::{Fault, FaultKind};
+use crate::ports::{Claim, Lease, Objects, StatusStore};
+
+/// What the stage works with.
+pub struct Forward<'a, O, S> {
+    pub config: &'a PipelineConfig,
+    pub targets: &'a Targets,
+    pub store: &'a S,
+    pub objects: &'a O,
+    pub http: &'a reqwest::Client,
+    /// The only bucket claim checks are read from.
+    pub clean_bucket: &'a str,
+}
+
+/// Which delivery of its message this is: on the last one, a batch not delivered fails its
+/// file (the message goes to the dead-letter queue next).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageDelivery {
+    pub receive_count: u32,
+    pub max_receive_count: u32,
+}
+
+/// Delivers the batch a "record batch" message carries, once across copies of the message:
+/// the batch is claimed for the whole POST, a batch with a 2xx on record is not sent again,
+/// every attempt is recorded, and the file settles as its batches get through. A copy that
+/// finds the batch claimed waits ([`FaultKind::Waiting`]). On the message's last delivery a
+/// batch not delivered fails the file with the reason.
+pub async fn forward_batch<O: Objects, S: StatusStore>(
+    deps: &Forward<'_, O, S>,
+    body: &str,
+    delivery: MessageDelivery,
+    stop: Option<Instant>,
+    lease: &Lease,
+) -> Result<(), Fault> {
+    let batch =
+        RecordBatchRef::parse(body).map_err(|e| Fault::new(FaultKind::BadInput, e.to_string()))?;
+    let header = batch.header();
+    let id = batch.file_id;
+    // One worker delivers a batch, holding the claim across the POST: two copies of one
+    // message never both send it. The loser's message comes back later and is then a no-op.
+    let claim = deps
+        .store
+        .claim_batch(id, &batch.batch_id, lease)
+        .await
+        .map_err(Fault::store)?;
+    if !matches!(claim, Claim::Won { .. }) {
+        let why = format!(
+            "batch {} is being delivered by another worker",
+            batch.batch_id
+        );
+        return Err(Fault::new(FaultKind::Waiting, why));
+    }
+    let delivered = deliver_claimed(deps, &batch, &header, delivery, stop).await;
+    // A recorded 2xx released the claim already, in the same statement.
+    if !matches!(delivered, Ok(Posted::Delivered)) {
+        if let Err(e) = deps
+            .store
+            .release_batch(&batch.batch_id, &lease.owner)
+            .await
+        {
+            tracing::error!(batch_id = %batch.batch_id, error = %e, "could not release the batch claim");
+        }
+    }
+    delivered.map(|_| ())
+}
+
+/// What became of a claimed batch that raised no error.
+enum Posted {
+    /// A 2xx was recorded now.
+    Delivered,
+    /// It had been delivered before: nothing was sent.
+    Already,
+}
+
+/// Delivers a batch this invocation has claimed.
+async fn deliver_claimed<O: Objects, S: StatusStore>(
+    deps: &Forward<'_, O, S>,
+    batch: &RecordBatchRef<'_>,
+    header: &BatchHeader<'_>,
+    delivery: MessageDelivery,
+    stop: Option<Instant>,
+) -> Result<Posted, Fault> {
+    let id = batch.file_id;
+    let history = deps
+        .store
+        .batch_history(&batch.batch_id)
+        .await
+        .map_err(Fault::store)?;
+    if history.delivered {
+        tracing::info!(file_id = %id, batch_id = %batch.batch_id,
+            "batch already delivered: duplicate message skipped");
+        deps.store.settle_delivery(id).await.map_err(Fault::store)?;
+        return Ok(Posted::Already);
+    }
+    let target = match deps.targets.get(&batch.dataset, deps.config) {
+        Ok(target) => target,
+        Err(reason) => return Err(not_delivered(deps, header, delivery, reason).await),
+    };
+    let row = deps
+        .store
+        .file(id)
+        .await
+        .map_err(Fault::store)?
+        .ok_or_else(|| {
+            Fault::new(
+                FaultKind::Store,
+                format!("file {id} is not in the status store"),
+            )
+        })?;
+    // Only a file the transformer has finished moves on: while it is `transforming`, its
+    // batch count is not recorded yet (the transformer settles it when it is).
+    if row.status == FileStatus::Transformed {
+        deps.store
+            .advance(id, Stage::Forwarder, FileStatus::Delivering, json!({}))
+            .await
+            .map_err(Fault::store)?;
+    }
+    let claim_checked;
+    let records: &[u8] = match &batch.records {
+        RecordsAt::Inline(text) => text.as_bytes(),
+        RecordsAt::S3(at) => {
+            layout::check_claim_check(&at.bucket, &at.key, deps.clean_bucket, id, batch.seq)
+                .map_err(|e| Fault::new(FaultKind::BadInput, e))?;
+            // The transformer never writes a batch larger than the dataset's cap.
+            let limit = deps
+                .config
+                .dataset(&batch.dataset)
+                .map_err(|e| Fault::new(FaultKind::BadInput, e.to_string()))?
+                .delivery
+                .batch_max_bytes;
+            claim_checked = read_small(deps.objects, &at.bucket, &at.key, limit as u64).await?;
+            &claim_checked
+        }
+    };
+    let body = Bytes::from(request_body(target.body, header, records));
+    let mut outcome = deliver(
+        deps.http,
+        deps.store,
+        &target,
+        header,
+        body.clone(),
+        history.attempts + 1,
+        stop,
+    )
+    .await
+    .map_err(Fault::store)?;
+    // Keys rotate: a refused credential is read again once before the refusal counts.
+    if outcome.credentials_refused() && target.has_credentials {
+        tracing::info!(dataset = %batch.dataset, batch_id = %batch.batch_id,
+            "the API refused the credentials: reading them again (rotated?)");
+        let dataset = deps
+            .config
+            .dataset(&batch.dataset)
+            .map_err(|e| Fault::new(FaultKind::BadInput, e.to_string()))?;
+        let fresh = deps.targets.refresh(dataset, target.endpoint.clone()).await;
+        match fresh {
+            Ok(fresh) => {
+                let next = history.attempts + 1 + outcome.attempts() as i32;
+                outcome = deliver(deps.http, deps.store, &fresh, header, body, next, stop)
+                    .await
+                    .map_err(Fault::store)?;
+            }
+            Err(reason) => {
+                return Err(not_delivered(deps, header, delivery, reason).await);
+            }
+        }
+    }
+    match outcome {
+        Outcome::Delivered { attempts, status } => {
+            let now = deps.store.settle_delivery(id).await.map_err(Fault::store)?;
+            tracing::info!(file_id = %id, dataset = %batch.dataset, batch_id = %batch.batch_id,
+                seq = batch.seq, total = batch.total, records = batch.count, attempts, status,
+                file_status = %now, "batch delivered");
+            Ok(Posted::Delivered)
+        }
+        Outcome::NotDelivered { error, .. } => {
+            Err(not_delivered(deps, header, delivery, error).await)
+        }
+    }
+}
+
+/// Records why a batch was not delivered. On the message's last delivery before the
+/// dead-letter queue, the file is marked failed with that reason.
+async fn not_delivered<O, S: StatusStore>(
+    deps: &Forward<'_, O, S>,
+    batch: &BatchHeader<'_>,
+    delivery: MessageDelivery,
+    error: String,
+) -> Fault {
+    let MessageDelivery {
+        receive_count,
+        max_receive_count,
+    } = delivery;
+    let reason = format!(
+        "batch {}/{} ({}) not delivered: {error}",
+        batch.seq, batch.total, batch.batch_id
+    );
+    let written = if receive_count >= max_receive_count {
+        let final_reason = format!(
+            "{reason}; delivery {receive_count} of {max_receive_count}, so the message goes \
+             to the dead-letter queue"
+        );
+        deps.store
+            .fail(batch.file_id, Stage::Forwarder, &final_reason)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    } else {
+        deps.store
+            .note_error(batch.file_id, Stage::Forwarder, &reason)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    if let Err(e) = written {
+        tracing::error!(file_id = %batch.file_id, error = %e,
+            "could not record the error in the status store");
+    }
+    Fault::new(FaultKind::Internal, reason)
+}
+
+/// A small object (a claim-checked batch) read whole; one larger than `limit` is refused
+/// rather than buffered.
+async fn read_small<O: Objects>(
+    objects: &O,
+    bucket: &str,
+    key: &str,
+    limit: u64,
+) -> Result<Vec<u8>, Fault> {
+    let missing = || Fault::new(FaultKind::Objects, format!("{bucket}/{key} does not exist"));
+    let (body, meta) = objects
+        .open(bucket, key, None)
+        .await
+        .map_err(Fault::objects)?
+        .ok_or_else(missing)?;
+    if meta.size as u64 > limit {
+        let why = format!(
+            "{bucket}/{key}: object of {} bytes is over the {limit}-byte limit",
+            meta.size
+        );
+        return Err(Fault::new(FaultKind::Objects, why));
+    }
+    let mut bytes = Vec::with_capacity(meta.size.max(0) as usize);
+    body.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| Fault::new(FaultKind::Objects, format!("{bucket}/{key}: {e}")))?;
+    Ok(bytes)
+}
