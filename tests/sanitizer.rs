@@ -55,7 +55,7 @@ async fn accepted_messy_file_goes_clean_with_report_tags_message_and_status() {
     let store = world.store().await;
     let deps = deps(&world, store);
     let key = "incoming/orders/2026/11/23/orders-messy.csv";
-    let body = example("orders-messy.csv");
+    let body = example("orders/orders-messy.csv");
     world.put(key, body.clone()).await;
 
     let outcomes = run(&deps, world.created_event(key, body.len()))
@@ -123,7 +123,7 @@ async fn rejected_file_stays_in_quarantine_with_its_report_and_is_not_forwarded(
     let world = World::new().await;
     let deps = deps(&world, world.store().await);
     let key = "incoming/orders/2026/11/23/export.xlsx";
-    let body = example("not-a-csv.xlsx");
+    let body = example("orders/not-a-csv.xlsx");
     world.put(key, body.clone()).await;
 
     let outcomes = run(&deps, world.created_event(key, body.len()))
@@ -337,7 +337,7 @@ async fn the_sample_event_in_events_runs_through_the_handler() {
         serde_json::from_str(include_str!("../events/sanitizer-s3-put.json")).unwrap();
     event["Records"][0]["s3"]["bucket"]["name"] = world.quarantine.clone().into();
     let key = "incoming/orders/2026/11/23/Orders export (Nov 23) café.csv";
-    world.put(key, example("orders-messy.csv")).await;
+    world.put(key, example("orders/orders-messy.csv")).await;
 
     let outcomes = run(&deps, event).await.unwrap();
 
@@ -446,7 +446,7 @@ async fn the_uploaders_tags_are_kept_beside_the_verdict() {
     let world = World::new().await;
     let deps = deps(&world, world.store().await);
     let key = "incoming/orders/2026/11/23/tagged.csv";
-    let body = example("orders-messy.csv");
+    let body = example("orders/orders-messy.csv");
     world
         .clients
         .s3
@@ -508,7 +508,7 @@ async fn the_sanitizer_works_against_a_database_reached_over_verified_tls() {
     sluice_db::migrate(&db).await.unwrap();
     let deps = deps(&world, Store::new(db));
     let key = "incoming/orders/2026/11/23/over-tls.csv";
-    let body = example("orders-messy.csv");
+    let body = example("orders/orders-messy.csv");
     world.put(key, body.clone()).await;
 
     let outcomes = run(&deps, world.created_event(key, body.len()))
@@ -537,7 +537,7 @@ async fn the_sanitizer_works_against_a_database_reached_over_verified_tls() {
 async fn eight_copies_of_one_event_at_the_same_moment_sanitize_the_file_once() {
     let world = World::new().await;
     let key = "incoming/orders/2026/11/23/eight-at-once.csv";
-    let body = example("orders-messy.csv");
+    let body = example("orders/orders-messy.csv");
     world.put(key, body.clone()).await;
     let event = world.created_event(key, body.len());
     // Eight invocations, each with its own database connection, as eight Lambda containers.
@@ -631,7 +631,7 @@ async fn batch_failures(deps: &Deps, event: Value) -> Vec<String> {
 async fn queued_eventbridge_and_s3_events_are_sanitized_and_a_bad_message_fails_alone() {
     let world = World::new().await;
     let deps = deps(&world, world.store().await);
-    let body = example("orders-messy.csv");
+    let body = example("orders/orders-messy.csv");
     let (a, b) = (
         "incoming/orders/2026/11/23/from eventbridge.csv",
         "incoming/orders/2026/11/23/from-s3.csv",
@@ -658,7 +658,7 @@ async fn a_queued_event_failing_on_its_last_delivery_fails_its_file() {
     // The clean bucket is not there: writing the clean file fails after the file is claimed.
     deps.clean_bucket = unique("sluice-missing");
     let key = "incoming/orders/2026/11/23/doomed.csv";
-    let body = example("orders-messy.csv");
+    let body = example("orders/orders-messy.csv");
     world.put(key, body.clone()).await;
     let bodies = [object_created(&world, key, body.len())];
 

@@ -3,6 +3,7 @@
 mod dataset;
 mod forward;
 mod migrate;
+mod run;
 mod sanitize;
 mod transform;
 
@@ -31,6 +32,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run files through the whole chain on this machine (quarantine, sanitize, transform,
+    /// deliver) with the same stage code as the Lambdas; no AWS, no services.
+    Run(run::Args),
     /// Sanitize one CSV file into a clean RFC 4180 UTF-8 file and a JSON report.
     Sanitize(sanitize::Args),
     /// Map a clean CSV's rows to JSON records (one per line) with a dataset's mapping.
@@ -45,6 +49,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Sanitize(args) => sanitize::run(args),
         Command::Transform(args) => transform::run(args),
         Command::Forward(args) => forward::run(args),

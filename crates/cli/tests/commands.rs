@@ -67,7 +67,7 @@ fn accepted_messy_file_exits_0_with_clean_output_and_report() {
     let scratch = Scratch::new();
     let run = sanitize(
         &scratch,
-        "examples/orders-messy.csv",
+        "examples/orders/orders-messy.csv",
         &["--dataset", "orders", "--config", "pipelines.toml"],
     );
     assert_eq!(
@@ -90,7 +90,7 @@ fn accepted_messy_file_exits_0_with_clean_output_and_report() {
 fn rejected_file_exits_3_and_leaves_no_output_even_from_an_earlier_run() {
     let scratch = Scratch::new();
     std::fs::write(scratch.path("clean.csv"), "stale").unwrap();
-    let run = sanitize(&scratch, "examples/not-a-csv.xlsx", &[]);
+    let run = sanitize(&scratch, "examples/orders/not-a-csv.xlsx", &[]);
     assert_eq!(run.status.code(), Some(3));
     assert!(!scratch.path("clean.csv").exists());
     let report = report(&scratch);
@@ -118,14 +118,14 @@ fn bad_usage_exits_2() {
     let scratch = Scratch::new();
     let unknown = sanitize(
         &scratch,
-        "examples/orders-messy.csv",
+        "examples/orders/orders-messy.csv",
         &["--dataset", "invoices", "--config", "pipelines.toml"],
     );
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("invoices"));
     let no_config = sanitize(
         &scratch,
-        "examples/orders-messy.csv",
+        "examples/orders/orders-messy.csv",
         &["--dataset", "orders"],
     );
     assert_eq!(no_config.status.code(), Some(2));
@@ -138,7 +138,7 @@ fn invalid_config_exits_1_naming_dataset_and_field() {
     std::fs::write(&config, "[datasets.orders]\nprefix = \"no-slash\"\n").unwrap();
     let run = sanitize(
         &scratch,
-        "examples/orders-messy.csv",
+        "examples/orders/orders-messy.csv",
         &["--dataset", "orders", "--config", config.to_str().unwrap()],
     );
     assert_eq!(run.status.code(), Some(1));
@@ -426,4 +426,198 @@ fn forward_names_a_bad_record_line_and_a_missing_token() {
     let run = forward(&records, &["--api", "http://api.example.com/x"], Some("t"));
     assert_eq!(run.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&run.stderr).contains("use https"));
+}
+
+/// A stand-in API on loopback: answers every POST 200 and keeps the bodies.
+struct Api {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Api {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(n) = lower.strip_prefix("content-length:") {
+                        length = n.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    kept.lock().unwrap().push(body);
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                );
+            }
+        });
+        Self { url, bodies }
+    }
+
+    /// Every record the API received, by its id field.
+    fn ids(&self, field: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| serde_json::from_slice::<Vec<serde_json::Value>>(b).unwrap())
+            .map(|r| r[field].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+fn run_json(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, serde_json::Value) {
+    let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("run")
+        .args(args)
+        .arg("--json")
+        .current_dir(repo())
+        .env_remove("SLUICE_CONFIG")
+        .env_remove("DATABASE_URL")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let summary = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code(), summary)
+}
+
+fn statuses(summary: &serde_json::Value) -> Vec<(String, String)> {
+    summary["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let name = f["path"].as_str().unwrap().rsplit('/').next().unwrap();
+            (name.to_string(), f["status"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn run_takes_the_examples_through_the_whole_chain_into_request_files() {
+    let scratch = Scratch::new();
+    let out = scratch.path("out");
+    let (code, summary) = run_json(&["examples/", "--out", out.to_str().unwrap()], &[]);
+    assert_eq!(
+        statuses(&summary),
+        [
+            ("not-a-csv.xlsx".into(), "rejected".into()),
+            ("orders-messy.csv".into(), "delivered".into()),
+            ("train-movements-1252.csv".into(), "delivered".into()),
+        ]
+    );
+    assert_eq!(
+        code,
+        Some(3),
+        "delivered, and one file rejected as expected"
+    );
+    let orders = &summary["files"][1];
+    assert_eq!(
+        (orders["rows_in"].as_i64(), orders["records"].as_i64()),
+        (Some(13), Some(11))
+    );
+    assert!(summary["files"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not a CSV"));
+    // One request line per batch, each record once, keyed by its batch id.
+    let requests = std::fs::read_to_string(out.join("requests/orders.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = requests
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["body"].as_array().unwrap().len(), 11);
+    let id = orders["file_id"].as_str().unwrap();
+    assert_eq!(lines[0]["idempotency_key"], format!("{id}-000001"));
+    // The clean file and the reports are where the summary says.
+    let reports = Path::new(orders["reports"].as_str().unwrap());
+    assert!(reports.join("sanitize.json").exists() && reports.join("transform.json").exists());
+}
+
+#[test]
+fn run_posts_each_record_once_to_the_api_and_says_why_a_file_was_not_delivered() {
+    let api = Api::start();
+    let scratch = Scratch::new();
+    let out = scratch.path("out");
+    let (code, summary) = run_json(
+        &[
+            "examples/",
+            "--out",
+            out.to_str().unwrap(),
+            "--api",
+            &api.url,
+        ],
+        &[("ORDERS_API_TOKEN", "t0ken")],
+    );
+    assert_eq!(code, Some(1), "{summary}");
+    let files = statuses(&summary);
+    assert_eq!(files[1], ("orders-messy.csv".into(), "delivered".into()));
+    // Train movements take their API key from Secrets Manager, which a local run cannot read.
+    assert_eq!(files[2].1, "failed");
+    assert!(summary["files"][2]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("Secrets Manager"));
+    let ids = api.ids("orderId");
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(ids.len(), 11);
+    assert_eq!(unique, ids, "each record exactly once");
+}
+
+#[test]
+fn run_routes_by_dataset_flag_and_refuses_a_file_with_no_dataset() {
+    let scratch = Scratch::new();
+    let loose = scratch.path("loose.csv");
+    std::fs::copy(repo().join("examples/orders/orders-messy.csv"), &loose).unwrap();
+    let out = scratch.path("out");
+    let (code, summary) = run_json(
+        &[loose.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(summary["files"][0]["status"], "unrouted");
+    let (code, summary) = run_json(
+        &[
+            loose.to_str().unwrap(),
+            "--dataset",
+            "orders",
+            "--out",
+            out.to_str().unwrap(),
+            "--start",
+            "2026-11-24",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{summary}");
+    let file = &summary["files"][0];
+    assert_eq!(file["status"], "delivered");
+    assert!(
+        file["records"].as_i64().unwrap() < 11,
+        "the date range filtered records: {file}"
+    );
 }

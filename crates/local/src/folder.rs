@@ -25,11 +25,14 @@ pub struct FolderError {
 
 /// Tags by (bucket, key).
 type Tags = HashMap<(String, String), Vec<(String, String)>>;
+/// User metadata by (bucket, key).
+type Metadata = HashMap<(String, String), HashMap<String, String>>;
 
 #[derive(Debug)]
 pub struct FolderObjects {
     root: PathBuf,
     tags: Mutex<Tags>,
+    metadata: Mutex<Metadata>,
 }
 
 impl FolderObjects {
@@ -37,7 +40,30 @@ impl FolderObjects {
         Self {
             root: root.into(),
             tags: Mutex::default(),
+            metadata: Mutex::default(),
         }
+    }
+
+    /// Copies the local file `from` in as `bucket/key` with user `metadata` (what an upload
+    /// with `x-amz-meta-*` headers does), kept for this process.
+    pub async fn put_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        from: &Path,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), FolderError> {
+        let fail = |e| Self::error("copy", bucket, key, e);
+        let path = self.path(bucket, key).map_err(fail)?;
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(fail)?;
+        }
+        let temp = temporary(&path);
+        tokio::fs::copy(from, &temp).await.map_err(fail)?;
+        tokio::fs::rename(&temp, &path).await.map_err(fail)?;
+        let mut all = self.metadata.lock().unwrap_or_else(|e| e.into_inner());
+        all.insert((bucket.to_string(), key.to_string()), metadata);
+        Ok(())
     }
 
     /// Where `bucket/key` lives; a key that would leave its bucket's folder (`..`, an
@@ -164,7 +190,13 @@ impl Objects for FolderObjects {
             size: meta.len() as i64,
             etag: etag(&meta),
             version_id: None,
-            metadata: HashMap::new(),
+            metadata: self
+                .metadata
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(bucket.to_string(), key.to_string()))
+                .cloned()
+                .unwrap_or_default(),
         };
         Ok(Some((file, object)))
     }

@@ -13,15 +13,16 @@ use tokio::io::AsyncReadExt;
 
 use crate::delivery::{deliver, Outcome, Targets};
 use crate::fault::{Fault, FaultKind};
-use crate::ports::{Claim, Lease, Objects, StatusStore};
+use crate::ports::{Claim, Lease, Objects, Poster, StatusStore};
 
 /// What the stage works with.
-pub struct Forward<'a, O, S> {
+pub struct Forward<'a, O, S, P> {
     pub config: &'a PipelineConfig,
     pub targets: &'a Targets,
     pub store: &'a S,
     pub objects: &'a O,
-    pub http: &'a reqwest::Client,
+    /// How batches are sent (HTTP; or a requests file locally).
+    pub http: &'a P,
     /// The only bucket claim checks are read from.
     pub clean_bucket: &'a str,
 }
@@ -39,8 +40,8 @@ pub struct MessageDelivery {
 /// every attempt is recorded, and the file settles as its batches get through. A copy that
 /// finds the batch claimed waits ([`FaultKind::Waiting`]). On the message's last delivery a
 /// batch not delivered fails the file with the reason.
-pub async fn forward_batch<O: Objects, S: StatusStore>(
-    deps: &Forward<'_, O, S>,
+pub async fn forward_batch<O: Objects, S: StatusStore, P: Poster>(
+    deps: &Forward<'_, O, S, P>,
     body: &str,
     delivery: MessageDelivery,
     stop: Option<Instant>,
@@ -87,8 +88,8 @@ enum Posted {
 }
 
 /// Delivers a batch this invocation has claimed.
-async fn deliver_claimed<O: Objects, S: StatusStore>(
-    deps: &Forward<'_, O, S>,
+async fn deliver_claimed<O: Objects, S: StatusStore, P: Poster>(
+    deps: &Forward<'_, O, S, P>,
     batch: &RecordBatchRef<'_>,
     header: &BatchHeader<'_>,
     delivery: MessageDelivery,
@@ -195,8 +196,8 @@ async fn deliver_claimed<O: Objects, S: StatusStore>(
 
 /// Records why a batch was not delivered. On the message's last delivery before the
 /// dead-letter queue, the file is marked failed with that reason.
-async fn not_delivered<O, S: StatusStore>(
-    deps: &Forward<'_, O, S>,
+async fn not_delivered<O, S: StatusStore, P>(
+    deps: &Forward<'_, O, S, P>,
     batch: &BatchHeader<'_>,
     delivery: MessageDelivery,
     error: String,

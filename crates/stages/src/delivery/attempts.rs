@@ -7,9 +7,9 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use sluice_core::delivery::{next_wait, AttemptClass, BatchHeader};
 
-use crate::delivery::client::{post, Attempt};
+use crate::delivery::client::Attempt;
 use crate::delivery::targets::Target;
-use crate::ports::{ApiCall, CallLog};
+use crate::ports::{ApiCall, CallLog, Poster};
 
 /// Below this much time left, an attempt is not started: it could only time out.
 const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(200);
@@ -57,7 +57,7 @@ pub enum Outcome {
 /// attempts, from earlier deliveries of its message, came before); `stop` is when this
 /// invocation must stop trying. Fails only when an attempt cannot be recorded.
 pub async fn deliver<L: CallLog>(
-    client: &reqwest::Client,
+    client: &impl Poster,
     log: &L,
     target: &Target,
     batch: &BatchHeader<'_>,
@@ -79,7 +79,7 @@ pub async fn deliver<L: CallLog>(
         let Some(timeout) = time_for_attempt(target.timeout, stop) else {
             return Ok(out_of_time(made, &last_error));
         };
-        let attempt = post(client, target, batch, body.clone(), timeout).await;
+        let attempt = client.post(target, batch, body.clone(), timeout).await;
         made += 1;
         record(log, batch, first_attempt + made as i32 - 1, &attempt).await?;
         last_error = attempt.error.clone().unwrap_or_default();

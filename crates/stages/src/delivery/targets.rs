@@ -129,10 +129,20 @@ impl Targets {
     /// a header names a secret; each secret is read once. Failures are kept per dataset and
     /// logged.
     pub async fn resolve(config: &PipelineConfig, secrets: Option<Arc<dyn SecretSource>>) -> Self {
+        Self::resolve_to(config, secrets, None).await
+    }
+
+    /// [`Targets::resolve`], every dataset sending to `endpoint` when it is set (a local
+    /// run's `--api`) instead of its own.
+    pub async fn resolve_to(
+        config: &PipelineConfig,
+        secrets: Option<Arc<dyn SecretSource>>,
+        endpoint: Option<&Url>,
+    ) -> Self {
         let mut by_dataset = HashMap::new();
         let mut cache = SecretCache::default();
         for dataset in config.datasets() {
-            if let Some(endpoint) = &dataset.delivery.endpoint {
+            if let Some(endpoint) = endpoint.or(dataset.delivery.endpoint.as_ref()) {
                 let source = secrets.as_deref();
                 let target = resolve_target(dataset, endpoint.clone(), source, &mut cache)
                     .await
@@ -148,6 +158,30 @@ impl Targets {
         Self {
             by_dataset: RwLock::new(by_dataset),
             secrets,
+        }
+    }
+
+    /// Targets for requests written to a file rather than sent: every dataset at `endpoint`
+    /// with no headers (a requests file carries none, so no secret is read).
+    pub fn headless(config: &PipelineConfig, endpoint: &Url) -> Self {
+        let by_dataset = config
+            .datasets()
+            .map(|dataset| {
+                let delivery = &dataset.delivery;
+                let target = Target {
+                    endpoint: endpoint.clone(),
+                    headers: HeaderMap::new(),
+                    has_credentials: false,
+                    timeout: delivery.timeout,
+                    retry: delivery.retry,
+                    body: delivery.body,
+                };
+                (dataset.name.clone(), Ok(Arc::new(target)))
+            })
+            .collect();
+        Self {
+            by_dataset: RwLock::new(by_dataset),
+            secrets: None,
         }
     }
 

@@ -3,10 +3,12 @@
 
 mod calls;
 mod objects;
+mod post;
 mod secrets;
 pub mod status;
 
 pub use calls::{ApiCall, CallLog};
 pub use objects::{ObjectMeta, ObjectUpload, Objects, Outbox};
+pub use post::Poster;
 pub use secrets::{secret_field, SecretError, SecretFuture, SecretSource};
 pub use status::*;

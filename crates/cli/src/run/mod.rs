@@ -1,0 +1,332 @@
+//! `sluice run`: the whole chain on this machine, through the same stage functions as the
+//! Lambdas. A folder stands in for the buckets (`<out>/buckets/<bucket>/<key>`, the same key
+//! layout), in-process queues for SQS, and the embedded status store for PostgreSQL (or
+//! PostgreSQL itself when `DATABASE_URL` is set, so history is kept between runs).
+
+mod requests;
+mod summary;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use chrono::NaiveDate;
+use futures_util::stream::{self, StreamExt};
+use sluice_core::delivery::spec::check_endpoint;
+use sluice_core::drop::quarantine_key;
+use sluice_core::message::FileSanitized;
+use sluice_core::{Dataset, PipelineConfig};
+use sluice_local::{FolderObjects, MemoryQueue, MemoryStore};
+use sluice_stages::delivery::{http_client, Targets};
+use sluice_stages::forward::{forward_batch, Forward, MessageDelivery};
+use sluice_stages::ports::{Lease, StatusStore};
+use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
+use sluice_stages::transform::{transform_file, Transform};
+use uuid::Uuid;
+
+use crate::exit;
+use requests::{LocalPoster, RequestFiles};
+use summary::{FileLine, Summary};
+
+const QUARANTINE: &str = "quarantine";
+const CLEAN: &str = "clean";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Files, or folders searched recursively.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Pipeline config file.
+    #[arg(long, env = "SLUICE_CONFIG", default_value = "pipelines.toml")]
+    config: PathBuf,
+    /// Dataset of every file. Without it, a file's dataset is the nearest folder above it
+    /// named like one (`examples/orders/x.csv` is `orders`; `-` and `_` are the same).
+    #[arg(long)]
+    dataset: Option<String>,
+    /// POST every dataset's records to this URL (https, or http to this machine). Without
+    /// it, the requests are written to `<out>/requests/<dataset>.jsonl`.
+    #[arg(long)]
+    api: Option<String>,
+    /// Where the buckets (quarantine, clean files, reports) and request files go.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Keep only records whose date field is on or after this date (YYYY-MM-DD).
+    #[arg(long)]
+    start: Option<NaiveDate>,
+    /// Keep only records whose date field is on or before this date (YYYY-MM-DD).
+    #[arg(long)]
+    end: Option<NaiveDate>,
+    /// Files sanitized at the same time.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Print the summary as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("sluice: cannot start the async runtime: {e}");
+            return exit::OPERATIONAL;
+        }
+    };
+    match runtime.block_on(run_all(&args)) {
+        Ok(summary) => {
+            if args.json {
+                println!("{}", summary.to_json());
+            } else {
+                print!("{}", summary.table());
+            }
+            summary.exit_code()
+        }
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            exit::OPERATIONAL
+        }
+    }
+}
+
+async fn run_all(args: &Args) -> Result<Summary> {
+    let config = PipelineConfig::load(&args.config)?;
+    if let Some(name) = &args.dataset {
+        config.dataset(name)?;
+    }
+    let files = input_files(&args.paths)?;
+    if files.is_empty() {
+        bail!("no files found under the given paths");
+    }
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            let db = sluice_db::Db::new(sluice_db::DbConfig::parse(&url, None)?);
+            sluice_db::migrate(&db).await?;
+            let store = sluice_db::Store::new(db);
+            Chain::new(args, &config, &store).await?.run(&files).await
+        }
+        _ => {
+            let store = MemoryStore::new();
+            Chain::new(args, &config, &store).await?.run(&files).await
+        }
+    }
+}
+
+/// Every file under `paths`, in name order; hidden files and folders are left out.
+fn input_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut stack: Vec<PathBuf> = paths.iter().rev().cloned().collect();
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::metadata(&path).with_context(|| format!("{}", path.display()))?;
+        if meta.is_file() {
+            files.push(path);
+            continue;
+        }
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&path)
+            .with_context(|| format!("{}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        entries.sort();
+        stack.extend(entries.into_iter().rev());
+    }
+    Ok(files)
+}
+
+/// One run's adapters and the stages over them.
+struct Chain<'a, S> {
+    args: &'a Args,
+    config: &'a PipelineConfig,
+    store: &'a S,
+    objects: FolderObjects,
+    transform_queue: MemoryQueue,
+    forward_queue: MemoryQueue,
+    targets: Targets,
+    poster: LocalPoster,
+    destination: String,
+    lease: Lease,
+}
+
+impl<'a, S: StatusStore> Chain<'a, S> {
+    async fn new(args: &'a Args, config: &'a PipelineConfig, store: &'a S) -> Result<Self> {
+        let (targets, poster, destination) = match &args.api {
+            Some(api) => {
+                let url = check_endpoint("--api", api).context("--api")?;
+                // A local run reads no AWS secrets: a header from Secrets Manager fails its
+                // dataset's batches, with the reason.
+                let targets = Targets::resolve_to(config, None, Some(&url)).await;
+                (targets, LocalPoster::Http(http_client()?), url.to_string())
+            }
+            None => {
+                let dir = args.out.join("requests");
+                let here = reqwest::Url::parse("file:///requests").expect("a valid URL");
+                let targets = Targets::headless(config, &here);
+                let shown = dir.display().to_string();
+                (targets, LocalPoster::Files(RequestFiles::new(dir)), shown)
+            }
+        };
+        Ok(Self {
+            args,
+            config,
+            store,
+            objects: FolderObjects::new(args.out.join("buckets")),
+            transform_queue: MemoryQueue::new(),
+            forward_queue: MemoryQueue::new(),
+            targets,
+            poster,
+            destination,
+            lease: Lease {
+                owner: format!("run/{}", Uuid::new_v4()),
+                until: SystemTime::now() + Duration::from_secs(24 * 3600),
+            },
+        })
+    }
+
+    async fn run(&self, files: &[PathBuf]) -> Result<Summary> {
+        let mut lines = Vec::new();
+        let mut created = Vec::new();
+        for file in files {
+            match self.route(file) {
+                Some(dataset) => created.push((file, self.quarantine(file, dataset).await?)),
+                None => lines.push(FileLine::unrouted(file)),
+            }
+        }
+        let sanitize = Sanitize {
+            config: self.config,
+            store: self.store,
+            objects: &self.objects,
+            queue: &self.transform_queue,
+            clean_bucket: CLEAN,
+        };
+        let outcomes: Vec<_> = stream::iter(&created)
+            .map(|(file, object)| async {
+                let outcome = sanitize_object(&sanitize, object, None, &self.lease, Some((1, 1)));
+                (*file, outcome.await)
+            })
+            .buffered(self.args.concurrency.max(1))
+            .collect()
+            .await;
+        self.transform_all().await;
+        self.forward_all().await;
+        for (file, outcome) in outcomes {
+            let line = match outcome {
+                Ok(outcome) => match outcome.file_id {
+                    Some(id) => FileLine::of(file, id, self.store, &self.args.out).await,
+                    None => FileLine::skipped(file, outcome.result),
+                },
+                Err(fault) => FileLine::failed(file, &fault.message),
+            };
+            lines.push(line);
+        }
+        Ok(Summary {
+            files: lines,
+            destination: self.destination.clone(),
+        })
+    }
+
+    /// The dataset of `file`: `--dataset`, or the nearest folder above it with a dataset's
+    /// name.
+    fn route(&self, file: &Path) -> Option<&'a Dataset> {
+        if let Some(name) = &self.args.dataset {
+            return self.config.dataset(name).ok();
+        }
+        let by_name: HashMap<String, &Dataset> = self
+            .config
+            .datasets()
+            .map(|d| (d.name.replace('-', "_"), d))
+            .collect();
+        file.ancestors().skip(1).find_map(|dir| {
+            let name = dir.file_name()?.to_string_lossy().replace('-', "_");
+            by_name.get(&name).copied()
+        })
+    }
+
+    /// Copies `file` into the quarantine folder as an upload would land, with the date range
+    /// in its metadata.
+    async fn quarantine(&self, file: &Path, dataset: &Dataset) -> Result<ObjectCreated> {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let now = chrono::DateTime::<chrono::Utc>::from(SystemTime::now());
+        let key = quarantine_key(&dataset.prefix, now, Uuid::new_v4(), &name);
+        let mut metadata = HashMap::new();
+        if let Some(start) = self.args.start {
+            metadata.insert("sluice-date-start".into(), start.to_string());
+        }
+        if let Some(end) = self.args.end {
+            metadata.insert("sluice-date-end".into(), end.to_string());
+        }
+        self.objects
+            .put_file(QUARANTINE, &key, file, metadata)
+            .await?;
+        Ok(ObjectCreated {
+            bucket: QUARANTINE.into(),
+            key,
+            size: std::fs::metadata(file).map(|m| m.len() as i64).unwrap_or(0),
+            version_id: None,
+        })
+    }
+
+    /// Every "file sanitized" message through the transform stage. Each message is on its
+    /// only delivery: a failure fails its file (there is no queue to bring it back).
+    async fn transform_all(&self) {
+        let stage = Transform {
+            config: self.config,
+            store: self.store,
+            objects: &self.objects,
+            queue: &self.forward_queue,
+            clean_bucket: CLEAN,
+        };
+        for body in self.transform_queue.take_all() {
+            let Ok(message) = serde_json::from_str::<FileSanitized>(&body) else {
+                continue;
+            };
+            if let Err(fault) = transform_file(&stage, &message, &self.lease).await {
+                let reason = format!("transform: {}", fault.message);
+                let _ = self
+                    .store
+                    .fail(message.file_id, sluice_core::Stage::Transformer, &reason)
+                    .await;
+            }
+        }
+    }
+
+    /// Every record batch through the forward stage, on its last delivery (a batch not
+    /// delivered after its attempts fails its file).
+    async fn forward_all(&self) {
+        let stage = Forward {
+            config: self.config,
+            targets: &self.targets,
+            store: self.store,
+            objects: &self.objects,
+            http: &self.poster,
+            clean_bucket: CLEAN,
+        };
+        let once = MessageDelivery {
+            receive_count: 1,
+            max_receive_count: 1,
+        };
+        let bodies = self.forward_queue.take_all();
+        stream::iter(&bodies)
+            .for_each_concurrent(4, |body| async {
+                // Failures are on the file (the stage records them); the summary shows them.
+                let _ = forward_batch(&stage, body, once, None, &self.lease).await;
+            })
+            .await;
+    }
+}
+
+/// Shared so the summary can name where reports are.
+pub(crate) fn reports_dir(out: &Path, id: Uuid) -> PathBuf {
+    out.join("buckets")
+        .join(CLEAN)
+        .join("reports")
+        .join(id.to_string())
+}
