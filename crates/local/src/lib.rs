@@ -8,4 +8,4 @@ mod queue;
 
 pub use folder::{FolderError, FolderObjects, FolderUpload};
 pub use memory::{MemoryStore, Never};
-pub use queue::MemoryQueue;
+pub use queue::{Closed, MemoryQueue};

@@ -31,6 +31,8 @@ use summary::{FileLine, Summary};
 
 const QUARANTINE: &str = "quarantine";
 const CLEAN: &str = "clean";
+/// Record batches waiting for the forwarder at most (a few MB at the default batch size).
+const FORWARD_QUEUE_MESSAGES: usize = 16;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -177,7 +179,7 @@ impl<'a, S: StatusStore> Chain<'a, S> {
             store,
             objects: FolderObjects::new(args.out.join("buckets")),
             transform_queue: MemoryQueue::new(),
-            forward_queue: MemoryQueue::new(),
+            forward_queue: MemoryQueue::bounded(FORWARD_QUEUE_MESSAGES),
             targets,
             poster,
             destination,
@@ -212,8 +214,13 @@ impl<'a, S: StatusStore> Chain<'a, S> {
             .buffered(self.args.concurrency.max(1))
             .collect()
             .await;
-        self.transform_all().await;
-        self.forward_all().await;
+        // The forwarder takes batches as the transformer makes them: the forward queue is
+        // bounded, so memory stays flat whatever the file size.
+        let transforming = async {
+            self.transform_all().await;
+            self.forward_queue.close();
+        };
+        tokio::join!(transforming, self.forward_all());
         for (file, outcome) in outcomes {
             let line = match outcome {
                 Ok(outcome) => match outcome.file_id {
@@ -313,11 +320,16 @@ impl<'a, S: StatusStore> Chain<'a, S> {
             receive_count: 1,
             max_receive_count: 1,
         };
-        let bodies = self.forward_queue.take_all();
-        stream::iter(&bodies)
-            .for_each_concurrent(4, |body| async {
-                // Failures are on the file (the stage records them); the summary shows them.
-                let _ = forward_batch(&stage, body, once, None, &self.lease).await;
+        let batches = stream::unfold(&self.forward_queue, |queue| async move {
+            queue.recv().await.map(|body| (body, queue))
+        });
+        batches
+            .for_each_concurrent(4, |body| {
+                let stage = &stage;
+                async move {
+                    // Failures are on the file (the stage records them); the summary shows them.
+                    let _ = forward_batch(stage, &body, once, None, &self.lease).await;
+                }
             })
             .await;
     }
