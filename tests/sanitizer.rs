@@ -301,7 +301,7 @@ async fn database_credentials_can_come_from_a_secrets_manager_secret() {
         world.schema
     );
 
-    let config = sluice_aws::setup::database_config(Some(&url), Some(arn), None, &world.clients)
+    let config = sluice_lambda::setup::database_config(Some(&url), Some(arn), None, &world.clients)
         .await
         .unwrap();
     let db = Db::new(config);
@@ -317,7 +317,7 @@ async fn database_credentials_can_come_from_a_secrets_manager_secret() {
         .send()
         .await
         .unwrap();
-    let err = sluice_aws::setup::database_config(None, rds_style.arn(), None, &world.clients)
+    let err = sluice_lambda::setup::database_config(None, rds_style.arn(), None, &world.clients)
         .await
         .unwrap_err()
         .to_string();
@@ -491,7 +491,7 @@ async fn the_sanitizer_works_against_a_database_reached_over_verified_tls() {
         std::env::var_os("SLUICE_TEST_DB_CA_FILE").expect("SLUICE_TEST_DB_CA_FILE is not set"),
     );
     let world = World::new().await;
-    let config = sluice_aws::setup::database_config(Some(&url), None, Some(&ca), &world.clients)
+    let config = sluice_lambda::setup::database_config(Some(&url), None, Some(&ca), &world.clients)
         .await
         .unwrap();
     assert!(config.uses_tls());

@@ -9,7 +9,6 @@ mod clients;
 pub mod copy;
 pub mod s3;
 pub mod secrets;
-pub mod setup;
 pub mod sqs;
 
 pub use clients::Clients;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
-use sluice_aws::setup::{deadline_at, stop_before};
+use sluice_lambda::setup::{deadline_at, stop_before};
 use sluice_aws::ObjectStore;
 use sluice_core::message::RecordBatchRef;
 use sluice_core::{PipelineConfig, Stage};

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use sluice_aws::secrets::SecretsManager;
-use sluice_aws::setup::{required, Common, DatabaseSettings, SetupError};
+use sluice_lambda::setup::{required, Common, DatabaseSettings, SetupError};
 
 use crate::Deps;
 use sluice_stages::delivery::{http_client, Targets};

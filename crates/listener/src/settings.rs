@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sluice_aws::setup::{required, Common, DatabaseSettings, SetupError};
+use sluice_lambda::setup::{required, Common, DatabaseSettings, SetupError};
 use sluice_aws::Queue;
 
 use crate::Deps;

@@ -8,7 +8,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
-use sluice_aws::setup::stop_before;
+use sluice_lambda::setup::stop_before;
 use sluice_aws::{ObjectStore, Queue};
 use sluice_core::PipelineConfig;
 use sluice_db::{Lease, Store};

@@ -7,7 +7,7 @@
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
-use sluice_aws::setup::stop_before;
+use sluice_lambda::setup::stop_before;
 use sluice_aws::{ObjectStore, Queue};
 use sluice_core::message::FileSanitized;
 use sluice_core::{PipelineConfig, Stage};

@@ -1,6 +1,6 @@
 //! The transformer's environment, read and checked once per container.
 
-use sluice_aws::setup::{receive_count_setting, required, Common, DatabaseSettings, SetupError};
+use sluice_lambda::setup::{receive_count_setting, required, Common, DatabaseSettings, SetupError};
 use sluice_aws::Queue;
 
 use crate::Deps;

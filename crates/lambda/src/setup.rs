@@ -7,8 +7,8 @@ use sluice_core::PipelineConfig;
 use sluice_db::DbConfig;
 use tokio::io::AsyncReadExt;
 
-use crate::secrets::database_secret;
-use crate::{Clients, ObjectStore};
+use sluice_aws::secrets::database_secret;
+use sluice_aws::{Clients, ObjectStore};
 
 /// A setting that is missing or wrong; the Lambda refuses to start.
 #[derive(Debug, thiserror::Error)]
