@@ -26,7 +26,7 @@ mkdir -p "$(dirname "$input")"
 timed() {
   local log; log=$(mktemp)
   /usr/bin/time -f '%e %M' -o "$log" "$@" >/dev/null 2>&1 || true
-  cat "$log"; rm -f "$log"
+  tail -n 1 "$log"; rm -f "$log"
 }
 
 best_run= best_three= rss_run=0 rss_three=0

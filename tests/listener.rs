@@ -963,3 +963,117 @@ async fn eight_copies_of_one_resend_at_the_same_moment_send_the_missing_batches_
     assert_eq!(c.api.received().len(), 3, "one POST per batch");
     c.clean_up().await;
 }
+
+/// One file through the chain twice: over the AWS adapters (moto, PostgreSQL, the Lambda
+/// handlers) and over the local ones (a folder, in-process queues, the embedded store), with
+/// the same stage functions. Same records at the API, same status and counts.
+#[tokio::test]
+async fn the_aws_and_the_local_adapters_give_the_same_records_and_statuses() {
+    use sluice_local::{FolderObjects, MemoryQueue, MemoryStore};
+    use sluice_stages::forward::{forward_batch, Forward, MessageDelivery};
+    use sluice_stages::ports::StatusStore;
+    use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
+    use sluice_stages::transform::{transform_file, Transform};
+
+    let body = orders_csv(&["O-1", "O-2", "O-3", "O-4", "O-5"]);
+    // Over AWS.
+    let c = chain(Duration::from_secs(3600), 3).await;
+    let (aws_id, _) = c
+        .upload("same.csv", &["O-1", "O-2", "O-3", "O-4", "O-5"])
+        .await;
+    c.announce_quarantine().await;
+    c.pump().await;
+    let aws_row = c.row(aws_id).await;
+
+    // Over the local adapters, to a second API.
+    let local_api = MockApi::start().await;
+    local_api.answer_by_default(Reply::Status(200));
+    let config = PipelineConfig::parse(&config(&local_api.url()), "test").unwrap();
+    let dir = std::env::temp_dir().join(format!("sluice-same-{}", Uuid::new_v4()));
+    let objects = FolderObjects::new(&dir);
+    let store = MemoryStore::new();
+    let (transform_queue, forward_queue) = (MemoryQueue::new(), MemoryQueue::new());
+    let key = "incoming/orders/2026/11/24/same.csv";
+    let path = objects.path("quarantine", key).unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &body).unwrap();
+    let lease = Lease {
+        owner: "run/1".into(),
+        until: SystemTime::now() + Duration::from_secs(60),
+    };
+    let sanitize = Sanitize {
+        config: &config,
+        store: &store,
+        objects: &objects,
+        queue: &transform_queue,
+        clean_bucket: "clean",
+    };
+    let object = ObjectCreated {
+        bucket: "quarantine".into(),
+        key: key.into(),
+        size: body.len() as i64,
+        version_id: None,
+    };
+    let outcome = sanitize_object(&sanitize, &object, None, &lease, None)
+        .await
+        .unwrap();
+    let local_id = outcome.file_id.unwrap();
+    let transform = Transform {
+        config: &config,
+        store: &store,
+        objects: &objects,
+        queue: &forward_queue,
+        clean_bucket: "clean",
+    };
+    for message in transform_queue.take_all() {
+        let message = serde_json::from_str(&message).unwrap();
+        transform_file(&transform, &message, &lease).await.unwrap();
+    }
+    let targets = Targets::resolve(&config, None).await;
+    let http = http_client().unwrap();
+    let forward = Forward {
+        config: &config,
+        targets: &targets,
+        store: &store,
+        objects: &objects,
+        http: &http,
+        clean_bucket: "clean",
+    };
+    let once = MessageDelivery {
+        receive_count: 1,
+        max_receive_count: 3,
+    };
+    for message in forward_queue.take_all() {
+        forward_batch(&forward, &message, once, None, &lease)
+            .await
+            .unwrap();
+    }
+    let local_row = store.file(local_id).await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let records = |api: &MockApi| {
+        let mut r: Vec<String> = api
+            .accepted_records()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        r.sort();
+        r
+    };
+    assert_eq!(records(&c.api), records(&local_api));
+    assert_eq!(records(&local_api).len(), 5);
+    assert_eq!(aws_row.status, FileStatus::Delivered);
+    assert_eq!(local_row.status, aws_row.status);
+    let counts = |r: &FileRow| {
+        (
+            r.rows_in,
+            r.rows_out,
+            r.rows_rejected,
+            r.records,
+            r.batches_sent,
+            r.batches_delivered,
+        )
+    };
+    assert_eq!(counts(&local_row), counts(&aws_row));
+    c.clean_up().await;
+}

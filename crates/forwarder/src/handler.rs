@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::stream::{self, StreamExt};
 use lambda_runtime::LambdaEvent;
-use sluice_lambda::setup::{deadline_at, stop_before};
 use sluice_aws::ObjectStore;
 use sluice_core::message::RecordBatchRef;
 use sluice_core::{PipelineConfig, Stage};
 use sluice_db::{Lease, Store};
 use sluice_lambda::delivery::{message_failed, receive_count};
 use sluice_lambda::invocation_lease;
+use sluice_lambda::setup::{deadline_at, stop_before};
 use sluice_stages::delivery::Targets;
 use sluice_stages::forward::{forward_batch, Forward, MessageDelivery};
 

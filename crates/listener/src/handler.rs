@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
-use sluice_lambda::setup::deadline_at;
 use sluice_aws::{ObjectStore, Queue};
 use sluice_core::PipelineConfig;
 use sluice_db::{Lease, Store};
+use sluice_lambda::setup::deadline_at;
 use sluice_lambda::{invocation_lease, Failure};
 
 use crate::redrive::{redrive_stuck, RedriveCounts};

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use sluice_lambda::setup::{required, Common, DatabaseSettings, SetupError};
 use sluice_aws::Queue;
+use sluice_lambda::setup::{required, Common, DatabaseSettings, SetupError};
 
 use crate::Deps;
 

@@ -7,13 +7,13 @@
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
-use sluice_lambda::setup::stop_before;
 use sluice_aws::{ObjectStore, Queue};
 use sluice_core::message::FileSanitized;
 use sluice_core::{PipelineConfig, Stage};
 use sluice_db::{Lease, Store};
 use sluice_lambda::delivery::message_failed;
 use sluice_lambda::invocation_lease;
+use sluice_lambda::setup::stop_before;
 use sluice_stages::transform::{transform_file, Transform};
 
 type Error = lambda_runtime::Error;

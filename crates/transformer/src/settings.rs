@@ -1,7 +1,7 @@
 //! The transformer's environment, read and checked once per container.
 
-use sluice_lambda::setup::{receive_count_setting, required, Common, DatabaseSettings, SetupError};
 use sluice_aws::Queue;
+use sluice_lambda::setup::{receive_count_setting, required, Common, DatabaseSettings, SetupError};
 
 use crate::Deps;
 
