@@ -621,3 +621,71 @@ fn run_routes_by_dataset_flag_and_refuses_a_file_with_no_dataset() {
         "the date range filtered records: {file}"
     );
 }
+
+#[test]
+fn run_watch_takes_each_dropped_file_once_it_settles_and_again_when_rewritten() {
+    use std::io::BufRead;
+    use std::time::Duration;
+
+    let scratch = Scratch::new();
+    let drop_dir = scratch.path("drop");
+    std::fs::create_dir_all(drop_dir.join("orders")).unwrap();
+    let out = scratch.path("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "run",
+            "--watch",
+            drop_dir.to_str().unwrap(),
+            "--interval",
+            "1",
+            "--json",
+        ])
+        .args(["--out", out.to_str().unwrap()])
+        .current_dir(repo())
+        .env_remove("SLUICE_CONFIG")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || {
+        let line = rx.recv_timeout(Duration::from_secs(30));
+        serde_json::from_str::<serde_json::Value>(&line.expect("a summary within 30 s")).unwrap()
+    };
+    let dropped = drop_dir.join("orders/morning.csv");
+    std::fs::copy(repo().join("examples/orders/orders-messy.csv"), &dropped).unwrap();
+    let first = next();
+    // A second file later, and the first written again with a new day's orders.
+    let mut rewritten = std::fs::read(&dropped).unwrap();
+    rewritten.extend_from_slice(b"A-2001,2026-11-24 09:00,SKU-RED-M,1,19.90,,,\r\n");
+    std::fs::write(&dropped, rewritten).unwrap();
+    let second = next();
+    let _ = child.kill();
+    let _ = child.wait();
+    let only = |summary: &serde_json::Value| {
+        let files = summary["files"].as_array().unwrap();
+        assert_eq!(files.len(), 1, "{summary}");
+        files[0].clone()
+    };
+    let (first, second) = (only(&first), only(&second));
+    assert_eq!(first["status"], "delivered", "{first}");
+    assert_eq!(second["status"], "delivered", "{second}");
+    assert_ne!(
+        first["file_id"], second["file_id"],
+        "written again: a new file"
+    );
+    assert_eq!(
+        second["records"].as_i64().unwrap(),
+        first["records"].as_i64().unwrap() + 1
+    );
+}

@@ -37,8 +37,16 @@ const FORWARD_QUEUE_MESSAGES: usize = 16;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Files, or folders searched recursively.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "watch")]
     paths: Vec<PathBuf>,
+    /// Keep running and take the files dropped into this folder (recursively) once they have
+    /// not changed for one interval: the local twin of the FTP drop and its schedule. A file
+    /// written again is taken again. Stop with Ctrl-C.
+    #[arg(long, conflicts_with = "paths")]
+    watch: Option<PathBuf>,
+    /// With --watch: seconds between looks at the folder.
+    #[arg(long, default_value_t = 5)]
+    interval: u64,
     /// Pipeline config file.
     #[arg(long, env = "SLUICE_CONFIG", default_value = "pipelines.toml")]
     config: PathBuf,
@@ -78,6 +86,11 @@ pub fn run(args: Args) -> u8 {
             return exit::OPERATIONAL;
         }
     };
+    if args.watch.is_some() {
+        let Err(e) = runtime.block_on(watch(&args));
+        eprintln!("sluice: {e:#}");
+        return exit::OPERATIONAL;
+    }
     match runtime.block_on(run_all(&args)) {
         Ok(summary) => {
             if args.json {
@@ -95,25 +108,106 @@ pub fn run(args: Args) -> u8 {
 }
 
 async fn run_all(args: &Args) -> Result<Summary> {
-    let config = PipelineConfig::load(&args.config)?;
-    if let Some(name) = &args.dataset {
-        config.dataset(name)?;
-    }
+    let config = load_config(args)?;
     let files = input_files(&args.paths)?;
     if files.is_empty() {
         bail!("no files found under the given paths");
     }
+    match database_store().await? {
+        Some(store) => Chain::new(args, &config, &store).await?.run(&files).await,
+        None => {
+            let store = MemoryStore::new();
+            Chain::new(args, &config, &store).await?.run(&files).await
+        }
+    }
+}
+
+fn load_config(args: &Args) -> Result<PipelineConfig> {
+    let config = PipelineConfig::load(&args.config)?;
+    if let Some(name) = &args.dataset {
+        config.dataset(name)?;
+    }
+    Ok(config)
+}
+
+/// PostgreSQL (migrated) when `DATABASE_URL` is set.
+async fn database_store() -> Result<Option<sluice_db::Store>> {
     match std::env::var("DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => {
             let db = sluice_db::Db::new(sluice_db::DbConfig::parse(&url, None)?);
             sluice_db::migrate(&db).await?;
-            let store = sluice_db::Store::new(db);
-            Chain::new(args, &config, &store).await?.run(&files).await
+            Ok(Some(sluice_db::Store::new(db)))
         }
-        _ => {
-            let store = MemoryStore::new();
-            Chain::new(args, &config, &store).await?.run(&files).await
+        _ => Ok(None),
+    }
+}
+
+/// `--watch`: looks at the folder every interval and runs the files that have settled; a
+/// summary per round. Returns only on an error.
+async fn watch(args: &Args) -> Result<std::convert::Infallible> {
+    let config = load_config(args)?;
+    match database_store().await? {
+        Some(store) => watch_with(args, &config, &store).await,
+        None => watch_with(args, &config, &MemoryStore::new()).await,
+    }
+}
+
+async fn watch_with<S: StatusStore>(
+    args: &Args,
+    config: &PipelineConfig,
+    store: &S,
+) -> Result<std::convert::Infallible> {
+    let dir = args.watch.clone().unwrap_or_default();
+    let chain = Chain::new(args, config, store).await?;
+    let mut drops = Drops::default();
+    eprintln!(
+        "sluice: watching {} every {} s",
+        dir.display(),
+        args.interval
+    );
+    loop {
+        let ready = drops.settled(&input_files(std::slice::from_ref(&dir))?);
+        if !ready.is_empty() {
+            let summary = chain.run(&ready).await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                print!("{}", summary.table());
+            }
         }
+        tokio::time::sleep(Duration::from_secs(args.interval.max(1))).await;
+    }
+}
+
+/// What a watched folder held: a file is taken once it looks the same (size and
+/// modification time) on two looks in a row, and again when it changes.
+#[derive(Default)]
+struct Drops {
+    last_look: HashMap<PathBuf, (u64, SystemTime)>,
+    taken: HashMap<PathBuf, (u64, SystemTime)>,
+}
+
+impl Drops {
+    fn settled(&mut self, files: &[PathBuf]) -> Vec<PathBuf> {
+        let mut now = HashMap::new();
+        let mut ready = Vec::new();
+        for file in files {
+            let Ok(meta) = std::fs::metadata(file) else {
+                continue;
+            };
+            let seen = (
+                meta.len(),
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            );
+            let unchanged = self.last_look.get(file) == Some(&seen);
+            if unchanged && self.taken.get(file) != Some(&seen) {
+                self.taken.insert(file.clone(), seen);
+                ready.push(file.clone());
+            }
+            now.insert(file.clone(), seen);
+        }
+        self.last_look = now;
+        ready
     }
 }
 
@@ -147,8 +241,6 @@ struct Chain<'a, S> {
     config: &'a PipelineConfig,
     store: &'a S,
     objects: FolderObjects,
-    transform_queue: MemoryQueue,
-    forward_queue: MemoryQueue,
     targets: Targets,
     poster: LocalPoster,
     destination: String,
@@ -178,8 +270,6 @@ impl<'a, S: StatusStore> Chain<'a, S> {
             config,
             store,
             objects: FolderObjects::new(args.out.join("buckets")),
-            transform_queue: MemoryQueue::new(),
-            forward_queue: MemoryQueue::bounded(FORWARD_QUEUE_MESSAGES),
             targets,
             poster,
             destination,
@@ -191,6 +281,9 @@ impl<'a, S: StatusStore> Chain<'a, S> {
     }
 
     async fn run(&self, files: &[PathBuf]) -> Result<Summary> {
+        // This run's queues: one "file sanitized" message per file, and the record batches.
+        let transform_queue = MemoryQueue::new();
+        let forward_queue = MemoryQueue::bounded(FORWARD_QUEUE_MESSAGES);
         let mut lines = Vec::new();
         let mut created = Vec::new();
         for file in files {
@@ -203,7 +296,7 @@ impl<'a, S: StatusStore> Chain<'a, S> {
             config: self.config,
             store: self.store,
             objects: &self.objects,
-            queue: &self.transform_queue,
+            queue: &transform_queue,
             clean_bucket: CLEAN,
         };
         let outcomes: Vec<_> = stream::iter(&created)
@@ -217,10 +310,10 @@ impl<'a, S: StatusStore> Chain<'a, S> {
         // The forwarder takes batches as the transformer makes them: the forward queue is
         // bounded, so memory stays flat whatever the file size.
         let transforming = async {
-            self.transform_all().await;
-            self.forward_queue.close();
+            self.transform_all(&transform_queue, &forward_queue).await;
+            forward_queue.close();
         };
-        tokio::join!(transforming, self.forward_all());
+        tokio::join!(transforming, self.forward_all(&forward_queue));
         for (file, outcome) in outcomes {
             let line = match outcome {
                 Ok(outcome) => match outcome.file_id {
@@ -283,15 +376,15 @@ impl<'a, S: StatusStore> Chain<'a, S> {
 
     /// Every "file sanitized" message through the transform stage. Each message is on its
     /// only delivery: a failure fails its file (there is no queue to bring it back).
-    async fn transform_all(&self) {
+    async fn transform_all(&self, from: &MemoryQueue, to: &MemoryQueue) {
         let stage = Transform {
             config: self.config,
             store: self.store,
             objects: &self.objects,
-            queue: &self.forward_queue,
+            queue: to,
             clean_bucket: CLEAN,
         };
-        for body in self.transform_queue.take_all() {
+        for body in from.take_all() {
             let Ok(message) = serde_json::from_str::<FileSanitized>(&body) else {
                 continue;
             };
@@ -307,7 +400,7 @@ impl<'a, S: StatusStore> Chain<'a, S> {
 
     /// Every record batch through the forward stage, on its last delivery (a batch not
     /// delivered after its attempts fails its file).
-    async fn forward_all(&self) {
+    async fn forward_all(&self, from: &MemoryQueue) {
         let stage = Forward {
             config: self.config,
             targets: &self.targets,
@@ -320,7 +413,7 @@ impl<'a, S: StatusStore> Chain<'a, S> {
             receive_count: 1,
             max_receive_count: 1,
         };
-        let batches = stream::unfold(&self.forward_queue, |queue| async move {
+        let batches = stream::unfold(from, |queue| async move {
             queue.recv().await.map(|body| (body, queue))
         });
         batches
