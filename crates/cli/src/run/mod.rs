@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use futures_util::stream::{self, StreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
 use sluice_core::delivery::spec::check_endpoint;
 use sluice_core::drop::quarantine_key;
 use sluice_core::message::FileSanitized;
@@ -299,10 +300,13 @@ impl<'a, S: StatusStore> Chain<'a, S> {
             queue: &transform_queue,
             clean_bucket: CLEAN,
         };
+        let progress = progress_bar(created.len());
         let outcomes: Vec<_> = stream::iter(&created)
             .map(|(file, object)| async {
                 let outcome = sanitize_object(&sanitize, object, None, &self.lease, Some((1, 1)));
-                (*file, outcome.await)
+                let outcome = outcome.await;
+                progress.inc(1);
+                (*file, outcome)
             })
             .buffered(self.args.concurrency.max(1))
             .collect()
@@ -313,7 +317,8 @@ impl<'a, S: StatusStore> Chain<'a, S> {
             self.transform_all(&transform_queue, &forward_queue).await;
             forward_queue.close();
         };
-        tokio::join!(transforming, self.forward_all(&forward_queue));
+        tokio::join!(transforming, self.forward_all(&forward_queue, &progress));
+        progress.finish_and_clear();
         for (file, outcome) in outcomes {
             let line = match outcome {
                 Ok(outcome) => match outcome.file_id {
@@ -400,7 +405,7 @@ impl<'a, S: StatusStore> Chain<'a, S> {
 
     /// Every record batch through the forward stage, on its last delivery (a batch not
     /// delivered after its attempts fails its file).
-    async fn forward_all(&self, from: &MemoryQueue) {
+    async fn forward_all(&self, from: &MemoryQueue, progress: &ProgressBar) {
         let stage = Forward {
             config: self.config,
             targets: &self.targets,
@@ -413,19 +418,36 @@ impl<'a, S: StatusStore> Chain<'a, S> {
             receive_count: 1,
             max_receive_count: 1,
         };
+        let sent = std::sync::atomic::AtomicU64::new(0);
         let batches = stream::unfold(from, |queue| async move {
             queue.recv().await.map(|body| (body, queue))
         });
         batches
             .for_each_concurrent(4, |body| {
-                let stage = &stage;
+                let (stage, sent) = (&stage, &sent);
                 async move {
                     // Failures are on the file (the stage records them); the summary shows them.
                     let _ = forward_batch(stage, &body, once, None, &self.lease).await;
+                    let n = sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    progress.set_message(format!("{n} batch(es) delivered"));
                 }
             })
             .await;
     }
+}
+
+/// Files sanitized and batches delivered so far, on standard error when it is a terminal.
+fn progress_bar(files: usize) -> ProgressBar {
+    let bar = ProgressBar::new(files as u64);
+    let style = ProgressStyle::with_template(
+        "{spinner} {pos}/{len} file(s) sanitized, {msg} [{elapsed_precise}]",
+    );
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar.set_message("0 batch(es) delivered");
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
 }
 
 /// Shared so the summary can name where reports are.
