@@ -1,0 +1,276 @@
+//! The transform and forward stages over the local adapters, with no services: concurrent
+//! duplicates do the work once, a resend sends only what is missing, a refused batch fails
+//! its file on the message's last delivery.
+
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use sluice_core::delivery::{AttemptClass, BatchHeader};
+use sluice_core::{FileStatus, PipelineConfig};
+use sluice_local::{FolderObjects, MemoryQueue, MemoryStore};
+use sluice_stages::delivery::client::Attempt;
+use sluice_stages::delivery::{Target, Targets};
+use sluice_stages::forward::{forward_batch, Forward, MessageDelivery};
+use sluice_stages::ports::{Lease, Poster, StatusStore};
+use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
+use sluice_stages::transform::{transform_file, Transform};
+use sluice_stages::FaultKind;
+
+const CONFIG: &str = r#"
+[datasets.orders]
+prefix = "incoming/orders/"
+[datasets.orders.delivery]
+endpoint = "https://api.example.com/orders"
+batch_size = 2
+max_attempts = 1
+[datasets.orders.mapping]
+[[datasets.orders.mapping.fields]]
+name = "orderId"
+column = "order_id"
+required = true
+"#;
+
+/// An API that answers every POST with `status` and counts what it got.
+struct CountingApi {
+    status: u16,
+    got: Mutex<Vec<String>>,
+}
+
+impl Poster for CountingApi {
+    async fn post(
+        &self,
+        _target: &Target,
+        batch: &BatchHeader<'_>,
+        _body: Bytes,
+        _timeout: Duration,
+    ) -> Attempt {
+        self.got.lock().unwrap().push(batch.batch_id.to_string());
+        let delivered = (200..300).contains(&self.status);
+        Attempt {
+            class: if delivered {
+                AttemptClass::Delivered
+            } else {
+                AttemptClass::Permanent
+            },
+            status: Some(self.status),
+            latency: Duration::from_millis(1),
+            excerpt: None,
+            error: (!delivered).then(|| format!("HTTP {}", self.status)),
+            retry_after: None,
+        }
+    }
+}
+
+struct Local {
+    dir: std::path::PathBuf,
+    config: PipelineConfig,
+    objects: FolderObjects,
+    store: MemoryStore,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn lease(owner: &str) -> Lease {
+    Lease {
+        owner: owner.into(),
+        until: SystemTime::now() + Duration::from_secs(60),
+    }
+}
+
+/// A sanitized orders file of five rows; its "file sanitized" message.
+async fn sanitized(name: &str) -> (Local, String) {
+    let dir = std::env::temp_dir().join(format!("sluice-tf-{name}-{}", uuid::Uuid::new_v4()));
+    let local = Local {
+        objects: FolderObjects::new(&dir),
+        dir,
+        config: PipelineConfig::parse(CONFIG, "test").unwrap(),
+        store: MemoryStore::new(),
+    };
+    let key = "incoming/orders/o.csv";
+    let path = local.objects.path("quarantine", key).unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, "order_id\r\nA\r\nB\r\nC\r\nD\r\nE\r\n").unwrap();
+    let queue = MemoryQueue::new();
+    let stage = Sanitize {
+        config: &local.config,
+        store: &local.store,
+        objects: &local.objects,
+        queue: &queue,
+        clean_bucket: "clean",
+    };
+    let object = ObjectCreated {
+        bucket: "quarantine".into(),
+        key: key.into(),
+        size: 0,
+        version_id: None,
+    };
+    sanitize_object(&stage, &object, None, &lease("s"), None)
+        .await
+        .unwrap();
+    let message = queue.take_all().pop().unwrap();
+    (local, message)
+}
+
+fn transform_stage<'a>(
+    local: &'a Local,
+    queue: &'a MemoryQueue,
+) -> Transform<'a, FolderObjects, MemoryStore, MemoryQueue> {
+    Transform {
+        config: &local.config,
+        store: &local.store,
+        objects: &local.objects,
+        queue,
+        clean_bucket: "clean",
+    }
+}
+
+#[tokio::test]
+async fn eight_copies_of_a_sanitized_message_at_once_send_one_set_of_batches() {
+    let (local, message) = sanitized("transform").await;
+    let message = serde_json::from_str(&message).unwrap();
+    let queue = MemoryQueue::new();
+    let stage = transform_stage(&local, &queue);
+    let leases: Vec<Lease> = (0..8).map(|i| lease(&format!("t/{i}"))).collect();
+    let results =
+        futures_util::future::join_all(leases.iter().map(|l| transform_file(&stage, &message, l)))
+            .await;
+    let waited = results
+        .iter()
+        .filter(|r| matches!(r, Err(f) if f.kind == FaultKind::Waiting))
+        .count();
+    let done = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(done + waited, 8, "{results:?}");
+    let batches = queue.take_all();
+    assert_eq!(batches.len(), 3, "5 records in batches of 2, once");
+    // The copies that waited come back later and find the file transformed: no-ops.
+    transform_file(&stage, &message, &lease("t/late"))
+        .await
+        .unwrap();
+    assert!(queue.is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_is_posted_once_by_eight_copies_and_a_resend_sends_only_what_is_missing() {
+    let (local, message) = sanitized("forward").await;
+    let sanitized_message: sluice_core::message::FileSanitized =
+        serde_json::from_str(&message).unwrap();
+    let queue = MemoryQueue::new();
+    transform_file(
+        &transform_stage(&local, &queue),
+        &sanitized_message,
+        &lease("t"),
+    )
+    .await
+    .unwrap();
+    let batches = queue.take_all();
+    let api = CountingApi {
+        status: 200,
+        got: Mutex::default(),
+    };
+    let targets = Targets::resolve(&local.config, None).await;
+    let forward = Forward {
+        config: &local.config,
+        targets: &targets,
+        store: &local.store,
+        objects: &local.objects,
+        http: &api,
+        clean_bucket: "clean",
+    };
+    let first = MessageDelivery {
+        receive_count: 1,
+        max_receive_count: 3,
+    };
+    let leases: Vec<Lease> = (0..8).map(|i| lease(&format!("f/{i}"))).collect();
+    futures_util::future::join_all(
+        leases
+            .iter()
+            .map(|l| forward_batch(&forward, &batches[0], first, None, l)),
+    )
+    .await;
+    assert_eq!(
+        api.got.lock().unwrap().len(),
+        1,
+        "one POST for eight copies"
+    );
+    let id = sanitized_message.file_id;
+    assert_eq!(
+        local.store.file(id).await.unwrap().unwrap().status,
+        FileStatus::Delivering
+    );
+
+    // The other two messages are lost; a re-drive's resend sends exactly those.
+    let resend = sluice_core::message::FileSanitized {
+        resend: true,
+        ..sanitized_message
+    };
+    transform_file(
+        &transform_stage(&local, &queue),
+        &resend,
+        &lease("t/resend"),
+    )
+    .await
+    .unwrap();
+    let again = queue.take_all();
+    assert_eq!(again.len(), 2);
+    for body in &again {
+        forward_batch(&forward, body, first, None, &lease("f/late"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(api.got.lock().unwrap().len(), 3);
+    assert_eq!(
+        local.store.file(id).await.unwrap().unwrap().status,
+        FileStatus::Delivered
+    );
+}
+
+#[tokio::test]
+async fn a_refused_batch_is_retried_and_on_its_last_delivery_fails_the_file() {
+    let (local, message) = sanitized("refused").await;
+    let message: sluice_core::message::FileSanitized = serde_json::from_str(&message).unwrap();
+    let queue = MemoryQueue::new();
+    transform_file(&transform_stage(&local, &queue), &message, &lease("t"))
+        .await
+        .unwrap();
+    let batches = queue.take_all();
+    let api = CountingApi {
+        status: 422,
+        got: Mutex::default(),
+    };
+    let targets = Targets::resolve(&local.config, None).await;
+    let forward = Forward {
+        config: &local.config,
+        targets: &targets,
+        store: &local.store,
+        objects: &local.objects,
+        http: &api,
+        clean_bucket: "clean",
+    };
+    let delivery = |n| MessageDelivery {
+        receive_count: n,
+        max_receive_count: 2,
+    };
+    let fault = forward_batch(&forward, &batches[0], delivery(1), None, &lease("f/1"))
+        .await
+        .unwrap_err();
+    assert_ne!(fault.kind, FaultKind::Waiting);
+    let row = local.store.file(message.file_id).await.unwrap().unwrap();
+    assert_eq!(
+        row.status,
+        FileStatus::Delivering,
+        "retried, not failed yet"
+    );
+    assert!(row.error.unwrap().contains("HTTP 422"));
+    forward_batch(&forward, &batches[0], delivery(2), None, &lease("f/2"))
+        .await
+        .unwrap_err();
+    let row = local.store.file(message.file_id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Failed);
+    assert!(row.error.unwrap().contains("delivery 2 of 2"));
+    assert_eq!(row.failed_stage.as_deref(), Some("forwarder"));
+}
