@@ -1036,7 +1036,7 @@ async fn the_aws_and_the_local_adapters_give_the_same_records_and_statuses() {
         targets: &targets,
         store: &store,
         objects: &objects,
-        http: &http,
+        poster: &http,
         clean_bucket: "clean",
     };
     let once = MessageDelivery {

@@ -98,7 +98,7 @@ async fn process(
         targets: &deps.targets,
         store: &deps.store,
         objects: &deps.objects,
-        http: &deps.http,
+        poster: &deps.http,
         clean_bucket: &deps.clean_bucket,
     };
     let delivery = MessageDelivery {

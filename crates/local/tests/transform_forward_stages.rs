@@ -178,7 +178,7 @@ async fn a_batch_is_posted_once_by_eight_copies_and_a_resend_sends_only_what_is_
         targets: &targets,
         store: &local.store,
         objects: &local.objects,
-        http: &api,
+        poster: &api,
         clean_bucket: "clean",
     };
     let first = MessageDelivery {
@@ -248,7 +248,7 @@ async fn a_refused_batch_is_retried_and_on_its_last_delivery_fails_the_file() {
         targets: &targets,
         store: &local.store,
         objects: &local.objects,
-        http: &api,
+        poster: &api,
         clean_bucket: "clean",
     };
     let delivery = |n| MessageDelivery {

@@ -22,7 +22,7 @@ pub struct Forward<'a, O, S, P> {
     pub store: &'a S,
     pub objects: &'a O,
     /// How batches are sent (HTTP; or a requests file locally).
-    pub http: &'a P,
+    pub poster: &'a P,
     /// The only bucket claim checks are read from.
     pub clean_bucket: &'a str,
 }
@@ -149,7 +149,7 @@ async fn deliver_claimed<O: Objects, S: StatusStore, P: Poster>(
     };
     let body = Bytes::from(request_body(target.body, header, records));
     let mut outcome = deliver(
-        deps.http,
+        deps.poster,
         deps.store,
         &target,
         header,
@@ -171,7 +171,7 @@ async fn deliver_claimed<O: Objects, S: StatusStore, P: Poster>(
         match fresh {
             Ok(fresh) => {
                 let next = history.attempts + 1 + outcome.attempts() as i32;
-                outcome = deliver(deps.http, deps.store, &fresh, header, body, next, stop)
+                outcome = deliver(deps.poster, deps.store, &fresh, header, body, next, stop)
                     .await
                     .map_err(Fault::store)?;
             }

@@ -411,7 +411,7 @@ impl<'a, S: StatusStore> Chain<'a, S> {
             targets: &self.targets,
             store: self.store,
             objects: &self.objects,
-            http: &self.poster,
+            poster: &self.poster,
             clean_bucket: CLEAN,
         };
         let once = MessageDelivery {
