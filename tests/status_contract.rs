@@ -440,30 +440,31 @@ async fn a_batch_is_claimed_by_one_worker_until_its_2xx_is_recorded<S: StatusSto
     let batch = format!("{id}-000001");
     let a = lease("forwarder/a", 60);
     let b = lease("forwarder/b", 60);
+    let claimed = store.claim_batch(id, &batch, &a).await.unwrap();
+    assert_eq!(claimed.claim, Claim::Won { attempts: 1 });
+    assert_eq!(claimed.file_status, Some(FileStatus::Transformed));
     assert_eq!(
-        store.claim_batch(id, &batch, &a).await.unwrap(),
-        Claim::Won { attempts: 1 }
+        (claimed.history.attempts, claimed.history.delivered),
+        (0, false)
     );
     assert_eq!(
-        store.claim_batch(id, &batch, &b).await.unwrap(),
+        store.claim_batch(id, &batch, &b).await.unwrap().claim,
         Claim::Busy
     );
     call(store, id, &batch, 1, 503).await;
     assert_eq!(
-        store.claim_batch(id, &batch, &b).await.unwrap(),
+        store.claim_batch(id, &batch, &b).await.unwrap().claim,
         Claim::Busy
     );
     store.release_batch(&batch, "forwarder/a").await.unwrap();
-    assert_eq!(
-        store.claim_batch(id, &batch, &b).await.unwrap(),
-        Claim::Won { attempts: 2 }
-    );
+    let claimed = store.claim_batch(id, &batch, &b).await.unwrap();
+    assert_eq!(claimed.claim, Claim::Won { attempts: 2 });
+    assert_eq!(claimed.history.attempts, 1, "the claim brings the history");
     call(store, id, &batch, 2, 200).await;
     // The 2xx released the claim: the next copy claims it, and finds it delivered.
-    assert_eq!(
-        store.claim_batch(id, &batch, &a).await.unwrap(),
-        Claim::Won { attempts: 3 }
-    );
+    let claimed = store.claim_batch(id, &batch, &a).await.unwrap();
+    assert_eq!(claimed.claim, Claim::Won { attempts: 3 });
+    assert!(claimed.history.delivered);
     let history = store.batch_history(&batch).await.unwrap();
     assert_eq!((history.attempts, history.delivered), (2, true));
     let none = store.batch_history("nothing").await.unwrap();

@@ -6,8 +6,8 @@ use std::future::Future;
 use serde_json::Value;
 use sluice_core::{FileStatus, Stage};
 use sluice_stages::ports::{
-    BatchHistory, Claim, EventRow, FileRow, Lease, NewFile, Registered, RowCounts, StatusStore,
-    TransformCounts,
+    BatchClaim, BatchHistory, Claim, EventRow, FileRow, Lease, NewFile, Registered, RowCounts,
+    StatusStore, TransformCounts,
 };
 use uuid::Uuid;
 
@@ -104,7 +104,7 @@ impl StatusStore for Store {
         file_id: Uuid,
         batch_id: &str,
         lease: &Lease,
-    ) -> impl Future<Output = Result<Claim, DbError>> + Send {
+    ) -> impl Future<Output = Result<BatchClaim, DbError>> + Send {
         Store::claim_batch(self, file_id, batch_id, lease)
     }
 

@@ -683,7 +683,7 @@ async fn a_batch_is_claimed_by_one_worker_at_a_time() {
     }
     let mut won = Vec::new();
     for (n, worker) in workers.into_iter().enumerate() {
-        if matches!(worker.await.unwrap(), sluice_db::Claim::Won { .. }) {
+        if matches!(worker.await.unwrap().claim, sluice_db::Claim::Won { .. }) {
             won.push(n);
         }
     }
@@ -696,7 +696,8 @@ async fn a_batch_is_claimed_by_one_worker_at_a_time() {
         store
             .claim_batch(id, &batch, &lease("again", 60))
             .await
-            .unwrap(),
+            .unwrap()
+            .claim,
         sluice_db::Claim::Won { attempts: 2 }
     );
 }

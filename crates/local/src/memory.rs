@@ -13,8 +13,8 @@ use std::time::SystemTime;
 use serde_json::{json, Value};
 use sluice_core::{FileStatus, Stage};
 use sluice_stages::ports::{
-    file_id, ApiCall, BatchHistory, CallLog, Claim, EventRow, FileRow, Lease, NewFile, Registered,
-    RowCounts, StatusStore, TransformCounts,
+    file_id, ApiCall, BatchClaim, BatchHistory, CallLog, Claim, EventRow, FileRow, Lease, NewFile,
+    Registered, RowCounts, StatusStore, TransformCounts,
 };
 use uuid::Uuid;
 
@@ -394,11 +394,18 @@ impl StatusStore for MemoryStore {
 
     async fn claim_batch(
         &self,
-        _file_id: Uuid,
+        file_id: Uuid,
         batch_id: &str,
         lease: &Lease,
-    ) -> Result<Claim, Never> {
+    ) -> Result<BatchClaim, Never> {
+        let history = self.batch_history(batch_id).await?;
         let mut state = self.state();
+        let file_status = state.files.get(&file_id).map(|e| e.row.status);
+        let claimed = |claim| BatchClaim {
+            claim,
+            history,
+            file_status,
+        };
         let held = state
             .batch_claims
             .entry(batch_id.to_string())
@@ -408,14 +415,14 @@ impl StatusStore for MemoryStore {
                 attempts: 0,
             });
         if held.live() {
-            return Ok(Claim::Busy);
+            return Ok(claimed(Claim::Busy));
         }
         held.owner = Some(lease.owner.clone());
         held.until = Some(lease.until);
         held.attempts += 1;
-        Ok(Claim::Won {
+        Ok(claimed(Claim::Won {
             attempts: held.attempts,
-        })
+        }))
     }
 
     async fn release_batch(&self, batch_id: &str, owner: &str) -> Result<(), Never> {

@@ -13,7 +13,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::delivery::{deliver, Outcome, Targets};
 use crate::fault::{Fault, FaultKind};
-use crate::ports::{Claim, Lease, Objects, Poster, StatusStore};
+use crate::ports::{BatchClaim, Claim, Lease, Objects, Poster, StatusStore};
 
 /// What the stage works with.
 pub struct Forward<'a, O, S, P> {
@@ -53,19 +53,19 @@ pub async fn forward_batch<O: Objects, S: StatusStore, P: Poster>(
     let id = batch.file_id;
     // One worker delivers a batch, holding the claim across the POST: two copies of one
     // message never both send it. The loser's message comes back later and is then a no-op.
-    let claim = deps
+    let claimed = deps
         .store
         .claim_batch(id, &batch.batch_id, lease)
         .await
         .map_err(Fault::store)?;
-    if !matches!(claim, Claim::Won { .. }) {
+    if !matches!(claimed.claim, Claim::Won { .. }) {
         let why = format!(
             "batch {} is being delivered by another worker",
             batch.batch_id
         );
         return Err(Fault::new(FaultKind::Waiting, why));
     }
-    let delivered = deliver_claimed(deps, &batch, &header, delivery, stop).await;
+    let delivered = deliver_claimed(deps, &batch, &header, &claimed, delivery, stop).await;
     // A recorded 2xx released the claim already, in the same statement.
     if !matches!(delivered, Ok(Posted::Delivered)) {
         if let Err(e) = deps
@@ -92,15 +92,12 @@ async fn deliver_claimed<O: Objects, S: StatusStore, P: Poster>(
     deps: &Forward<'_, O, S, P>,
     batch: &RecordBatchRef<'_>,
     header: &BatchHeader<'_>,
+    claimed: &BatchClaim,
     delivery: MessageDelivery,
     stop: Option<Instant>,
 ) -> Result<Posted, Fault> {
     let id = batch.file_id;
-    let history = deps
-        .store
-        .batch_history(&batch.batch_id)
-        .await
-        .map_err(Fault::store)?;
+    let history = claimed.history;
     if history.delivered {
         tracing::info!(file_id = %id, batch_id = %batch.batch_id,
             "batch already delivered: duplicate message skipped");
@@ -111,20 +108,15 @@ async fn deliver_claimed<O: Objects, S: StatusStore, P: Poster>(
         Ok(target) => target,
         Err(reason) => return Err(not_delivered(deps, header, delivery, reason).await),
     };
-    let row = deps
-        .store
-        .file(id)
-        .await
-        .map_err(Fault::store)?
-        .ok_or_else(|| {
-            Fault::new(
-                FaultKind::Store,
-                format!("file {id} is not in the status store"),
-            )
-        })?;
+    let status = claimed.file_status.ok_or_else(|| {
+        Fault::new(
+            FaultKind::Store,
+            format!("file {id} is not in the status store"),
+        )
+    })?;
     // Only a file the transformer has finished moves on: while it is `transforming`, its
     // batch count is not recorded yet (the transformer settles it when it is).
-    if row.status == FileStatus::Transformed {
+    if status == FileStatus::Transformed {
         deps.store
             .advance(id, Stage::Forwarder, FileStatus::Delivering, json!({}))
             .await

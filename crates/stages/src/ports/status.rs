@@ -117,6 +117,17 @@ pub enum Claim {
     Missing,
 }
 
+/// A batch claim, with what a deliverer needs to know in the same round trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchClaim {
+    /// `Won` or `Busy`.
+    pub claim: Claim,
+    /// The batch's attempts and whether one got a 2xx, before this claim.
+    pub history: BatchHistory,
+    /// The status of the batch's file; `None` when there is no such file.
+    pub file_status: Option<FileStatus>,
+}
+
 /// What is on record for a batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchHistory {
@@ -212,13 +223,14 @@ pub trait StatusStore: CallLog<Error = <Self as StatusStore>::Error> + Send + Sy
         owner: &str,
     ) -> impl Future<Output = Result<(), <Self as StatusStore>::Error>> + Send;
 
-    /// Claims batch `batch_id` of file `file_id` for delivery, across the POST.
+    /// Claims batch `batch_id` of file `file_id` for delivery, across the POST; with the
+    /// batch's history and the file's status, in one round trip.
     fn claim_batch(
         &self,
         file_id: Uuid,
         batch_id: &str,
         lease: &Lease,
-    ) -> impl Future<Output = Result<Claim, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<BatchClaim, <Self as StatusStore>::Error>> + Send;
 
     /// Gives up `owner`'s claim on a batch.
     fn release_batch(
