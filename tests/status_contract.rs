@@ -331,72 +331,41 @@ async fn one_of_eight_claims_wins_and_the_others_learn_why<S: StatusStore>(store
     assert_eq!(missing, Claim::Missing);
 }
 
+/// The sanitizer's claim of file `id` under `lease`.
+async fn sanitizing<S: StatusStore>(store: &S, id: Uuid, lease: &Lease) -> Claim {
+    store
+        .claim(
+            id,
+            Stage::Sanitizer,
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            lease,
+        )
+        .await
+        .unwrap()
+}
+
 async fn an_expired_lease_is_taken_over_and_a_released_one_is_free<S: StatusStore>(store: &S) {
     let id = received(store, "x.csv").await;
     let dead = lease("sanitizer/dead", -1);
-    let claim = store
-        .claim(
-            id,
-            Stage::Sanitizer,
-            FileStatus::Received,
-            FileStatus::Sanitizing,
-            &dead,
-        )
-        .await
-        .unwrap();
+    let claim = sanitizing(store, id, &dead).await;
     assert_eq!(claim, Claim::Won { attempts: 1 });
     let next = lease("sanitizer/next", 60);
-    let claim = store
-        .claim(
-            id,
-            Stage::Sanitizer,
-            FileStatus::Received,
-            FileStatus::Sanitizing,
-            &next,
-        )
-        .await
-        .unwrap();
+    let claim = sanitizing(store, id, &next).await;
     assert_eq!(
         claim,
         Claim::Won { attempts: 2 },
         "the dead worker's lease is taken over"
     );
     let third = lease("sanitizer/third", 60);
-    let claim = store
-        .claim(
-            id,
-            Stage::Sanitizer,
-            FileStatus::Received,
-            FileStatus::Sanitizing,
-            &third,
-        )
-        .await
-        .unwrap();
+    let claim = sanitizing(store, id, &third).await;
     assert_eq!(claim, Claim::Busy);
     // Only the owner releases.
     store.release(id, "sanitizer/third").await.unwrap();
-    let claim = store
-        .claim(
-            id,
-            Stage::Sanitizer,
-            FileStatus::Received,
-            FileStatus::Sanitizing,
-            &third,
-        )
-        .await
-        .unwrap();
+    let claim = sanitizing(store, id, &third).await;
     assert_eq!(claim, Claim::Busy);
     store.release(id, "sanitizer/next").await.unwrap();
-    let claim = store
-        .claim(
-            id,
-            Stage::Sanitizer,
-            FileStatus::Received,
-            FileStatus::Sanitizing,
-            &third,
-        )
-        .await
-        .unwrap();
+    let claim = sanitizing(store, id, &third).await;
     assert_eq!(claim, Claim::Won { attempts: 3 });
     let taken_over = store
         .events(id)

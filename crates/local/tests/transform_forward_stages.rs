@@ -62,6 +62,30 @@ impl Poster for CountingApi {
     }
 }
 
+impl CountingApi {
+    fn answering(status: u16) -> Self {
+        Self {
+            status,
+            got: Mutex::default(),
+        }
+    }
+}
+
+fn forward_stage<'a>(
+    local: &'a Local,
+    targets: &'a Targets,
+    api: &'a CountingApi,
+) -> Forward<'a, FolderObjects, MemoryStore, CountingApi> {
+    Forward {
+        config: &local.config,
+        targets,
+        store: &local.store,
+        objects: &local.objects,
+        poster: api,
+        clean_bucket: "clean",
+    }
+}
+
 struct Local {
     dir: std::path::PathBuf,
     config: PipelineConfig,
@@ -168,19 +192,9 @@ async fn a_batch_is_posted_once_by_eight_copies_and_a_resend_sends_only_what_is_
     .await
     .unwrap();
     let batches = queue.take_all();
-    let api = CountingApi {
-        status: 200,
-        got: Mutex::default(),
-    };
+    let api = CountingApi::answering(200);
     let targets = Targets::resolve(&local.config, None).await;
-    let forward = Forward {
-        config: &local.config,
-        targets: &targets,
-        store: &local.store,
-        objects: &local.objects,
-        poster: &api,
-        clean_bucket: "clean",
-    };
+    let forward = forward_stage(&local, &targets, &api);
     let first = MessageDelivery {
         receive_count: 1,
         max_receive_count: 3,
@@ -238,19 +252,9 @@ async fn a_refused_batch_is_retried_and_on_its_last_delivery_fails_the_file() {
         .await
         .unwrap();
     let batches = queue.take_all();
-    let api = CountingApi {
-        status: 422,
-        got: Mutex::default(),
-    };
+    let api = CountingApi::answering(422);
     let targets = Targets::resolve(&local.config, None).await;
-    let forward = Forward {
-        config: &local.config,
-        targets: &targets,
-        store: &local.store,
-        objects: &local.objects,
-        poster: &api,
-        clean_bucket: "clean",
-    };
+    let forward = forward_stage(&local, &targets, &api);
     let delivery = |n| MessageDelivery {
         receive_count: n,
         max_receive_count: 2,
