@@ -4,6 +4,7 @@
 //! transformer Lambda and `sluice transform` drive the same code.
 
 pub mod batch;
+pub mod delta;
 pub mod record;
 pub mod run;
 pub mod spec;
@@ -11,9 +12,10 @@ pub mod value;
 
 pub use record::{FieldError, RecordMapper};
 pub use run::{
-    transform_read, DateFilter, RowError, TransformError, TransformReport, TransformVerdict,
+    transform_read, transform_read_keyed, DateFilter, RowError, TransformError, TransformReport,
+    TransformVerdict,
 };
-pub use spec::{Empty, FieldSpec, Kind, Mapping, Source};
+pub use spec::{Delta, DeltaScope, Empty, FieldSpec, Kind, Mapping, OnMissing, Source};
 
 #[cfg(test)]
 mod tests;

@@ -27,6 +27,8 @@ pub struct RecordMapper<'m> {
     columns: Vec<usize>,
     plan: Vec<Step>,
     date_field: Option<usize>,
+    /// Field index of each part of the record key, in key order (empty without a key).
+    key_fields: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,17 +80,71 @@ impl<'m> RecordMapper<'m> {
         let indices: Vec<usize> = (0..mapping.fields.len()).collect();
         let mut plan = Vec::new();
         plan_object(&mapping.fields, &indices, 0, &mut plan);
+        // The config check made sure every key part is a field.
+        let key_fields = mapping
+            .delta
+            .iter()
+            .flat_map(|d| &d.record_key)
+            .filter_map(|name| {
+                mapping
+                    .fields
+                    .iter()
+                    .position(|f| &f.path.join(".") == name)
+            })
+            .collect();
         Ok(Self {
             mapping,
             columns,
             plan,
             date_field,
+            key_fields,
         })
+    }
+
+    /// Whether the mapping has a record key ([`write_keyed`](Self::write_keyed) fills it).
+    pub fn is_keyed(&self) -> bool {
+        !self.key_fields.is_empty()
+    }
+
+    /// [`write`](Self::write), and the record's key into `key` (cleared first): a JSON array
+    /// of the key fields' values exactly as the record has them, e.g. `["A-1","SKU-9"]`.
+    /// `spans` is scratch space the caller keeps between rows.
+    pub fn write_keyed(
+        &self,
+        row: &[&str],
+        out: &mut Vec<u8>,
+        spans: &mut Vec<(usize, usize)>,
+        key: &mut Vec<u8>,
+    ) -> Result<Option<NaiveDate>, FieldError> {
+        spans.clear();
+        spans.resize(self.mapping.fields.len(), (0, 0));
+        let date = self.write_with(row, out, Some(spans))?;
+        key.clear();
+        key.push(b'[');
+        for (i, &field) in self.key_fields.iter().enumerate() {
+            if i > 0 {
+                key.push(b',');
+            }
+            let (start, end) = spans[field];
+            key.extend_from_slice(&out[start..end]);
+        }
+        key.push(b']');
+        Ok(date)
     }
 
     /// Appends the row's record to `out` and returns the date of the date field, if the
     /// mapping has one and the row gives it. On `Err`, `out` is left as it was.
     pub fn write(&self, row: &[&str], out: &mut Vec<u8>) -> Result<Option<NaiveDate>, FieldError> {
+        self.write_with(row, out, None)
+    }
+
+    /// Writes the record; with `spans`, notes where each field's value lies in `out`.
+    fn write_with(
+        &self,
+        row: &[&str],
+        out: &mut Vec<u8>,
+        mut spans: Option<&mut Vec<(usize, usize)>>,
+    ) -> Result<Option<NaiveDate>, FieldError> {
         let start = out.len();
         let mut date = None;
         out.push(b'{');
@@ -109,10 +165,14 @@ impl<'m> RecordMapper<'m> {
                     out.extend_from_slice(key);
                     let field = &self.mapping.fields[*index];
                     let cell = row.get(self.columns[*index]).copied().unwrap_or("");
+                    let value_start = out.len();
                     match self.value(field, cell, out) {
                         Ok(d) => {
                             if self.date_field == Some(*index) {
                                 date = d;
+                            }
+                            if let Some(spans) = spans.as_deref_mut() {
+                                spans[*index] = (value_start, out.len());
                             }
                         }
                         Err(reason) => {

@@ -5,6 +5,7 @@ use std::io::{self, Read};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use super::delta::DeltaReport;
 use super::record::RecordMapper;
 use super::spec::Mapping;
 use crate::sanitize::lines::Tally;
@@ -61,6 +62,9 @@ pub struct TransformReport {
     pub rows_failed: u64,
     pub errors: Vec<RowError>,
     pub errors_truncated: bool,
+    /// For a dataset with a record key: what was new, changed, unchanged and missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaReport>,
 }
 
 /// Why a file could not be transformed at all.
@@ -83,6 +87,54 @@ pub fn transform_read(
     filter: Option<DateFilter>,
     max_record_bytes: usize,
     mut emit: impl FnMut(&[u8]) -> io::Result<()>,
+) -> Result<TransformReport, TransformError> {
+    let emit = |record: &[u8], _: Option<&[u8]>| emit(record);
+    map_rows(
+        input,
+        mapping,
+        dataset,
+        filter,
+        max_record_bytes,
+        false,
+        emit,
+    )
+}
+
+/// [`transform_read`] for a mapping with a record key: `emit` also gets each record's key
+/// (see [`RecordMapper::write_keyed`]).
+pub fn transform_read_keyed(
+    input: impl Read,
+    mapping: &Mapping,
+    dataset: Option<String>,
+    filter: Option<DateFilter>,
+    max_record_bytes: usize,
+    mut emit: impl FnMut(&[u8], &[u8]) -> io::Result<()>,
+) -> Result<TransformReport, TransformError> {
+    if mapping.delta.is_none() {
+        return Err(TransformError::File(
+            "the dataset's mapping has no record_key".into(),
+        ));
+    }
+    let emit = |record: &[u8], key: Option<&[u8]>| emit(record, key.unwrap_or_default());
+    map_rows(
+        input,
+        mapping,
+        dataset,
+        filter,
+        max_record_bytes,
+        true,
+        emit,
+    )
+}
+
+fn map_rows(
+    input: impl Read,
+    mapping: &Mapping,
+    dataset: Option<String>,
+    filter: Option<DateFilter>,
+    max_record_bytes: usize,
+    keyed: bool,
+    mut emit: impl FnMut(&[u8], Option<&[u8]>) -> io::Result<()>,
 ) -> Result<TransformReport, TransformError> {
     if filter.is_some() && mapping.date_field.is_none() {
         return Err(TransformError::File(
@@ -113,9 +165,11 @@ pub fn transform_read(
         rows_failed: 0,
         errors: Vec::new(),
         errors_truncated: false,
+        delta: None,
     };
     let mut row = csv::ByteRecord::new();
     let mut out = Vec::with_capacity(1024);
+    let (mut spans, mut key) = (Vec::new(), Vec::with_capacity(64));
     // Counted here rather than taken from csv's positions, which lag a line behind after CRLF.
     let mut next_line = 2;
     while reader.read_byte_record(&mut row).map_err(csv_error)? {
@@ -134,7 +188,11 @@ pub fn transform_read(
             continue;
         };
         out.clear();
-        match mapper.write(&cells, &mut out) {
+        let written = match keyed {
+            true => mapper.write_keyed(&cells, &mut out, &mut spans, &mut key),
+            false => mapper.write(&cells, &mut out),
+        };
+        match written {
             Ok(date) if filter.is_some_and(|f| !f.keeps(date)) => report.rows_filtered += 1,
             Ok(_) if out.len() > max_record_bytes => fail(
                 &mut report,
@@ -148,7 +206,7 @@ pub fn transform_read(
                 ),
             ),
             Ok(_) => {
-                emit(&out)?;
+                emit(&out, keyed.then_some(&key[..]))?;
                 report.records_out += 1;
             }
             Err(e) => fail(&mut report, line, e.field, e.value, e.reason),

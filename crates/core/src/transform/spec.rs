@@ -19,6 +19,41 @@ pub struct Mapping {
     pub max_error_share: f64,
     /// Separator between integer and fraction in decimal cells.
     pub decimal_separator: char,
+    /// What identifies a record across uploads, for delivering only what changed.
+    pub delta: Option<Delta>,
+}
+
+/// A keyed dataset's delta settings: records whose key and content were delivered before are
+/// not sent again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    /// Output field names (dotted) whose values identify a record, in key order.
+    pub record_key: Vec<String>,
+    /// Which earlier file a new one is compared with to find missing keys.
+    pub scope: DeltaScope,
+    pub on_missing: OnMissing,
+}
+
+/// The files whose keys are compared to find the ones a new file no longer has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeltaScope {
+    /// The previous file with the same original name (the same export, uploaded again).
+    Name,
+    /// The previous file from the same drop site.
+    Site,
+    /// The previous file of the dataset, whatever its name.
+    Dataset,
+}
+
+/// What happens to keys the previous file in scope had and this one has not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnMissing {
+    /// Counted and listed in the transform report; nothing is sent.
+    Report,
+    /// Also sent, as `{<key fields>, "deleted": true}` records.
+    Send,
 }
 
 /// One output field.
@@ -142,6 +177,12 @@ pub(crate) struct RawMapping {
     decimal_separator: Option<String>,
     #[serde(default)]
     timezone: Option<String>,
+    #[serde(default)]
+    record_key: Option<Vec<String>>,
+    #[serde(default)]
+    delta_scope: Option<DeltaScope>,
+    #[serde(default)]
+    on_missing: Option<OnMissing>,
     fields: Vec<RawField>,
 }
 
@@ -225,12 +266,86 @@ pub(crate) fn check_mapping(ds: &str, raw: RawMapping) -> Result<Mapping, Config
             ));
         }
     }
+    let delta = check_delta(ds, raw.record_key, raw.delta_scope, raw.on_missing, &fields)?;
     Ok(Mapping {
         fields,
         date_field: raw.date_field,
         max_error_share,
         decimal_separator,
+        delta,
     })
+}
+
+/// A record key names required column fields that hold a value (not a nested object), each
+/// once; the delta settings mean nothing without one.
+fn check_delta(
+    ds: &str,
+    record_key: Option<Vec<String>>,
+    scope: Option<DeltaScope>,
+    on_missing: Option<OnMissing>,
+    fields: &[FieldSpec],
+) -> Result<Option<Delta>, ConfigError> {
+    let Some(record_key) = record_key else {
+        if scope.is_some() || on_missing.is_some() {
+            let which = if scope.is_some() {
+                "mapping.delta_scope"
+            } else {
+                "mapping.on_missing"
+            };
+            return Err(invalid(
+                ds,
+                which,
+                "only means something with a `record_key`",
+            ));
+        }
+        return Ok(None);
+    };
+    let at = "mapping.record_key";
+    if record_key.is_empty() {
+        return Err(invalid(ds, at, "name at least one output field"));
+    }
+    for (i, name) in record_key.iter().enumerate() {
+        if record_key[..i].contains(name) {
+            return Err(invalid(ds, at, format!("{name:?} is named twice")));
+        }
+        let field = fields.iter().find(|f| &f.path.join(".") == name);
+        match field.map(|f| &f.source) {
+            Some(Source::Column { empty: Empty::Error, .. }) => {}
+            Some(Source::Column { .. }) => {
+                return Err(invalid(
+                    ds,
+                    at,
+                    format!("{name:?} is not required (`required = true`): a key needs a value in every record"),
+                ))
+            }
+            Some(Source::Constant(_)) => {
+                return Err(invalid(
+                    ds,
+                    at,
+                    format!("{name:?} is a constant: it cannot tell records apart"),
+                ))
+            }
+            None if fields.iter().any(|f| f.path.join(".").starts_with(&format!("{name}."))) => {
+                return Err(invalid(
+                    ds,
+                    at,
+                    format!("{name:?} is a nested object; name the fields inside it (e.g. \"{name}.id\")"),
+                ))
+            }
+            None => {
+                return Err(invalid(
+                    ds,
+                    at,
+                    format!("{name:?} is not an output field of this mapping"),
+                ))
+            }
+        }
+    }
+    Ok(Some(Delta {
+        record_key,
+        scope: scope.unwrap_or(DeltaScope::Name),
+        on_missing: on_missing.unwrap_or(OnMissing::Report),
+    }))
 }
 
 fn parse_tz(ds: &str, field: &str, name: Option<&str>) -> Result<Tz, ConfigError> {

@@ -329,3 +329,74 @@ fn integers_are_written_exactly_at_the_extremes() {
         assert_eq!(rec["line"]["quantity"].to_string(), n);
     }
 }
+
+fn keyed(extra: &str) -> Result<PipelineConfig, crate::config::ConfigError> {
+    let text = ORDERS.replace(
+        "max_error_share = 0.5\n",
+        &format!("max_error_share = 0.5\n{extra}\n"),
+    );
+    PipelineConfig::parse(&text, "test")
+}
+
+#[test]
+fn a_record_key_is_checked_at_load() {
+    let ok = keyed(r#"record_key = ["orderId", "line.sku"]"#).unwrap();
+    let delta = ok.dataset("orders").unwrap().mapping.clone().unwrap().delta;
+    let delta = delta.unwrap();
+    assert_eq!(delta.record_key, ["orderId", "line.sku"]);
+    assert_eq!(
+        (delta.scope, delta.on_missing),
+        (DeltaScope::Name, OnMissing::Report)
+    );
+    for (extra, says) in [
+        (r#"record_key = ["orderNo"]"#, "not an output field"),
+        (r#"record_key = ["line"]"#, "nested object"),
+        (r#"record_key = ["customer.email"]"#, "not required"),
+        (r#"record_key = ["source"]"#, "constant"),
+        (r#"record_key = ["orderId", "orderId"]"#, "named twice"),
+        (r#"record_key = []"#, "at least one"),
+        (r#"on_missing = "send""#, "only means something"),
+        (
+            "record_key = [\"orderId\"]\ndelta_scope = \"everywhere\"",
+            "unknown variant `everywhere`",
+        ),
+    ] {
+        let err = keyed(extra).unwrap_err().to_string();
+        // Unknown words are refused by the TOML reader, which names the line instead.
+        let located = err.contains("orders") || err.contains("line 9");
+        assert!(located && err.contains(says), "{extra}: {err}");
+    }
+}
+
+#[test]
+fn a_keyed_mapping_hands_each_record_its_key_as_written() {
+    let config = keyed(r#"record_key = ["line.sku", "orderId"]"#).unwrap();
+    let m = config.dataset("orders").unwrap().mapping.clone().unwrap();
+    let csv = "order_id,order_date,sku,qty,unit_price_eur,customer_e_mail,gift\n\
+               A-1,2026-11-23 08:14,\"S \"\"9\"\"\",1,1.00,,\n\
+               A-2,2026-11-23 09:00,S,many,1.00,,\n";
+    let mut seen = Vec::new();
+    let report = transform_read_keyed(csv.as_bytes(), &m, None, None, usize::MAX, |r, k| {
+        seen.push((
+            String::from_utf8(r.to_vec()).unwrap(),
+            String::from_utf8(k.to_vec()).unwrap(),
+        ));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(report.records_out, 1);
+    assert_eq!(seen[0].1, r#"["S \"9\"","A-1"]"#);
+    let key: Vec<Value> = serde_json::from_str(&seen[0].1).unwrap();
+    let record: Value = serde_json::from_str(&seen[0].0).unwrap();
+    assert_eq!(
+        key,
+        [record["line"]["sku"].clone(), record["orderId"].clone()]
+    );
+    // A mapping without a key is refused rather than given empty keys.
+    assert!(
+        transform_read_keyed(csv.as_bytes(), &mapping(ORDERS), None, None, 9, |_, _| Ok(
+            ()
+        ))
+        .is_err()
+    );
+}
