@@ -10,6 +10,7 @@ mod drops;
 mod lease;
 mod migrate;
 mod port;
+mod records;
 mod redrive;
 mod store;
 

@@ -235,7 +235,8 @@ impl Store {
                 "SELECT id, dataset, source_bucket, source_key, source_etag, source_size,
                         clean_key, status, failed_stage, error, rows_in, rows_out,
                         rows_rejected, received_at, updated_at, records, batches_sent,
-                        rows_unmapped, batches_delivered, site
+                        rows_unmapped, batches_delivered, site, records_new,
+                        records_changed, records_unchanged, records_missing
                  FROM file_process WHERE id = $1",
             )
             .await?;
@@ -262,6 +263,10 @@ impl Store {
                 rows_unmapped: r.get(17),
                 batches_delivered: r.get(18),
                 site: r.get(19),
+                records_new: r.get(20),
+                records_changed: r.get(21),
+                records_unchanged: r.get(22),
+                records_missing: r.get(23),
             })
         })
         .transpose()

@@ -5,6 +5,7 @@
 mod folder;
 mod memory;
 mod queue;
+mod records;
 
 pub use folder::{FolderError, FolderObjects, FolderUpload};
 pub use memory::{MemoryStore, Never};

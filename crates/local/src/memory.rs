@@ -7,16 +7,21 @@
 //! (tests/status_contract.rs) runs against both.
 
 use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
+use sluice_core::transform::delta::{DeltaReport, RecordHash};
 use sluice_core::{FileStatus, Stage};
 use sluice_stages::ports::{
-    file_id, ApiCall, BatchClaim, BatchHistory, CallLog, Claim, EventRow, FileRow, Lease, NewFile,
-    Registered, RowCounts, StatusStore, TransformCounts,
+    file_id, ApiCall, BatchClaim, BatchHistory, CallLog, Claim, Compared, EventRow, FileRow, Lease,
+    Missing, NewFile, Planned, PlannedRecord, RecordState, Registered, RowCounts, StatusStore,
+    TransformCounts,
 };
 use uuid::Uuid;
+
+use crate::records::RecordBook;
 
 /// The embedded store never fails; its error type says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +38,9 @@ impl std::error::Error for Never {}
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    records: Mutex<RecordBook>,
+    /// Where the record state is saved between runs, if anywhere.
+    records_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +116,29 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// A store whose record state (what was delivered per record key, for datasets with a
+    /// `record_key`) starts from what `path` holds and is saved there by
+    /// [`save_records`](Self::save_records).
+    pub fn with_records_file(path: &Path) -> std::io::Result<Self> {
+        Ok(Self {
+            records: Mutex::new(RecordBook::load(path)?),
+            records_file: Some(path.to_path_buf()),
+            ..Self::default()
+        })
+    }
+
+    /// Saves the record state where [`with_records_file`](Self::with_records_file) said.
+    pub fn save_records(&self) -> std::io::Result<()> {
+        match &self.records_file {
+            Some(path) => self.records().save(path),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn records(&self) -> MutexGuard<'_, RecordBook> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere while holding the lock leaves plain data behind: keep using it.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -153,6 +184,10 @@ impl MemoryStore {
         }
         entry.lease = None;
         entry.event(stage.as_str(), to, detail);
+        drop(state);
+        if matches!(to, FileStatus::Failed | FileStatus::Rejected) {
+            self.records().release(id);
+        }
         true
     }
 }
@@ -220,6 +255,10 @@ impl StatusStore for MemoryStore {
                 batches_sent: None,
                 batches_delivered: None,
                 rows_unmapped: None,
+                records_new: None,
+                records_changed: None,
+                records_unchanged: None,
+                records_missing: None,
                 received_at: now,
                 updated_at: now,
             },
@@ -501,5 +540,95 @@ impl StatusStore for MemoryStore {
             .get(&id)
             .map(|e| e.events.clone())
             .unwrap_or_default())
+    }
+}
+
+impl RecordState for MemoryStore {
+    async fn delta_plan(&self, file: Uuid) -> Result<Option<DeltaReport>, Never> {
+        Ok(self.records().delta_plan(file))
+    }
+
+    async fn discard_plan(&self, file: Uuid) -> Result<(), Never> {
+        self.records().discard_plan(file);
+        Ok(())
+    }
+
+    async fn compare_records(
+        &self,
+        file: Uuid,
+        dataset: &str,
+        chunk: u32,
+        keys: &[String],
+        hashes: &[RecordHash],
+        remember: bool,
+    ) -> Result<Vec<Compared>, Never> {
+        Ok(self
+            .records()
+            .compare(file, dataset, chunk, keys, hashes, remember))
+    }
+
+    async fn plan_records(
+        &self,
+        file: Uuid,
+        dataset: &str,
+        records: &[PlannedRecord<'_>],
+        exclusive: bool,
+    ) -> Result<Vec<u64>, Never> {
+        Ok(self.records().plan(file, dataset, records, exclusive))
+    }
+
+    async fn renumber(&self, file: Uuid, seqs: &[(u64, u32)]) -> Result<(), Never> {
+        self.records().renumber(file, seqs);
+        Ok(())
+    }
+
+    async fn missing_records(
+        &self,
+        file: Uuid,
+        dataset: &str,
+        scope: &str,
+        limit: usize,
+    ) -> Result<Missing, Never> {
+        Ok(self.records().missing(file, dataset, scope, limit))
+    }
+
+    async fn plan_deletions(&self, file: Uuid, dataset: &str, scope: &str) -> Result<u64, Never> {
+        Ok(self.records().plan_deletions(file, dataset, scope))
+    }
+
+    async fn unnumbered(
+        &self,
+        file: Uuid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, Never> {
+        Ok(self.records().unnumbered(file, after, limit))
+    }
+
+    async fn complete_plan(
+        &self,
+        file: Uuid,
+        dataset: &str,
+        scope: Option<&str>,
+        report: &DeltaReport,
+    ) -> Result<(), Never> {
+        self.records().complete(file, dataset, scope, report);
+        let mut state = self.state();
+        if let Some(entry) = state.files.get_mut(&file) {
+            let row = &mut entry.row;
+            row.records_new = Some(report.new as i64);
+            row.records_changed = Some(report.changed as i64);
+            row.records_unchanged = Some(report.unchanged as i64);
+            row.records_missing = report.missing.map(|m| m as i64);
+        }
+        Ok(())
+    }
+
+    async fn planned(&self, file: Uuid, after: u64, limit: usize) -> Result<Vec<Planned>, Never> {
+        Ok(self.records().planned(file, after, limit))
+    }
+
+    async fn record_delivered(&self, file: Uuid, seq: u32) -> Result<u64, Never> {
+        Ok(self.records().delivered(file, seq))
     }
 }

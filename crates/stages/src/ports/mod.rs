@@ -4,11 +4,13 @@
 mod calls;
 mod objects;
 mod post;
+mod records;
 mod secrets;
 pub mod status;
 
 pub use calls::{ApiCall, CallLog};
 pub use objects::{ObjectMeta, ObjectUpload, Objects, Outbox};
 pub use post::Poster;
+pub use records::{Compared, Missing, Planned, PlannedRecord, RecordKind, RecordState};
 pub use secrets::{secret_field, SecretError, SecretFuture, SecretSource};
 pub use status::*;

@@ -82,6 +82,12 @@ pub struct FileRow {
     pub batches_sent: Option<i32>,
     pub batches_delivered: Option<i32>,
     pub rows_unmapped: Option<i64>,
+    /// For a dataset with a record key: records new, changed and unchanged against what was
+    /// delivered before, and keys missing against the previous file in scope.
+    pub records_new: Option<i64>,
+    pub records_changed: Option<i64>,
+    pub records_unchanged: Option<i64>,
+    pub records_missing: Option<i64>,
     pub received_at: SystemTime,
     pub updated_at: SystemTime,
 }
