@@ -830,6 +830,7 @@ type = "integer"
         columns: vec!["order_id".into(), "qty".into()],
         date_range: None,
         resend: false,
+        full: false,
     };
     let mut event = SqsEvent::default();
     event.records = vec![message(

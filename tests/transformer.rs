@@ -79,6 +79,7 @@ impl Setup {
             columns: vec![],
             date_range: None,
             resend: false,
+            full: false,
         }
     }
 
@@ -357,6 +358,7 @@ async fn a_message_that_overtakes_the_sanitizers_status_write_is_retried_not_dro
         columns: vec![],
         date_range: None,
         resend: false,
+        full: false,
     };
     let body = serde_json::to_string(&message).unwrap();
 

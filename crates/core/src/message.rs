@@ -71,6 +71,18 @@ pub struct FileSanitized {
     /// of skipping the file as already transformed. Left out of the JSON when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resend: bool,
+    /// A full replay: for a dataset with a record key, every record is sent, whatever was
+    /// delivered before (for an API that lost data). Set from the quarantine object's
+    /// `sluice-full: true` metadata. Left out of the JSON when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
+}
+
+/// Whether an upload asked for a full replay (`sluice-full: true` in its metadata).
+pub fn full_from_metadata(metadata: &std::collections::HashMap<String, String>) -> bool {
+    metadata
+        .get("sluice-full")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 /// Where a record batch's records are: in the message, or (when they would pass SQS's
@@ -201,6 +213,7 @@ mod tests {
                 end: None,
             }),
             resend: false,
+            full: false,
         }
     }
 

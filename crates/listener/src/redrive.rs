@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 use sluice_aws::AwsError;
-use sluice_core::message::{DateRange, FileSanitized, V1};
+use sluice_core::message::{full_from_metadata, DateRange, FileSanitized, V1};
 use sluice_core::{layout, FileStatus};
 use sluice_db::{Redrive, StuckFile};
 use sluice_lambda::Failure;
@@ -168,14 +168,17 @@ async fn resend_sanitized(deps: &Deps, file: &StuckFile, resend: bool) -> Result
                 .collect()
         })
         .unwrap_or_default();
-    let date_range = match deps
+    let (date_range, full) = match deps
         .objects
         .metadata(&file.source_bucket, &file.source_key)
         .await
     {
-        Ok(metadata) => DateRange::from_metadata(&metadata),
+        Ok(metadata) => (
+            DateRange::from_metadata(&metadata),
+            full_from_metadata(&metadata),
+        ),
         // Quarantine objects expire; the filter was only ever asked for on the object.
-        Err(AwsError::NotFound { .. }) => None,
+        Err(AwsError::NotFound { .. }) => (None, false),
         Err(e) => return Err(e.to_string()),
     };
     let message = FileSanitized {
@@ -188,6 +191,7 @@ async fn resend_sanitized(deps: &Deps, file: &StuckFile, resend: bool) -> Result
         columns,
         date_range,
         resend,
+        full,
     };
     let body = serde_json::to_string(&message).map_err(|e| e.to_string())?;
     deps.transform_queue

@@ -13,7 +13,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::delivery::{deliver, Outcome, Targets};
 use crate::fault::{Fault, FaultKind};
-use crate::ports::{BatchClaim, Claim, Lease, Objects, Poster, StatusStore};
+use crate::ports::{BatchClaim, Claim, Lease, Objects, Poster, RecordState, StatusStore};
 
 /// What the stage works with.
 pub struct Forward<'a, O, S, P> {
@@ -40,7 +40,7 @@ pub struct MessageDelivery {
 /// every attempt is recorded, and the file settles as its batches get through. A copy that
 /// finds the batch claimed waits ([`FaultKind::Waiting`]). On the message's last delivery a
 /// batch not delivered fails the file with the reason.
-pub async fn forward_batch<O: Objects, S: StatusStore, P: Poster>(
+pub async fn forward_batch<O: Objects, S: RecordState, P: Poster>(
     deps: &Forward<'_, O, S, P>,
     body: &str,
     delivery: MessageDelivery,
@@ -88,7 +88,7 @@ enum Posted {
 }
 
 /// Delivers a batch this invocation has claimed.
-async fn deliver_claimed<O: Objects, S: StatusStore, P: Poster>(
+async fn deliver_claimed<O: Objects, S: RecordState, P: Poster>(
     deps: &Forward<'_, O, S, P>,
     batch: &RecordBatchRef<'_>,
     header: &BatchHeader<'_>,
@@ -101,6 +101,8 @@ async fn deliver_claimed<O: Objects, S: StatusStore, P: Poster>(
     if history.delivered {
         tracing::info!(file_id = %id, batch_id = %batch.batch_id,
             "batch already delivered: duplicate message skipped");
+        // The copy that got the 2xx may have stopped before writing the record state.
+        record_delivered(deps, batch).await?;
         deps.store.settle_delivery(id).await.map_err(Fault::store)?;
         return Ok(Posted::Already);
     }
@@ -174,6 +176,7 @@ async fn deliver_claimed<O: Objects, S: StatusStore, P: Poster>(
     }
     match outcome {
         Outcome::Delivered { attempts, status } => {
+            record_delivered(deps, batch).await?;
             let now = deps.store.settle_delivery(id).await.map_err(Fault::store)?;
             tracing::info!(file_id = %id, dataset = %batch.dataset, batch_id = %batch.batch_id,
                 seq = batch.seq, total = batch.total, records = batch.count, attempts, status,
@@ -184,6 +187,27 @@ async fn deliver_claimed<O: Objects, S: StatusStore, P: Poster>(
             Err(not_delivered(deps, header, delivery, error).await)
         }
     }
+}
+
+/// For a dataset with a record key, the batch's records become what the API has for their
+/// keys, now that it answered 2xx (never before).
+async fn record_delivered<O, S: RecordState, P>(
+    deps: &Forward<'_, O, S, P>,
+    batch: &RecordBatchRef<'_>,
+) -> Result<(), Fault> {
+    let keyed = deps
+        .config
+        .dataset(&batch.dataset)
+        .ok()
+        .and_then(|d| d.mapping.as_ref())
+        .is_some_and(|m| m.delta.is_some());
+    if keyed {
+        deps.store
+            .record_delivered(batch.file_id, batch.seq)
+            .await
+            .map_err(Fault::store)?;
+    }
+    Ok(())
 }
 
 /// Records why a batch was not delivered. On the message's last delivery before the

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use sluice_core::message::{DateRange, FileSanitized, SITE_METADATA, V1};
+use sluice_core::message::{full_from_metadata, DateRange, FileSanitized, SITE_METADATA, V1};
 use sluice_core::sanitize::drive::sanitize_async;
 use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
 use uuid::Uuid;
@@ -270,6 +270,7 @@ async fn publish<O: Objects, S: StatusStore, Q: Outbox>(
             columns: report.headers.clone(),
             date_range: DateRange::from_metadata(metadata),
             resend: false,
+            full: full_from_metadata(metadata),
         };
         let body = serde_json::to_string(&message).unwrap_or_default();
         deps.queue.send_all(&[body]).await.map_err(Fault::queue)?;

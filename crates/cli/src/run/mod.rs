@@ -21,7 +21,7 @@ use sluice_core::{Dataset, PipelineConfig};
 use sluice_local::{FolderObjects, MemoryQueue, MemoryStore};
 use sluice_stages::delivery::{http_client, Targets};
 use sluice_stages::forward::{forward_batch, Forward, MessageDelivery};
-use sluice_stages::ports::{Lease, StatusStore};
+use sluice_stages::ports::{Lease, RecordState};
 use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
 use sluice_stages::transform::{transform_file, Transform};
 use uuid::Uuid;
@@ -71,6 +71,10 @@ pub struct Args {
     /// Files sanitized at the same time.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// For datasets with a `record_key`: send every record, not only new and changed ones
+    /// (a full replay, for an API that lost data).
+    #[arg(long)]
+    full: bool,
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -117,9 +121,38 @@ async fn run_all(args: &Args) -> Result<Summary> {
     match database_store().await? {
         Some(store) => Chain::new(args, &config, &store).await?.run(&files).await,
         None => {
-            let store = MemoryStore::new();
+            let store = embedded_store(args)?;
             Chain::new(args, &config, &store).await?.run(&files).await
         }
+    }
+}
+
+/// The embedded store, with the record state of earlier runs into the same `--out`.
+fn embedded_store(args: &Args) -> Result<MemoryStore> {
+    let path = args.out.join(RECORD_STATE_FILE);
+    MemoryStore::with_records_file(&path)
+        .with_context(|| format!("reading the record state {}", path.display()))
+}
+
+/// Where the embedded store keeps what was delivered per record key, under `--out`.
+pub const RECORD_STATE_FILE: &str = "record-state.json";
+
+/// What a run's store must be told to keep for the next run: PostgreSQL keeps everything by
+/// itself; the embedded store saves its record state to a file.
+trait Keep {
+    fn keep(&self) -> Result<()>;
+}
+
+impl Keep for MemoryStore {
+    fn keep(&self) -> Result<()> {
+        self.save_records()
+            .context("saving the record state for the next run")
+    }
+}
+
+impl Keep for sluice_db::Store {
+    fn keep(&self) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -149,11 +182,11 @@ async fn watch(args: &Args) -> Result<std::convert::Infallible> {
     let config = load_config(args)?;
     match database_store().await? {
         Some(store) => watch_with(args, &config, &store).await,
-        None => watch_with(args, &config, &MemoryStore::new()).await,
+        None => watch_with(args, &config, &embedded_store(args)?).await,
     }
 }
 
-async fn watch_with<S: StatusStore>(
+async fn watch_with<S: RecordState + Keep>(
     args: &Args,
     config: &PipelineConfig,
     store: &S,
@@ -248,7 +281,7 @@ struct Chain<'a, S> {
     lease: Lease,
 }
 
-impl<'a, S: StatusStore> Chain<'a, S> {
+impl<'a, S: RecordState + Keep> Chain<'a, S> {
     async fn new(args: &'a Args, config: &'a PipelineConfig, store: &'a S) -> Result<Self> {
         let (targets, poster, destination) = match &args.api {
             Some(api) => {
@@ -319,6 +352,7 @@ impl<'a, S: StatusStore> Chain<'a, S> {
         };
         tokio::join!(transforming, self.forward_all(&forward_queue, &progress));
         progress.finish_and_clear();
+        self.store.keep()?;
         for (file, outcome) in outcomes {
             let line = match outcome {
                 Ok(outcome) => match outcome.file_id {
@@ -367,6 +401,9 @@ impl<'a, S: StatusStore> Chain<'a, S> {
         }
         if let Some(end) = self.args.end {
             metadata.insert("sluice-date-end".into(), end.to_string());
+        }
+        if self.args.full {
+            metadata.insert("sluice-full".into(), "true".into());
         }
         self.objects
             .put_file(QUARANTINE, &key, file, metadata)

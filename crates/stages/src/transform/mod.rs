@@ -1,25 +1,34 @@
 //! The transform stage: a "file sanitized" message in, record batches on the forward queue
 //! (large ones by claim check), the report and the status out. The transformer Lambda and
 //! `sluice run` both call [`transform_file`].
+//!
+//! A dataset with a record key sends only what changed: its first pass plans (see [`plan`]),
+//! its second sends the plan.
+
+mod pass;
+mod plan;
+mod send;
 
 use std::collections::HashSet;
-use std::io;
 
 use chrono::NaiveDate;
 use serde_json::json;
-use sluice_core::delivery::Delivery;
 use sluice_core::layout;
-use sluice_core::message::{batch_id, FileSanitized};
-use sluice_core::transform::batch::{claim_check_message, inline_message, Batch, Batcher};
-use sluice_core::transform::{
-    transform_read, DateFilter, Mapping, TransformError, TransformReport, TransformVerdict,
-};
+use sluice_core::message::FileSanitized;
+use sluice_core::transform::delta::{scope_of, SizeBatches};
+use sluice_core::transform::{DateFilter, Delta, TransformReport, TransformVerdict};
 use sluice_core::{FileStatus, PipelineConfig, Stage};
-use tokio_util::io::SyncIoBridge;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::fault::{Fault, FaultKind};
-use crate::ports::{Claim, Lease, Objects, Outbox, StatusStore, TransformCounts};
+use crate::ports::{Claim, Lease, Objects, Outbox, RecordState, StatusStore, TransformCounts};
+use pass::{PassError, Source};
+use plan::Planner;
+use send::Sender;
+
+/// Plan entries the second pass reads per round trip.
+const PLAN_PAGE: usize = 8192;
 
 /// SQS's limit on a message, and so on an inline batch.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -41,7 +50,7 @@ pub struct Transform<'a, O, S, Q> {
 /// `transformed`. A copy of the message that finds the file claimed, or not sanitized yet,
 /// waits ([`FaultKind::Waiting`]); one that finds it done is a no-op; a `resend` re-sends the
 /// batches with no 2xx on record.
-pub async fn transform_file<O: Objects, S: StatusStore, Q: Outbox>(
+pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
     deps: &Transform<'_, O, S, Q>,
     sanitized: &FileSanitized,
     lease: &Lease,
@@ -141,21 +150,22 @@ pub async fn transform_file<O: Objects, S: StatusStore, Q: Outbox>(
         .map(date_filter)
         .transpose()
         .map_err(bad)?;
-    let delivery = &dataset.delivery;
-
-    // Pass one counts, so every batch can carry the total; nothing is sent yet.
-    let mut total = 0u32;
-    let counted = match Pass::start(deps, sanitized, mapping, filter, delivery).await {
-        Ok(mut pass) => {
-            while pass.batches.recv().await.is_some() {
-                total += 1;
-            }
-            pass.finish(None).await
-        }
-        Err(e) => Err(e),
+    let source = Source {
+        message: sanitized,
+        mapping,
+        filter,
+        batch_size: dataset.delivery.batch_size,
+        batch_max_bytes: dataset.delivery.batch_max_bytes,
     };
-    let counted = match counted {
-        Ok(report) => report,
+
+    // Pass one counts (or, with a record key, plans), so every batch can carry the total;
+    // nothing is sent yet.
+    let counted = match &mapping.delta {
+        None => count(deps, &source).await,
+        Some(delta) => plan_once(deps, &source, delta).await,
+    };
+    let (counted, total) = match counted {
+        Ok(counted) => counted,
         Err(PassError::File(reason)) => {
             deps.store
                 .fail(id, Stage::Transformer, &reason)
@@ -192,26 +202,15 @@ pub async fn transform_file<O: Objects, S: StatusStore, Q: Outbox>(
         queue: deps.queue,
         message: sanitized,
         total,
-        seq: 0,
         pending: Vec::new(),
         delivered: &delivered,
         resent: 0,
     };
-    let sent = match Pass::start(deps, sanitized, mapping, filter, delivery).await {
-        Ok(mut pass) => {
-            let mut failed = None;
-            while let Some(batch) = pass.batches.recv().await {
-                if let Err(e) = sender.send(batch).await {
-                    failed = Some(e);
-                    break;
-                }
-            }
-            if failed.is_none() {
-                failed = sender.flush().await.err();
-            }
-            pass.finish(failed).await
-        }
-        Err(e) => Err(e),
+    let sent = match &mapping.delta {
+        None => send_all(deps, &source, &mut sender).await,
+        // A plan that sends nothing needs no second read.
+        Some(_) if total == 0 => Ok(counted.clone()),
+        Some(delta) => send_planned(deps, &source, delta, &mut sender).await,
     };
     let sent = match sent {
         Ok(report) => report,
@@ -256,9 +255,13 @@ pub async fn transform_file<O: Objects, S: StatusStore, Q: Outbox>(
             already_delivered = delivered.len(), "undelivered batches re-sent");
         return Ok(());
     }
+    let delta = counted.delta.as_ref();
     tracing::info!(file_id = %id, dataset = %dataset.name, rows_in = counted.rows_in,
         records = counted.records_out, rows_filtered = counted.rows_filtered,
-        rows_failed = counted.rows_failed, batches = total, "file transformed");
+        rows_failed = counted.rows_failed, batches = total,
+        records_new = delta.map(|d| d.new), records_changed = delta.map(|d| d.changed),
+        records_unchanged = delta.map(|d| d.unchanged),
+        records_missing = delta.and_then(|d| d.missing), "file transformed");
     Ok(())
 }
 
@@ -275,138 +278,6 @@ fn date_filter(range: &sluice_core::message::DateRange) -> Result<DateFilter, St
         start: date(&range.start)?,
         end: date(&range.end)?,
     })
-}
-
-enum PassError {
-    /// The file cannot be transformed (a column the mapping needs is missing): final.
-    File(String),
-    /// Reading or sending failed: worth a retry.
-    Retry(String),
-}
-
-/// One streaming pass over the clean file: the mapping runs on a blocking thread and hands
-/// full batches over a small channel, so memory is a few batches whatever the file size.
-struct Pass {
-    batches: tokio::sync::mpsc::Receiver<Batch>,
-    worker: tokio::task::JoinHandle<Result<TransformReport, TransformError>>,
-}
-
-impl Pass {
-    async fn start<O: Objects, S, Q>(
-        deps: &Transform<'_, O, S, Q>,
-        message: &FileSanitized,
-        mapping: &Mapping,
-        filter: Option<DateFilter>,
-        delivery: &Delivery,
-    ) -> Result<Self, PassError> {
-        let (batch_size, max_bytes) = (delivery.batch_size, delivery.batch_max_bytes);
-        let opened = deps
-            .objects
-            .open(&message.clean_bucket, &message.clean_key, None)
-            .await
-            .map_err(|e| PassError::Retry(e.to_string()))?;
-        let Some((body, _)) = opened else {
-            let why = format!("the clean file {} is not there", message.clean_key);
-            return Err(PassError::Retry(why));
-        };
-        let reader = SyncIoBridge::new(body);
-        let (tx, batches) = tokio::sync::mpsc::channel::<Batch>(2);
-        let mapping = mapping.clone();
-        let dataset = message.dataset.clone();
-        let worker = tokio::task::spawn_blocking(move || {
-            let mut batcher = Batcher::new(batch_size, max_bytes);
-            let gone = || io::Error::other("the sender stopped");
-            let report = transform_read(
-                reader,
-                &mapping,
-                Some(dataset),
-                filter,
-                Batcher::max_record_bytes(max_bytes),
-                |record| match batcher.push(record) {
-                    Some(batch) => tx.blocking_send(batch).map_err(|_| gone()),
-                    None => Ok(()),
-                },
-            )?;
-            if let Some(batch) = batcher.finish() {
-                tx.blocking_send(batch).map_err(|_| gone())?;
-            }
-            Ok(report)
-        });
-        Ok(Self { batches, worker })
-    }
-
-    /// Waits for the mapping to end; `send_error` is why the caller stopped taking batches.
-    async fn finish(self, send_error: Option<String>) -> Result<TransformReport, PassError> {
-        drop(self.batches);
-        let outcome = self
-            .worker
-            .await
-            .map_err(|e| PassError::Retry(e.to_string()))?;
-        if let Some(e) = send_error {
-            return Err(PassError::Retry(e));
-        }
-        match outcome {
-            Ok(report) => Ok(report),
-            Err(TransformError::File(reason)) => Err(PassError::File(reason)),
-            Err(TransformError::Read(e)) => {
-                Err(PassError::Retry(format!("reading the clean file: {e}")))
-            }
-        }
-    }
-}
-
-/// Turns batches into messages (claim checks when too big) and sends them ten at a time.
-struct Sender<'a, O, Q> {
-    objects: &'a O,
-    queue: &'a Q,
-    message: &'a FileSanitized,
-    total: u32,
-    seq: u32,
-    pending: Vec<String>,
-    /// Ids of batches not to send again (they have a 2xx on record).
-    delivered: &'a HashSet<String>,
-    /// Batches sent by this pass.
-    resent: u32,
-}
-
-impl<O: Objects, Q: Outbox> Sender<'_, O, Q> {
-    async fn send(&mut self, batch: Batch) -> Result<(), String> {
-        self.seq += 1;
-        let (id, dataset) = (self.message.file_id, self.message.dataset.as_str());
-        if self.delivered.contains(&batch_id(id, self.seq)) {
-            return Ok(());
-        }
-        self.resent += 1;
-        let mut body = inline_message(id, dataset, self.seq, self.total, &batch);
-        if body.len() > MAX_MESSAGE_BYTES {
-            let key = layout::claim_check_key(id, self.seq);
-            let bucket = &self.message.clean_bucket;
-            self.objects
-                .put(bucket, &key, batch.records, "application/json")
-                .await
-                .map_err(|e| e.to_string())?;
-            body =
-                claim_check_message(id, dataset, self.seq, self.total, batch.count, bucket, &key);
-        }
-        self.pending
-            .push(String::from_utf8(body).map_err(|e| e.to_string())?);
-        if self.pending.len() == 10 {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), String> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        self.queue
-            .send_all(&self.pending)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.pending.clear();
-        Ok(())
-    }
 }
 
 async fn put_report<O: Objects, S, Q>(
@@ -431,7 +302,149 @@ fn summary(report: &TransformReport, batches: u32) -> serde_json::Value {
         "rows_filtered": report.rows_filtered,
         "rows_failed": report.rows_failed,
         "batches": batches,
+        "delta": report.delta.as_ref().map(|d| json!({
+            "new": d.new,
+            "changed": d.changed,
+            "unchanged": d.unchanged,
+            "repeated": d.repeated,
+            "missing": d.missing,
+            "full": d.full,
+        })),
     })
+}
+
+/// Pass one of a dataset without a record key: the report, and the number of batches.
+async fn count<O: Objects, S, Q>(
+    deps: &Transform<'_, O, S, Q>,
+    source: &Source<'_>,
+) -> Result<(TransformReport, u32), PassError> {
+    let mut pass = source.batches(deps.objects).await?;
+    let mut total = 0;
+    while pass.items.recv().await.is_some() {
+        total += 1;
+    }
+    drop(pass.items);
+    Ok((pass.worker.finish(None).await?, total))
+}
+
+/// Pass one of a keyed dataset: the plan, made once. A plan finished by an earlier attempt
+/// is kept (its batches may be on their way already), and only the report is read again.
+async fn plan_once<O: Objects, S: RecordState, Q>(
+    deps: &Transform<'_, O, S, Q>,
+    source: &Source<'_>,
+    delta: &Delta,
+) -> Result<(TransformReport, u32), PassError> {
+    let (store, id) = (deps.store, source.message.file_id);
+    let stored = |e: <S as StatusStore>::Error| PassError::Retry(e.to_string());
+    if let Some(plan) = store.delta_plan(id).await.map_err(stored)? {
+        let (mut report, _) = count(deps, source).await?;
+        let total = plan.batches;
+        report.delta = Some(plan);
+        return Ok((report, total));
+    }
+    // What an attempt that stopped part way planned is made again from the start.
+    store.discard_plan(id).await.map_err(stored)?;
+    let file = store.file(id).await.map_err(stored)?;
+    let scope = match (&source.filter, &file) {
+        (None, Some(file)) => Some(scope_of(
+            delta.scope,
+            &file.source_key,
+            file.site.as_deref(),
+        )),
+        _ => None,
+    };
+    let message = source.message;
+    let batches = SizeBatches::new(source.batch_size, source.batch_max_bytes, 0);
+    let mut planner = Planner::new(
+        store,
+        id,
+        &message.dataset,
+        delta,
+        scope,
+        message.full,
+        batches,
+    );
+    let mut pass = source.keys(deps.objects).await?;
+    let mut failed = None;
+    while let Some(chunk) = pass.items.recv().await {
+        if let Err(e) = planner.chunk(chunk).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    drop(pass.items);
+    let mut report = pass.worker.finish(failed).await?;
+    // A file failing its error limit sends nothing: its plan is not finished (and goes when
+    // the file is marked failed).
+    if report.verdict == TransformVerdict::Failed {
+        return Ok((report, 0));
+    }
+    let plan = planner.finish().await.map_err(PassError::Retry)?;
+    let total = plan.batches;
+    report.delta = Some(plan);
+    Ok((report, total))
+}
+
+/// Pass two of a dataset without a record key: every record.
+async fn send_all<O: Objects, S, Q: Outbox>(
+    deps: &Transform<'_, O, S, Q>,
+    source: &Source<'_>,
+    sender: &mut Sender<'_, O, Q>,
+) -> Result<TransformReport, PassError> {
+    let pass = source.batches(deps.objects).await?;
+    let (mut items, worker) = (pass.items, pass.worker);
+    let mut failed = None;
+    while let Some((seq, batch)) = items.recv().await {
+        if let Err(e) = sender.send(seq, batch).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    if failed.is_none() {
+        failed = sender.flush().await.err();
+    }
+    drop(items);
+    worker.finish(failed).await
+}
+
+/// Pass two of a keyed dataset: the planned records, read from the plan as the file is.
+async fn send_planned<O: Objects, S: RecordState, Q: Outbox>(
+    deps: &Transform<'_, O, S, Q>,
+    source: &Source<'_>,
+    delta: &Delta,
+    sender: &mut Sender<'_, O, Q>,
+) -> Result<TransformReport, PassError> {
+    let (pages, plan) = mpsc::channel(2);
+    let pass = source
+        .planned(deps.objects, delta.record_key.clone(), plan)
+        .await?;
+    let (mut items, worker) = (pass.items, pass.worker);
+    let file = source.message.file_id;
+    // The plan is fed to the mapping thread while its batches are sent; whichever side stops
+    // first ends the other (its channel closes).
+    let feed = async move {
+        let mut after = 0;
+        loop {
+            let page = deps.store.planned(file, after, PLAN_PAGE).await;
+            let page = match page {
+                Ok(page) if page.is_empty() => return None,
+                Ok(page) => page,
+                Err(e) => return Some(format!("reading the plan: {e}")),
+            };
+            after = page.last().map_or(after, |p| p.ordinal);
+            if pages.send(page).await.is_err() {
+                return None;
+            }
+        }
+    };
+    let send = async move {
+        while let Some((seq, batch)) = items.recv().await {
+            sender.send(seq, batch).await?;
+        }
+        sender.flush().await
+    };
+    let (fed, sent) = tokio::join!(feed, send);
+    worker.finish(fed.or(sent.err())).await
 }
 
 async fn retry<O, S: StatusStore, Q>(
