@@ -62,11 +62,17 @@ ALTER TABLE file_process
     ADD COLUMN records_unchanged bigint,
     ADD COLUMN records_missing bigint;
 
--- A file that fails gives up its claims, so the next upload sends those records again; its
--- keys are forgotten unless it is the file its scope compares with next.
+-- A file that fails gives up its claims, so the next upload sends those records again. Its
+-- planned rows stay while its plan was finished: batches still on their way write the state
+-- when they get a 2xx (and are not sent twice). An unfinished plan sends nothing and goes.
+-- Its keys are forgotten unless it is the file its scope compares with next.
 CREATE FUNCTION release_record_plan() RETURNS trigger AS $$
 BEGIN
-    DELETE FROM record_plan WHERE file_id = NEW.id;
+    IF EXISTS (SELECT 1 FROM delta_plan WHERE file_id = NEW.id) THEN
+        UPDATE record_plan SET exclusive = false WHERE file_id = NEW.id AND exclusive;
+    ELSE
+        DELETE FROM record_plan WHERE file_id = NEW.id;
+    END IF;
     DELETE FROM record_seen s WHERE s.file_id = NEW.id
         AND NOT EXISTS (SELECT 1 FROM delta_scope d WHERE d.file_id = NEW.id);
     RETURN NULL;

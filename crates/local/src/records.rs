@@ -86,9 +86,18 @@ impl RecordBook {
         self.saved.seen.remove(&file);
     }
 
-    /// A failed or rejected file gives up its claims; its keys go unless a scope needs them.
+    /// A failed or rejected file gives up its claims (a finished plan stays, so batches still
+    /// on their way write the state on their 2xx); its keys go unless a scope needs them.
     pub(crate) fn release(&mut self, file: Uuid) {
-        self.drop_plan(file);
+        if !self.finished.contains_key(&file) {
+            self.drop_plan(file);
+        } else if let Some(plan) = self.plans.get_mut(&file) {
+            for row in plan.values_mut().filter(|r| r.exclusive) {
+                row.exclusive = false;
+                self.claims
+                    .remove(&(row.dataset.clone(), row.key.clone(), row.hash));
+            }
+        }
         if !self.is_scope_file(file) {
             self.saved.seen.remove(&file);
         }
