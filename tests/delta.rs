@@ -68,6 +68,7 @@ macro_rules! on_both_stores {
 
 on_both_stores! {
     reupload => a_reupload_sends_only_the_changed_and_new_records,
+    dataset_scope => one_scope_for_the_dataset_compares_across_file_names,
     failed => a_batch_that_failed_is_sent_by_the_next_upload,
     concurrent => two_uploads_at_the_same_moment_never_both_send_a_new_key,
     deletions => missing_keys_are_sent_as_deleted_when_asked,
@@ -343,10 +344,22 @@ async fn a_reupload_sends_only_the_changed_and_new_records<S: RecordState>(store
     assert_eq!(counts(&chain.report(third)), [0, 0, 7, 0, 0]);
     assert_eq!(chain.status(third).await, FileStatus::Delivered);
 
-    // Another export (another name) is compared with its own previous file only.
+    // Another export (another name) is a scope of its own: what it sends is its own business.
     let other = chain.upload(&api, "returns.csv", &[("A", "s1", 10)]).await;
+    assert_eq!(api.take(), ["A/s1:10"]);
+    assert_eq!(counts(&chain.report(other)), [1, 0, 0, 0, 0]);
+}
+
+async fn one_scope_for_the_dataset_compares_across_file_names<S: RecordState>(store: &S, _: &S) {
+    let chain = Chain::new(store, "delta_scope = \"dataset\"");
+    let api = Api::default();
+    chain.upload(&api, "orders-0800.csv", &MONDAY).await;
+    api.take();
+    let later = chain.upload(&api, "orders-1400.csv", &MONDAY[1..]).await;
     assert!(api.take().is_empty());
-    assert_eq!(counts(&chain.report(other)), [0, 0, 1, 0, 0]);
+    let report = chain.report(later);
+    assert_eq!(counts(&report), [0, 0, 5, 0, 1]);
+    assert_eq!(report["delta"]["scope"], json!("dataset"));
 }
 
 async fn a_batch_that_failed_is_sent_by_the_next_upload<S: RecordState>(store: &S, _: &S) {

@@ -1,15 +1,18 @@
 -- Delivering only what changed, for datasets with a record key (README: "Re-uploads").
 
--- What the API was last sent per key: written when the batch carrying the record got its 2xx,
--- never before. "Seen" means delivered: a re-upload's unchanged records are not written.
+-- What the API was last sent per key, per dataset and scope (the files that are versions of
+-- one another: `name:<original file name>` by default, `site:<site>`, or `dataset`): written
+-- when the batch carrying the record got its 2xx, never before. "Seen" means delivered: a
+-- re-upload's unchanged records are not written.
 CREATE TABLE record_state (
     dataset    text NOT NULL,
+    scope      text NOT NULL,
     record_key text NOT NULL,           -- JSON array of the key fields' values
     hash       bytea NOT NULL,          -- SHA-256 of the record's JSON as delivered
     file_id    uuid NOT NULL,           -- the file whose batch delivered it
     first_seen timestamptz NOT NULL DEFAULT now(),
     last_seen  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (dataset, record_key)
+    PRIMARY KEY (dataset, scope, record_key)
 );
 
 -- What a file sends, planned once by the transformer's first pass: the record's place in the
@@ -20,6 +23,7 @@ CREATE TABLE record_plan (
     file_id    uuid NOT NULL REFERENCES file_process (id) ON DELETE CASCADE,
     ordinal    bigint NOT NULL,
     dataset    text NOT NULL,
+    scope      text NOT NULL,
     record_key text NOT NULL,
     hash       bytea NOT NULL,
     kind       text NOT NULL CHECK (kind IN ('new', 'changed', 'unchanged', 'deleted')),
@@ -27,7 +31,8 @@ CREATE TABLE record_plan (
     exclusive  boolean NOT NULL,
     PRIMARY KEY (file_id, ordinal)
 );
-CREATE UNIQUE INDEX record_plan_claim ON record_plan (dataset, record_key, hash) WHERE exclusive;
+CREATE UNIQUE INDEX record_plan_claim ON record_plan (dataset, scope, record_key, hash)
+    WHERE exclusive;
 CREATE INDEX record_plan_batch ON record_plan (file_id, seq);
 
 -- The keys of a file, in the chunks its first pass read them in: kept for the latest file of

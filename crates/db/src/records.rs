@@ -2,8 +2,6 @@
 //! `delta_scope` and `delta_plan` (migration V8). Lookups and plans go a chunk of records per
 //! statement, with the chunk's keys and hashes as array parameters.
 
-use std::future::Future;
-
 use sluice_core::transform::delta::{DeltaReport, RecordHash, DELETED_ORDINAL_BASE};
 use sluice_stages::ports::{Compared, Missing, Planned, PlannedRecord, RecordState};
 use uuid::Uuid;
@@ -21,226 +19,214 @@ const MISSING: &str = "WITH previous AS (
          SELECT unnest(keys) FROM record_seen WHERE file_id = $1),
      known AS (
          SELECT g.k FROM gone g
-         JOIN record_state s ON s.dataset = $2 AND s.record_key = g.k)";
+         JOIN record_state s ON s.dataset = $2 AND s.scope = $3 AND s.record_key = g.k)";
 
 impl RecordState for Store {
-    fn delta_plan(
-        &self,
-        file: Uuid,
-    ) -> impl Future<Output = Result<Option<DeltaReport>, DbError>> + Send {
-        async move {
-            let client = self.db.client().await?;
-            let row = client
-                .query_opt("SELECT report FROM delta_plan WHERE file_id = $1", &[&file])
-                .await?;
-            row.map(|r| {
-                serde_json::from_value(r.get(0))
-                    .map_err(|e| DbError::Corrupt(format!("delta_plan of {file}: {e}")))
-            })
-            .transpose()
-        }
+    async fn delta_plan(&self, file: Uuid) -> Result<Option<DeltaReport>, DbError> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_opt("SELECT report FROM delta_plan WHERE file_id = $1", &[&file])
+            .await?;
+        row.map(|r| {
+            serde_json::from_value(r.get(0))
+                .map_err(|e| DbError::Corrupt(format!("delta_plan of {file}: {e}")))
+        })
+        .transpose()
     }
 
-    fn discard_plan(&self, file: Uuid) -> impl Future<Output = Result<(), DbError>> + Send {
-        async move {
-            let client = self.db.client().await?;
-            client
-                .execute(
-                    "WITH plan AS (DELETE FROM record_plan WHERE file_id = $1)
-                     DELETE FROM record_seen WHERE file_id = $1",
-                    &[&file],
-                )
-                .await?;
-            Ok(())
-        }
+    async fn discard_plan(&self, file: Uuid) -> Result<(), DbError> {
+        let client = self.db.client().await?;
+        client
+            .execute(
+                "WITH plan AS (DELETE FROM record_plan WHERE file_id = $1)
+                 DELETE FROM record_seen WHERE file_id = $1",
+                &[&file],
+            )
+            .await?;
+        Ok(())
     }
 
-    fn compare_records(
+    async fn compare_records(
         &self,
         file: Uuid,
         dataset: &str,
+        scope: &str,
         chunk: u32,
         keys: &[String],
         hashes: &[RecordHash],
         remember: bool,
-    ) -> impl Future<Output = Result<Vec<Compared>, DbError>> + Send {
-        async move {
-            let hashes: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
-            let client = self.db.client().await?;
-            // Only the records that differ come back: on a re-upload, almost none.
-            let rows = client
-                .query(
-                    "WITH seen AS (
-                         INSERT INTO record_seen (file_id, chunk, keys)
-                         SELECT $1, $3, $4 WHERE $6
-                         ON CONFLICT (file_id, chunk) DO UPDATE SET keys = EXCLUDED.keys)
-                     SELECT i.n, s.hash IS NOT NULL
-                     FROM unnest($4::text[], $5::bytea[]) WITH ORDINALITY AS i (record_key, hash, n)
-                     LEFT JOIN record_state s
-                         ON s.dataset = $2 AND s.record_key = i.record_key
-                     WHERE s.hash IS DISTINCT FROM i.hash",
-                    &[&file, &dataset, &(chunk as i32), &keys, &hashes, &remember],
-                )
-                .await?;
-            let mut compared = vec![Compared::Unchanged; keys.len()];
-            for row in rows {
-                let n: i64 = row.get(0);
-                let known: bool = row.get(1);
-                if let Some(slot) = compared.get_mut((n - 1) as usize) {
-                    *slot = if known {
-                        Compared::Changed
-                    } else {
-                        Compared::New
-                    };
-                }
+    ) -> Result<Vec<Compared>, DbError> {
+        let hashes: Vec<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+        let client = self.db.client().await?;
+        // Only the records that differ come back: on a re-upload, almost none. One primary
+        // key probe per record (LATERAL ... LIMIT 1 keeps it so): a plain join lets the
+        // planner hash the dataset's whole state for every chunk, 15x slower at 1.4 M keys.
+        let rows = client
+            .query(
+                "WITH seen AS (
+                     INSERT INTO record_seen (file_id, chunk, keys)
+                     SELECT $1, $4, $5 WHERE $7
+                     ON CONFLICT (file_id, chunk) DO UPDATE SET keys = EXCLUDED.keys)
+                 SELECT i.n, s.hash IS NOT NULL
+                 FROM unnest($5::text[], $6::bytea[]) WITH ORDINALITY AS i (record_key, hash, n)
+                 LEFT JOIN LATERAL (
+                     SELECT hash FROM record_state s
+                     WHERE s.dataset = $2 AND s.scope = $3 AND s.record_key = i.record_key
+                     LIMIT 1) s ON true
+                 WHERE s.hash IS DISTINCT FROM i.hash",
+                &[
+                    &file,
+                    &dataset,
+                    &scope,
+                    &(chunk as i32),
+                    &keys,
+                    &hashes,
+                    &remember,
+                ],
+            )
+            .await?;
+        let mut compared = vec![Compared::Unchanged; keys.len()];
+        for row in rows {
+            let n: i64 = row.get(0);
+            let known: bool = row.get(1);
+            if let Some(slot) = compared.get_mut((n - 1) as usize) {
+                *slot = if known {
+                    Compared::Changed
+                } else {
+                    Compared::New
+                };
             }
-            Ok(compared)
         }
+        Ok(compared)
     }
 
-    fn plan_records(
+    async fn plan_records(
         &self,
         file: Uuid,
         dataset: &str,
+        scope: &str,
         records: &[PlannedRecord<'_>],
         exclusive: bool,
-    ) -> impl Future<Output = Result<Vec<u64>, DbError>> + Send {
+    ) -> Result<Vec<u64>, DbError> {
         let ordinals: Vec<i64> = records.iter().map(|r| r.ordinal as i64).collect();
         let keys: Vec<&str> = records.iter().map(|r| r.key).collect();
         let hashes: Vec<&[u8]> = records.iter().map(|r| &r.hash[..]).collect();
         let kinds: Vec<&str> = records.iter().map(|r| r.kind.as_str()).collect();
         let seqs: Vec<i32> = records.iter().map(|r| r.seq as i32).collect();
-        async move {
-            if ordinals.is_empty() {
-                return Ok(Vec::new());
-            }
-            let client = self.db.client().await?;
-            // ON CONFLICT with no target: the claim index and the primary key alike.
-            let rows = client
-                .query(
-                    "INSERT INTO record_plan
-                         (file_id, ordinal, dataset, record_key, hash, kind, seq, exclusive)
-                     SELECT $1, o, $2, k, h, kd, s, $8
-                     FROM unnest($3::int8[], $4::text[], $5::bytea[], $6::text[], $7::int4[])
-                         AS t (o, k, h, kd, s)
-                     ON CONFLICT DO NOTHING
-                     RETURNING ordinal",
-                    &[
-                        &file, &dataset, &ordinals, &keys, &hashes, &kinds, &seqs, &exclusive,
-                    ],
-                )
-                .await?;
-            let mut added: Vec<u64> = rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect();
-            added.sort_unstable();
-            Ok(added)
+        if ordinals.is_empty() {
+            return Ok(Vec::new());
         }
+        let client = self.db.client().await?;
+        // ON CONFLICT with no target: the claim index and the primary key alike.
+        let rows = client
+            .query(
+                "INSERT INTO record_plan
+                     (file_id, ordinal, dataset, scope, record_key, hash, kind, seq, exclusive)
+                 SELECT $1, o, $2, $3, k, h, kd, s, $9
+                 FROM unnest($4::int8[], $5::text[], $6::bytea[], $7::text[], $8::int4[])
+                     AS t (o, k, h, kd, s)
+                 ON CONFLICT DO NOTHING
+                 RETURNING ordinal",
+                &[
+                    &file, &dataset, &scope, &ordinals, &keys, &hashes, &kinds, &seqs, &exclusive,
+                ],
+            )
+            .await?;
+        let mut added: Vec<u64> = rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect();
+        added.sort_unstable();
+        Ok(added)
     }
 
-    fn renumber(
-        &self,
-        file: Uuid,
-        seqs: &[(u64, u32)],
-    ) -> impl Future<Output = Result<(), DbError>> + Send {
+    async fn renumber(&self, file: Uuid, seqs: &[(u64, u32)]) -> Result<(), DbError> {
         let ordinals: Vec<i64> = seqs.iter().map(|s| s.0 as i64).collect();
         let numbers: Vec<i32> = seqs.iter().map(|s| s.1 as i32).collect();
-        async move {
-            let client = self.db.client().await?;
-            client
-                .execute(
-                    "UPDATE record_plan p SET seq = t.s
-                     FROM unnest($2::int8[], $3::int4[]) AS t (o, s)
-                     WHERE p.file_id = $1 AND p.ordinal = t.o",
-                    &[&file, &ordinals, &numbers],
-                )
-                .await?;
-            Ok(())
-        }
+        let client = self.db.client().await?;
+        client
+            .execute(
+                "UPDATE record_plan p SET seq = t.s
+                 FROM unnest($2::int8[], $3::int4[]) AS t (o, s)
+                 WHERE p.file_id = $1 AND p.ordinal = t.o",
+                &[&file, &ordinals, &numbers],
+            )
+            .await?;
+        Ok(())
     }
 
-    fn missing_records(
+    async fn missing_records(
         &self,
         file: Uuid,
         dataset: &str,
         scope: &str,
         limit: usize,
-    ) -> impl Future<Output = Result<Missing, DbError>> + Send {
-        async move {
-            let client = self.db.client().await?;
-            let row = client
-                .query_one(
-                    &format!(
-                        "{MISSING}
-                         SELECT (SELECT file_id FROM previous), count(*),
-                                COALESCE((array_agg(k ORDER BY k))[1:$4], '{{}}')
-                         FROM known"
-                    ),
-                    &[&file, &dataset, &scope, &(limit as i32)],
-                )
-                .await?;
-            Ok(Missing {
-                previous: row.get(0),
-                count: row.get::<_, i64>(1) as u64,
-                first: row.get(2),
-            })
-        }
+    ) -> Result<Missing, DbError> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_one(
+                &format!(
+                    "{MISSING}
+                     SELECT (SELECT file_id FROM previous), count(*),
+                            COALESCE((array_agg(k ORDER BY k))[1:$4], '{{}}')
+                     FROM known"
+                ),
+                &[&file, &dataset, &scope, &(limit as i32)],
+            )
+            .await?;
+        Ok(Missing {
+            previous: row.get(0),
+            count: row.get::<_, i64>(1) as u64,
+            first: row.get(2),
+        })
     }
 
-    fn plan_deletions(
-        &self,
-        file: Uuid,
-        dataset: &str,
-        scope: &str,
-    ) -> impl Future<Output = Result<u64, DbError>> + Send {
-        async move {
-            let client = self.db.client().await?;
-            let n = client
-                .execute(
-                    &format!(
-                        "{MISSING}
-                         INSERT INTO record_plan
-                             (file_id, ordinal, dataset, record_key, hash, kind, seq, exclusive)
-                         SELECT $1, $4 + row_number() OVER (ORDER BY k), $2, k, '\\x'::bytea,
-                                'deleted', NULL, false
-                         FROM known
-                         ON CONFLICT DO NOTHING"
-                    ),
-                    &[&file, &dataset, &scope, &(DELETED_ORDINAL_BASE as i64)],
-                )
-                .await?;
-            Ok(n)
-        }
+    async fn plan_deletions(&self, file: Uuid, dataset: &str, scope: &str) -> Result<u64, DbError> {
+        let client = self.db.client().await?;
+        let n = client
+            .execute(
+                &format!(
+                    "{MISSING}
+                     INSERT INTO record_plan
+                         (file_id, ordinal, dataset, scope, record_key, hash, kind, seq,
+                          exclusive)
+                     SELECT $1, $4 + row_number() OVER (ORDER BY k), $2, $3, k, '\\x'::bytea,
+                            'deleted', NULL, false
+                     FROM known
+                     ON CONFLICT DO NOTHING"
+                ),
+                &[&file, &dataset, &scope, &(DELETED_ORDINAL_BASE as i64)],
+            )
+            .await?;
+        Ok(n)
     }
 
-    fn unnumbered(
+    async fn unnumbered(
         &self,
         file: Uuid,
         after: u64,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<(u64, String)>, DbError>> + Send {
-        async move {
-            let client = self.db.client().await?;
-            let rows = client
-                .query(
-                    "SELECT ordinal, record_key FROM record_plan
-                     WHERE file_id = $1 AND seq IS NULL AND ordinal > $2
-                     ORDER BY ordinal LIMIT $3",
-                    &[&file, &(after as i64), &(limit as i64)],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| (r.get::<_, i64>(0) as u64, r.get(1)))
-                .collect())
-        }
+    ) -> Result<Vec<(u64, String)>, DbError> {
+        let client = self.db.client().await?;
+        let rows = client
+            .query(
+                "SELECT ordinal, record_key FROM record_plan
+                 WHERE file_id = $1 AND seq IS NULL AND ordinal > $2
+                 ORDER BY ordinal LIMIT $3",
+                &[&file, &(after as i64), &(limit as i64)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get(1)))
+            .collect())
     }
 
-    fn complete_plan(
+    async fn complete_plan(
         &self,
         file: Uuid,
         dataset: &str,
-        scope: Option<&str>,
+        scope: &str,
+        remember: bool,
         report: &DeltaReport,
-    ) -> impl Future<Output = Result<(), DbError>> + Send {
+    ) -> Result<(), DbError> {
         let json = serde_json::to_value(report).unwrap_or_default();
         let counts = [
             report.new as i64,
@@ -248,102 +234,89 @@ impl RecordState for Store {
             report.unchanged as i64,
         ];
         let missing = report.missing.map(|m| m as i64);
-        async move {
-            let mut client = self.db.client().await?;
-            let tx = client.transaction().await?;
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO delta_plan (file_id, report) VALUES ($1, $2)
+             ON CONFLICT (file_id) DO NOTHING",
+            &[&file, &json],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE file_process SET records_new = $2, records_changed = $3,
+                 records_unchanged = $4, records_missing = $5, updated_at = now()
+             WHERE id = $1",
+            &[&file, &counts[0], &counts[1], &counts[2], &missing],
+        )
+        .await?;
+        if remember {
+            // The scope's previous file is no longer compared with: its keys go.
             tx.execute(
-                "INSERT INTO delta_plan (file_id, report) VALUES ($1, $2)
-                 ON CONFLICT (file_id) DO NOTHING",
-                &[&file, &json],
+                "WITH previous AS (
+                     SELECT file_id FROM delta_scope WHERE dataset = $2 AND scope = $3),
+                 moved AS (
+                     INSERT INTO delta_scope (dataset, scope, file_id) VALUES ($2, $3, $1)
+                     ON CONFLICT (dataset, scope) DO UPDATE
+                         SET file_id = EXCLUDED.file_id, updated_at = now())
+                 DELETE FROM record_seen
+                 WHERE file_id = (SELECT file_id FROM previous) AND file_id <> $1",
+                &[&file, &dataset, &scope],
             )
             .await?;
-            tx.execute(
-                "UPDATE file_process SET records_new = $2, records_changed = $3,
-                     records_unchanged = $4, records_missing = $5, updated_at = now()
-                 WHERE id = $1",
-                &[&file, &counts[0], &counts[1], &counts[2], &missing],
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn planned(&self, file: Uuid, after: u64, limit: usize) -> Result<Vec<Planned>, DbError> {
+        let client = self.db.client().await?;
+        let rows = client
+            .query(
+                "SELECT ordinal, seq, CASE WHEN kind = 'deleted' THEN record_key END
+                 FROM record_plan
+                 WHERE file_id = $1 AND ordinal > $2 AND seq IS NOT NULL
+                 ORDER BY ordinal LIMIT $3",
+                &[&file, &(after as i64), &(limit as i64)],
             )
             .await?;
-            if let Some(scope) = scope {
-                // The scope's previous file is no longer compared with: its keys go.
-                tx.execute(
-                    "WITH previous AS (
-                         SELECT file_id FROM delta_scope WHERE dataset = $2 AND scope = $3),
-                     moved AS (
-                         INSERT INTO delta_scope (dataset, scope, file_id) VALUES ($2, $3, $1)
-                         ON CONFLICT (dataset, scope) DO UPDATE
-                             SET file_id = EXCLUDED.file_id, updated_at = now())
-                     DELETE FROM record_seen
-                     WHERE file_id = (SELECT file_id FROM previous) AND file_id <> $1",
-                    &[&file, &dataset, &scope],
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        }
+        Ok(rows
+            .iter()
+            .map(|r| Planned {
+                ordinal: r.get::<_, i64>(0) as u64,
+                seq: r.get::<_, i32>(1) as u32,
+                deleted_key: r.get(2),
+            })
+            .collect())
     }
 
-    fn planned(
-        &self,
-        file: Uuid,
-        after: u64,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<Planned>, DbError>> + Send {
-        async move {
-            let client = self.db.client().await?;
-            let rows = client
-                .query(
-                    "SELECT ordinal, seq, CASE WHEN kind = 'deleted' THEN record_key END
-                     FROM record_plan
-                     WHERE file_id = $1 AND ordinal > $2 AND seq IS NOT NULL
-                     ORDER BY ordinal LIMIT $3",
-                    &[&file, &(after as i64), &(limit as i64)],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| Planned {
-                    ordinal: r.get::<_, i64>(0) as u64,
-                    seq: r.get::<_, i32>(1) as u32,
-                    deleted_key: r.get(2),
-                })
-                .collect())
-        }
-    }
-
-    fn record_delivered(
-        &self,
-        file: Uuid,
-        seq: u32,
-    ) -> impl Future<Output = Result<u64, DbError>> + Send {
-        async move {
-            let client = self.db.client().await?;
-            // A key twice in one batch (a file repeating it with other content): the later
-            // record is the one the API kept.
-            let row = client
-                .query_one(
-                    "WITH done AS (
-                         DELETE FROM record_plan WHERE file_id = $1 AND seq = $2
-                         RETURNING ordinal, dataset, record_key, hash, kind),
-                     last AS (
-                         SELECT DISTINCT ON (dataset, record_key) dataset, record_key, hash, kind
-                         FROM done ORDER BY dataset, record_key, ordinal DESC),
-                     gone AS (
-                         DELETE FROM record_state s USING last l
-                         WHERE l.kind = 'deleted' AND s.dataset = l.dataset
-                           AND s.record_key = l.record_key),
-                     written AS (
-                         INSERT INTO record_state (dataset, record_key, hash, file_id)
-                         SELECT dataset, record_key, hash, $1 FROM last WHERE kind <> 'deleted'
-                         ON CONFLICT (dataset, record_key) DO UPDATE SET
-                             hash = EXCLUDED.hash, file_id = EXCLUDED.file_id, last_seen = now()
-                         RETURNING 1)
-                     SELECT count(*) FROM done",
-                    &[&file, &(seq as i32)],
-                )
-                .await?;
-            Ok(row.get::<_, i64>(0) as u64)
-        }
+    async fn record_delivered(&self, file: Uuid, seq: u32) -> Result<u64, DbError> {
+        let client = self.db.client().await?;
+        // A key twice in one batch (a file repeating it with other content): the later
+        // record is the one the API kept.
+        let row = client
+            .query_one(
+                "WITH done AS (
+                     DELETE FROM record_plan WHERE file_id = $1 AND seq = $2
+                     RETURNING ordinal, dataset, scope, record_key, hash, kind),
+                 last AS (
+                     SELECT DISTINCT ON (dataset, scope, record_key)
+                         dataset, scope, record_key, hash, kind
+                     FROM done ORDER BY dataset, scope, record_key, ordinal DESC),
+                 gone AS (
+                     DELETE FROM record_state s USING last l
+                     WHERE l.kind = 'deleted' AND s.dataset = l.dataset
+                       AND s.scope = l.scope AND s.record_key = l.record_key),
+                 written AS (
+                     INSERT INTO record_state (dataset, scope, record_key, hash, file_id)
+                     SELECT dataset, scope, record_key, hash, $1
+                     FROM last WHERE kind <> 'deleted'
+                     ON CONFLICT (dataset, scope, record_key) DO UPDATE SET
+                         hash = EXCLUDED.hash, file_id = EXCLUDED.file_id, last_seen = now()
+                     RETURNING 1)
+                 SELECT count(*) FROM done",
+                &[&file, &(seq as i32)],
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0) as u64)
     }
 }

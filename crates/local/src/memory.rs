@@ -557,6 +557,7 @@ impl RecordState for MemoryStore {
         &self,
         file: Uuid,
         dataset: &str,
+        scope: &str,
         chunk: u32,
         keys: &[String],
         hashes: &[RecordHash],
@@ -564,17 +565,20 @@ impl RecordState for MemoryStore {
     ) -> Result<Vec<Compared>, Never> {
         Ok(self
             .records()
-            .compare(file, dataset, chunk, keys, hashes, remember))
+            .compare(file, dataset, scope, chunk, keys, hashes, remember))
     }
 
     async fn plan_records(
         &self,
         file: Uuid,
         dataset: &str,
+        scope: &str,
         records: &[PlannedRecord<'_>],
         exclusive: bool,
     ) -> Result<Vec<u64>, Never> {
-        Ok(self.records().plan(file, dataset, records, exclusive))
+        Ok(self
+            .records()
+            .plan(file, dataset, scope, records, exclusive))
     }
 
     async fn renumber(&self, file: Uuid, seqs: &[(u64, u32)]) -> Result<(), Never> {
@@ -609,10 +613,12 @@ impl RecordState for MemoryStore {
         &self,
         file: Uuid,
         dataset: &str,
-        scope: Option<&str>,
+        scope: &str,
+        remember: bool,
         report: &DeltaReport,
     ) -> Result<(), Never> {
-        self.records().complete(file, dataset, scope, report);
+        self.records()
+            .complete(file, dataset, scope, remember, report);
         let mut state = self.state();
         if let Some(entry) = state.files.get_mut(&file) {
             let row = &mut entry.row;

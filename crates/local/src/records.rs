@@ -14,8 +14,8 @@ use uuid::Uuid;
 /// What a later run needs: written by [`RecordBook::save`].
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Saved {
-    /// Dataset -> key -> what was delivered.
-    delivered: BTreeMap<String, BTreeMap<String, Delivered>>,
+    /// Dataset -> scope -> key -> what was delivered.
+    delivered: BTreeMap<String, BTreeMap<String, BTreeMap<String, Delivered>>>,
     /// Dataset -> scope -> the latest file.
     scopes: BTreeMap<String, BTreeMap<String, Uuid>>,
     /// The keys of each scope's latest file.
@@ -28,9 +28,24 @@ struct Delivered {
     file_id: Uuid,
 }
 
+/// A claim: dataset, scope, key and content hash.
+type Claimed = (String, String, String, RecordHash);
+
+impl PlanRow {
+    fn claimed(&self) -> Claimed {
+        (
+            self.dataset.clone(),
+            self.scope.clone(),
+            self.key.clone(),
+            self.hash,
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 struct PlanRow {
     dataset: String,
+    scope: String,
     key: String,
     hash: RecordHash,
     kind: RecordKind,
@@ -42,8 +57,8 @@ struct PlanRow {
 pub(crate) struct RecordBook {
     saved: Saved,
     plans: HashMap<Uuid, BTreeMap<u64, PlanRow>>,
-    /// Exclusive plan rows: (dataset, key, hash) -> file.
-    claims: HashMap<(String, String, RecordHash), Uuid>,
+    /// Exclusive plan rows: (dataset, scope, key, hash) -> file.
+    claims: HashMap<Claimed, Uuid>,
     finished: HashMap<Uuid, DeltaReport>,
 }
 
@@ -94,8 +109,7 @@ impl RecordBook {
         } else if let Some(plan) = self.plans.get_mut(&file) {
             for row in plan.values_mut().filter(|r| r.exclusive) {
                 row.exclusive = false;
-                self.claims
-                    .remove(&(row.dataset.clone(), row.key.clone(), row.hash));
+                self.claims.remove(&row.claimed());
             }
         }
         if !self.is_scope_file(file) {
@@ -103,10 +117,12 @@ impl RecordBook {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn compare(
         &mut self,
         file: Uuid,
         dataset: &str,
+        scope: &str,
         chunk: u32,
         keys: &[String],
         hashes: &[RecordHash],
@@ -119,7 +135,7 @@ impl RecordBook {
                 .or_default()
                 .insert(chunk, keys.to_vec());
         }
-        let delivered = self.saved.delivered.get(dataset);
+        let delivered = self.delivered_in(dataset, scope);
         keys.iter()
             .zip(hashes)
             .map(|(key, hash)| match delivered.and_then(|d| d.get(key)) {
@@ -134,12 +150,18 @@ impl RecordBook {
         &mut self,
         file: Uuid,
         dataset: &str,
+        scope: &str,
         records: &[PlannedRecord<'_>],
         exclusive: bool,
     ) -> Vec<u64> {
         let mut added = Vec::new();
         for r in records {
-            let claim = (dataset.to_string(), r.key.to_string(), *r.hash);
+            let claim = (
+                dataset.to_string(),
+                scope.to_string(),
+                r.key.to_string(),
+                *r.hash,
+            );
             let plan = self.plans.entry(file).or_default();
             if plan.contains_key(&r.ordinal) || (exclusive && self.claims.contains_key(&claim)) {
                 continue;
@@ -148,6 +170,7 @@ impl RecordBook {
                 r.ordinal,
                 PlanRow {
                     dataset: dataset.to_string(),
+                    scope: scope.to_string(),
                     key: r.key.to_string(),
                     hash: *r.hash,
                     kind: r.kind,
@@ -182,7 +205,7 @@ impl RecordBook {
             .and_then(|s| s.get(scope))
             .copied()
             .filter(|p| *p != file);
-        let keys = self.missing_keys(file, dataset, previous);
+        let keys = self.missing_keys(file, dataset, scope, previous);
         Missing {
             previous,
             count: keys.len() as u64,
@@ -190,8 +213,14 @@ impl RecordBook {
         }
     }
 
-    fn missing_keys(&self, file: Uuid, dataset: &str, previous: Option<Uuid>) -> Vec<String> {
-        let (Some(previous), Some(delivered)) = (previous, self.saved.delivered.get(dataset))
+    fn missing_keys(
+        &self,
+        file: Uuid,
+        dataset: &str,
+        scope: &str,
+        previous: Option<Uuid>,
+    ) -> Vec<String> {
+        let (Some(previous), Some(delivered)) = (previous, self.delivered_in(dataset, scope))
         else {
             return Vec::new();
         };
@@ -221,7 +250,7 @@ impl RecordBook {
 
     pub(crate) fn plan_deletions(&mut self, file: Uuid, dataset: &str, scope: &str) -> u64 {
         let previous = self.missing(file, dataset, scope, 0).previous;
-        let keys = self.missing_keys(file, dataset, previous);
+        let keys = self.missing_keys(file, dataset, scope, previous);
         let plan = self.plans.entry(file).or_default();
         let mut added = 0;
         for (i, key) in keys.into_iter().enumerate() {
@@ -233,6 +262,7 @@ impl RecordBook {
                 ordinal,
                 PlanRow {
                     dataset: dataset.to_string(),
+                    scope: scope.to_string(),
                     key,
                     hash: [0; 32],
                     kind: RecordKind::Deleted,
@@ -262,11 +292,12 @@ impl RecordBook {
         &mut self,
         file: Uuid,
         dataset: &str,
-        scope: Option<&str>,
+        scope: &str,
+        remember: bool,
         report: &DeltaReport,
     ) {
         self.finished.entry(file).or_insert_with(|| report.clone());
-        if let Some(scope) = scope {
+        if remember {
             let scopes = self.saved.scopes.entry(dataset.to_string()).or_default();
             if let Some(previous) = scopes.insert(scope.to_string(), file) {
                 if previous != file && !self.is_scope_file(previous) {
@@ -309,10 +340,15 @@ impl RecordBook {
                 continue;
             };
             if row.exclusive {
-                self.claims
-                    .remove(&(row.dataset.clone(), row.key.clone(), row.hash));
+                self.claims.remove(&row.claimed());
             }
-            let delivered = self.saved.delivered.entry(row.dataset).or_default();
+            let delivered = self
+                .saved
+                .delivered
+                .entry(row.dataset)
+                .or_default()
+                .entry(row.scope)
+                .or_default();
             match row.kind {
                 RecordKind::Deleted => {
                     delivered.remove(&row.key);
@@ -334,9 +370,13 @@ impl RecordBook {
     fn drop_plan(&mut self, file: Uuid) {
         if let Some(plan) = self.plans.remove(&file) {
             for row in plan.into_values().filter(|r| r.exclusive) {
-                self.claims.remove(&(row.dataset, row.key, row.hash));
+                self.claims.remove(&row.claimed());
             }
         }
+    }
+
+    fn delivered_in(&self, dataset: &str, scope: &str) -> Option<&BTreeMap<String, Delivered>> {
+        self.saved.delivered.get(dataset)?.get(scope)
     }
 
     fn is_scope_file(&self, file: Uuid) -> bool {

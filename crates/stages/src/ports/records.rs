@@ -1,4 +1,6 @@
-//! What was delivered per record key, for datasets with a record key: the transformer plans
+//! What was delivered per record key, for datasets with a record key, kept per dataset and
+//! scope (the files that are versions of one another: the same original name by default; see
+//! [`DeltaScope`](sluice_core::transform::DeltaScope)). The transformer plans
 //! which of a file's records to send (new or changed keys) and claims them, so two files never
 //! both send the same new record; the forwarder writes the state when a batch gets its 2xx.
 //!
@@ -85,12 +87,14 @@ pub trait RecordState: StatusStore {
         file: Uuid,
     ) -> impl Future<Output = Result<(), <Self as StatusStore>::Error>> + Send;
 
-    /// Compares records with what was delivered for their keys; with `remember`, notes the
-    /// keys as this file's (chunk `chunk`), for finding missing keys later.
+    /// Compares records with what was delivered for their keys in the scope; with `remember`,
+    /// notes the keys as this file's (chunk `chunk`), for finding missing keys later.
+    #[allow(clippy::too_many_arguments)]
     fn compare_records(
         &self,
         file: Uuid,
         dataset: &str,
+        scope: &str,
         chunk: u32,
         keys: &[String],
         hashes: &[RecordHash],
@@ -104,6 +108,7 @@ pub trait RecordState: StatusStore {
         &self,
         file: Uuid,
         dataset: &str,
+        scope: &str,
         records: &[PlannedRecord<'_>],
         exclusive: bool,
     ) -> impl Future<Output = Result<Vec<u64>, <Self as StatusStore>::Error>> + Send;
@@ -142,13 +147,14 @@ pub trait RecordState: StatusStore {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<(u64, String)>, <Self as StatusStore>::Error>> + Send;
 
-    /// Records the finished plan and its counts on the file; with `scope`, the file becomes
-    /// the one the scope's next file is compared with.
+    /// Records the finished plan and its counts on the file; with `remember`, the file becomes
+    /// the one the scope's next file is compared with for missing keys.
     fn complete_plan(
         &self,
         file: Uuid,
         dataset: &str,
-        scope: Option<&str>,
+        scope: &str,
+        remember: bool,
         report: &DeltaReport,
     ) -> impl Future<Output = Result<(), <Self as StatusStore>::Error>> + Send;
 

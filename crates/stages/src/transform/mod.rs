@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::fault::{Fault, FaultKind};
 use crate::ports::{Claim, Lease, Objects, Outbox, RecordState, StatusStore, TransformCounts};
 use pass::{PassError, Source};
-use plan::Planner;
+use plan::{Planner, Subject};
 use send::Sender;
 
 /// Plan entries the second pass reads per round trip.
@@ -345,25 +345,20 @@ async fn plan_once<O: Objects, S: RecordState, Q>(
     // What an attempt that stopped part way planned is made again from the start.
     store.discard_plan(id).await.map_err(stored)?;
     let file = store.file(id).await.map_err(stored)?;
-    let scope = match (&source.filter, &file) {
-        (None, Some(file)) => Some(scope_of(
-            delta.scope,
-            &file.source_key,
-            file.site.as_deref(),
-        )),
-        _ => None,
-    };
+    let file =
+        file.ok_or_else(|| PassError::Retry(format!("file {id} is not in the status store")))?;
+    let scope = scope_of(delta.scope, &file.source_key, file.site.as_deref());
     let message = source.message;
     let batches = SizeBatches::new(source.batch_size, source.batch_max_bytes, 0);
-    let mut planner = Planner::new(
-        store,
-        id,
-        &message.dataset,
+    let subject = Subject {
+        file: id,
+        dataset: &message.dataset,
         delta,
         scope,
-        message.full,
-        batches,
-    );
+        remember: source.filter.is_none(),
+        full: message.full,
+    };
+    let mut planner = Planner::new(store, subject, batches);
     let mut pass = source.keys(deps.objects).await?;
     let mut failed = None;
     while let Some(chunk) = pass.items.recv().await {

@@ -18,37 +18,41 @@ use crate::ports::{Compared, PlannedRecord, RecordKind, RecordState};
 /// Missing keys given their batches per round trip.
 const DELETIONS_PAGE: usize = 4096;
 
-/// Plans one file.
-pub(super) struct Planner<'a, S> {
-    pub store: &'a S,
+/// The file a plan is for.
+pub(super) struct Subject<'a> {
     pub file: Uuid,
     pub dataset: &'a str,
     pub delta: &'a Delta,
-    /// The file's scope; `None` when its keys are not compared (a date-range filter keeps
-    /// only part of the file).
-    pub scope: Option<String>,
+    /// The file's scope: its records are compared with what the scope's files delivered.
+    pub scope: String,
+    /// Whether the file's keys are compared with the scope's previous file for missing keys
+    /// (not when a date-range filter keeps only part of the file).
+    pub remember: bool,
     /// Send every record (a full replay): nothing is claimed, unchanged records go too.
     pub full: bool,
-    pub batches: SizeBatches,
-    pub ordinal: u64,
-    pub chunk: u32,
-    pub report: DeltaReport,
+}
+
+/// Plans one file.
+pub(super) struct Planner<'a, S> {
+    store: &'a S,
+    file: Uuid,
+    dataset: &'a str,
+    delta: &'a Delta,
+    scope: String,
+    remember: bool,
+    full: bool,
+    batches: SizeBatches,
+    ordinal: u64,
+    chunk: u32,
+    report: DeltaReport,
 }
 
 impl<'a, S: RecordState> Planner<'a, S> {
-    pub fn new(
-        store: &'a S,
-        file: Uuid,
-        dataset: &'a str,
-        delta: &'a Delta,
-        scope: Option<String>,
-        full: bool,
-        batches: SizeBatches,
-    ) -> Self {
+    pub fn new(store: &'a S, subject: Subject<'a>, batches: SizeBatches) -> Self {
         let report = DeltaReport {
-            scope: scope.clone().unwrap_or_default(),
+            scope: subject.scope.clone(),
             previous_file: None,
-            full,
+            full: subject.full,
             new: 0,
             changed: 0,
             unchanged: 0,
@@ -61,11 +65,12 @@ impl<'a, S: RecordState> Planner<'a, S> {
         };
         Self {
             store,
-            file,
-            dataset,
-            delta,
-            scope,
-            full,
+            file: subject.file,
+            dataset: subject.dataset,
+            delta: subject.delta,
+            scope: subject.scope,
+            remember: subject.remember,
+            full: subject.full,
             batches,
             ordinal: 0,
             chunk: 0,
@@ -80,10 +85,11 @@ impl<'a, S: RecordState> Planner<'a, S> {
             .compare_records(
                 self.file,
                 self.dataset,
+                &self.scope,
                 self.chunk,
                 &chunk.keys,
                 &chunk.hashes,
-                self.scope.is_some(),
+                self.remember,
             )
             .await
             .map_err(|e| e.to_string())?;
@@ -113,7 +119,7 @@ impl<'a, S: RecordState> Planner<'a, S> {
             })
             .collect();
         let added = store
-            .plan_records(self.file, self.dataset, &planned, !self.full)
+            .plan_records(self.file, self.dataset, &self.scope, &planned, !self.full)
             .await
             .map_err(|e| e.to_string())?;
         if added.len() < planned.len() {
@@ -150,7 +156,8 @@ impl<'a, S: RecordState> Planner<'a, S> {
     /// Ends the plan: missing keys counted (and planned, if they are sent), the plan recorded.
     pub async fn finish(mut self) -> Result<DeltaReport, String> {
         let store = self.store;
-        if let Some(scope) = self.scope.clone() {
+        if self.remember {
+            let scope = self.scope.clone();
             let missing = store
                 .missing_records(self.file, self.dataset, &scope, MAX_LISTED_MISSING)
                 .await
@@ -170,7 +177,13 @@ impl<'a, S: RecordState> Planner<'a, S> {
         }
         self.report.batches = self.batches.batches();
         store
-            .complete_plan(self.file, self.dataset, self.scope.as_deref(), &self.report)
+            .complete_plan(
+                self.file,
+                self.dataset,
+                &self.scope,
+                self.remember,
+                &self.report,
+            )
             .await
             .map_err(|e| e.to_string())?;
         Ok(self.report)
