@@ -563,6 +563,39 @@ fn run_takes_the_examples_through_the_whole_chain_into_request_files() {
 }
 
 #[test]
+fn run_twice_on_the_same_folder_sends_nothing_the_second_time() {
+    let scratch = Scratch::new();
+    let out = scratch.path("out");
+    let out = out.to_str().unwrap();
+    run_json(&["examples/orders", "--out", out], &[]);
+    let requests = || {
+        std::fs::read_to_string(Path::new(out).join("requests/orders.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(requests(), 2);
+    assert!(Path::new(out).join("record-state.json").exists());
+    let (code, summary) = run_json(&["examples/orders", "--out", out], &[]);
+    assert_eq!(code, Some(3), "{summary}");
+    assert_eq!(requests(), 2, "no new request the second time");
+    let messy = &summary["files"][2];
+    assert_eq!(messy["status"], "delivered");
+    assert_eq!(
+        (
+            messy["records_new"].as_i64(),
+            messy["records_changed"].as_i64(),
+            messy["records_unchanged"].as_i64()
+        ),
+        (Some(0), Some(0), Some(11))
+    );
+    assert_eq!(messy["batches"].as_i64(), Some(0));
+    // --full sends everything again.
+    run_json(&["examples/orders", "--out", out, "--full"], &[]);
+    assert_eq!(requests(), 4);
+}
+
+#[test]
 fn run_posts_each_record_once_to_the_api_and_says_why_a_file_was_not_delivered() {
     let api = Api::start();
     let scratch = Scratch::new();
@@ -591,8 +624,8 @@ fn run_posts_each_record_once_to_the_api_and_says_why_a_file_was_not_delivered()
         .unwrap()
         .contains("Secrets Manager"));
     // Each file's records once: 11 from the morning export, 4 from the afternoon's. The
-    // afternoon export repeats two morning orders, which go again as part of a new file
-    // (sending only what changed is the record-keys issue's work).
+    // afternoon export repeats two morning orders, which go again: it is another export (its
+    // own name, so its own delta scope), new to the record state.
     let ids = api.ids("orderId");
     assert_eq!(ids.len(), 15, "{ids:?}");
     let twice: Vec<&String> = ids

@@ -34,7 +34,7 @@ impl Poster for LocalPoster {
     }
 }
 
-/// The requests files, one per dataset, opened on first use.
+/// The requests files, one per dataset, opened on first use and appended to.
 pub struct RequestFiles {
     dir: PathBuf,
     open: Mutex<HashMap<String, BufWriter<File>>>,
@@ -80,7 +80,12 @@ impl RequestFiles {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if !open.contains_key(batch.dataset) {
             fs::create_dir_all(&self.dir)?;
-            let file = File::create(self.path(batch.dataset))?;
+            // Appended: with the record state kept under the same `--out`, the file is what
+            // the API would have received over every run, as the state assumes.
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.path(batch.dataset))?;
             open.insert(batch.dataset.to_string(), BufWriter::new(file));
         }
         let out = open

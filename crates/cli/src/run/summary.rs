@@ -31,6 +31,12 @@ pub struct FileLine {
     pub records: Option<i64>,
     pub batches: Option<i32>,
     pub batches_delivered: Option<i32>,
+    /// For a dataset with a record key: records new and changed (sent), unchanged (not
+    /// sent), and keys missing against the previous file of the same scope.
+    pub records_new: Option<i64>,
+    pub records_changed: Option<i64>,
+    pub records_unchanged: Option<i64>,
+    pub records_missing: Option<i64>,
     pub reports: Option<String>,
     pub reason: Option<String>,
 }
@@ -48,6 +54,10 @@ impl FileLine {
             records: None,
             batches: None,
             batches_delivered: None,
+            records_new: None,
+            records_changed: None,
+            records_unchanged: None,
+            records_missing: None,
             reports: None,
             reason: None,
         }
@@ -87,6 +97,10 @@ impl FileLine {
             records: row.records,
             batches: row.batches_sent,
             batches_delivered: row.batches_delivered,
+            records_new: row.records_new,
+            records_changed: row.records_changed,
+            records_unchanged: row.records_unchanged,
+            records_missing: row.records_missing,
             reports: Some(super::reports_dir(out, id).display().to_string()),
             reason: row.error,
         }
@@ -126,6 +140,17 @@ impl Summary {
             );
             if let Some(reason) = &f.reason {
                 let _ = writeln!(out, "    why: {reason}");
+            }
+            if let (Some(new), Some(changed), Some(unchanged)) =
+                (f.records_new, f.records_changed, f.records_unchanged)
+            {
+                let missing = f.records_missing.map_or(String::new(), |m| {
+                    format!(", {m} missing since the last upload")
+                });
+                let _ = writeln!(
+                    out,
+                    "    records: {new} new, {changed} changed, {unchanged} unchanged (not sent){missing}"
+                );
             }
             if let Some(reports) = &f.reports {
                 let _ = writeln!(out, "    reports: {reports}");
