@@ -20,6 +20,6 @@ input=bench/data/orders/orders-$size.csv
 clean=bench/data/orders-$size.clean.csv
 if [ ! -f "$clean" ]; then
   target/release/sluice sanitize "$input" --dataset orders --config pipelines.toml \
-    --output "$clean" --report /dev/null >&2 || [ $? -eq 3 ]
+    --output "$clean" --report "$clean.report.json" >&2 || [ $? -eq 3 ]
 fi
 target/release/examples/delta_bench "$clean" pipelines.toml

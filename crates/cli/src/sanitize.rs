@@ -80,6 +80,9 @@ fn load_policy(args: &Args) -> Result<Policy, PolicyError> {
 /// file is accepted: a rejected file leaves no output behind.
 fn sanitize_file(args: &Args, policy: Policy) -> Result<Report> {
     let input = open_input(&args.input)?;
+    if is_special(&args.output) {
+        return sanitize_to_special(args, input, policy);
+    }
     let partial = partial_path(&args.output);
     create_parent(&args.output)?;
     let file =
@@ -111,6 +114,23 @@ fn sanitize_file(args: &Args, policy: Policy) -> Result<Report> {
     Ok(report)
 }
 
+/// A device or pipe (`/dev/null`, `/dev/stdout`) is written as it is: renaming a file onto it
+/// would replace it, and removing it on a rejection would delete it.
+fn is_special(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
+fn sanitize_to_special(args: &Args, input: Box<dyn Read>, policy: Policy) -> Result<Report> {
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(&args.output)
+        .with_context(|| format!("cannot open {}", args.output.display()))?;
+    let report = sanitize_read(input, BufWriter::new(file), policy, args.dataset.clone())
+        .with_context(|| format!("sanitizing {}", args.input.display()))?;
+    write_report(&args.report, &report)?;
+    Ok(report)
+}
+
 fn open_input(path: &Path) -> Result<Box<dyn Read>> {
     if path.as_os_str() == "-" {
         return Ok(Box::new(io::stdin().lock()));
@@ -134,6 +154,16 @@ fn create_parent(path: &Path) -> Result<()> {
 }
 
 fn write_report(path: &Path, report: &Report) -> Result<()> {
+    if is_special(path) {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        serde_json::to_writer_pretty(&mut file, report)?;
+        return file
+            .write_all(b"\n")
+            .context(format!("cannot write {}", path.display()));
+    }
     create_parent(path)?;
     let partial = partial_path(path);
     let mut file = BufWriter::new(

@@ -174,6 +174,37 @@ fn reads_standard_input() {
 }
 
 #[test]
+fn writes_into_a_pipe_without_replacing_it() {
+    use std::os::unix::fs::FileTypeExt;
+    let scratch = Scratch::new();
+    let (input, pipe) = (scratch.path("in.csv"), scratch.path("pipe"));
+    std::fs::write(&input, "A;B\n1;2\n").unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap()
+        .success());
+    let reader = {
+        let pipe = pipe.clone();
+        std::thread::spawn(move || std::fs::read_to_string(pipe).unwrap())
+    };
+    let report = scratch.path("report.json");
+    let done = sluice(&[
+        "sanitize",
+        input.to_str().unwrap(),
+        "-o",
+        pipe.to_str().unwrap(),
+        "-r",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(done.status.code(), Some(0), "{done:?}");
+    assert_eq!(reader.join().unwrap(), "a,b\r\n1,2\r\n");
+    // Still a pipe: a temporary file renamed onto it would have replaced it (as it would
+    // replace /dev/null for a user running as root).
+    assert!(std::fs::metadata(&pipe).unwrap().file_type().is_fifo());
+}
+
+#[test]
 fn migrate_reports_a_database_it_cannot_reach_with_exit_1_and_no_password() {
     let run = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["migrate"])
