@@ -85,7 +85,7 @@ fn orders_file(etag: &str) -> NewFile<'_> {
 async fn migrations_apply_once_and_again_change_nothing() {
     let schema = Schema::create().await;
     let db = Db::new(schema.config());
-    assert_eq!(migrate(&db).await.unwrap(), [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(migrate(&db).await.unwrap(), [1, 2, 3, 4, 5, 6, 7, 8]);
     assert!(migrate(&db).await.unwrap().is_empty());
 }
 
