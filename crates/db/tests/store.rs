@@ -90,6 +90,24 @@ async fn migrations_apply_once_and_again_change_nothing() {
 }
 
 #[tokio::test]
+async fn four_migrations_at_once_apply_each_version_once() {
+    let schema = Schema::create().await;
+    let dbs: Vec<Db> = (0..4).map(|_| Db::new(schema.config())).collect();
+    let runs = tokio::join!(
+        migrate(&dbs[0]),
+        migrate(&dbs[1]),
+        migrate(&dbs[2]),
+        migrate(&dbs[3])
+    );
+    let mut applied: Vec<u32> = [runs.0, runs.1, runs.2, runs.3]
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    applied.sort_unstable();
+    assert_eq!(applied, [1, 2, 3, 4, 5, 6, 7, 8]);
+}
+
+#[tokio::test]
 async fn a_redelivered_event_finds_the_same_file() {
     let schema = Schema::create().await;
     let store = store(&schema).await;
