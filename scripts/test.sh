@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README: "Run the tests"); CI runs exactly this.
-# Checks formatting and lints, starts what the tests need (PostgreSQL,
-# moto server for S3 and SQS), runs every test.
+# Checks formatting and lints (Rust, and the SAM template), starts what the tests need
+# (PostgreSQL, moto server for S3 and SQS, Docker with a stand-in Lambda base image for
+# `sam local invoke`), runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,14 @@ cargo fmt --all -- --check
 
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "template: cfn-lint and sam validate --lint"
+# shellcheck source=lib/sam_local.sh
+. scripts/lib/sam_local.sh
+ensure_sam
+cfn-lint template.yaml
+AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=lint AWS_SECRET_ACCESS_KEY=lint \
+  sam validate --lint --template template.yaml
 
 step "services"
 # shellcheck source=lib/postgres.sh
@@ -25,6 +34,13 @@ trap 'stop_moto; stop_postgres_tls; rm -f "$log"' EXIT
 ensure_postgres
 ensure_postgres_tls
 ensure_moto
+# `sam local invoke` of every function (tests/sam_local.rs): the debug bootstraps in a
+# stand-in provided.al2023 image (no registry here), reached through docker0.
+ensure_docker
+cargo build --locked -p sluice-sanitizer -p sluice-transformer -p sluice-forwarder -p sluice-listener
+build_base_image target/debug/sluice-sanitizer
+export SLUICE_SAM_LOCAL=1 SLUICE_SAM_HOST_IP
+SLUICE_SAM_HOST_IP=$(docker_host_ip)
 
 step "cargo test"
 cargo test --workspace --all-features --locked 2>&1 | tee "$log"
