@@ -54,5 +54,10 @@ build_base_image() {
 
 # The address containers on Docker's default bridge reach this machine at (docker0's).
 docker_host_ip() {
-  ip -4 -o addr show docker0 | awk '{ split($4, a, "/"); print a[1]; exit }'
+  python3 - <<'PY'
+import fcntl, socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+# SIOCGIFADDR: the interface's IPv4 address (no dependency on iproute2).
+print(socket.inet_ntoa(fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", b"docker0"))[20:24]))
+PY
 }
