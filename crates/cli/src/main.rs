@@ -5,6 +5,7 @@ mod forward;
 mod migrate;
 mod run;
 mod sanitize;
+mod status;
 mod transform;
 
 use std::process::ExitCode;
@@ -44,6 +45,9 @@ enum Command {
     Forward(forward::Args),
     /// Apply the status store's database migrations (idempotent).
     Migrate(migrate::Args),
+    /// Where files are and why, from the status store: a filtered list, stuck files, or one
+    /// file with its history and API calls.
+    Status(status::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Transform(args) => transform::run(args),
         Command::Forward(args) => forward::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Status(args) => status::run(args),
     };
     ExitCode::from(code)
 }

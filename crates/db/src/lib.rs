@@ -23,7 +23,7 @@ pub use sluice_stages::ports::{
     file_id, ApiCall, BatchHistory, Claim, EventRow, FileRow, Lease, NewFile, Registered,
     RowCounts, TransformCounts,
 };
-pub use store::Store;
+pub use store::{FileQuery, Store};
 
 /// Why a database operation failed.
 #[derive(Debug, thiserror::Error)]

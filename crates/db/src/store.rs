@@ -9,6 +9,61 @@ use uuid::Uuid;
 
 use crate::{Db, DbError};
 
+/// The columns [`file_row`] reads, in its order (a macro, so statements can be literals).
+macro_rules! file_columns {
+    () => {
+        "id, dataset, source_bucket, source_key, source_etag, source_size, clean_key, status,
+         failed_stage, error, rows_in, rows_out, rows_rejected, received_at, updated_at,
+         records, batches_sent, rows_unmapped, batches_delivered, site, records_new,
+         records_changed, records_unchanged, records_missing"
+    };
+}
+const FILE_COLUMNS: &str = file_columns!();
+const SELECT_FILE: &str = concat!(
+    "SELECT ",
+    file_columns!(),
+    " FROM file_process WHERE id = $1"
+);
+
+fn file_row(r: &tokio_postgres::Row) -> Result<FileRow, DbError> {
+    Ok(FileRow {
+        id: r.get(0),
+        dataset: r.get(1),
+        source_bucket: r.get(2),
+        source_key: r.get(3),
+        source_etag: r.get(4),
+        source_size: r.get(5),
+        clean_key: r.get(6),
+        status: parse_status(r.get(7))?,
+        failed_stage: r.get(8),
+        error: r.get(9),
+        rows_in: r.get(10),
+        rows_out: r.get(11),
+        rows_rejected: r.get(12),
+        received_at: r.get(13),
+        updated_at: r.get(14),
+        records: r.get(15),
+        batches_sent: r.get(16),
+        rows_unmapped: r.get(17),
+        batches_delivered: r.get(18),
+        site: r.get(19),
+        records_new: r.get(20),
+        records_changed: r.get(21),
+        records_unchanged: r.get(22),
+        records_missing: r.get(23),
+    })
+}
+
+/// Which files [`Store::files`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct FileQuery<'a> {
+    pub dataset: Option<&'a str>,
+    pub status: Option<FileStatus>,
+    /// Updated at or after.
+    pub since: Option<std::time::SystemTime>,
+    pub limit: i64,
+}
+
 /// The status store. Every write that moves a status is guarded so that it only moves
 /// forward (see [`FileStatus::may_become`]) and is recorded in `file_event` in the same
 /// transaction.
@@ -229,47 +284,33 @@ impl Store {
 
     /// The file's row, if there is one.
     pub async fn file(&self, id: Uuid) -> Result<Option<FileRow>, DbError> {
-        let (client, select) = self
-            .db
-            .prepared(
-                "SELECT id, dataset, source_bucket, source_key, source_etag, source_size,
-                        clean_key, status, failed_stage, error, rows_in, rows_out,
-                        rows_rejected, received_at, updated_at, records, batches_sent,
-                        rows_unmapped, batches_delivered, site, records_new,
-                        records_changed, records_unchanged, records_missing
-                 FROM file_process WHERE id = $1",
+        let (client, select) = self.db.prepared(SELECT_FILE).await?;
+        let row = client.query_opt(&select, &[&id]).await?;
+        row.as_ref().map(file_row).transpose()
+    }
+
+    /// Files matching `query`, most recently updated first.
+    pub async fn files(&self, query: &FileQuery<'_>) -> Result<Vec<FileRow>, DbError> {
+        let client = self.db.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {FILE_COLUMNS} FROM file_process
+                     WHERE ($1::text IS NULL OR dataset = $1)
+                       AND ($2::text IS NULL OR status = $2)
+                       AND ($3::timestamptz IS NULL OR updated_at >= $3)
+                     ORDER BY updated_at DESC, id
+                     LIMIT $4"
+                ),
+                &[
+                    &query.dataset,
+                    &query.status.map(|s| s.as_str()),
+                    &query.since,
+                    &query.limit,
+                ],
             )
             .await?;
-        let row = client.query_opt(&select, &[&id]).await?;
-        row.map(|r| {
-            Ok(FileRow {
-                id: r.get(0),
-                dataset: r.get(1),
-                source_bucket: r.get(2),
-                source_key: r.get(3),
-                source_etag: r.get(4),
-                source_size: r.get(5),
-                clean_key: r.get(6),
-                status: parse_status(r.get(7))?,
-                failed_stage: r.get(8),
-                error: r.get(9),
-                rows_in: r.get(10),
-                rows_out: r.get(11),
-                rows_rejected: r.get(12),
-                received_at: r.get(13),
-                updated_at: r.get(14),
-                records: r.get(15),
-                batches_sent: r.get(16),
-                rows_unmapped: r.get(17),
-                batches_delivered: r.get(18),
-                site: r.get(19),
-                records_new: r.get(20),
-                records_changed: r.get(21),
-                records_unchanged: r.get(22),
-                records_missing: r.get(23),
-            })
-        })
-        .transpose()
+        rows.iter().map(file_row).collect()
     }
 
     /// The file's event history, oldest first.

@@ -1,0 +1,381 @@
+//! `sluice status`: where files are and why, from the status store (PostgreSQL): a list of
+//! files (by dataset, status, time, or stuck), or one file with its history and API calls.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{json, Value};
+use sluice_core::FileStatus;
+use sluice_db::{ApiCallRow, Db, DbConfig, EventRow, FileQuery, FileRow, Store};
+use uuid::Uuid;
+
+use crate::exit;
+
+/// API calls shown for one file in the table (all of them with --json).
+const SHOWN_CALLS: usize = 20;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  sluice status --dataset orders --since 24h
+  sluice status --status failed --since 2026-11-01 --json
+  sluice status --stuck
+  sluice status 6f1c2d3e-0b7a-5c8e-9d41-2a6b3c4d5e6f
+
+Exit codes: 0 shown; 1 no such file, or the database could not be read; 2 bad usage.")]
+pub struct Args {
+    /// One file: its row, its history (file_event) and its API calls.
+    file_id: Option<Uuid>,
+    /// Only this dataset's files.
+    #[arg(long, conflicts_with = "file_id")]
+    dataset: Option<String>,
+    /// Only files in this status (received, sanitizing, sanitized, rejected, transforming,
+    /// transformed, delivering, delivered, failed).
+    #[arg(long, conflicts_with = "file_id")]
+    status: Option<String>,
+    /// Only files updated since: a duration back from now (`30m`, `24h`, `7d`) or a date
+    /// (`YYYY-MM-DD`, UTC).
+    #[arg(long, conflicts_with = "file_id")]
+    since: Option<String>,
+    /// Only files stuck in a stage: an expired lease, or no move for --stale-after seconds.
+    #[arg(long, conflicts_with_all = ["file_id", "status"])]
+    stuck: bool,
+    /// With --stuck: seconds without a move that make a file with no lease stuck (the
+    /// listener's SLUICE_STALE_AFTER_SECONDS).
+    #[arg(long, default_value_t = 3600)]
+    stale_after: u64,
+    /// Files listed at most.
+    #[arg(long, default_value_t = 50)]
+    limit: i64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// PostgreSQL URL (`postgres://user:password@host:5432/db?sslmode=require`).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// PEM bundle to verify the server's TLS certificate (the RDS CA bundle).
+    #[arg(long, env = "SLUICE_DB_CA_FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+/// Why the command stopped.
+enum Stop {
+    Usage(String),
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Stop {
+    fn from(e: anyhow::Error) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+pub fn run(args: Args) -> u8 {
+    match show(&args) {
+        Ok(text) => {
+            print!("{text}");
+            exit::ACCEPTED
+        }
+        Err(Stop::Usage(why)) => {
+            eprintln!("sluice status: {why}");
+            exit::USAGE
+        }
+        Err(Stop::Failed(e)) => {
+            eprintln!("sluice status: {e:#}");
+            exit::OPERATIONAL
+        }
+    }
+}
+
+fn show(args: &Args) -> Result<String, Stop> {
+    let status = args
+        .status
+        .as_deref()
+        .map(|s| {
+            s.parse::<FileStatus>()
+                .map_err(|_| Stop::Usage(format!("unknown status {s:?}")))
+        })
+        .transpose()?;
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| since(s, SystemTime::now()).map_err(Stop::Usage))
+        .transpose()?;
+    let config =
+        DbConfig::parse(&args.database_url, args.ca_file.as_deref()).context("DATABASE_URL")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::new(Db::new(config));
+        match args.file_id {
+            Some(id) => one_file(&store, id, args.json).await,
+            None => {
+                let files = if args.stuck {
+                    stuck(&store, args, since).await?
+                } else {
+                    let query = FileQuery {
+                        dataset: args.dataset.as_deref(),
+                        status,
+                        since,
+                        limit: args.limit.max(1),
+                    };
+                    store.files(&query).await.context("reading file_process")?
+                };
+                Ok(match args.json {
+                    true => format!(
+                        "{:#}\n",
+                        Value::Array(files.iter().map(file_json).collect())
+                    ),
+                    false => file_table(&files),
+                })
+            }
+        }
+    })
+}
+
+async fn stuck(store: &Store, args: &Args, since: Option<SystemTime>) -> Result<Vec<FileRow>> {
+    let stale = Duration::from_secs(args.stale_after);
+    let mut files = Vec::new();
+    for file in store.stuck_files(stale, args.limit.max(1)).await? {
+        let Some(row) = store.file(file.id).await? else {
+            continue;
+        };
+        let in_dataset = args
+            .dataset
+            .as_deref()
+            .is_none_or(|d| row.dataset.as_deref() == Some(d));
+        let recent = since.is_none_or(|s| row.updated_at >= s);
+        if in_dataset && recent {
+            files.push(row);
+        }
+    }
+    Ok(files)
+}
+
+async fn one_file(store: &Store, id: Uuid, json: bool) -> Result<String, Stop> {
+    let Some(file) = store.file(id).await.context("reading file_process")? else {
+        return Err(Stop::Failed(anyhow::anyhow!(
+            "no file {id} in the status store"
+        )));
+    };
+    let events = store.events(id).await.context("reading file_event")?;
+    let calls = store.calls(id).await.context("reading api_call")?;
+    if json {
+        let out = json!({
+            "file": file_json(&file),
+            "events": events.iter().map(event_json).collect::<Vec<_>>(),
+            "api_calls": calls.iter().map(call_json).collect::<Vec<_>>(),
+        });
+        return Ok(format!("{out:#}\n"));
+    }
+    Ok(file_text(&file, &events, &calls))
+}
+
+/// `24h`, `30m`, `7d`, `90s` back from `now`, or a UTC date.
+fn since(text: &str, now: SystemTime) -> Result<SystemTime, String> {
+    let bad = || format!("--since {text:?}: give a duration (30m, 24h, 7d) or a date (YYYY-MM-DD)");
+    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let midnight = date.and_hms_opt(0, 0, 0).ok_or_else(bad)?.and_utc();
+        return Ok(midnight.into());
+    }
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(bad()),
+    };
+    now.checked_sub(Duration::from_secs(seconds))
+        .ok_or_else(bad)
+}
+
+fn time(t: SystemTime) -> String {
+    DateTime::<Utc>::from(t)
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn cell<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+fn file_json(f: &FileRow) -> Value {
+    json!({
+        "id": f.id,
+        "dataset": f.dataset,
+        "site": f.site,
+        "status": f.status.as_str(),
+        "failed_stage": f.failed_stage,
+        "error": f.error,
+        "source": format!("s3://{}/{}", f.source_bucket, f.source_key),
+        "source_size": f.source_size,
+        "clean_key": f.clean_key,
+        "rows_in": f.rows_in,
+        "rows_out": f.rows_out,
+        "rows_rejected": f.rows_rejected,
+        "records": f.records,
+        "rows_unmapped": f.rows_unmapped,
+        "records_new": f.records_new,
+        "records_changed": f.records_changed,
+        "records_unchanged": f.records_unchanged,
+        "records_missing": f.records_missing,
+        "batches_sent": f.batches_sent,
+        "batches_delivered": f.batches_delivered,
+        "received_at": time(f.received_at),
+        "updated_at": time(f.updated_at),
+    })
+}
+
+fn event_json(e: &EventRow) -> Value {
+    json!({ "at": time(e.at), "stage": e.stage, "status": e.status.as_str(), "detail": e.detail })
+}
+
+fn call_json(c: &ApiCallRow) -> Value {
+    json!({
+        "at": time(c.at),
+        "batch_id": c.batch_id,
+        "attempt": c.attempt,
+        "http_status": c.http_status,
+        "latency_ms": c.latency_ms,
+        "error": c.error,
+    })
+}
+
+fn file_table(files: &[FileRow]) -> String {
+    let mut out = format!(
+        "{:<36}  {:<16} {:<12} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<20}  {}\n",
+        "file",
+        "dataset",
+        "status",
+        "rows_in",
+        "rows_out",
+        "rejected",
+        "records",
+        "batches",
+        "updated",
+        "error"
+    );
+    for f in files {
+        let batches = match (f.batches_delivered, f.batches_sent) {
+            (d, Some(b)) => format!("{}/{b}", d.unwrap_or(0)),
+            _ => "-".into(),
+        };
+        let error: String = f.error.as_deref().unwrap_or("").chars().take(60).collect();
+        out.push_str(&format!(
+            "{:<36}  {:<16} {:<12} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<20}  {error}\n",
+            f.id,
+            f.dataset.as_deref().unwrap_or("-"),
+            f.status.as_str(),
+            cell(f.rows_in),
+            cell(f.rows_out),
+            cell(f.rows_rejected),
+            cell(f.records),
+            batches,
+            time(f.updated_at),
+        ));
+    }
+    out.push_str(&format!("{} file(s)\n", files.len()));
+    out
+}
+
+fn file_text(f: &FileRow, events: &[EventRow], calls: &[ApiCallRow]) -> String {
+    let mut out = format!(
+        "file      {}\ndataset   {}\nstatus    {}{}\nsource    s3://{}/{} ({} bytes)\n",
+        f.id,
+        f.dataset.as_deref().unwrap_or("-"),
+        f.status.as_str(),
+        f.failed_stage
+            .as_deref()
+            .map_or(String::new(), |s| format!(" (at {s})")),
+        f.source_bucket,
+        f.source_key,
+        f.source_size,
+    );
+    if let Some(error) = &f.error {
+        out.push_str(&format!("error     {error}\n"));
+    }
+    out.push_str(&format!(
+        "rows      {} in, {} out, {} rejected, {} unmapped\nrecords   {}",
+        cell(f.rows_in),
+        cell(f.rows_out),
+        cell(f.rows_rejected),
+        cell(f.rows_unmapped),
+        cell(f.records),
+    ));
+    if let (Some(n), Some(c), Some(u)) = (f.records_new, f.records_changed, f.records_unchanged) {
+        out.push_str(&format!(" ({n} new, {c} changed, {u} unchanged)"));
+    }
+    out.push_str(&format!(
+        "\nbatches   {} delivered of {}\nreceived  {}\nupdated   {}\n\nhistory\n",
+        cell(f.batches_delivered),
+        cell(f.batches_sent),
+        time(f.received_at),
+        time(f.updated_at),
+    ));
+    for e in events {
+        out.push_str(&format!(
+            "  {}  {:<12} {:<12} {}\n",
+            time(e.at),
+            e.stage,
+            e.status.as_str(),
+            e.detail
+        ));
+    }
+    let delivered = calls
+        .iter()
+        .filter(|c| c.http_status.is_some_and(|s| (200..300).contains(&s)))
+        .count();
+    out.push_str(&format!(
+        "\napi calls: {} attempts, {delivered} with a 2xx{}\n",
+        calls.len(),
+        if calls.len() > SHOWN_CALLS {
+            format!(" (the last {SHOWN_CALLS} below; all with --json)")
+        } else {
+            String::new()
+        }
+    ));
+    for c in calls.iter().skip(calls.len().saturating_sub(SHOWN_CALLS)) {
+        out.push_str(&format!(
+            "  {}  {}  attempt {}  {}  {} ms  {}\n",
+            time(c.at),
+            c.batch_id,
+            c.attempt,
+            c.http_status
+                .map_or("no answer".into(), |s| format!("HTTP {s}")),
+            cell(c.latency_ms),
+            c.error.as_deref().unwrap_or(""),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_reads_durations_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10 * 86_400);
+        assert_eq!(
+            since("24h", now).unwrap(),
+            now - Duration::from_secs(86_400)
+        );
+        assert_eq!(since("30m", now).unwrap(), now - Duration::from_secs(1800));
+        assert_eq!(
+            since("7d", now).unwrap(),
+            now - Duration::from_secs(7 * 86_400)
+        );
+        assert_eq!(
+            since("1970-01-02", now).unwrap(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)
+        );
+        for bad in ["", "h", "24", "yesterday", "24w", "2026-13-01"] {
+            assert!(since(bad, now).is_err(), "{bad}");
+        }
+    }
+}
