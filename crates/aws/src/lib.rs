@@ -7,6 +7,7 @@
 
 mod clients;
 pub mod copy;
+pub mod dlq;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;

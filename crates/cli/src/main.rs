@@ -1,6 +1,7 @@
 //! `sluice`: the operators' command and local runs of the pipeline stages.
 
 mod dataset;
+mod dlq;
 mod forward;
 mod migrate;
 mod run;
@@ -48,6 +49,9 @@ enum Command {
     /// Where files are and why, from the status store: a filtered list, stuck files, or one
     /// file with its history and API calls.
     Status(status::Args),
+    /// Dead-letter queues: list and show their messages (never taking them out), and move
+    /// them back to the queue they failed on.
+    Dlq(dlq::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Forward(args) => forward::run(args),
         Command::Migrate(args) => migrate::run(args),
         Command::Status(args) => status::run(args),
+        Command::Dlq(args) => dlq::run(args),
     };
     ExitCode::from(code)
 }
