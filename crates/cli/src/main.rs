@@ -4,6 +4,7 @@ mod dataset;
 mod dlq;
 mod forward;
 mod migrate;
+mod presign;
 mod run;
 mod sanitize;
 mod status;
@@ -52,6 +53,9 @@ enum Command {
     /// Dead-letter queues: list and show their messages (never taking them out), and move
     /// them back to the queue they failed on.
     Dlq(dlq::Args),
+    /// A time-limited URL: download a clean file or a report, or upload a file into
+    /// quarantine (a browser upload).
+    Presign(presign::Args),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::Migrate(args) => migrate::run(args),
         Command::Status(args) => status::run(args),
         Command::Dlq(args) => dlq::run(args),
+        Command::Presign(args) => presign::run(args),
     };
     ExitCode::from(code)
 }

@@ -1,0 +1,185 @@
+//! `sluice presign`: a time-limited URL to download a clean file or a report, or to upload a
+//! file into quarantine from a browser (the users' Flask service for presigned URLs, replaced).
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use aws_sdk_s3::presigning::PresigningConfig;
+use chrono::{DateTime, Utc};
+use sluice_aws::Clients;
+use sluice_core::drop::quarantine_key;
+use sluice_core::PipelineConfig;
+use uuid::Uuid;
+
+use crate::exit;
+
+/// S3's limit on a presigned URL's life (SigV4).
+const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  sluice presign reports/6f1c2d3e-.../transform.json          # GET from SLUICE_CLEAN_BUCKET
+  sluice presign --put \"orders export.csv\" --dataset orders --expires 1h
+
+A PUT URL uploads into the quarantine bucket under the dataset's prefix, at a new key
+(incoming/<dataset>/<yyyy>/<mm>/<dd>/<uuid>-<name>), which is printed too. Use it with any
+HTTP client: curl -X PUT --upload-file FILE 'URL'.
+Exit codes: 0 printed; 1 no credentials or bucket, or the dataset is unknown; 2 bad usage.")]
+pub struct Args {
+    /// The object to download (GET); with --put, the name of the file to upload.
+    key: String,
+    /// A URL to upload into quarantine instead of one to download.
+    #[arg(long)]
+    put: bool,
+    /// With --put: the dataset whose prefix the upload goes under.
+    #[arg(long, required_if_eq("put", "true"))]
+    dataset: Option<String>,
+    /// How long the URL works: 90s, 15m, 12h, 7d (at most 7d).
+    #[arg(long, default_value = "15m")]
+    expires: String,
+    /// Bucket (default: SLUICE_CLEAN_BUCKET to download, SLUICE_QUARANTINE_BUCKET to upload).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Pipeline config, for the dataset's prefix with --put.
+    #[arg(long, env = "SLUICE_CONFIG", default_value = "pipelines.toml")]
+    config: std::path::PathBuf,
+}
+
+pub fn run(args: Args) -> u8 {
+    let expires = match duration(&args.expires) {
+        Ok(d) if d <= MAX_EXPIRY && !d.is_zero() => d,
+        _ => {
+            eprintln!(
+                "sluice presign: --expires {:?}: give 90s, 15m, 12h or 7d, at most 7d",
+                args.expires
+            );
+            return exit::USAGE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("sluice presign: {e}");
+            return exit::OPERATIONAL;
+        }
+    };
+    match runtime.block_on(presign(&args, expires)) {
+        Ok(lines) => {
+            print!("{lines}");
+            exit::ACCEPTED
+        }
+        Err(e) => {
+            eprintln!("sluice presign: {e:#}");
+            exit::OPERATIONAL
+        }
+    }
+}
+
+async fn presign(args: &Args, expires: Duration) -> Result<String> {
+    let env_bucket = |name: &str| std::env::var(name).ok().filter(|b| !b.trim().is_empty());
+    let clients = Clients::from_env().await;
+    let presigning = PresigningConfig::expires_in(expires).context("the URL's expiry")?;
+    warn_if_credentials_end_sooner(expires).await;
+    if args.put {
+        let Some(bucket) = args
+            .bucket
+            .clone()
+            .or_else(|| env_bucket("SLUICE_QUARANTINE_BUCKET"))
+        else {
+            bail!("no quarantine bucket: pass --bucket or set SLUICE_QUARANTINE_BUCKET");
+        };
+        let config = PipelineConfig::load(&args.config)?;
+        let name = args.dataset.as_deref().unwrap_or_default();
+        let dataset = config.dataset(name)?;
+        let key = quarantine_key(
+            &dataset.prefix,
+            DateTime::<Utc>::from(std::time::SystemTime::now()),
+            Uuid::new_v4(),
+            &args.key,
+        );
+        let request = clients
+            .s3
+            .put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .presigned(presigning)
+            .await
+            .context("presigning the PUT")?;
+        return Ok(format!("{}\nkey: s3://{bucket}/{key}\n", request.uri()));
+    }
+    let Some(bucket) = args
+        .bucket
+        .clone()
+        .or_else(|| env_bucket("SLUICE_CLEAN_BUCKET"))
+    else {
+        bail!("no clean bucket: pass --bucket or set SLUICE_CLEAN_BUCKET");
+    };
+    let request = clients
+        .s3
+        .get_object()
+        .bucket(&bucket)
+        .key(&args.key)
+        .presigned(presigning)
+        .await
+        .context("presigning the GET")?;
+    Ok(format!("{}\n", request.uri()))
+}
+
+/// A URL signed with temporary credentials stops working when they expire, whatever its own
+/// expiry says.
+async fn warn_if_credentials_end_sooner(expires: Duration) {
+    use aws_config::BehaviorVersion;
+    use aws_credential_types::provider::ProvideCredentials;
+    let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let Some(provider) = shared.credentials_provider() else {
+        return;
+    };
+    let Ok(credentials) = provider.provide_credentials().await else {
+        return;
+    };
+    if let Some(end) = credentials.expiry() {
+        let left = end
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        if left < expires {
+            eprintln!(
+                "sluice presign: warning: these are temporary credentials that expire in {} min; \
+                 the URL stops working then, before the {} min asked for",
+                left.as_secs() / 60,
+                expires.as_secs() / 60
+            );
+        }
+    }
+}
+
+/// `90s`, `15m`, `12h`, `7d`.
+fn duration(text: &str) -> Result<Duration, ()> {
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = number.parse().map_err(|_| ())?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(()),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_with_their_unit() {
+        assert_eq!(duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(duration("7d"), Ok(MAX_EXPIRY));
+        for bad in ["", "15", "m", "1w", "-1h"] {
+            assert!(duration(bad).is_err(), "{bad}");
+        }
+    }
+}
