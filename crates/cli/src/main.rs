@@ -2,6 +2,7 @@
 
 mod dataset;
 mod dlq;
+mod doctor;
 mod forward;
 mod migrate;
 mod presign;
@@ -56,6 +57,9 @@ enum Command {
     /// A time-limited URL: download a clean file or a report, or upload a file into
     /// quarantine (a browser upload).
     Presign(presign::Args),
+    /// Checks a deployment's wiring: credentials, buckets, queues and dead-letter queues,
+    /// secrets, the database and its migrations; one PASS/FAIL line each with what to do.
+    Doctor(doctor::Args),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(args),
         Command::Dlq(args) => dlq::run(args),
         Command::Presign(args) => presign::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     ExitCode::from(code)
 }

@@ -17,7 +17,7 @@ mod store;
 pub use calls::ApiCallRow;
 pub use connect::{redact_url, Db, DbConfig, Refresh};
 pub use drops::{DropClaim, DropCursor, DropObject};
-pub use migrate::migrate;
+pub use migrate::{migrate, pending_migrations};
 pub use redrive::{Redrive, StuckFile};
 pub use sluice_stages::ports::{
     file_id, ApiCall, BatchHistory, Claim, EventRow, FileRow, Lease, NewFile, Registered,

@@ -32,3 +32,34 @@ pub async fn migrate(db: &Db) -> Result<Vec<u32>, DbError> {
         .map(|m| m.version())
         .collect())
 }
+
+/// The migrations this build has that the database has not applied yet (all of them on an
+/// empty schema), in order.
+pub async fn pending_migrations(db: &Db) -> Result<Vec<u32>, DbError> {
+    let mut client = db.client().await?;
+    let mut runner = embedded::migrations::runner();
+    runner.set_migration_table_name("sluice_schema_history");
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('sluice_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    let applied: Vec<u32> = match exists {
+        true => runner
+            .get_applied_migrations_async(&mut *client)
+            .await
+            .map_err(|e| DbError::Migration(e.to_string()))?
+            .iter()
+            .map(|m| m.version())
+            .collect(),
+        false => Vec::new(),
+    };
+    Ok(runner
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .filter(|v| !applied.contains(v))
+        .collect())
+}
