@@ -10,6 +10,7 @@ mod run;
 mod sanitize;
 mod status;
 mod transform;
+mod upload;
 
 use std::process::ExitCode;
 
@@ -60,6 +61,9 @@ enum Command {
     /// Checks a deployment's wiring: credentials, buckets, queues and dead-letter queues,
     /// secrets, the database and its migrations; one PASS/FAIL line each with what to do.
     Doctor(doctor::Args),
+    /// Upload files or folders into quarantine under unique keys: large files in parts that
+    /// resume after an interruption, files already uploaded skipped, with progress.
+    Upload(upload::Args),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Command::Dlq(args) => dlq::run(args),
         Command::Presign(args) => presign::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Upload(args) => upload::run(args),
     };
     ExitCode::from(code)
 }

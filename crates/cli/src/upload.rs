@@ -1,0 +1,539 @@
+//! `sluice upload`: files and folders into the quarantine bucket under unique keys, as the
+//! pipeline expects them, with the date range in their metadata. Large files go in parts
+//! whose upload state is kept on disk, so an interrupted upload resumes where it stopped
+//! (ListParts); a file whose content was uploaded before is skipped (by its SHA-256).
+
+use std::future::Future;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{anyhow, Context, Result};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use backon::{BackoffBuilder, ExponentialBuilder};
+use chrono::{DateTime, NaiveDate, Utc};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sluice_aws::{describe, Clients};
+use sluice_core::drop::quarantine_key;
+use sluice_core::PipelineConfig;
+use uuid::Uuid;
+
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  sluice upload exports/orders-2026-11-24.csv --dataset orders
+  sluice upload ftp-backlog/ --dataset train_movements --concurrency 8
+  sluice upload big.csv --dataset orders --start 2026-11-01 --end 2026-11-30
+
+Each file goes to incoming/<dataset>/<yyyy>/<mm>/<dd>/<uuid>-<name> in the quarantine bucket
+(--bucket or SLUICE_QUARANTINE_BUCKET). Files larger than --multipart-threshold go in parts;
+what was sent is kept under --state, so running the same command again after an interruption
+resumes the unfinished files and skips the ones already uploaded (same content).
+Exit codes: 0 every file uploaded or skipped; 1 a file failed (the summary says why); 2 bad usage.")]
+pub struct Args {
+    /// Files, or folders (searched recursively; hidden files are skipped).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// The dataset the files belong to (its key prefix).
+    #[arg(long)]
+    dataset: String,
+    /// Keep only records on or after this date (YYYY-MM-DD), as upload metadata.
+    #[arg(long)]
+    start: Option<NaiveDate>,
+    /// Keep only records on or before this date (YYYY-MM-DD), as upload metadata.
+    #[arg(long)]
+    end: Option<NaiveDate>,
+    /// Files in flight at once (and parts in flight within a large file).
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Files at least this many MiB go in parts.
+    #[arg(long, default_value_t = 64)]
+    multipart_threshold: u64,
+    /// Part size in MiB (at least 5, S3's minimum).
+    #[arg(long, default_value_t = 16)]
+    part_size: u64,
+    /// Where upload state is kept between runs.
+    #[arg(long, default_value = ".sluice-upload")]
+    state: PathBuf,
+    /// Quarantine bucket.
+    #[arg(long, env = "SLUICE_QUARANTINE_BUCKET")]
+    bucket: String,
+    /// Pipeline config (for the dataset's prefix).
+    #[arg(long, env = "SLUICE_CONFIG", default_value = "pipelines.toml")]
+    config: PathBuf,
+}
+
+/// What is kept on disk per file content (`<state>/<sha256>.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Uploading {
+    bucket: String,
+    key: String,
+    size: u64,
+    /// The multipart upload under way, if the file goes in parts.
+    upload_id: Option<String>,
+    /// Its parts sent so far: (number, ETag), saved as each one gets through.
+    #[serde(default)]
+    parts: Vec<(i32, String)>,
+    done: bool,
+}
+
+/// How one file went.
+enum Outcome {
+    Uploaded {
+        key: String,
+        bytes: u64,
+        resumed_parts: usize,
+        parts: usize,
+    },
+    Skipped {
+        key: String,
+    },
+}
+
+pub fn run(args: Args) -> u8 {
+    if args.part_size < 5 || args.concurrency == 0 {
+        eprintln!("sluice upload: --part-size is at least 5 (MiB) and --concurrency at least 1");
+        return exit::USAGE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("sluice upload: {e}");
+            return exit::OPERATIONAL;
+        }
+    };
+    match runtime.block_on(upload_all(&args)) {
+        Ok(true) => exit::ACCEPTED,
+        Ok(false) => exit::OPERATIONAL,
+        Err(e) => {
+            eprintln!("sluice upload: {e:#}");
+            exit::OPERATIONAL
+        }
+    }
+}
+
+/// Uploads every file; returns whether all of them got there.
+async fn upload_all(args: &Args) -> Result<bool> {
+    let config = PipelineConfig::load(&args.config)?;
+    let prefix = config.dataset(&args.dataset)?.prefix.clone();
+    std::fs::create_dir_all(&args.state)
+        .with_context(|| format!("cannot create {}", args.state.display()))?;
+    let clients = Clients::from_env().await;
+    let bars = MultiProgress::new();
+    let overall = bars.add(ProgressBar::new_spinner());
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {pos} file(s) done, {msg} [{elapsed_precise}]")
+    {
+        overall.set_style(style);
+    }
+    overall.enable_steady_tick(Duration::from_millis(200));
+    let started = Instant::now();
+    let ctx = Ctx {
+        args,
+        prefix: &prefix,
+        clients: &clients,
+        bars: &bars,
+    };
+    // Paths are walked lazily and a bounded number are in flight: memory does not grow with
+    // the number of files.
+    let (mut uploaded, mut skipped, mut failed, mut bytes) = (0u64, 0u64, 0u64, 0u64);
+    let mut outcomes = stream::iter(walk(&args.paths))
+        .map(|path| {
+            let ctx = &ctx;
+            async move {
+                let outcome = match path {
+                    Ok(path) => upload_file(ctx, &path).await.map_err(|e| (path, e)),
+                    Err(e) => Err((PathBuf::new(), e)),
+                };
+                outcome
+            }
+        })
+        .buffer_unordered(args.concurrency);
+    while let Some(outcome) = outcomes.next().await {
+        overall.inc(1);
+        match outcome {
+            Ok(Outcome::Uploaded {
+                key,
+                bytes: b,
+                resumed_parts,
+                parts,
+            }) => {
+                uploaded += 1;
+                bytes += b;
+                if resumed_parts > 0 {
+                    say(
+                        &overall,
+                        format!(
+                            "resumed {key}: {resumed_parts} of {parts} part(s) were already there"
+                        ),
+                    );
+                }
+            }
+            Ok(Outcome::Skipped { key }) => {
+                skipped += 1;
+                say(&overall, format!("skipped (already uploaded as {key})"));
+            }
+            Err((path, e)) => {
+                failed += 1;
+                say(&overall, format!("FAILED {}: {e:#}", path.display()));
+            }
+        }
+        overall.set_message(format!(
+            "{uploaded} uploaded, {skipped} skipped, {failed} failed"
+        ));
+    }
+    overall.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{uploaded} uploaded ({:.1} MB), {skipped} skipped (already uploaded), {failed} failed, in {secs:.1} s; \
+         s3://{}/{prefix}",
+        bytes as f64 / 1e6,
+        args.bucket
+    );
+    Ok(failed == 0)
+}
+
+/// A line on standard error, above the progress bars (which hide when it is not a terminal).
+fn say(bar: &ProgressBar, line: String) {
+    bar.suspend(|| eprintln!("{line}"));
+}
+
+struct Ctx<'a> {
+    args: &'a Args,
+    prefix: &'a str,
+    clients: &'a Clients,
+    bars: &'a MultiProgress,
+}
+
+async fn upload_file(ctx: &Ctx<'_>, path: &Path) -> Result<Outcome> {
+    let args = ctx.args;
+    let (hash, size) = hash_file(path).await?;
+    let state_file = args.state.join(format!("{hash}.json"));
+    let saved: Option<Uploading> = std::fs::read(&state_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .filter(|s: &Uploading| s.bucket == args.bucket && s.size == size);
+    if let Some(state) = saved.as_ref().filter(|s| s.done) {
+        return Ok(Outcome::Skipped {
+            key: state.key.clone(),
+        });
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut state = saved.unwrap_or_else(|| Uploading {
+        bucket: args.bucket.clone(),
+        key: quarantine_key(
+            ctx.prefix,
+            DateTime::<Utc>::from(SystemTime::now()),
+            Uuid::new_v4(),
+            &name,
+        ),
+        size,
+        upload_id: None,
+        parts: Vec::new(),
+        done: false,
+    });
+    let metadata = metadata(args, &name);
+    let s3 = &ctx.clients.s3;
+    let multipart = size >= args.multipart_threshold * 1024 * 1024;
+    let (mut resumed_parts, mut parts) = (0, 1);
+    if !multipart {
+        let body = tokio::fs::read(path)
+            .await
+            .with_context(|| path.display().to_string())?;
+        retry(|| {
+            let mut put = s3
+                .put_object()
+                .bucket(&state.bucket)
+                .key(&state.key)
+                .body(ByteStream::from(body.clone()));
+            for (k, v) in &metadata {
+                put = put.metadata(k, v);
+            }
+            async move {
+                put.send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| anyhow!(describe(&e)))
+            }
+        })
+        .await
+        .context("PutObject")?;
+    } else {
+        // Parts are listed only for an upload an earlier run started: a new one has none.
+        let resuming = state.upload_id.is_some();
+        if !resuming {
+            let mut create = s3
+                .create_multipart_upload()
+                .bucket(&state.bucket)
+                .key(&state.key);
+            for (k, v) in &metadata {
+                create = create.metadata(k, v);
+            }
+            let created = create
+                .send()
+                .await
+                .map_err(|e| anyhow!(describe(&e)))
+                .context("CreateMultipartUpload")?;
+            state.upload_id = created.upload_id().map(str::to_string);
+            save(&state_file, &state)?;
+        }
+        let upload_id = state
+            .upload_id
+            .clone()
+            .ok_or_else(|| anyhow!("no upload id"))?;
+        let part_size = args.part_size * 1024 * 1024;
+        parts = size.div_ceil(part_size).max(1) as usize;
+        // What S3 says it has; else (a server without ListParts, such as moto, whose
+        // answer the SDK cannot read) the parts this machine saw through.
+        let already = match resuming {
+            true => match listed_parts(ctx, &state, &upload_id).await {
+                Ok(listed) => listed,
+                Err(e) => {
+                    note_unlisted(&path.display().to_string(), &e);
+                    state.parts.clone()
+                }
+            },
+            false => Vec::new(),
+        };
+        resumed_parts = already.len();
+        let bar = ctx.bars.add(ProgressBar::new(size));
+        if let Ok(style) = ProgressStyle::with_template("  {msg} {bytes}/{total_bytes} {bar:30}") {
+            bar.set_style(style);
+        }
+        bar.set_message(name.clone());
+        let todo: Vec<i32> = (1..=parts as i32)
+            .filter(|n| !already.iter().any(|(p, _)| p == n))
+            .collect();
+        bar.inc((resumed_parts as u64 * part_size).min(size));
+        state.parts = already.clone();
+        let shared = std::sync::Mutex::new(state.clone());
+        let mut done: Vec<(i32, String)> = already;
+        let sent: Vec<(i32, String)> = stream::iter(todo)
+            .map(|number| {
+                let (state, upload_id, bar, shared, state_file) =
+                    (&state, &upload_id, &bar, &shared, &state_file);
+                async move {
+                    let offset = (number as u64 - 1) * part_size;
+                    let len = part_size.min(size - offset);
+                    let body = read_range(path, offset, len).await?;
+                    let etag = retry(|| {
+                        let request = s3
+                            .upload_part()
+                            .bucket(&state.bucket)
+                            .key(&state.key)
+                            .upload_id(upload_id)
+                            .part_number(number)
+                            .body(ByteStream::from(body.clone()));
+                        async move {
+                            let sent = request.send().await.map_err(|e| anyhow!(describe(&e)))?;
+                            Ok(sent.e_tag().unwrap_or_default().to_string())
+                        }
+                    })
+                    .await
+                    .with_context(|| format!("UploadPart {number}"))?;
+                    {
+                        let mut saved = shared.lock().unwrap_or_else(|e| e.into_inner());
+                        saved.parts.push((number, etag.clone()));
+                        save(state_file, &saved)?;
+                    }
+                    bar.inc(len);
+                    Ok::<_, anyhow::Error>((number, etag))
+                }
+            })
+            .buffer_unordered(args.concurrency)
+            .try_collect()
+            .await?;
+        done.extend(sent);
+        done.sort();
+        bar.finish_and_clear();
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                done.iter()
+                    .map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(e).build())
+                    .collect(),
+            ))
+            .build();
+        retry(|| {
+            let request = s3
+                .complete_multipart_upload()
+                .bucket(&state.bucket)
+                .key(&state.key)
+                .upload_id(&upload_id)
+                .multipart_upload(completed.clone());
+            async move {
+                request
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| anyhow!(describe(&e)))
+            }
+        })
+        .await
+        .context("CompleteMultipartUpload")?;
+    }
+    state.done = true;
+    state.upload_id = None;
+    state.parts.clear();
+    save(&state_file, &state)?;
+    Ok(Outcome::Uploaded {
+        key: state.key,
+        bytes: size,
+        resumed_parts,
+        parts,
+    })
+}
+
+fn note_unlisted(file: &str, e: &anyhow::Error) {
+    eprintln!(
+        "{file}: S3 could not list the upload's parts ({e:#}); resuming from the parts saved here"
+    );
+}
+
+fn metadata(args: &Args, name: &str) -> Vec<(String, String)> {
+    let mut out = vec![("sluice-source-name".to_string(), name.to_string())];
+    if let Some(start) = args.start {
+        out.push(("sluice-date-start".into(), start.to_string()));
+    }
+    if let Some(end) = args.end {
+        out.push(("sluice-date-end".into(), end.to_string()));
+    }
+    out
+}
+
+/// Parts S3 already has for the upload: (number, ETag).
+async fn listed_parts(
+    ctx: &Ctx<'_>,
+    state: &Uploading,
+    upload_id: &str,
+) -> Result<Vec<(i32, String)>> {
+    let mut parts = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let listed = ctx
+            .clients
+            .s3
+            .list_parts()
+            .bucket(&state.bucket)
+            .key(&state.key)
+            .upload_id(upload_id)
+            .set_part_number_marker(marker.clone())
+            .send()
+            .await
+            .map_err(|e| anyhow!(describe(&e)))
+            .context("ListParts (delete the state file under --state to start this file again)")?;
+        for part in listed.parts() {
+            if let (Some(n), Some(etag)) = (part.part_number(), part.e_tag()) {
+                parts.push((n, etag.to_string()));
+            }
+        }
+        match listed.next_part_number_marker() {
+            Some(next) if listed.is_truncated() == Some(true) => marker = Some(next.to_string()),
+            _ => return Ok(parts),
+        }
+    }
+}
+
+async fn hash_file(path: &Path) -> Result<(String, u64)> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = file
+                .read(&mut buffer)
+                .with_context(|| path.display().to_string())?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            size += n as u64;
+        }
+        let hash: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok((hash, size))
+    })
+    .await?
+}
+
+async fn read_range(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(offset)).await?;
+    let mut body = vec![0u8; len as usize];
+    file.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+fn save(path: &Path, state: &Uploading) -> Result<()> {
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, serde_json::to_vec(state)?)?;
+    std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Tries `call` up to five times, waiting longer each time (with jitter).
+async fn retry<T, F, Fut>(mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut waits = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .with_max_times(4)
+        .with_jitter()
+        .build();
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(e) => match waits.next() {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return Err(e),
+            },
+        }
+    }
+}
+
+/// Every file under `paths`, lazily, in name order within each folder; hidden entries skipped.
+fn walk(paths: &[PathBuf]) -> impl Iterator<Item = Result<PathBuf>> {
+    let mut stack: Vec<PathBuf> = paths.iter().rev().cloned().collect();
+    std::iter::from_fn(move || loop {
+        let path = stack.pop()?;
+        let meta = match std::fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) => return Some(Err(anyhow!("{}: {e}", path.display()))),
+        };
+        if meta.is_file() {
+            return Some(Ok(path));
+        }
+        let entries = match std::fs::read_dir(&path) {
+            Ok(entries) => entries,
+            Err(e) => return Some(Err(anyhow!("{}: {e}", path.display()))),
+        };
+        let mut children: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        children.sort();
+        stack.extend(children.into_iter().rev());
+    })
+}

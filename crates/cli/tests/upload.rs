@@ -1,0 +1,179 @@
+//! `sluice upload` against moto server (scripts/test.sh starts it): a folder whose large file
+//! is interrupted part way (the process killed), resumed by the next run without sending the
+//! parts S3 has again, then skipped entirely by a third run.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice_aws::Clients;
+use uuid::Uuid;
+
+const PART: usize = 5 * 1024 * 1024;
+
+fn upload_command(dir: &Path, state: &Path, bucket: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .args([
+            "upload",
+            "--dataset",
+            "orders",
+            "--bucket",
+            bucket,
+            "--state",
+        ])
+        .arg(state)
+        .args([
+            "--multipart-threshold",
+            "5",
+            "--part-size",
+            "5",
+            "--concurrency",
+            "1",
+        ])
+        .arg(dir)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .env_remove("SLUICE_CONFIG");
+    command
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Pseudo-random bytes (xorshift), so parts differ.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_upload_resumes_and_a_finished_one_is_skipped() {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "AWS_ENDPOINT_URL must point at moto server: run the tests with scripts/test.sh"
+    );
+    let clients = Clients::from_env().await;
+    let id = Uuid::new_v4().simple().to_string();
+    let bucket = format!("sluice-upload-{id}");
+    clients
+        .s3
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let root = std::env::temp_dir().join(format!("sluice-upload-{id}"));
+    let (dir, state) = (root.join("drop"), root.join("state"));
+    std::fs::create_dir_all(dir.join("more")).unwrap();
+    for (i, name) in ["a.csv", "b.csv", "more/c.csv"].iter().enumerate() {
+        std::fs::write(dir.join(name), format!("order_id\nA-{i}\n")).unwrap();
+    }
+    let big = noise(12 * PART + 1234, 7);
+    std::fs::write(dir.join("more/z-big.csv"), &big).unwrap();
+
+    // Killed once two parts of the big file got through (its state file says so: moto's
+    // ListParts answer is one the SDK cannot read, so the state file is what resumes here).
+    let mut child = upload_command(&dir, &state, &bucket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the big file's upload never started"
+        );
+        let parts = std::fs::read_dir(&state)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .filter_map(|v| v["parts"].as_array().map(Vec::len))
+            .max()
+            .unwrap_or(0);
+        if parts >= 2 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the upload finished before it could be interrupted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The next run resumes: the parts S3 has are not sent again.
+    let resumed = upload_command(&dir, &state, &bucket).output().unwrap();
+    let said = text(&resumed);
+    assert_eq!(resumed.status.code(), Some(0), "{said}");
+    let already: usize = said
+        .lines()
+        .find_map(|l| {
+            l.split(": ")
+                .nth(1)?
+                .strip_suffix(" of 13 part(s) were already there")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no resume line: {said}"));
+    assert!(already >= 2, "{said}");
+    assert!(
+        said.contains("1 uploaded") && said.contains("3 skipped"),
+        "{said}"
+    );
+
+    // Every file is in quarantine under the dataset's prefix, the big one whole.
+    let listed = clients
+        .s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert!(
+        keys.iter().all(|k| k.starts_with("incoming/orders/")),
+        "{keys:?}"
+    );
+    let big_key = keys.iter().find(|k| k.ends_with("-z-big.csv")).unwrap();
+    let object = clients
+        .s3
+        .get_object()
+        .bucket(&bucket)
+        .key(*big_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        object.metadata().unwrap()["sluice-source-name"],
+        "z-big.csv"
+    );
+    let bytes = object.body.collect().await.unwrap().into_bytes();
+    assert!(bytes[..] == big[..], "the big file arrived whole");
+
+    // And a third run has nothing to do.
+    let again = upload_command(&dir, &state, &bucket).output().unwrap();
+    let said = text(&again);
+    assert_eq!(again.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("0 uploaded") && said.contains("4 skipped"),
+        "{said}"
+    );
+
+    let _ = std::fs::remove_dir_all(&root);
+}
