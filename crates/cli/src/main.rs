@@ -3,6 +3,7 @@
 mod dataset;
 mod dlq;
 mod doctor;
+mod duration;
 mod forward;
 mod migrate;
 mod presign;

@@ -46,8 +46,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> u8 {
-    let expires = match duration(&args.expires) {
-        Ok(d) if d <= MAX_EXPIRY && !d.is_zero() => d,
+    let expires = match crate::duration::parse(&args.expires) {
+        Some(d) if d <= MAX_EXPIRY && !d.is_zero() => d,
         _ => {
             eprintln!(
                 "sluice presign: --expires {:?}: give 90s, 15m, 12h or 7d, at most 7d",
@@ -151,35 +151,6 @@ async fn warn_if_credentials_end_sooner(expires: Duration) {
                 left.as_secs() / 60,
                 expires.as_secs() / 60
             );
-        }
-    }
-}
-
-/// `90s`, `15m`, `12h`, `7d`.
-fn duration(text: &str) -> Result<Duration, ()> {
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: u64 = number.parse().map_err(|_| ())?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(()),
-    };
-    Ok(Duration::from_secs(seconds))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_with_their_unit() {
-        assert_eq!(duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(duration("7d"), Ok(MAX_EXPIRY));
-        for bad in ["", "15", "m", "1w", "-1h"] {
-            assert!(duration(bad).is_err(), "{bad}");
         }
     }
 }

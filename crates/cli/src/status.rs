@@ -181,17 +181,8 @@ fn since(text: &str, now: SystemTime) -> Result<SystemTime, String> {
         let midnight = date.and_hms_opt(0, 0, 0).ok_or_else(bad)?.and_utc();
         return Ok(midnight.into());
     }
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(bad()),
-    };
-    now.checked_sub(Duration::from_secs(seconds))
-        .ok_or_else(bad)
+    let back = crate::duration::parse(text).ok_or_else(bad)?;
+    now.checked_sub(back).ok_or_else(bad)
 }
 
 fn time(t: SystemTime) -> String {
