@@ -622,6 +622,7 @@ async fn a_file_left_sanitizing_by_a_killed_worker_is_redriven_to_delivered() {
             key: &key,
             etag: &etag,
             size: 1,
+            replay_of: None,
         })
         .await
         .unwrap();

@@ -62,6 +62,7 @@ async fn received<S: StatusStore>(store: &S, name: &str) -> Uuid {
             key: &key,
             etag: "e1",
             size: 10,
+            replay_of: None,
         })
         .await
         .unwrap()
@@ -143,6 +144,7 @@ async fn a_file_is_registered_once_per_source_object<S: StatusStore>(store: &S) 
         key: "incoming/orders/a.csv",
         etag: "\"abc\"",
         size: 1,
+        replay_of: None,
     };
     let first = store.register(&file).await.unwrap();
     let again = store.register(&file).await.unwrap();

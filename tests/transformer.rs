@@ -336,6 +336,7 @@ async fn a_message_that_overtakes_the_sanitizers_status_write_is_retried_not_dro
             key: "incoming/orders/early.csv",
             etag: "e",
             size: 1,
+            replay_of: None,
         })
         .await
         .unwrap()

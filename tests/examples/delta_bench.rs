@@ -194,6 +194,7 @@ async fn sanitized(store: &Store, key: &str) -> Result<Uuid, Error> {
             key,
             etag: "bench",
             size: 0,
+            replay_of: None,
         })
         .await?
         .id;

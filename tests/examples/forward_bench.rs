@@ -185,6 +185,7 @@ async fn transformed_file(
             key: &key,
             etag: "e",
             size: 1,
+            replay_of: None,
         })
         .await?
         .id;

@@ -106,6 +106,7 @@ impl World {
                 key: &key,
                 etag: "e",
                 size: 1,
+                replay_of: None,
             })
             .await
             .unwrap()

@@ -40,6 +40,15 @@ pub struct ListPage {
     pub more: bool,
 }
 
+/// What HeadObject tells of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub etag: String,
+    pub size: i64,
+    /// User metadata (`x-amz-meta-*`, names without the prefix).
+    pub metadata: std::collections::HashMap<String, String>,
+}
+
 /// The object to copy, pinned to the content (ETag) it was listed with: a copy never takes a
 /// newer upload to the same key by surprise.
 #[derive(Debug, Clone, Copy)]
@@ -243,6 +252,31 @@ impl ObjectStore {
             .await
             .map_err(|e| s3_error("DeleteObject", bucket, key, e))?;
         Ok(())
+    }
+
+    /// An object's ETag, size and user metadata; `None` when it is not there.
+    pub async fn head(&self, bucket: &str, key: &str) -> Result<Option<Head>, AwsError> {
+        let out = match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => return Ok(None),
+            Err(e) => return Err(s3_error("HeadObject", bucket, key, e)),
+        };
+        Ok(Some(Head {
+            etag: out
+                .e_tag()
+                .unwrap_or_default()
+                .trim_matches('"')
+                .to_string(),
+            size: out.content_length().unwrap_or_default(),
+            metadata: out.metadata().cloned().unwrap_or_default(),
+        }))
     }
 
     /// User metadata of an object (`x-amz-meta-*`, names without the prefix).

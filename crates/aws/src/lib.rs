@@ -13,7 +13,7 @@ pub mod secrets;
 pub mod sqs;
 
 pub use clients::Clients;
-pub use copy::{CopySource, ListPage, Listed};
+pub use copy::{CopySource, Head, ListPage, Listed};
 pub use s3::{ObjectMeta, ObjectStore, Upload};
 pub use sqs::Queue;
 

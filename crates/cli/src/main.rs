@@ -7,6 +7,7 @@ mod duration;
 mod forward;
 mod migrate;
 mod presign;
+mod replay;
 mod run;
 mod sanitize;
 mod status;
@@ -62,6 +63,9 @@ enum Command {
     /// Checks a deployment's wiring: credentials, buckets, queues and dead-letter queues,
     /// secrets, the database and its migrations; one PASS/FAIL line each with what to do.
     Doctor(doctor::Args),
+    /// Re-run finished files from a stage (sanitize, transform or forward) as new runs; the
+    /// earlier run's history stays.
+    Replay(replay::Args),
     /// Upload files or folders into quarantine under unique keys: large files in parts that
     /// resume after an interruption, files already uploaded skipped, with progress.
     Upload(upload::Args),
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Presign(args) => presign::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Upload(args) => upload::run(args),
+        Command::Replay(args) => replay::run(args),
     };
     ExitCode::from(code)
 }

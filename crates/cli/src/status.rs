@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sluice_core::FileStatus;
 use sluice_db::{ApiCallRow, Db, DbConfig, EventRow, FileQuery, FileRow, Store};
@@ -100,7 +100,7 @@ fn show(args: &Args) -> Result<String, Stop> {
     let since = args
         .since
         .as_deref()
-        .map(|s| since(s, SystemTime::now()).map_err(Stop::Usage))
+        .map(|s| crate::duration::since(s, SystemTime::now()).map_err(Stop::Usage))
         .transpose()?;
     let config =
         DbConfig::parse(&args.database_url, args.ca_file.as_deref()).context("DATABASE_URL")?;
@@ -174,17 +174,6 @@ async fn one_file(store: &Store, id: Uuid, json: bool) -> Result<String, Stop> {
     Ok(file_text(&file, &events, &calls))
 }
 
-/// `24h`, `30m`, `7d`, `90s` back from `now`, or a UTC date.
-fn since(text: &str, now: SystemTime) -> Result<SystemTime, String> {
-    let bad = || format!("--since {text:?}: give a duration (30m, 24h, 7d) or a date (YYYY-MM-DD)");
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let midnight = date.and_hms_opt(0, 0, 0).ok_or_else(bad)?.and_utc();
-        return Ok(midnight.into());
-    }
-    let back = crate::duration::parse(text).ok_or_else(bad)?;
-    now.checked_sub(back).ok_or_else(bad)
-}
-
 fn time(t: SystemTime) -> String {
     DateTime::<Utc>::from(t)
         .format("%Y-%m-%dT%H:%M:%SZ")
@@ -217,6 +206,8 @@ fn file_json(f: &FileRow) -> Value {
         "records_missing": f.records_missing,
         "batches_sent": f.batches_sent,
         "batches_delivered": f.batches_delivered,
+        "replay_of": f.replay_of,
+        "replay_from": f.replay_from,
         "received_at": time(f.received_at),
         "updated_at": time(f.updated_at),
     })
@@ -287,6 +278,9 @@ fn file_text(f: &FileRow, events: &[EventRow], calls: &[ApiCallRow]) -> String {
         f.source_key,
         f.source_size,
     );
+    if let (Some(of), Some(from)) = (f.replay_of, &f.replay_from) {
+        out.push_str(&format!("replay    of {of}, from {from}\n"));
+    }
     if let Some(error) = &f.error {
         out.push_str(&format!("error     {error}\n"));
     }
@@ -343,30 +337,4 @@ fn file_text(f: &FileRow, events: &[EventRow], calls: &[ApiCallRow]) -> String {
         ));
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn since_reads_durations_and_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10 * 86_400);
-        assert_eq!(
-            since("24h", now).unwrap(),
-            now - Duration::from_secs(86_400)
-        );
-        assert_eq!(since("30m", now).unwrap(), now - Duration::from_secs(1800));
-        assert_eq!(
-            since("7d", now).unwrap(),
-            now - Duration::from_secs(7 * 86_400)
-        );
-        assert_eq!(
-            since("1970-01-02", now).unwrap(),
-            SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)
-        );
-        for bad in ["", "h", "24", "yesterday", "24w", "2026-13-01"] {
-            assert!(since(bad, now).is_err(), "{bad}");
-        }
-    }
 }

@@ -89,6 +89,7 @@ async fn received(store: &Store, name: &str) -> Uuid {
             key: &format!("incoming/orders/{name}"),
             etag: "e",
             size: 100,
+            replay_of: None,
         })
         .await
         .unwrap()

@@ -33,6 +33,10 @@ pub struct DateRange {
 
 /// Quarantine object metadata (`x-amz-meta-…`) naming the FTP/SFTP site of a dropped file.
 pub const SITE_METADATA: &str = "sluice-site";
+
+/// Object metadata naming the earlier run a quarantine object replays (`sluice replay --from
+/// sanitize` copies the original to a new key with it).
+pub const REPLAY_OF_METADATA: &str = "sluice-replay-of";
 /// Quarantine object metadata naming the drop object a file was copied from (`s3://…`).
 pub const SOURCE_METADATA: &str = "sluice-source";
 

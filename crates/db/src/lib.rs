@@ -12,6 +12,7 @@ mod migrate;
 mod port;
 mod records;
 mod redrive;
+mod replay;
 mod store;
 
 pub use calls::ApiCallRow;
@@ -19,9 +20,10 @@ pub use connect::{redact_url, Db, DbConfig, Refresh};
 pub use drops::{DropClaim, DropCursor, DropObject};
 pub use migrate::{migrate, pending_migrations};
 pub use redrive::{Redrive, StuckFile};
+pub use replay::{Earlier, ReplayError, ReplayFrom, Replayed};
 pub use sluice_stages::ports::{
     file_id, ApiCall, BatchHistory, Claim, EventRow, FileRow, Lease, NewFile, Registered,
-    RowCounts, TransformCounts,
+    ReplaySkip, RowCounts, TransformCounts,
 };
 pub use store::{FileQuery, Store};
 

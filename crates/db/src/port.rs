@@ -6,8 +6,8 @@ use std::future::Future;
 use serde_json::Value;
 use sluice_core::{FileStatus, Stage};
 use sluice_stages::ports::{
-    BatchClaim, BatchHistory, Claim, EventRow, FileRow, Lease, NewFile, Registered, RowCounts,
-    StatusStore, TransformCounts,
+    BatchClaim, BatchHistory, Claim, EventRow, FileRow, Lease, NewFile, Registered, ReplaySkip,
+    RowCounts, StatusStore, TransformCounts,
 };
 use uuid::Uuid;
 
@@ -143,5 +143,12 @@ impl StatusStore for Store {
 
     fn events(&self, id: Uuid) -> impl Future<Output = Result<Vec<EventRow>, DbError>> + Send {
         Store::events(self, id)
+    }
+
+    fn replay_skip(
+        &self,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<ReplaySkip>, DbError>> + Send {
+        Store::replay_skip(self, id)
     }
 }

@@ -15,7 +15,7 @@ macro_rules! file_columns {
         "id, dataset, source_bucket, source_key, source_etag, source_size, clean_key, status,
          failed_stage, error, rows_in, rows_out, rows_rejected, received_at, updated_at,
          records, batches_sent, rows_unmapped, batches_delivered, site, records_new,
-         records_changed, records_unchanged, records_missing"
+         records_changed, records_unchanged, records_missing, replay_of, replay_from"
     };
 }
 const FILE_COLUMNS: &str = file_columns!();
@@ -51,6 +51,8 @@ fn file_row(r: &tokio_postgres::Row) -> Result<FileRow, DbError> {
         records_changed: r.get(21),
         records_unchanged: r.get(22),
         records_missing: r.get(23),
+        replay_of: r.get(24),
+        replay_from: r.get(25),
     })
 }
 
@@ -80,14 +82,20 @@ impl Store {
     pub async fn register(&self, file: &NewFile<'_>) -> Result<Registered, DbError> {
         let id = file_id(file.bucket, file.key, file.etag);
         let client = self.db.client().await?;
+        // A replay's metadata names the earlier run; an id this store does not know is not
+        // kept (the metadata is the uploader's word, not a reference to trust).
         let inserted = client
             .query_opt(
-                "INSERT INTO file_process
+                "WITH earlier AS (SELECT id FROM file_process WHERE id = $8)
+                 INSERT INTO file_process
                      (id, dataset, source_bucket, source_key, source_etag, source_size, site,
-                      status)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'received')
-                 ON CONFLICT (source_bucket, source_key, source_etag) DO NOTHING
-                 RETURNING id",
+                      status, replay_of, replay_from)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, 'received', e.id,
+                        CASE WHEN e.id IS NULL THEN NULL ELSE 'sanitize' END
+                 FROM (SELECT 1) one LEFT JOIN earlier e ON true
+                 ON CONFLICT (source_bucket, source_key, source_etag)
+                     WHERE replay_from IS NULL OR replay_from = 'sanitize' DO NOTHING
+                 RETURNING id, replay_of",
                 &[
                     &id,
                     &file.dataset,
@@ -96,25 +104,29 @@ impl Store {
                     &file.etag,
                     &file.size,
                     &file.site,
+                    &file.replay_of,
                 ],
             )
             .await?;
-        if inserted.is_some() {
+        if let Some(row) = &inserted {
+            let replay_of: Option<Uuid> = row.get(1);
+            let mut detail = serde_json::json!({ "bucket": file.bucket, "key": file.key });
+            if let Some(of) = replay_of {
+                detail["replay_of"] = serde_json::json!(of);
+            }
             client
                 .execute(
                     "INSERT INTO file_event (file_id, stage, status, detail)
                      VALUES ($1, 'listener', 'received', $2)",
-                    &[
-                        &id,
-                        &serde_json::json!({ "bucket": file.bucket, "key": file.key }),
-                    ],
+                    &[&id, &detail],
                 )
                 .await?;
         }
         let row = client
             .query_one(
                 "SELECT id, status FROM file_process
-                 WHERE source_bucket = $1 AND source_key = $2 AND source_etag = $3",
+                 WHERE source_bucket = $1 AND source_key = $2 AND source_etag = $3
+                   AND (replay_from IS NULL OR replay_from = 'sanitize')",
                 &[&file.bucket, &file.key, &file.etag],
             )
             .await?;

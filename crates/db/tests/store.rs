@@ -78,6 +78,7 @@ fn orders_file(etag: &str) -> NewFile<'_> {
         key: "incoming/orders/2026/11/23/x-orders.csv",
         etag,
         size: 1049,
+        replay_of: None,
     }
 }
 

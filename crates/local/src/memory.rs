@@ -235,6 +235,8 @@ impl StatusStore for MemoryStore {
         }
         let id = file_id(file.bucket, file.key, file.etag);
         let now = SystemTime::now();
+        // Only a file this store knows can be replayed: other metadata is ignored.
+        let replay_of = file.replay_of.filter(|of| state.files.contains_key(of));
         let mut entry = Entry {
             row: FileRow {
                 id,
@@ -259,6 +261,8 @@ impl StatusStore for MemoryStore {
                 records_changed: None,
                 records_unchanged: None,
                 records_missing: None,
+                replay_of,
+                replay_from: replay_of.map(|_| "sanitize".to_string()),
                 received_at: now,
                 updated_at: now,
             },

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use sluice_core::message::{full_from_metadata, DateRange, FileSanitized, SITE_METADATA, V1};
+use sluice_core::message::{
+    full_from_metadata, DateRange, FileSanitized, REPLAY_OF_METADATA, SITE_METADATA, V1,
+};
 use sluice_core::sanitize::drive::sanitize_async;
 use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
 use uuid::Uuid;
@@ -106,6 +108,11 @@ pub async fn sanitize_object<O: Objects, S: StatusStore, Q: Outbox>(
             key: &object.key,
             etag: &meta.etag,
             size: meta.size,
+            // Set by `sluice replay --from sanitize` on its copy of the original.
+            replay_of: meta
+                .metadata
+                .get(REPLAY_OF_METADATA)
+                .and_then(|v| v.parse().ok()),
         })
         .await
         .map_err(Fault::store)?;

@@ -31,6 +31,9 @@ pub struct NewFile<'a> {
     pub key: &'a str,
     pub etag: &'a str,
     pub size: i64,
+    /// The earlier run this upload replays (`sluice replay --from sanitize` copies the
+    /// original to a new key with `sluice-replay-of` in its metadata).
+    pub replay_of: Option<Uuid>,
 }
 
 /// What registering a file found.
@@ -88,6 +91,9 @@ pub struct FileRow {
     pub records_changed: Option<i64>,
     pub records_unchanged: Option<i64>,
     pub records_missing: Option<i64>,
+    /// A replay: the earlier run's file id and the stage it was replayed from.
+    pub replay_of: Option<Uuid>,
+    pub replay_from: Option<String>,
     pub received_at: SystemTime,
     pub updated_at: SystemTime,
 }
@@ -141,6 +147,19 @@ pub struct BatchHistory {
     pub attempts: i32,
     /// Whether one of them got a 2xx.
     pub delivered: bool,
+}
+
+/// What a replay from the forward stage leaves out: the earlier run's batches with a 2xx when
+/// the replay was made, and its counts, which the replay's own transform must match (the same
+/// clean file through the same mapping makes the same batches; another config would not).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplaySkip {
+    /// The earlier run's file id.
+    pub of: Uuid,
+    pub batches: i32,
+    pub records: i64,
+    /// Sequence numbers of the earlier run's delivered batches: not sent again.
+    pub delivered: Vec<u32>,
 }
 
 /// What a stage asks of the status store. Every status write moves only along
@@ -270,6 +289,15 @@ pub trait StatusStore: CallLog<Error = <Self as StatusStore>::Error> + Send + Sy
         &self,
         id: Uuid,
     ) -> impl Future<Output = Result<Option<FileRow>, <Self as StatusStore>::Error>> + Send;
+
+    /// For a replay from the forward stage, what it leaves out; `None` for any other file
+    /// (stores without replays need not implement it).
+    fn replay_skip(
+        &self,
+        _id: Uuid,
+    ) -> impl Future<Output = Result<Option<ReplaySkip>, <Self as StatusStore>::Error>> + Send {
+        async { Ok(None) }
+    }
 
     /// The file's event history, oldest first.
     fn events(

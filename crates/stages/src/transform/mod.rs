@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use chrono::NaiveDate;
 use serde_json::json;
 use sluice_core::layout;
-use sluice_core::message::FileSanitized;
+use sluice_core::message::{batch_id, FileSanitized};
 use sluice_core::transform::delta::{scope_of, SizeBatches};
 use sluice_core::transform::{DateFilter, Delta, TransformReport, TransformVerdict};
 use sluice_core::{FileStatus, PipelineConfig, Stage};
@@ -22,7 +22,9 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::fault::{Fault, FaultKind};
-use crate::ports::{Claim, Lease, Objects, Outbox, RecordState, StatusStore, TransformCounts};
+use crate::ports::{
+    Claim, Lease, Objects, Outbox, RecordState, ReplaySkip, StatusStore, TransformCounts,
+};
 use pass::{PassError, Source};
 use plan::{Planner, Subject};
 use send::Sender;
@@ -144,6 +146,16 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
             return Err(Fault::new(FaultKind::Store, why));
         }
     }
+    // A replay from the forward stage sends only the batches its earlier run did not deliver
+    // (for a dataset with a record key its plan does that by itself: what the API has is
+    // unchanged).
+    let skip = match &mapping.delta {
+        Some(_) => None,
+        None => deps.store.replay_skip(id).await.map_err(Fault::store)?,
+    };
+    if let Some(skip) = &skip {
+        delivered.extend(skip.delivered.iter().map(|&seq| batch_id(id, seq)));
+    }
     let filter = sanitized
         .date_range
         .as_ref()
@@ -176,6 +188,17 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
         Err(PassError::Retry(e)) => return Err(retry(deps, id, lease, e).await),
     };
     put_report(deps, sanitized, &counted).await?;
+    if let Some(reason) = skip
+        .as_ref()
+        .and_then(|s| replay_mismatch(s, &counted, total))
+    {
+        deps.store
+            .fail(id, Stage::Transformer, &reason)
+            .await
+            .map_err(Fault::store)?;
+        tracing::warn!(file_id = %id, dataset = %dataset.name, reason = %reason, "replay refused");
+        return Ok(());
+    }
     if counted.verdict == TransformVerdict::Failed {
         let reason = counted.reason.clone().unwrap_or_default();
         deps.store
@@ -228,6 +251,8 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
         .await);
     }
     let resent = sender.resent;
+    // A replay from forward owes only the batches it does not skip.
+    let skipped = skip.as_ref().map_or(0, |s| s.delivered.len() as u32);
     // A resend finds the file transformed already: this does not move it, and changes nothing.
     deps.store
         .finish_transform(
@@ -235,7 +260,7 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
             FileStatus::Transformed,
             TransformCounts {
                 records: counted.records_out as i64,
-                batches: total as i32,
+                batches: total.saturating_sub(skipped) as i32,
                 rows_unmapped: counted.rows_failed as i64,
             },
             None,
@@ -263,6 +288,19 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
         records_unchanged = delta.map(|d| d.unchanged),
         records_missing = delta.and_then(|d| d.missing), "file transformed");
     Ok(())
+}
+
+/// Why a replay from forward cannot go on: its transform made other batches than the earlier
+/// run's (the config changed since), so "the batches not delivered" names other records.
+fn replay_mismatch(skip: &ReplaySkip, counted: &TransformReport, total: u32) -> Option<String> {
+    let same =
+        i64::from(skip.batches) == i64::from(total) && skip.records == counted.records_out as i64;
+    (!same).then(|| {
+        format!(
+            "replay of {} from forward: the earlier run made {} batches of {} records, this one              {total} of {}: the mapping or batch size changed since; replay it --from transform",
+            skip.of, skip.batches, skip.records, counted.records_out
+        )
+    })
 }
 
 fn date_filter(range: &sluice_core::message::DateRange) -> Result<DateFilter, String> {

@@ -1,0 +1,599 @@
+//! `sluice replay`: re-run finished files from a stage, as new runs. The earlier run is never
+//! changed (its row, history and API calls stay; a `replay` event names the new run), and the
+//! new run has its own file id, so its batches have their own ids and Idempotency-Keys.
+//!
+//! - `--from sanitize`: the original is copied to a new key beside it in quarantine, with
+//!   `sluice-replay-of` in its metadata; its Object Created event runs it through the whole
+//!   chain like any upload.
+//! - `--from transform`: the earlier clean file and report are copied to the new run's keys,
+//!   the new run's row is made at `sanitized`, and "file sanitized" goes to the transform queue.
+//! - `--from forward`: the same, but the transformer sends only the batches the earlier run
+//!   did not deliver (a snapshot taken now), after checking it makes the same batches.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use serde::Serialize;
+use serde_json::Value;
+use sluice_aws::{Clients, CopySource, ObjectStore, Queue};
+use sluice_core::layout;
+use sluice_core::message::{full_from_metadata, DateRange, FileSanitized, REPLAY_OF_METADATA, V1};
+use sluice_core::FileStatus;
+use sluice_db::{file_id, Db, DbConfig, Earlier, ReplayError, ReplayFrom, Store};
+use uuid::Uuid;
+
+use crate::exit;
+
+/// The largest sanitize report read for the clean file's columns.
+const MAX_REPORT_BYTES: u64 = 4 * 1024 * 1024;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  sluice replay 6f1c2d3e-0b7a-5c8e-9d41-2a6b3c4d5e6f                 # from sanitize: the whole chain
+  sluice replay 6f1c2d3e-... --from transform --start 2026-11-01 --end 2026-11-30
+  sluice replay 6f1c2d3e-... --from forward                         # only the undelivered batches
+  sluice replay --dataset orders --since 24h --dry-run               # failed files of the last day
+  sluice replay --dataset orders --since 2026-11-20 --status failed,rejected --rate 1
+
+A replay is a new run with a new file id: its batches have new ids, so an API that drops
+repeated Idempotency-Keys takes them. The earlier run keeps its row, history and API calls.
+For a dataset with a record_key, records the API already acknowledged are not sent again
+unless --full.
+
+Needs DATABASE_URL; SLUICE_CLEAN_BUCKET and SLUICE_TRANSFORM_QUEUE_URL for --from transform
+or forward; AWS credentials (or AWS_ENDPOINT_URL for a local stand-in).
+Exit codes: 0 every file replayed (or listed with --dry-run); 1 a file was refused or could not
+be replayed (each line says why), or the database or AWS could not be reached; 2 bad usage.")]
+pub struct Args {
+    /// Files to replay (ids from `sluice status`).
+    #[arg(required_unless_present = "dataset")]
+    file_ids: Vec<Uuid>,
+    /// The stage to run again from: sanitize (the original), transform (the clean file) or
+    /// forward (the batches the earlier run did not deliver).
+    #[arg(long, default_value = "sanitize")]
+    from: ReplayFrom,
+    /// Date-range filter for the new run (YYYY-MM-DD); default: the one the file was uploaded
+    /// with.
+    #[arg(long, conflicts_with = "all_dates")]
+    start: Option<NaiveDate>,
+    /// End of the date-range filter (YYYY-MM-DD, inclusive).
+    #[arg(long, conflicts_with = "all_dates")]
+    end: Option<NaiveDate>,
+    /// No date-range filter, whatever the upload asked for.
+    #[arg(long)]
+    all_dates: bool,
+    /// Send every record again, even those the API acknowledged (a dataset with a record_key).
+    #[arg(long)]
+    full: bool,
+    /// Replay this dataset's finished files (with --since) instead of named ones.
+    #[arg(long, conflicts_with = "file_ids", requires = "since")]
+    dataset: Option<String>,
+    /// With --dataset: files updated since a duration back (30m, 24h, 7d) or a date.
+    #[arg(long, requires = "dataset")]
+    since: Option<String>,
+    /// With --dataset: the final statuses to replay, comma-separated (failed, rejected,
+    /// delivered). Files replayed before are left out.
+    #[arg(long, value_delimiter = ',', default_value = "failed")]
+    status: Vec<String>,
+    /// With --dataset: files replayed at most.
+    #[arg(long, default_value_t = 1000)]
+    limit: i64,
+    /// Files replayed per second at most.
+    #[arg(long, default_value_t = 2.0)]
+    rate: f64,
+    /// Say what would be replayed, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// PEM bundle to verify the server's TLS certificate (the RDS CA bundle).
+    #[arg(long, env = "SLUICE_DB_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// The clean bucket (for --from transform or forward).
+    #[arg(long, env = "SLUICE_CLEAN_BUCKET")]
+    clean_bucket: Option<String>,
+    /// The transform queue (for --from transform or forward).
+    #[arg(long, env = "SLUICE_TRANSFORM_QUEUE_URL")]
+    transform_queue_url: Option<String>,
+}
+
+/// What came of one file.
+#[derive(Debug, Serialize)]
+struct Line {
+    file_id: Uuid,
+    from: &'static str,
+    /// `replayed`, `would replay` (--dry-run), `refused` or `failed`.
+    result: &'static str,
+    /// The new run's file id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay: Option<Uuid>,
+    /// A replay from sanitize: the copy's key in quarantine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    /// A replay from forward: the earlier run's batches left out, as delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped_batches: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+impl Line {
+    fn new(file_id: Uuid, from: ReplayFrom, result: &'static str) -> Self {
+        Line {
+            file_id,
+            from: from.as_str(),
+            result,
+            replay: None,
+            key: None,
+            skipped_batches: None,
+            reason: None,
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut out = format!("{}  {:<12} from {}", self.file_id, self.result, self.from);
+        if let Some(new) = self.replay {
+            out.push_str(&format!("  as {new}"));
+        }
+        if let Some(key) = &self.key {
+            out.push_str(&format!("  ({key})"));
+        }
+        if let Some(n) = self.skipped_batches {
+            out.push_str(&format!("  ({n} delivered batch(es) left out)"));
+        }
+        if let Some(reason) = &self.reason {
+            out.push_str(&format!("  {reason}"));
+        }
+        out
+    }
+}
+
+pub fn run(args: Args) -> u8 {
+    if let Err(why) = check_usage(&args) {
+        eprintln!("sluice replay: {why}");
+        return exit::USAGE;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("sluice replay: starting the async runtime: {e}");
+            return exit::OPERATIONAL;
+        }
+    };
+    match runtime.block_on(replay_all(&args)) {
+        Ok(true) => exit::ACCEPTED,
+        Ok(false) => exit::OPERATIONAL,
+        Err(e) => {
+            eprintln!("sluice replay: {e:#}");
+            exit::OPERATIONAL
+        }
+    }
+}
+
+fn check_usage(args: &Args) -> Result<(), String> {
+    if !(args.rate > 0.0 && args.rate.is_finite()) {
+        return Err(format!(
+            "--rate {}: give files per second above 0",
+            args.rate
+        ));
+    }
+    if args.from == ReplayFrom::Forward && (args.start.is_some() || args.end.is_some() || args.full)
+    {
+        return Err(
+            "--from forward re-sends the earlier run's own batches: it takes no \
+                    --start, --end or --full (replay --from transform for those)"
+                .into(),
+        );
+    }
+    if let (Some(start), Some(end)) = (args.start, args.end) {
+        if start > end {
+            return Err(format!("--start {start} is after --end {end}"));
+        }
+    }
+    if args.from != ReplayFrom::Sanitize && !args.dry_run {
+        if args.clean_bucket.is_none() {
+            return Err("--from transform or forward needs the clean bucket: set \
+                        SLUICE_CLEAN_BUCKET or --clean-bucket"
+                .into());
+        }
+        if args.transform_queue_url.is_none() {
+            return Err(
+                "--from transform or forward needs the transform queue: set \
+                        SLUICE_TRANSFORM_QUEUE_URL or --transform-queue-url"
+                    .into(),
+            );
+        }
+    }
+    statuses(args)?;
+    Ok(())
+}
+
+fn statuses(args: &Args) -> Result<Vec<FileStatus>, String> {
+    args.status
+        .iter()
+        .map(|s| match s.parse::<FileStatus>() {
+            Ok(status) if status.is_final() => Ok(status),
+            _ => Err(format!(
+                "--status {s:?}: give final statuses (failed, rejected, delivered)"
+            )),
+        })
+        .collect()
+}
+
+/// Replays every file asked for, at most `rate` a second; false when one was not replayed.
+async fn replay_all(args: &Args) -> Result<bool> {
+    let config =
+        DbConfig::parse(&args.database_url, args.ca_file.as_deref()).context("DATABASE_URL")?;
+    let store = Store::new(Db::new(config));
+    let ids = match &args.dataset {
+        None => args.file_ids.clone(),
+        Some(dataset) => {
+            let since = args.since.as_deref().unwrap_or_default();
+            let since =
+                crate::duration::since(since, SystemTime::now()).map_err(anyhow::Error::msg)?;
+            let statuses = statuses(args).map_err(anyhow::Error::msg)?;
+            store
+                .replay_candidates(dataset, since, &statuses, args.limit.max(1))
+                .await
+                .context("reading file_process")?
+        }
+    };
+    let clients = Clients::from_env().await;
+    let ctx = Replayer {
+        args,
+        store: &store,
+        objects: ObjectStore::new(clients.s3.clone()),
+        queue: args
+            .transform_queue_url
+            .as_ref()
+            .map(|url| Queue::new(clients.sqs.clone(), url.clone())),
+    };
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut done, mut not_done) = (0usize, 0usize);
+    for id in ids {
+        ticks.tick().await;
+        let line = ctx.replay(id).await;
+        match line.result {
+            "replayed" | "would replay" => done += 1,
+            _ => not_done += 1,
+        }
+        match args.json {
+            true => println!("{}", serde_json::to_string(&line).unwrap_or_default()),
+            false => println!("{}", line.text()),
+        }
+    }
+    if !args.json {
+        let verb = if args.dry_run {
+            "to replay"
+        } else {
+            "replayed"
+        };
+        println!("{done} file(s) {verb}, {not_done} not");
+    }
+    Ok(not_done == 0)
+}
+
+struct Replayer<'a> {
+    args: &'a Args,
+    store: &'a Store,
+    objects: ObjectStore,
+    queue: Option<Queue>,
+}
+
+impl Replayer<'_> {
+    async fn replay(&self, id: Uuid) -> Line {
+        let from = self.args.from;
+        let earlier = match self.store.replay_source(id).await {
+            Ok(Some(earlier)) => earlier,
+            Ok(None) => return refused(id, from, format!("no file {id} in the status store")),
+            Err(e) => return failed(id, from, format!("reading file_process: {e}")),
+        };
+        if let Err(e) = earlier.check(from) {
+            return refused(id, from, e.to_string());
+        }
+        if self.args.dry_run {
+            return Line::new(id, from, "would replay");
+        }
+        let replayed = match from {
+            ReplayFrom::Sanitize => self.copy_original(&earlier).await,
+            ReplayFrom::Transform | ReplayFrom::Forward => {
+                self.copy_clean_run(&earlier, from).await
+            }
+        };
+        replayed.unwrap_or_else(|(result, why)| {
+            let mut line = Line::new(id, from, result);
+            line.reason = Some(why);
+            line
+        })
+    }
+
+    /// A copy of the original beside it in quarantine, under a new name, naming the earlier
+    /// run; the sanitizer takes it from its Object Created event.
+    async fn copy_original(&self, earlier: &Earlier) -> Result<Line, (&'static str, String)> {
+        let (bucket, key) = (&earlier.source_bucket, &earlier.source_key);
+        let head = self
+            .objects
+            .head(bucket, key)
+            .await
+            .map_err(|e| ("failed", e.to_string()))?
+            .ok_or_else(|| {
+                (
+                    "refused",
+                    format!(
+                        "the original s3://{bucket}/{key} is gone from quarantine (expired?): \
+                         replay it --from transform"
+                    ),
+                )
+            })?;
+        let mut metadata = self.metadata_for_copy(head.metadata);
+        metadata.insert(REPLAY_OF_METADATA.into(), earlier.id.to_string());
+        let metadata: Vec<(&str, &str)> = metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let new_key = sibling_key(key, Uuid::new_v4());
+        let source = CopySource {
+            bucket,
+            key,
+            etag: &head.etag,
+            size: head.size,
+        };
+        let etag = self
+            .objects
+            .copy(source, bucket, &new_key, &metadata)
+            .await
+            .map_err(|e| ("failed", e.to_string()))?;
+        let new = file_id(bucket, &new_key, &etag);
+        self.store
+            .note_replay(earlier.id, new, ReplayFrom::Sanitize)
+            .await
+            .map_err(|e| {
+                let why =
+                    format!("copied to {new_key} (its run is {new}), but noting it failed: {e}");
+                ("failed", why)
+            })?;
+        let mut line = Line::new(earlier.id, ReplayFrom::Sanitize, "replayed");
+        line.replay = Some(new);
+        line.key = Some(new_key);
+        Ok(line)
+    }
+
+    /// The upload's metadata with this replay's date range and full flag.
+    fn metadata_for_copy(&self, mut metadata: HashMap<String, String>) -> HashMap<String, String> {
+        let args = self.args;
+        if args.all_dates || args.start.is_some() || args.end.is_some() {
+            metadata.remove("sluice-date-start");
+            metadata.remove("sluice-date-end");
+        }
+        if let Some(start) = args.start {
+            metadata.insert("sluice-date-start".into(), start.to_string());
+        }
+        if let Some(end) = args.end {
+            metadata.insert("sluice-date-end".into(), end.to_string());
+        }
+        if args.full {
+            metadata.insert("sluice-full".into(), "true".into());
+        }
+        metadata
+    }
+
+    /// The earlier clean file and report copied to the new run's keys, its row at
+    /// `sanitized`, and "file sanitized" sent.
+    async fn copy_clean_run(
+        &self,
+        earlier: &Earlier,
+        from: ReplayFrom,
+    ) -> Result<Line, (&'static str, String)> {
+        let fail = |e: &dyn std::fmt::Display| ("failed", e.to_string());
+        let (Some(clean_bucket), Some(queue)) = (&self.args.clean_bucket, &self.queue) else {
+            return Err(("failed", "no clean bucket or transform queue".into()));
+        };
+        let (date_range, full) = self.date_range_of(earlier).await?;
+        let dataset = earlier.dataset.clone().unwrap_or_default();
+        let earlier_clean = earlier.clean_key.clone().unwrap_or_default();
+        let head = self
+            .objects
+            .head(clean_bucket, &earlier_clean)
+            .await
+            .map_err(|e| fail(&e))?
+            .ok_or_else(|| {
+                let why = format!(
+                    "the clean file s3://{clean_bucket}/{earlier_clean} is gone: replay it \
+                     --from sanitize"
+                );
+                ("refused", why)
+            })?;
+        let new = Uuid::new_v4();
+        let clean_key = layout::clean_key(&dataset, new);
+        let source = CopySource {
+            bucket: clean_bucket,
+            key: &earlier_clean,
+            etag: &head.etag,
+            size: head.size,
+        };
+        self.objects
+            .copy(source, clean_bucket, &clean_key, &[])
+            .await
+            .map_err(|e| fail(&e))?;
+        let columns = self.copy_report(clean_bucket, earlier.id, new).await?;
+        let replayed = match self
+            .store
+            .start_replay(earlier.id, new, from, &clean_key)
+            .await
+        {
+            Ok(replayed) => replayed,
+            Err(ReplayError::Refused(why)) => return Err(("refused", why)),
+            Err(e) => return Err(fail(&e)),
+        };
+        let message = FileSanitized {
+            v: V1,
+            file_id: new,
+            dataset,
+            clean_bucket: clean_bucket.clone(),
+            clean_key,
+            rows: replayed.rows.max(0) as u64,
+            columns,
+            date_range,
+            resend: false,
+            full,
+        };
+        let body = serde_json::to_string(&message).map_err(|e| fail(&e))?;
+        queue.send_all(&[body]).await.map_err(|e| {
+            let why = format!(
+                "run {new} was made but \"file sanitized\" could not be sent ({e}): the listener \
+                 re-drives it once it is stale"
+            );
+            ("failed", why)
+        })?;
+        let mut line = Line::new(earlier.id, from, "replayed");
+        line.replay = Some(new);
+        line.skipped_batches = replayed.skip.map(|s| s.delivered.len());
+        Ok(line)
+    }
+
+    /// The date range and full flag of the new run: asked for now, or the upload's, which
+    /// only its quarantine object knows.
+    async fn date_range_of(
+        &self,
+        earlier: &Earlier,
+    ) -> Result<(Option<DateRange>, bool), (&'static str, String)> {
+        let args = self.args;
+        let asked = (args.start.is_some() || args.end.is_some()).then(|| DateRange {
+            start: args.start.map(|d| d.to_string()),
+            end: args.end.map(|d| d.to_string()),
+        });
+        let (bucket, key) = (&earlier.source_bucket, &earlier.source_key);
+        let head = self
+            .objects
+            .head(bucket, key)
+            .await
+            .map_err(|e| ("failed", e.to_string()))?;
+        match head {
+            Some(head) => {
+                let uploaded = DateRange::from_metadata(&head.metadata);
+                let range = match (args.all_dates, asked) {
+                    (true, _) => None,
+                    (false, Some(asked)) => Some(asked),
+                    (false, None) => uploaded,
+                };
+                Ok((range, args.full || full_from_metadata(&head.metadata)))
+            }
+            None if args.all_dates || asked.is_some() => Ok((asked, args.full)),
+            None => Err((
+                "refused",
+                format!(
+                    "the original s3://{bucket}/{key} is gone from quarantine, so the date \
+                     range it was uploaded with is unknown: give --start/--end or --all-dates"
+                ),
+            )),
+        }
+    }
+
+    /// Copies the earlier sanitize report to the new run's key (for the listener's re-drive
+    /// and for operators) and returns the clean file's columns from it.
+    async fn copy_report(
+        &self,
+        bucket: &str,
+        earlier: Uuid,
+        new: Uuid,
+    ) -> Result<Vec<String>, (&'static str, String)> {
+        let fail = |e: &dyn std::fmt::Display| ("failed", e.to_string());
+        let key = layout::sanitize_report_key(earlier);
+        let Some(head) = self
+            .objects
+            .head(bucket, &key)
+            .await
+            .map_err(|e| fail(&e))?
+        else {
+            return Ok(Vec::new());
+        };
+        let source = CopySource {
+            bucket,
+            key: &key,
+            etag: &head.etag,
+            size: head.size,
+        };
+        self.objects
+            .copy(source, bucket, &layout::sanitize_report_key(new), &[])
+            .await
+            .map_err(|e| fail(&e))?;
+        let report = self
+            .objects
+            .read_small(bucket, &key, MAX_REPORT_BYTES)
+            .await
+            .map_err(|e| fail(&e))?;
+        let report: Value = serde_json::from_slice(&report).unwrap_or_default();
+        Ok(report["headers"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+fn refused(id: Uuid, from: ReplayFrom, why: String) -> Line {
+    let mut line = Line::new(id, from, "refused");
+    line.reason = Some(why);
+    line
+}
+
+fn failed(id: Uuid, from: ReplayFrom, why: String) -> Line {
+    let mut line = Line::new(id, from, "failed");
+    line.reason = Some(why);
+    line
+}
+
+/// A new key beside `key` for the same file name: `<dir>/<uuid>-<name>`, with the upload's own
+/// `<uuid>-` taken off the name, so a replay keeps the file's name (and its delta scope).
+fn sibling_key(key: &str, uuid: Uuid) -> String {
+    let (dir, name) = key.rsplit_once('/').unwrap_or(("", key));
+    let name = strip_uuid(name);
+    match dir {
+        "" => format!("{uuid}-{name}"),
+        dir => format!("{dir}/{uuid}-{name}"),
+    }
+}
+
+fn strip_uuid(name: &str) -> &str {
+    match name.get(..37) {
+        Some(head) if head.ends_with('-') && Uuid::parse_str(&head[..36]).is_ok() => &name[37..],
+        _ => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_copy_sits_beside_the_original_under_the_same_name() {
+        let uuid = Uuid::nil();
+        assert_eq!(
+            sibling_key(
+                "incoming/orders/2026/11/23/6f1c2d3e-0b7a-4c8e-9d41-2a6b3c4d5e6f-orders am.csv",
+                uuid
+            ),
+            format!("incoming/orders/2026/11/23/{uuid}-orders am.csv")
+        );
+        assert_eq!(
+            sibling_key("incoming/orders/a.csv", uuid),
+            format!("incoming/orders/{uuid}-a.csv")
+        );
+        assert_eq!(sibling_key("a.csv", uuid), format!("{uuid}-a.csv"));
+    }
+}
