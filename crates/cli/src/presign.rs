@@ -43,6 +43,9 @@ pub struct Args {
     /// Pipeline config, for the dataset's prefix with --put.
     #[arg(long, env = "SLUICE_CONFIG", default_value = "pipelines.toml")]
     config: std::path::PathBuf,
+    /// Print one JSON object: method, url, bucket, key, expires_at.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(args: Args) -> u8 {
@@ -108,6 +111,9 @@ async fn presign(args: &Args, expires: Duration) -> Result<String> {
             .presigned(presigning)
             .await
             .context("presigning the PUT")?;
+        if args.json {
+            return Ok(url_json("PUT", request.uri(), &bucket, &key, expires));
+        }
         return Ok(format!("{}\nkey: s3://{bucket}/{key}\n", request.uri()));
     }
     let Some(bucket) = args
@@ -125,7 +131,22 @@ async fn presign(args: &Args, expires: Duration) -> Result<String> {
         .presigned(presigning)
         .await
         .context("presigning the GET")?;
+    if args.json {
+        return Ok(url_json("GET", request.uri(), &bucket, &args.key, expires));
+    }
     Ok(format!("{}\n", request.uri()))
+}
+
+fn url_json(method: &str, url: &str, bucket: &str, key: &str, expires: Duration) -> String {
+    let at = DateTime::<Utc>::from(std::time::SystemTime::now() + expires);
+    let out = serde_json::json!({
+        "method": method,
+        "url": url,
+        "bucket": bucket,
+        "key": key,
+        "expires_at": at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    });
+    format!("{out}\n")
 }
 
 /// A URL signed with temporary credentials stops working when they expire, whatever its own

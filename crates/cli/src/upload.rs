@@ -16,6 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use sluice_aws::{describe, Clients};
 use sluice_core::drop::quarantine_key;
@@ -66,6 +67,10 @@ pub struct Args {
     /// Pipeline config (for the dataset's prefix).
     #[arg(long, env = "SLUICE_CONFIG", default_value = "pipelines.toml")]
     config: PathBuf,
+    /// Print one JSON object per file (path, result, key, bytes, parts) and a summary object
+    /// last, instead of the summary line.
+    #[arg(long)]
+    json: bool,
 }
 
 /// What is kept on disk per file content (`<state>/<sha256>.json`).
@@ -149,16 +154,19 @@ async fn upload_all(args: &Args) -> Result<bool> {
         .map(|path| {
             let ctx = &ctx;
             async move {
-                let outcome = match path {
-                    Ok(path) => upload_file(ctx, &path).await.map_err(|e| (path, e)),
-                    Err(e) => Err((PathBuf::new(), e)),
-                };
-                outcome
+                match path {
+                    Ok(path) => {
+                        let outcome = upload_file(ctx, &path).await;
+                        (path, outcome)
+                    }
+                    Err(e) => (PathBuf::new(), Err(e)),
+                }
             }
         })
         .buffer_unordered(args.concurrency);
-    while let Some(outcome) = outcomes.next().await {
+    while let Some((path, outcome)) = outcomes.next().await {
         overall.inc(1);
+        let mut line = json!({ "path": path.display().to_string() });
         match outcome {
             Ok(Outcome::Uploaded {
                 key,
@@ -168,7 +176,7 @@ async fn upload_all(args: &Args) -> Result<bool> {
             }) => {
                 uploaded += 1;
                 bytes += b;
-                if resumed_parts > 0 {
+                if resumed_parts > 0 && !args.json {
                     say(
                         &overall,
                         format!(
@@ -176,15 +184,31 @@ async fn upload_all(args: &Args) -> Result<bool> {
                         ),
                     );
                 }
+                line["result"] = json!("uploaded");
+                line["key"] = json!(key);
+                line["bytes"] = json!(b);
+                line["parts"] = json!(parts);
+                line["resumed_parts"] = json!(resumed_parts);
             }
             Ok(Outcome::Skipped { key }) => {
                 skipped += 1;
-                say(&overall, format!("skipped (already uploaded as {key})"));
+                if !args.json {
+                    say(&overall, format!("skipped (already uploaded as {key})"));
+                }
+                line["result"] = json!("skipped");
+                line["key"] = json!(key);
             }
-            Err((path, e)) => {
+            Err(e) => {
                 failed += 1;
-                say(&overall, format!("FAILED {}: {e:#}", path.display()));
+                if !args.json {
+                    say(&overall, format!("FAILED {}: {e:#}", path.display()));
+                }
+                line["result"] = json!("failed");
+                line["error"] = json!(format!("{e:#}"));
             }
+        }
+        if args.json {
+            overall.suspend(|| println!("{line}"));
         }
         overall.set_message(format!(
             "{uploaded} uploaded, {skipped} skipped, {failed} failed"
@@ -192,6 +216,20 @@ async fn upload_all(args: &Args) -> Result<bool> {
     }
     overall.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
+    if args.json {
+        let summary = json!({
+            "summary": true,
+            "uploaded": uploaded,
+            "skipped": skipped,
+            "failed": failed,
+            "bytes": bytes,
+            "seconds": (secs * 10.0).round() / 10.0,
+            "bucket": args.bucket,
+            "prefix": prefix,
+        });
+        println!("{summary}");
+        return Ok(failed == 0);
+    }
     println!(
         "{uploaded} uploaded ({:.1} MB), {skipped} skipped (already uploaded), {failed} failed, in {secs:.1} s; \
          s3://{}/{prefix}",

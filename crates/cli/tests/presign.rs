@@ -73,9 +73,14 @@ async fn a_presigned_put_from_a_plain_client_lands_in_quarantine_and_a_get_reads
     let bytes = object.body.collect().await.unwrap().into_bytes();
     assert_eq!(&bytes[..], body.as_bytes());
 
-    let get = presign(&[&key, "--bucket", &bucket]);
+    let get = presign(&[&key, "--bucket", &bucket, "--json"]);
     assert_eq!(get.status.code(), Some(0), "{get:?}");
-    let url = String::from_utf8(get.stdout).unwrap().trim().to_string();
+    let get: serde_json::Value = serde_json::from_slice(&get.stdout).unwrap();
+    assert_eq!(
+        (&get["method"], &get["key"]),
+        (&"GET".into(), &key.as_str().into())
+    );
+    let url = get["url"].as_str().unwrap().to_string();
     let read = http.get(&url).send().await.unwrap();
     assert!(read.status().is_success());
     assert_eq!(read.text().await.unwrap(), body);

@@ -166,13 +166,35 @@ async fn an_interrupted_upload_resumes_and_a_finished_one_is_skipped() {
     let bytes = object.body.collect().await.unwrap().into_bytes();
     assert!(bytes[..] == big[..], "the big file arrived whole");
 
-    // And a third run has nothing to do.
-    let again = upload_command(&dir, &state, &bucket).output().unwrap();
+    // And a third run has nothing to do; with --json, a line per file and a summary last.
+    let again = upload_command(&dir, &state, &bucket)
+        .arg("--json")
+        .output()
+        .unwrap();
     let said = text(&again);
     assert_eq!(again.status.code(), Some(0), "{said}");
-    assert!(
-        said.contains("0 uploaded") && said.contains("4 skipped"),
-        "{said}"
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&again.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 5, "{said}");
+    for file in &lines[..4] {
+        assert_eq!(file["result"], "skipped", "{file}");
+        assert!(keys.contains(&file["key"].as_str().unwrap()), "{file}");
+    }
+    let summary = &lines[4];
+    assert_eq!(
+        (
+            &summary["uploaded"],
+            &summary["skipped"],
+            &summary["failed"]
+        ),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(4),
+            &serde_json::json!(0)
+        ),
+        "{summary}"
     );
 
     let _ = std::fs::remove_dir_all(&root);
