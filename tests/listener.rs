@@ -623,6 +623,7 @@ async fn a_file_left_sanitizing_by_a_killed_worker_is_redriven_to_delivered() {
             etag: &etag,
             size: 1,
             replay_of: None,
+            uploaded_by: None,
         })
         .await
         .unwrap();

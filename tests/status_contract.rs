@@ -63,6 +63,7 @@ async fn received<S: StatusStore>(store: &S, name: &str) -> Uuid {
             etag: "e1",
             size: 10,
             replay_of: None,
+            uploaded_by: None,
         })
         .await
         .unwrap()
@@ -145,6 +146,7 @@ async fn a_file_is_registered_once_per_source_object<S: StatusStore>(store: &S) 
         etag: "\"abc\"",
         size: 1,
         replay_of: None,
+        uploaded_by: None,
     };
     let first = store.register(&file).await.unwrap();
     let again = store.register(&file).await.unwrap();

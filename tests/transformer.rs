@@ -337,6 +337,7 @@ async fn a_message_that_overtakes_the_sanitizers_status_write_is_retried_not_dro
             etag: "e",
             size: 1,
             replay_of: None,
+            uploaded_by: None,
         })
         .await
         .unwrap()

@@ -195,6 +195,7 @@ async fn sanitized(store: &Store, key: &str) -> Result<Uuid, Error> {
             etag: "bench",
             size: 0,
             replay_of: None,
+            uploaded_by: None,
         })
         .await?
         .id;

@@ -186,6 +186,7 @@ async fn transformed_file(
             etag: "e",
             size: 1,
             replay_of: None,
+            uploaded_by: None,
         })
         .await?
         .id;

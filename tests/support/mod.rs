@@ -107,6 +107,7 @@ impl World {
                 etag: "e",
                 size: 1,
                 replay_of: None,
+                uploaded_by: None,
             })
             .await
             .unwrap()

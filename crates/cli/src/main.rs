@@ -1,5 +1,6 @@
 //! `sluice`: the operators' command and local runs of the pipeline stages.
 
+mod dashboard;
 mod dataset;
 mod dlq;
 mod doctor;
@@ -63,6 +64,8 @@ enum Command {
     /// Checks a deployment's wiring: credentials, buckets, queues and dead-letter queues,
     /// secrets, the database and its migrations; one PASS/FAIL line each with what to do.
     Doctor(doctor::Args),
+    /// The read-only dashboard over the status store, on a local port.
+    Dashboard(dashboard::Args),
     /// Re-run finished files from a stage (sanitize, transform or forward) as new runs; the
     /// earlier run's history stays.
     Replay(replay::Args),
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Upload(args) => upload::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Dashboard(args) => dashboard::run(args),
     };
     ExitCode::from(code)
 }

@@ -20,6 +20,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use sluice_aws::{describe, Clients};
 use sluice_core::drop::quarantine_key;
+use sluice_core::message::UPLOADED_BY_METADATA;
 use sluice_core::PipelineConfig;
 use uuid::Uuid;
 
@@ -67,6 +68,10 @@ pub struct Args {
     /// Pipeline config (for the dataset's prefix).
     #[arg(long, env = "SLUICE_CONFIG", default_value = "pipelines.toml")]
     config: PathBuf,
+    /// Who is uploading, kept as the objects' `sluice-uploaded-by` metadata and named in the
+    /// files' notifications (default: the USER environment variable).
+    #[arg(long, env = "SLUICE_UPLOADED_BY")]
+    uploaded_by: Option<String>,
     /// Print one JSON object per file (path, result, key, bytes, parts) and a summary object
     /// last, instead of the summary line.
     #[arg(long)]
@@ -440,6 +445,14 @@ fn note_unlisted(file: &str, e: &anyhow::Error) {
 
 fn metadata(args: &Args, name: &str) -> Vec<(String, String)> {
     let mut out = vec![("sluice-source-name".to_string(), name.to_string())];
+    let who = args
+        .uploaded_by
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|w| !w.trim().is_empty());
+    if let Some(who) = who {
+        out.push((UPLOADED_BY_METADATA.into(), who));
+    }
     if let Some(start) = args.start {
         out.push(("sluice-date-start".into(), start.to_string()));
     }

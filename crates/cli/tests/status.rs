@@ -90,6 +90,7 @@ async fn received(store: &Store, name: &str) -> Uuid {
             etag: "e",
             size: 100,
             replay_of: None,
+            uploaded_by: None,
         })
         .await
         .unwrap()

@@ -37,6 +37,10 @@ pub const SITE_METADATA: &str = "sluice-site";
 /// Object metadata naming the earlier run a quarantine object replays (`sluice replay --from
 /// sanitize` copies the original to a new key with it).
 pub const REPLAY_OF_METADATA: &str = "sluice-replay-of";
+
+/// Object metadata naming who uploaded a file (`sluice upload` sets it), passed on in the
+/// file's final-status notification.
+pub const UPLOADED_BY_METADATA: &str = "sluice-uploaded-by";
 /// Quarantine object metadata naming the drop object a file was copied from (`s3://…`).
 pub const SOURCE_METADATA: &str = "sluice-source";
 

@@ -130,8 +130,24 @@ impl DbConfig {
     }
 
     /// Puts every query of these connections in `schema` (tests use one schema each).
-    pub fn with_schema(mut self, schema: &str) -> Self {
-        self.pg.options(format!("-c search_path={schema}"));
+    pub fn with_schema(self, schema: &str) -> Self {
+        self.with_option(&format!("search_path={schema}"))
+    }
+
+    /// Connections that act as `role` (the dashboard's `sluice_dashboard`, which may read only
+    /// the dashboard views) in read-only transactions, whoever logs in.
+    pub fn read_only_as(self, role: &str) -> Self {
+        self.with_option(&format!("role={role}"))
+            .with_option("default_transaction_read_only=on")
+    }
+
+    /// Adds `-c name=value` to the connection's options, after any the URL gave.
+    fn with_option(mut self, setting: &str) -> Self {
+        let options = match self.pg.get_options() {
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} -c {setting}"),
+            _ => format!("-c {setting}"),
+        };
+        self.pg.options(options);
         self
     }
 

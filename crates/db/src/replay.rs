@@ -213,7 +213,7 @@ impl Store {
             .query_opt(
                 "SELECT NULLIF(dataset, ''), status, clean_key, batches_sent, records, rows_in,
                         rows_out, rows_rejected, source_bucket, source_key, source_etag,
-                        source_size, site
+                        source_size, site, uploaded_by
                  FROM file_process WHERE id = $1 FOR UPDATE",
                 &[&earlier],
             )
@@ -240,8 +240,8 @@ impl Store {
         tx.execute(
             "INSERT INTO file_process
                  (id, dataset, site, source_bucket, source_key, source_etag, source_size, status,
-                  replay_of, replay_from, replay_skip)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'received', $8, $9, $10)",
+                  replay_of, replay_from, replay_skip, uploaded_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'received', $8, $9, $10, $11)",
             &[
                 &new,
                 &dataset,
@@ -253,6 +253,7 @@ impl Store {
                 &earlier,
                 &from.as_str(),
                 &skip.as_ref().map(|s| json!(s)),
+                &row.get::<_, Option<String>>(13),
             ],
         )
         .await?;

@@ -15,7 +15,8 @@ macro_rules! file_columns {
         "id, dataset, source_bucket, source_key, source_etag, source_size, clean_key, status,
          failed_stage, error, rows_in, rows_out, rows_rejected, received_at, updated_at,
          records, batches_sent, rows_unmapped, batches_delivered, site, records_new,
-         records_changed, records_unchanged, records_missing, replay_of, replay_from"
+         records_changed, records_unchanged, records_missing, replay_of, replay_from,
+         uploaded_by"
     };
 }
 const FILE_COLUMNS: &str = file_columns!();
@@ -53,6 +54,7 @@ fn file_row(r: &tokio_postgres::Row) -> Result<FileRow, DbError> {
         records_missing: r.get(23),
         replay_of: r.get(24),
         replay_from: r.get(25),
+        uploaded_by: r.get(26),
     })
 }
 
@@ -89,9 +91,9 @@ impl Store {
                 "WITH earlier AS (SELECT id FROM file_process WHERE id = $8)
                  INSERT INTO file_process
                      (id, dataset, source_bucket, source_key, source_etag, source_size, site,
-                      status, replay_of, replay_from)
+                      status, replay_of, replay_from, uploaded_by)
                  SELECT $1, $2, $3, $4, $5, $6, $7, 'received', e.id,
-                        CASE WHEN e.id IS NULL THEN NULL ELSE 'sanitize' END
+                        CASE WHEN e.id IS NULL THEN NULL ELSE 'sanitize' END, $9
                  FROM (SELECT 1) one LEFT JOIN earlier e ON true
                  ON CONFLICT (source_bucket, source_key, source_etag)
                      WHERE replay_from IS NULL OR replay_from = 'sanitize' DO NOTHING
@@ -105,6 +107,7 @@ impl Store {
                     &file.size,
                     &file.site,
                     &file.replay_of,
+                    &file.uploaded_by,
                 ],
             )
             .await?;

@@ -263,6 +263,7 @@ impl StatusStore for MemoryStore {
                 records_missing: None,
                 replay_of,
                 replay_from: replay_of.map(|_| "sanitize".to_string()),
+                uploaded_by: file.uploaded_by.map(str::to_string),
                 received_at: now,
                 updated_at: now,
             },

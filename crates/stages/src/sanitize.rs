@@ -7,7 +7,8 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sluice_core::message::{
-    full_from_metadata, DateRange, FileSanitized, REPLAY_OF_METADATA, SITE_METADATA, V1,
+    full_from_metadata, DateRange, FileSanitized, REPLAY_OF_METADATA, SITE_METADATA,
+    UPLOADED_BY_METADATA, V1,
 };
 use sluice_core::sanitize::drive::sanitize_async;
 use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
@@ -113,6 +114,7 @@ pub async fn sanitize_object<O: Objects, S: StatusStore, Q: Outbox>(
                 .metadata
                 .get(REPLAY_OF_METADATA)
                 .and_then(|v| v.parse().ok()),
+            uploaded_by: meta.metadata.get(UPLOADED_BY_METADATA).map(String::as_str),
         })
         .await
         .map_err(Fault::store)?;
@@ -285,8 +287,18 @@ async fn publish<O: Objects, S: StatusStore, Q: Outbox>(
     Ok(())
 }
 
-/// The event detail: the report's figures, no cell contents.
+/// Rejected rows named in the event (the report has them all).
+const REJECTS_IN_EVENT: usize = 10;
+
+/// The event detail: the report's figures and its first rejected rows (line, column and
+/// reason), no cell contents.
 fn summary(report: &Report) -> Value {
+    let first_rejects: Vec<Value> = report
+        .rejects
+        .iter()
+        .take(REJECTS_IN_EVENT)
+        .map(|r| json!({ "line": r.line, "end_line": r.end_line, "column": r.column, "reason": r.reason }))
+        .collect();
     json!({
         "verdict": report.verdict,
         "reason": report.reason,
@@ -301,6 +313,7 @@ fn summary(report: &Report) -> Value {
         "cells": report.cells,
         "sha256_in": report.sha256_in,
         "sha256_out": report.sha256_out,
+        "first_rejects": first_rejects,
     })
 }
 

@@ -34,6 +34,8 @@ pub struct NewFile<'a> {
     /// The earlier run this upload replays (`sluice replay --from sanitize` copies the
     /// original to a new key with `sluice-replay-of` in its metadata).
     pub replay_of: Option<Uuid>,
+    /// Who uploaded it (`sluice-uploaded-by` metadata), for the dashboard and notifications.
+    pub uploaded_by: Option<&'a str>,
 }
 
 /// What registering a file found.
@@ -94,6 +96,7 @@ pub struct FileRow {
     /// A replay: the earlier run's file id and the stage it was replayed from.
     pub replay_of: Option<Uuid>,
     pub replay_from: Option<String>,
+    pub uploaded_by: Option<String>,
     pub received_at: SystemTime,
     pub updated_at: SystemTime,
 }

@@ -1,0 +1,86 @@
+//! `sluice dashboard`: the dashboard on a local port, over the status store in PostgreSQL
+//! (the same router as the dashboard Lambda).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sluice_aws::Clients;
+use sluice_dashboard::{router, Dlqs, State};
+use sluice_db::DbConfig;
+
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  DATABASE_URL=postgres://postgres@127.0.0.1:5432/test sluice dashboard
+  sluice dashboard --listen 0.0.0.0:8080 --dlq-urls \"$FORWARD_DLQ_URL,$TRANSFORM_DLQ_URL\"
+
+Open http://127.0.0.1:8080/ (overview), /files, /files/<id>, /health; the same data as JSON
+under /api/. It reads the dashboard views as the read-only role sluice_dashboard (made by the
+migrations; run `sluice migrate` first).
+Exit codes: 0 stopped with Ctrl-C; 1 the port or the database could not be used; 2 bad usage.")]
+pub struct Args {
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// PEM bundle to verify the server's TLS certificate (the RDS CA bundle).
+    #[arg(long, env = "SLUICE_DB_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Dead-letter queue URLs whose depth the overview shows (comma-separated; needs AWS
+    /// credentials or AWS_ENDPOINT_URL).
+    #[arg(long, env = "SLUICE_DLQ_URLS")]
+    dlq_urls: Option<String>,
+    /// Seconds without a move that make an unfinished file with no lease stuck.
+    #[arg(long, env = "SLUICE_STALE_AFTER_SECONDS", default_value_t = 3600)]
+    stale_after: u64,
+}
+
+pub fn run(args: Args) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("sluice dashboard: {e}");
+            return exit::OPERATIONAL;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => exit::ACCEPTED,
+        Err(e) => {
+            eprintln!("sluice dashboard: {e:#}");
+            exit::OPERATIONAL
+        }
+    }
+}
+
+async fn serve(args: Args) -> Result<()> {
+    let config =
+        DbConfig::parse(&args.database_url, args.ca_file.as_deref()).context("DATABASE_URL")?;
+    let dlqs = match args.dlq_urls.as_deref().filter(|u| !u.trim().is_empty()) {
+        Some(urls) => Some(Dlqs {
+            sqs: Clients::from_env().await.sqs,
+            urls: urls.split(',').map(|u| u.trim().to_string()).collect(),
+        }),
+        None => None,
+    };
+    let state = State::new(config, dlqs, Duration::from_secs(args.stale_after));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("sluice dashboard on http://{}/", listener.local_addr()?);
+    axum::serve(listener, router(Arc::new(state)))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving")
+}

@@ -1,0 +1,67 @@
+//! Sluice's dashboard: what operators open instead of psql. One axum router, server-rendered
+//! pages (askama) that work with JavaScript off, and the same data as JSON under `/api/`.
+//! `sluice dashboard` serves it on a port; the `sluice-dashboard` Lambda (feature `lambda`)
+//! serves it behind a Function URL. It reads the dashboard views through a read-only role.
+//!
+//! | page | JSON |
+//! |---|---|
+//! | `/` overview of a window | `/api/overview` |
+//! | `/files` filterable list | `/api/files` |
+//! | `/files/{id}` one file | `/api/files/{id}` |
+//! | `/health` API health per dataset | `/api/health` |
+
+mod dlq;
+mod pages;
+pub mod queries;
+mod window;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use sluice_db::{Db, DbConfig};
+
+pub use dlq::{DlqDepth, Dlqs};
+pub use window::Window;
+
+/// The role the dashboard reads as: it may read the dashboard views and nothing else.
+pub const ROLE: &str = "sluice_dashboard";
+
+/// What the handlers share.
+pub struct State {
+    pub db: Db,
+    /// Dead-letter queues whose depth the overview shows (none configured: not shown).
+    pub dlqs: Option<Dlqs>,
+    /// No move for this long makes an unfinished file with no lease stuck (the listener's
+    /// `SLUICE_STALE_AFTER_SECONDS`).
+    pub stale_after: Duration,
+}
+
+impl State {
+    /// The dashboard's database settings: `config`, acting as [`ROLE`] in read-only
+    /// transactions.
+    pub fn new(config: DbConfig, dlqs: Option<Dlqs>, stale_after: Duration) -> Self {
+        State {
+            db: Db::new(config.read_only_as(ROLE)),
+            dlqs,
+            stale_after,
+        }
+    }
+}
+
+/// Every page and JSON endpoint.
+pub fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/files", get(pages::files))
+        .route("/files/{id}", get(pages::file))
+        .route("/health", get(pages::health))
+        .route("/api/overview", get(pages::overview_json))
+        .route("/api/files", get(pages::files_json))
+        .route("/api/files/{id}", get(pages::file_json))
+        .route("/api/health", get(pages::health_json))
+        .route("/style.css", get(pages::style))
+        .fallback(pages::not_found)
+        .with_state(state)
+}

@@ -1,0 +1,44 @@
+//! The dashboard Lambda: the same router as `sluice dashboard`, behind a Function URL
+//! (`AuthType: AWS_IAM`). Wiring only: environment -> database settings -> router.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_aws::Clients;
+use sluice_dashboard::{router, Dlqs, State};
+use sluice_lambda::init_tracing;
+use sluice_lambda::setup::{database_config, DatabaseSettings};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    init_tracing();
+    let state = match state().await {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::error!(error = %e, "dashboard cannot start");
+            return Err(e);
+        }
+    };
+    lambda_http::run(router(Arc::new(state))).await
+}
+
+async fn state() -> Result<State, Box<dyn std::error::Error + Send + Sync>> {
+    let database = DatabaseSettings::from_env()?;
+    let clients = Clients::from_env().await;
+    let config = database_config(
+        database.url.as_deref(),
+        database.secret.as_deref(),
+        database.ca_file.as_deref(),
+        &clients,
+    )
+    .await?;
+    let stale = std::env::var("SLUICE_STALE_AFTER_SECONDS")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(3600);
+    Ok(State::new(
+        config,
+        Dlqs::from_env(clients.sqs.clone()),
+        Duration::from_secs(stale),
+    ))
+}

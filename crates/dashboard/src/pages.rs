@@ -1,0 +1,642 @@
+//! The handlers: each page reads through [`Queries`] and renders a template, or the same data
+//! as JSON.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Path, Query, State as Shared};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::dlq::DlqDepth;
+use crate::queries::{
+    parse_cursor, FileDetail, FileFilter, FileItem, FilePage, Health, Overview, Queries, Time,
+};
+use crate::window::{Window, WINDOWS};
+use crate::State;
+
+type Shared_ = Shared<Arc<State>>;
+
+/// Why a page could not be shown.
+pub enum PageError {
+    NotFound(String),
+    BadRequest(String),
+    Database(String),
+}
+
+impl From<sluice_db::DbError> for PageError {
+    fn from(e: sluice_db::DbError) -> Self {
+        tracing::error!(error = %e, "dashboard query failed");
+        PageError::Database(e.to_string())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            PageError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            PageError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            PageError::Database(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the status store could not be read: {m}"),
+            ),
+        };
+        let page = ErrorPage {
+            title: status.canonical_reason().unwrap_or("error").to_string(),
+            message,
+        };
+        (status, render(&page)).into_response()
+    }
+}
+
+fn render<T: Template>(page: &T) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a template failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    title: String,
+    message: String,
+}
+
+pub async fn not_found() -> PageError {
+    PageError::NotFound("no such page".into())
+}
+
+pub async fn style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../templates/style.css"),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WindowQuery {
+    window: Option<String>,
+}
+
+/// The overview and the queues' depths.
+#[derive(Serialize)]
+pub struct OverviewData {
+    window: &'static str,
+    #[serde(flatten)]
+    overview: Overview,
+    /// `null` when no dead-letter queue is configured (`SLUICE_DLQ_URLS`).
+    dlq: Option<Vec<DlqDepth>>,
+}
+
+async fn overview_data(state: &State, window: Window) -> Result<OverviewData, PageError> {
+    let queries = Queries { db: &state.db };
+    let overview = queries.overview(window.since(), state.stale_after).await?;
+    let dlq = match &state.dlqs {
+        Some(dlqs) => Some(dlqs.depths().await),
+        None => None,
+    };
+    Ok(OverviewData {
+        window: window.name,
+        overview,
+        dlq,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    windows: Vec<&'static str>,
+    data: OverviewData,
+    /// Datasets (rows) by status (columns) for the table.
+    datasets: Vec<(String, Vec<i64>)>,
+    statuses: Vec<&'static str>,
+}
+
+const STATUSES: [&str; 9] = [
+    "received",
+    "sanitizing",
+    "sanitized",
+    "transforming",
+    "transformed",
+    "delivering",
+    "delivered",
+    "rejected",
+    "failed",
+];
+
+pub async fn overview(
+    Shared(state): Shared_,
+    Query(q): Query<WindowQuery>,
+) -> Result<Response, PageError> {
+    let data = overview_data(&state, Window::parse(q.window.as_deref())).await?;
+    let mut datasets: Vec<(String, Vec<i64>)> = Vec::new();
+    for c in &data.overview.counts {
+        if datasets.last().map(|d| &d.0) != Some(&c.dataset) {
+            datasets.push((c.dataset.clone(), vec![0; STATUSES.len()]));
+        }
+        if let (Some(row), Some(i)) = (
+            datasets.last_mut(),
+            STATUSES.iter().position(|s| *s == c.status),
+        ) {
+            row.1[i] += c.files;
+        }
+    }
+    Ok(render(&OverviewPage {
+        windows: WINDOWS.iter().map(|w| w.name).collect(),
+        data,
+        datasets,
+        statuses: STATUSES.to_vec(),
+    }))
+}
+
+pub async fn overview_json(
+    Shared(state): Shared_,
+    Query(q): Query<WindowQuery>,
+) -> Result<Json<OverviewData>, PageError> {
+    Ok(Json(
+        overview_data(&state, Window::parse(q.window.as_deref())).await?,
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct FilesQuery {
+    dataset: Option<String>,
+    status: Option<String>,
+    site: Option<String>,
+    q: Option<String>,
+    window: Option<String>,
+    before: Option<String>,
+}
+
+fn nonempty(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+impl FilesQuery {
+    fn filter(&self) -> Result<FileFilter, PageError> {
+        let status = nonempty(&self.status);
+        if let Some(s) = &status {
+            if !STATUSES.contains(&s.as_str()) {
+                return Err(PageError::BadRequest(format!("unknown status {s:?}")));
+            }
+        }
+        let before = match nonempty(&self.before) {
+            Some(cursor) => Some(
+                parse_cursor(&cursor)
+                    .ok_or_else(|| PageError::BadRequest("bad page cursor".into()))?,
+            ),
+            None => None,
+        };
+        Ok(FileFilter {
+            dataset: nonempty(&self.dataset),
+            status,
+            site: nonempty(&self.site),
+            q: nonempty(&self.q),
+            since: nonempty(&self.window).map(|w| Window::parse(Some(&w)).since()),
+            before,
+        })
+    }
+
+    /// This query's parameters with another page cursor, for links.
+    fn with_before(&self, before: &str) -> String {
+        let mut pairs = url_pairs(self);
+        pairs.push(("before", before.to_string()));
+        encode(&pairs)
+    }
+}
+
+fn url_pairs(q: &FilesQuery) -> Vec<(&'static str, String)> {
+    [
+        ("dataset", &q.dataset),
+        ("status", &q.status),
+        ("site", &q.site),
+        ("q", &q.q),
+        ("window", &q.window),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| nonempty(v).map(|v| (k, v)))
+    .collect()
+}
+
+fn encode(pairs: &[(&str, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", percent(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Percent-encodes a query value.
+fn percent(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[derive(Template)]
+#[template(path = "files.html")]
+struct FilesPage {
+    page: FilePage,
+    datasets: Vec<String>,
+    sites: Vec<String>,
+    statuses: Vec<&'static str>,
+    windows: Vec<&'static str>,
+    dataset: String,
+    status: String,
+    site: String,
+    q: String,
+    window: String,
+    next_link: Option<String>,
+}
+
+pub async fn files(
+    Shared(state): Shared_,
+    Query(query): Query<FilesQuery>,
+) -> Result<Response, PageError> {
+    let filter = query.filter()?;
+    let queries = Queries { db: &state.db };
+    let page = queries.files(&filter).await?;
+    let (datasets, sites) = queries.choices().await?;
+    let next_link = page.next.as_deref().map(|n| query.with_before(n));
+    let text = |v: &Option<String>| nonempty(v).unwrap_or_default();
+    Ok(render(&FilesPage {
+        page,
+        datasets,
+        sites,
+        statuses: STATUSES.to_vec(),
+        windows: WINDOWS.iter().map(|w| w.name).collect(),
+        dataset: text(&query.dataset),
+        status: text(&query.status),
+        site: text(&query.site),
+        q: text(&query.q),
+        window: text(&query.window),
+        next_link,
+    }))
+}
+
+pub async fn files_json(
+    Shared(state): Shared_,
+    Query(query): Query<FilesQuery>,
+) -> Result<Json<FilePage>, PageError> {
+    let filter = query.filter()?;
+    Ok(Json(Queries { db: &state.db }.files(&filter).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FileQuery {
+    calls_after: Option<i64>,
+}
+
+async fn file_data(state: &State, id: &str, q: &FileQuery) -> Result<FileDetail, PageError> {
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| PageError::NotFound(format!("{id:?} is not a file id")))?;
+    Queries { db: &state.db }
+        .file(id, q.calls_after)
+        .await?
+        .ok_or_else(|| PageError::NotFound(format!("no file {id}")))
+}
+
+#[derive(Template)]
+#[template(path = "file.html")]
+struct FilePageView {
+    f: FileDetail,
+    /// `(label, value)` rows of the key figures.
+    figures: Vec<(&'static str, String)>,
+    /// The sanitize report's first rejected rows: line, column, reason.
+    rejects: Vec<(String, String, String)>,
+    cells: Vec<(String, String)>,
+    transform_figures: Vec<(String, String)>,
+    events: Vec<(String, String, String, String)>,
+}
+
+fn cell<T: ToString>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "–".into(), T::to_string)
+}
+
+pub fn when(t: &Time) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+pub async fn file(
+    Shared(state): Shared_,
+    Path(id): Path<String>,
+    Query(q): Query<FileQuery>,
+) -> Result<Response, PageError> {
+    let f = file_data(&state, &id, &q).await?;
+    let figures = vec![
+        ("rows in", cell(&f.rows_in)),
+        ("rows out", cell(&f.rows_out)),
+        ("rows rejected", cell(&f.rows_rejected)),
+        ("rows unmapped", cell(&f.rows_unmapped)),
+        ("records", cell(&f.records)),
+        ("records new / changed / unchanged / missing", {
+            let parts = [
+                &f.records_new,
+                &f.records_changed,
+                &f.records_unchanged,
+                &f.records_missing,
+            ];
+            match parts.iter().all(|p| p.is_none()) {
+                true => "–".into(),
+                false => parts
+                    .iter()
+                    .map(|p| cell(p))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+            }
+        }),
+        (
+            "batches delivered / sent",
+            format!("{} / {}", cell(&f.batches_delivered), cell(&f.batches_sent)),
+        ),
+        (
+            "claims (attempts) / re-drives",
+            format!("{} / {}", f.attempts, f.redrives),
+        ),
+    ];
+    let rejects = f
+        .sanitize
+        .as_ref()
+        .and_then(|s| s["first_rejects"].as_array())
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r["line"].to_string(),
+                        r["column"].as_str().unwrap_or("").to_string(),
+                        r["reason"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let cells = f
+        .sanitize
+        .as_ref()
+        .and_then(|s| s["cells"].as_object())
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.replace('_', " "), v.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let transform_figures = f
+        .transform
+        .as_ref()
+        .and_then(Value::as_object)
+        .map(|o| {
+            o.iter()
+                .filter(|(_, v)| !v.is_object() && !v.is_array() && !v.is_null())
+                .map(|(k, v)| (k.replace('_', " "), plain(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let events = f
+        .events
+        .iter()
+        .map(|e| {
+            (
+                when(&e.at),
+                e.stage.clone(),
+                e.status.clone(),
+                if e.detail == json!({}) {
+                    String::new()
+                } else {
+                    e.detail.to_string()
+                },
+            )
+        })
+        .collect();
+    Ok(render(&FilePageView {
+        f,
+        figures,
+        rejects,
+        cells,
+        transform_figures,
+        events,
+    }))
+}
+
+fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub async fn file_json(
+    Shared(state): Shared_,
+    Path(id): Path<String>,
+    Query(q): Query<FileQuery>,
+) -> Result<Json<FileDetail>, PageError> {
+    Ok(Json(file_data(&state, &id, &q).await?))
+}
+
+#[derive(Template)]
+#[template(path = "health.html")]
+struct HealthPage {
+    windows: Vec<&'static str>,
+    window: &'static str,
+    rows: Vec<Health>,
+}
+
+pub async fn health(
+    Shared(state): Shared_,
+    Query(q): Query<WindowQuery>,
+) -> Result<Response, PageError> {
+    let window = Window::parse(q.window.as_deref());
+    let rows = Queries { db: &state.db }.health(window.since()).await?;
+    Ok(render(&HealthPage {
+        windows: WINDOWS.iter().map(|w| w.name).collect(),
+        window: window.name,
+        rows,
+    }))
+}
+
+#[derive(Serialize)]
+pub struct HealthData {
+    window: &'static str,
+    datasets: Vec<Health>,
+}
+
+pub async fn health_json(
+    Shared(state): Shared_,
+    Query(q): Query<WindowQuery>,
+) -> Result<Json<HealthData>, PageError> {
+    let window = Window::parse(q.window.as_deref());
+    let datasets = Queries { db: &state.db }.health(window.since()).await?;
+    Ok(Json(HealthData {
+        window: window.name,
+        datasets,
+    }))
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |v| format!("{:.1} %", v * 100.0))
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |v| format!("{v:.0} ms"))
+}
+
+impl Overview {
+    pub fn failure_pct(&self) -> String {
+        pct(self.failure_rate)
+    }
+
+    pub fn rejection_pct(&self) -> String {
+        pct(self.rejection_rate)
+    }
+
+    pub fn per_hour(&self) -> String {
+        format!("{:.1}", self.files_per_hour)
+    }
+}
+
+impl Health {
+    pub fn success_pct(&self) -> String {
+        pct(Some(self.success_rate))
+    }
+
+    pub fn p50(&self) -> String {
+        ms(self.p50_ms)
+    }
+
+    pub fn p95(&self) -> String {
+        ms(self.p95_ms)
+    }
+
+    pub fn error(&self) -> String {
+        self.last_error.clone().unwrap_or_default()
+    }
+}
+
+impl DlqDepth {
+    pub fn shown(&self) -> String {
+        match (&self.messages, &self.error) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(e)) => format!("unreadable: {e}"),
+            (None, None) => "–".into(),
+        }
+    }
+}
+
+impl FileItem {
+    pub fn dataset(&self) -> &str {
+        self.dataset.as_deref().unwrap_or("–")
+    }
+
+    pub fn rows_in(&self) -> String {
+        cell(&self.rows_in)
+    }
+
+    pub fn rejected(&self) -> String {
+        cell(&self.rows_rejected)
+    }
+
+    pub fn records(&self) -> String {
+        cell(&self.records)
+    }
+
+    pub fn received(&self) -> String {
+        when(&self.received_at)
+    }
+
+    pub fn updated(&self) -> String {
+        when(&self.updated_at)
+    }
+
+    pub fn batches(&self) -> String {
+        match self.batches_sent {
+            Some(sent) => format!("{}/{sent}", self.batches_delivered.unwrap_or(0)),
+            None => "–".into(),
+        }
+    }
+
+    pub fn short_error(&self) -> String {
+        let e = self.error.as_deref().unwrap_or("");
+        let mut out: String = e.chars().take(120).collect();
+        if e.chars().count() > 120 {
+            out.push('…');
+        }
+        out
+    }
+}
+
+impl FileDetail {
+    pub fn dataset(&self) -> &str {
+        self.dataset.as_deref().unwrap_or("– (no dataset matched)")
+    }
+
+    pub fn received(&self) -> String {
+        when(&self.received_at)
+    }
+
+    pub fn updated(&self) -> String {
+        when(&self.updated_at)
+    }
+
+    pub fn lease(&self) -> String {
+        match (&self.lease_owner, &self.lease_until) {
+            (Some(owner), Some(until)) => format!("{owner} until {}", when(until)),
+            _ => "–".into(),
+        }
+    }
+}
+
+impl crate::queries::Batch {
+    pub fn last(&self) -> String {
+        match (self.last_status, &self.last_error) {
+            (Some(s), _) => format!("HTTP {s}"),
+            (None, Some(e)) => e.clone(),
+            (None, None) => "–".into(),
+        }
+    }
+
+    pub fn at(&self) -> String {
+        when(&self.last_at)
+    }
+}
+
+impl crate::queries::Call {
+    pub fn status(&self) -> String {
+        self.http_status
+            .map_or_else(|| "no answer".into(), |s| format!("HTTP {s}"))
+    }
+
+    pub fn latency(&self) -> String {
+        self.latency_ms
+            .map_or_else(|| "–".into(), |l| format!("{l} ms"))
+    }
+
+    pub fn when(&self) -> String {
+        when(&self.at)
+    }
+
+    pub fn error(&self) -> String {
+        self.error.clone().unwrap_or_default()
+    }
+}
