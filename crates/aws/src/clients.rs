@@ -2,12 +2,13 @@
 
 use aws_config::BehaviorVersion;
 
-/// The S3, SQS and Secrets Manager clients of one process.
+/// The S3, SQS, Secrets Manager and EventBridge clients of one process.
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    pub events: aws_sdk_eventbridge::Client,
 }
 
 impl Clients {
@@ -26,6 +27,7 @@ impl Clients {
             s3: aws_sdk_s3::Client::from_conf(s3),
             sqs: aws_sdk_sqs::Client::new(&shared),
             secrets: aws_sdk_secretsmanager::Client::new(&shared),
+            events: aws_sdk_eventbridge::Client::new(&shared),
         }
     }
 }

@@ -8,12 +8,14 @@
 mod clients;
 pub mod copy;
 pub mod dlq;
+pub mod events;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;
 
 pub use clients::Clients;
 pub use copy::{CopySource, Head, ListPage, Listed};
+pub use events::EventBus;
 pub use s3::{ObjectMeta, ObjectStore, Upload};
 pub use sqs::Queue;
 

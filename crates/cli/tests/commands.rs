@@ -591,6 +591,29 @@ fn run_takes_the_examples_through_the_whole_chain_into_request_files() {
     // The clean file and the reports are where the summary says.
     let reports = Path::new(orders["reports"].as_str().unwrap());
     assert!(reports.join("sanitize.json").exists() && reports.join("transform.json").exists());
+    // Every final status is an event, as EventBridge would carry it, once.
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(out.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 4);
+    let messy = events
+        .iter()
+        .find(|e| e["detail"]["file_id"] == id)
+        .expect("the messy file's event");
+    assert_eq!(messy["detail-type"], "Sluice File Status Changed");
+    assert_eq!(messy["source"], "sluice");
+    assert_eq!(messy["id"], format!("{id}/delivered"));
+    assert_eq!(messy["detail"]["counts"]["records"], 11);
+    let rejected = events
+        .iter()
+        .find(|e| e["detail"]["status"] == "rejected")
+        .expect("the rejected file's event");
+    assert!(rejected["detail"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not a CSV"));
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod connect;
 mod drops;
 mod lease;
 mod migrate;
+mod notify;
 mod port;
 mod records;
 mod redrive;

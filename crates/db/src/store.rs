@@ -19,14 +19,14 @@ macro_rules! file_columns {
          uploaded_by"
     };
 }
-const FILE_COLUMNS: &str = file_columns!();
+pub(crate) const FILE_COLUMNS: &str = file_columns!();
 const SELECT_FILE: &str = concat!(
     "SELECT ",
     file_columns!(),
     " FROM file_process WHERE id = $1"
 );
 
-fn file_row(r: &tokio_postgres::Row) -> Result<FileRow, DbError> {
+pub(crate) fn file_row(r: &tokio_postgres::Row) -> Result<FileRow, DbError> {
     Ok(FileRow {
         id: r.get(0),
         dataset: r.get(1),

@@ -6,6 +6,7 @@ pub mod delivery;
 pub mod failure;
 pub mod lease;
 pub mod logging;
+pub mod notify;
 pub mod setup;
 
 pub use failure::{Failure, FailureKind};

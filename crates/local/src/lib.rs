@@ -2,11 +2,13 @@
 //! ([`FolderObjects`]), in-process queues ([`MemoryQueue`]) and the embedded status store
 //! ([`MemoryStore`]) that `sluice run` uses when `DATABASE_URL` is not set.
 
+mod events;
 mod folder;
 mod memory;
 mod queue;
 mod records;
 
+pub use events::EventsFile;
 pub use folder::{FolderError, FolderObjects, FolderUpload};
 pub use memory::{MemoryStore, Never};
 pub use queue::{Closed, MemoryQueue};

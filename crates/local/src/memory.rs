@@ -9,15 +9,15 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 use sluice_core::transform::delta::{DeltaReport, RecordHash};
 use sluice_core::{FileStatus, Stage};
 use sluice_stages::ports::{
-    file_id, ApiCall, BatchClaim, BatchHistory, CallLog, Claim, Compared, EventRow, FileRow, Lease,
-    Missing, NewFile, Planned, PlannedRecord, RecordState, Registered, RowCounts, StatusStore,
-    TransformCounts,
+    file_id, ApiCall, BatchClaim, BatchHistory, CallLog, Claim, Compared, EventRow, FileNotice,
+    FileRow, Lease, Missing, NewFile, Outstanding, Planned, PlannedRecord, RecordState, Registered,
+    RowCounts, StatusStore, TransformCounts,
 };
 use uuid::Uuid;
 
@@ -49,6 +49,9 @@ struct State {
     sources: HashMap<(String, String, String), Uuid>,
     calls: Vec<Call>,
     batch_claims: HashMap<String, Held>,
+    /// Notifications: files whose final status was published, and those taken until when.
+    published: HashSet<Uuid>,
+    held: HashMap<Uuid, SystemTime>,
 }
 
 #[derive(Debug)]
@@ -641,5 +644,55 @@ impl RecordState for MemoryStore {
 
     async fn record_delivered(&self, file: Uuid, seq: u32) -> Result<u64, Never> {
         Ok(self.records().delivered(file, seq))
+    }
+}
+
+impl Outstanding for MemoryStore {
+    type Error = Never;
+
+    async fn take_notices(&self, limit: usize, hold: Duration) -> Result<Vec<FileNotice>, Never> {
+        let now = SystemTime::now();
+        let mut state = self.state();
+        let State {
+            files,
+            published,
+            held,
+            ..
+        } = &mut *state;
+        let mut due: Vec<&FileRow> = files
+            .values()
+            .map(|e| &e.row)
+            .filter(|r| r.status.is_final() && !published.contains(&r.id))
+            .filter(|r| held.get(&r.id).is_none_or(|until| *until < now))
+            .collect();
+        due.sort_by_key(|r| (r.updated_at, r.id));
+        due.truncate(limit);
+        for row in &due {
+            held.insert(row.id, now + hold);
+        }
+        Ok(due.into_iter().map(FileNotice::of).collect())
+    }
+
+    async fn published(&self, event_ids: &[String]) -> Result<(), Never> {
+        let mut state = self.state();
+        for id in event_ids
+            .iter()
+            .filter_map(|e| e.split('/').next()?.parse().ok())
+        {
+            state.held.remove(&id);
+            state.published.insert(id);
+        }
+        Ok(())
+    }
+
+    async fn not_published(&self, event_ids: &[String], _error: &str) -> Result<(), Never> {
+        let mut state = self.state();
+        for id in event_ids
+            .iter()
+            .filter_map(|e| e.split('/').next()?.parse::<Uuid>().ok())
+        {
+            state.held.remove(&id);
+        }
+        Ok(())
     }
 }

@@ -15,8 +15,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             return Err(e.into());
         }
     };
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        handle(event, &deps)
+    let bus = sluice_lambda::notify::event_bus().await;
+    let (deps, bus) = (&deps, bus.as_ref());
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| async move {
+        let handled = handle(event, deps).await;
+        sluice_lambda::notify::publish(&deps.store, bus, sluice_lambda::notify::AFTER_INVOCATION)
+            .await;
+        handled
     }))
     .await
 }

@@ -18,10 +18,10 @@ use sluice_core::delivery::spec::check_endpoint;
 use sluice_core::drop::quarantine_key;
 use sluice_core::message::FileSanitized;
 use sluice_core::{Dataset, PipelineConfig};
-use sluice_local::{FolderObjects, MemoryQueue, MemoryStore};
+use sluice_local::{EventsFile, FolderObjects, MemoryQueue, MemoryStore};
 use sluice_stages::delivery::{http_client, Targets};
 use sluice_stages::forward::{forward_batch, Forward, MessageDelivery};
-use sluice_stages::ports::{Lease, RecordState};
+use sluice_stages::ports::{flush, Lease, Outstanding, RecordState};
 use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
 use sluice_stages::transform::{transform_file, Transform};
 use uuid::Uuid;
@@ -134,6 +134,9 @@ fn embedded_store(args: &Args) -> Result<MemoryStore> {
         .with_context(|| format!("reading the record state {}", path.display()))
 }
 
+/// Where final-status events go, under `--out` (appended run after run).
+pub const EVENTS_FILE: &str = "events.jsonl";
+
 /// Where the embedded store keeps what was delivered per record key, under `--out`.
 pub const RECORD_STATE_FILE: &str = "record-state.json";
 
@@ -186,7 +189,7 @@ async fn watch(args: &Args) -> Result<std::convert::Infallible> {
     }
 }
 
-async fn watch_with<S: RecordState + Keep>(
+async fn watch_with<S: RecordState + Keep + Outstanding>(
     args: &Args,
     config: &PipelineConfig,
     store: &S,
@@ -281,7 +284,7 @@ struct Chain<'a, S> {
     lease: Lease,
 }
 
-impl<'a, S: RecordState + Keep> Chain<'a, S> {
+impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
     async fn new(args: &'a Args, config: &'a PipelineConfig, store: &'a S) -> Result<Self> {
         let (targets, poster, destination) = match &args.api {
             Some(api) => {
@@ -353,6 +356,16 @@ impl<'a, S: RecordState + Keep> Chain<'a, S> {
         tokio::join!(transforming, self.forward_all(&forward_queue, &progress));
         progress.finish_and_clear();
         self.store.keep()?;
+        // Every final status as the event EventBridge would carry, for whoever watches.
+        let events = EventsFile::new(&self.args.out.join(EVENTS_FILE));
+        let notified = flush(self.store, &events, 100, usize::MAX).await;
+        if notified.failed > 0 {
+            bail!(
+                "{} notification(s) could not be written to {}",
+                notified.failed,
+                events.path().display()
+            );
+        }
         for (file, outcome) in outcomes {
             let line = match outcome {
                 Ok(outcome) => match outcome.file_id {

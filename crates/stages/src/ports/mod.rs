@@ -2,6 +2,7 @@
 //! AWS and PostgreSQL ones for the Lambdas, local ones for a machine without services).
 
 mod calls;
+mod notify;
 mod objects;
 mod post;
 mod records;
@@ -9,6 +10,9 @@ mod secrets;
 pub mod status;
 
 pub use calls::{ApiCall, CallLog};
+pub use notify::{
+    flush, FileNotice, Flushed, NoticeCounts, Notifier, Outstanding, DETAIL_TYPE, EVENT_SOURCE,
+};
 pub use objects::{ObjectMeta, ObjectUpload, Objects, Outbox};
 pub use post::Poster;
 pub use records::{Compared, Missing, Planned, PlannedRecord, RecordKind, RecordState};
