@@ -15,7 +15,7 @@ if [ ! -x "$venv/bin/cargo-lambda" ]; then
 fi
 # cargo-lambda finds zig through the first python3 on PATH: the venv's has ziglang.
 export PATH="$PWD/$venv/bin:$PATH"
-functions=(sluice-sanitizer sluice-transformer sluice-forwarder sluice-listener)
+functions=(sluice-sanitizer sluice-transformer sluice-forwarder sluice-listener sluice-dashboard)
 args=()
 for f in "${functions[@]}"; do args+=(--bin "$f"); done
 cargo lambda build --release "--$arch" --output-format zip "${args[@]}" >&2

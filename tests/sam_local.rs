@@ -190,6 +190,8 @@ async fn every_function_runs_under_sam_local_invoke() {
         "DATABASE_SECRET_ARN": "",
         "SLUICE_CLEAN_BUCKET": world.clean,
         "SLUICE_MAX_RECEIVE_COUNT": "5",
+        // Notifications wait in the status store (tests/notify.rs publishes them to moto).
+        "SLUICE_EVENT_BUS": "",
         "RUST_LOG": "info",
     });
     let with = |extra: Value| {
@@ -211,6 +213,7 @@ async fn every_function_runs_under_sam_local_invoke() {
             "SanitizerFunction": with(json!({ "SLUICE_TRANSFORM_QUEUE_URL": world.queue_url })),
             "TransformerFunction": with(json!({ "SLUICE_FORWARD_QUEUE_URL": forward_queue })),
             "ForwarderFunction": with(json!({})),
+            "DashboardFunction": with(json!({ "SLUICE_DLQ_URLS": "" })),
         }),
         dir,
     };
@@ -302,6 +305,18 @@ async fn every_function_runs_under_sam_local_invoke() {
             .all(|c| c.http_status.is_none() && c.error.is_some()),
         "{calls:?}"
     );
+
+    // The dashboard, on the Function URL sample: the overview as JSON, read through its role.
+    let event: Value = serde_json::from_slice(
+        &std::fs::read(repo().join("events/dashboard-function-url.json")).unwrap(),
+    )
+    .unwrap();
+    let answer = sam.invoke("DashboardFunction", &event);
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let overview: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(overview["window"], "24h");
+    assert!(overview["received"].as_i64().unwrap() >= 1, "{overview}");
+    assert_eq!(overview["dlq"], Value::Null, "{overview}");
 
     let _ = std::fs::remove_dir_all(&sam.dir);
     world.clean_up().await;
