@@ -43,6 +43,12 @@ build_base_image target/debug/sluice-sanitizer
 export SLUICE_SAM_LOCAL=1 SLUICE_SAM_HOST_IP
 SLUICE_SAM_HOST_IP=$(docker_host_ip)
 
+# The dashboard in a real browser (crates/dashboard/tests/browser.rs).
+# shellcheck source=lib/chromium.sh
+. scripts/lib/chromium.sh
+ensure_chromium
+export SLUICE_BROWSER=1
+
 step "cargo test"
 cargo test --workspace --all-features --locked 2>&1 | tee "$log"
 

@@ -21,6 +21,7 @@ use serde_json::Value;
 use sluice_aws::{Clients, CopySource, ObjectStore, Queue};
 use sluice_core::layout;
 use sluice_core::message::{full_from_metadata, DateRange, FileSanitized, REPLAY_OF_METADATA, V1};
+use sluice_core::transform::delta::original_name;
 use sluice_core::FileStatus;
 use sluice_db::{file_id, Db, DbConfig, Earlier, ReplayError, ReplayFrom, Store};
 use uuid::Uuid;
@@ -561,18 +562,11 @@ fn failed(id: Uuid, from: ReplayFrom, why: String) -> Line {
 /// A new key beside `key` for the same file name: `<dir>/<uuid>-<name>`, with the upload's own
 /// `<uuid>-` taken off the name, so a replay keeps the file's name (and its delta scope).
 fn sibling_key(key: &str, uuid: Uuid) -> String {
-    let (dir, name) = key.rsplit_once('/').unwrap_or(("", key));
-    let name = strip_uuid(name);
+    let dir = key.rsplit_once('/').map_or("", |(dir, _)| dir);
+    let name = original_name(key);
     match dir {
         "" => format!("{uuid}-{name}"),
         dir => format!("{dir}/{uuid}-{name}"),
-    }
-}
-
-fn strip_uuid(name: &str) -> &str {
-    match name.get(..37) {
-        Some(head) if head.ends_with('-') && Uuid::parse_str(&head[..36]).is_ok() => &name[37..],
-        _ => name,
     }
 }
 

@@ -58,8 +58,15 @@ FROM api_call c JOIN file_process f ON f.id = c.file_id;
 CREATE INDEX api_call_at_idx ON api_call (at);
 -- One file's calls, in order (a file can have thousands).
 CREATE INDEX api_call_file_idx ON api_call (file_id, id);
-CREATE INDEX file_process_updated_idx ON file_process (updated_at);
-CREATE INDEX file_process_dataset_updated_idx ON file_process (dataset, updated_at);
+-- The file list, newest first, by dataset or status; the overview's window and finished files;
+-- the oldest file not yet final.
+CREATE INDEX file_process_received_idx ON file_process (received_at, id);
+CREATE INDEX file_process_dataset_received_idx ON file_process (dataset, received_at, id);
+CREATE INDEX file_process_status_received_idx ON file_process (status, received_at, id);
+CREATE INDEX file_process_final_updated_idx ON file_process (updated_at)
+    WHERE status IN ('delivered', 'rejected', 'failed');
+CREATE INDEX file_process_unfinished_received_idx ON file_process (received_at)
+    WHERE status NOT IN ('delivered', 'rejected', 'failed');
 
 DO $$
 BEGIN

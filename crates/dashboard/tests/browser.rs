@@ -1,0 +1,235 @@
+//! The dashboard in a real headless browser (Debian's chromium, driven through chromedriver;
+//! scripts/test.sh installs both and sets SLUICE_BROWSER=1): the overview, the file list
+//! filtered with its form, one file opened from the list. Screenshots go to
+//! `target/dashboard-screenshots/`; the browser's console must stay free of errors.
+
+mod common;
+
+use std::net::TcpListener as StdListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{seed, Schema};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{json, Value};
+use sluice_dashboard::{router, State};
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn which(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// chromedriver on a free port, ended with the test.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Self {
+        let binary = which(&["chromedriver"])
+            .expect("chromedriver is on PATH (scripts/test.sh installs chromium-driver)");
+        let port = free_port();
+        let child = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Driver { child, url }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let chromium = which(&["chromium", "chromium-browser"]).expect("chromium is on PATH");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1400,1000"]
+        }),
+    );
+    caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a chromium session")
+}
+
+/// What the page's console said at level SEVERE (errors), through chromedriver's log
+/// endpoint.
+async fn console_errors(driver: &Driver, client: &Client) -> Vec<Value> {
+    let session = client.session_id().await.unwrap().unwrap();
+    let logs: Value = reqwest::Client::new()
+        .post(format!("{}/session/{session}/se/log", driver.url))
+        .json(&json!({ "type": "browser" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    logs["value"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|entry| entry["level"] == "SEVERE")
+        .collect()
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/dashboard-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = client.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_finds_where_a_file_is_and_why_in_a_browser() {
+    if std::env::var("SLUICE_BROWSER").as_deref() != Ok("1") {
+        eprintln!("skipped: set SLUICE_BROWSER=1 with chromium and chromedriver installed (scripts/test.sh does)");
+        return;
+    }
+    let schema = Schema::create().await;
+    let seeded = seed(&schema).await;
+    let state = State::new(schema.config.clone(), None, Duration::from_secs(3600));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router(Arc::new(state)))
+            .await
+            .unwrap();
+    });
+    let driver = Driver::start();
+    let client = browser(&driver).await;
+
+    // The overview: five files received, one stuck, named.
+    client.goto(&format!("{base}/")).await.unwrap();
+    assert_eq!(text(&client, "#received").await, "5");
+    assert_eq!(text(&client, "#stuck-count").await, "1");
+    assert!(text(&client, "table#stuck")
+        .await
+        .contains("orders-stuck.csv"));
+    screenshot(&client, "overview").await;
+
+    // The file list, filtered to rejected files with its form.
+    client.goto(&format!("{base}/files")).await.unwrap();
+    let rows = client
+        .find_all(Locator::Css("table#files tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 5);
+    client
+        .find(Locator::Css("select[name=status]"))
+        .await
+        .unwrap()
+        .select_by_value("rejected")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("form#filter button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(client
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .contains("status=rejected"));
+    let rows = client
+        .find_all(Locator::Css("table#files tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    screenshot(&client, "files-rejected").await;
+
+    // Opened from the list: the file says why it was rejected.
+    client
+        .find(Locator::LinkText("orders.xlsx"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(client
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .ends_with(&format!("/files/{}", seeded.rejected)));
+    assert_eq!(text(&client, "#status").await, "rejected");
+    assert_eq!(
+        text(&client, "#error").await,
+        "not a CSV file: it looks like an archive"
+    );
+    screenshot(&client, "file-rejected").await;
+
+    // A failed file: the stage and the reason, the batches and the calls.
+    client
+        .goto(&format!("{base}/files/{}", seeded.failed))
+        .await
+        .unwrap();
+    assert!(text(&client, "#error")
+        .await
+        .starts_with("at the forwarder: batch 2/2 not delivered: HTTP 422"));
+    assert!(text(&client, "table#batches").await.contains("HTTP 422"));
+    assert!(text(&client, "table#timeline").await.contains("failed"));
+    screenshot(&client, "file-failed").await;
+
+    // API health.
+    client.goto(&format!("{base}/health")).await.unwrap();
+    assert!(text(&client, "table#health").await.contains("orders"));
+    screenshot(&client, "health").await;
+
+    let errors = console_errors(&driver, &client).await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    client.close().await.unwrap();
+    server.abort();
+    schema.drop().await;
+}
