@@ -20,7 +20,7 @@ url="$base?sslmode=disable&options=-c%20search_path%3D$schema"
 cargo build --release --locked -p sluice-cli >&2
 
 have=$(psql "$base" -Atc "SELECT count(*) FROM pg_namespace WHERE nspname = '$schema'")
-if [ "$have" = 1 ] && [ "$(psql "$base" -Atc "SELECT count(*) FROM $schema.file_process")" = "$files" ]; then
+if [ "$have" = 1 ] && [ "$(psql "$base" -Atc "SELECT count(*) FROM $schema.api_call")" = "$calls" ]; then
   echo "reusing $schema ($files files)" >&2
 else
   psql "$base" -qc "DROP SCHEMA IF EXISTS $schema CASCADE" -c "CREATE SCHEMA $schema" >&2
@@ -59,15 +59,17 @@ FROM file_process f,
      (VALUES (1, 'listener', 'received'), (2, 'sanitizer', 'sanitized'),
              (3, 'transformer', 'transformed')) e(n, stage, status);
 -- CALLS attempts over the files with batches, spread over the same 30 days.
-INSERT INTO api_call (file_id, batch_id, attempt, at, http_status, latency_ms, error)
+INSERT INTO api_call (file_id, dataset, batch_id, attempt, at, http_status, latency_ms, error)
 SELECT md5('f' || (1 + (j % $files)))::uuid,
+       (ARRAY['orders', 'train_movements', 'returns', 'stock'])[1 + (1 + j % $files) % 4],
        md5('f' || (1 + (j % $files)))::uuid::text || '-000001',
        1 + j / $files, now() - ((($calls - j)::float8 / $calls) * interval '30 days'),
-       CASE WHEN j % 20 = 0 THEN 503 ELSE 200 END, 20 + (j * 7919) % 400,
+       CASE WHEN j % 20 = 0 THEN 503 ELSE 200 END, (20 + (j::bigint * 7919) % 400)::int,
        CASE WHEN j % 20 = 0 THEN 'HTTP 503' END
 FROM generate_series(1, $calls) j;
-ANALYZE;
 SQL
+  # Index-only scans need the visibility map that autovacuum keeps in a live database.
+  psql "$base" -qc "SET search_path = $schema" -c "VACUUM ANALYZE" >&2
   echo "generated $files files, $((files * 3)) events, $calls calls in $(( $(date +%s) - started )) s" >&2
 fi
 
