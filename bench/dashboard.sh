@@ -68,8 +68,11 @@ SELECT md5('f' || (1 + (j % $files)))::uuid,
        CASE WHEN j % 20 = 0 THEN 'HTTP 503' END
 FROM generate_series(1, $calls) j;
 SQL
-  # Index-only scans need the visibility map that autovacuum keeps in a live database.
-  psql "$base" -qc "SET search_path = $schema" -c "VACUUM ANALYZE" >&2
+  # The listener's roll-up of whole hours for API health, from the first call (as in a
+  # database that had it from the start), then the visibility map that index-only scans need
+  # (autovacuum keeps it in a live database).
+  psql "$base" -qc "SET search_path = $schema" -c "SELECT sluice_rollup_api_calls()" \
+    -c "VACUUM ANALYZE" >&2
   echo "generated $files files, $((files * 3)) events, $calls calls in $(( $(date +%s) - started )) s" >&2
 fi
 

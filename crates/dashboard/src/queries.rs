@@ -509,39 +509,80 @@ impl Queries<'_> {
         }))
     }
 
+    /// API calls per dataset since `since`: whole hours from the hourly roll-up, the rest
+    /// (the window's first part hour, and what is not rolled up yet) from the calls; latency
+    /// percentiles from the merged histogram (within 5 %).
     pub async fn health(&self, since: SystemTime) -> Result<Vec<Health>, DbError> {
         let client = self.db.client().await?;
         let rows = client
             .query(
-                "SELECT COALESCE(NULLIF(dataset, ''), '(no dataset)'), count(*),
-                        count(*) FILTER (WHERE ok),
-                        percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms),
-                        percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms),
-                        (array_agg(error ORDER BY id DESC) FILTER (WHERE NOT ok))[1]
-                 FROM dashboard_api_call WHERE at >= $1
-                 GROUP BY 1 ORDER BY 1",
+                "WITH w AS (
+                     SELECT h AS from_h,
+                            GREATEST(h, COALESCE((SELECT until FROM dashboard_api_call_rollup), h))
+                                AS to_h
+                     FROM (SELECT date_trunc('hour', $1::timestamptz) + interval '1 hour' AS h) x),
+                 parts AS (
+                     SELECT r.dataset, r.bucket, r.calls::bigint AS calls, r.ok::bigint AS ok
+                     FROM dashboard_api_call_hour r, w
+                     WHERE r.hour >= w.from_h AND r.hour < w.to_h
+                     UNION ALL
+                     SELECT COALESCE(c.dataset, ''), sluice_latency_bucket(c.latency_ms),
+                            count(*), count(*) FILTER (WHERE c.ok)
+                     FROM dashboard_api_call c, w
+                     WHERE c.at >= $1 AND c.at < w.from_h
+                     GROUP BY 1, 2
+                     UNION ALL
+                     SELECT COALESCE(c.dataset, ''), sluice_latency_bucket(c.latency_ms),
+                            count(*), count(*) FILTER (WHERE c.ok)
+                     FROM dashboard_api_call c, w
+                     WHERE c.at >= $1 AND c.at >= w.to_h
+                     GROUP BY 1, 2)
+                 SELECT dataset, bucket, sum(calls)::bigint, sum(ok)::bigint
+                 FROM parts GROUP BY 1, 2 ORDER BY 1, 2",
                 &[&since],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let (calls, ok): (i64, i64) = (r.get(1), r.get(2));
-                Health {
-                    dataset: r.get(0),
-                    calls,
-                    ok,
-                    success_rate: if calls > 0 {
-                        ok as f64 / calls as f64
-                    } else {
-                        0.0
-                    },
-                    p50_ms: r.get(3),
-                    p95_ms: r.get(4),
-                    last_error: r.get(5),
-                }
-            })
-            .collect())
+        let mut out: Vec<(String, Histogram)> = Vec::new();
+        for r in &rows {
+            let dataset: String = r.get(0);
+            if out.last().map(|(d, _)| d) != Some(&dataset) {
+                out.push((dataset.clone(), Histogram::default()));
+            }
+            if let Some((_, h)) = out.last_mut() {
+                h.add(r.get(1), r.get(2), r.get(3));
+            }
+        }
+        let mut health = Vec::with_capacity(out.len());
+        for (dataset, h) in out {
+            let last_error = client
+                .query_opt(
+                    "SELECT error FROM dashboard_api_call
+                     WHERE dataset = $1 AND at >= $2
+                       AND (http_status IS NULL OR http_status NOT BETWEEN 200 AND 299)
+                     ORDER BY at DESC LIMIT 1",
+                    &[&dataset, &since],
+                )
+                .await?
+                .and_then(|r| r.get(0));
+            health.push(Health {
+                dataset: if dataset.is_empty() {
+                    "(no dataset)".into()
+                } else {
+                    dataset
+                },
+                calls: h.calls,
+                ok: h.ok,
+                success_rate: if h.calls > 0 {
+                    h.ok as f64 / h.calls as f64
+                } else {
+                    0.0
+                },
+                p50_ms: h.percentile(0.5),
+                p95_ms: h.percentile(0.95),
+                last_error,
+            });
+        }
+        Ok(health)
     }
 
     /// The datasets and sites seen, for the filter's choices: each a skip scan of an index
@@ -576,6 +617,45 @@ impl Queries<'_> {
     }
 }
 
+/// Calls by latency bucket (`sluice_latency_bucket`: bucket b holds [1.1^b - 1, 1.1^(b+1) - 1)
+/// ms; -1 no answer).
+#[derive(Debug, Default)]
+struct Histogram {
+    calls: i64,
+    ok: i64,
+    /// (bucket, calls), buckets ascending, answered calls only.
+    buckets: Vec<(i32, i64)>,
+}
+
+impl Histogram {
+    fn add(&mut self, bucket: i32, calls: i64, ok: i64) {
+        self.calls += calls;
+        self.ok += ok;
+        if bucket >= 0 {
+            self.buckets.push((bucket, calls));
+        }
+    }
+
+    /// The latency below which `share` of the answered calls fall: the middle of its bucket.
+    fn percentile(&self, share: f64) -> Option<f64> {
+        let answered: i64 = self.buckets.iter().map(|(_, n)| n).sum();
+        if answered == 0 {
+            return None;
+        }
+        let rank = ((share * answered as f64).ceil() as i64).max(1);
+        let mut seen = 0;
+        for &(bucket, n) in &self.buckets {
+            seen += n;
+            if seen >= rank {
+                let low = 1.1f64.powi(bucket) - 1.0;
+                let high = 1.1f64.powi(bucket + 1) - 1.0;
+                return Some((low + high) / 2.0);
+            }
+        }
+        None
+    }
+}
+
 /// `%text%` for ILIKE, with the text's own `%`, `_` and `\` taken literally.
 fn like_pattern(text: &str) -> String {
     let mut out = String::from("%");
@@ -604,6 +684,22 @@ mod tests {
     fn search_text_is_taken_literally() {
         assert_eq!(like_pattern("orders"), "%orders%");
         assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+
+    #[test]
+    fn percentiles_come_from_the_bucket_they_fall_in() {
+        let bucket = |ms: f64| ((ms + 1.0).ln() / 1.1f64.ln()).floor() as i32;
+        let mut h = Histogram::default();
+        // 90 calls at 20 ms, 10 at 400 ms, 5 with no answer.
+        h.add(-1, 5, 0);
+        h.add(bucket(20.0), 90, 90);
+        h.add(bucket(400.0), 10, 5);
+        assert_eq!((h.calls, h.ok), (105, 95));
+        let p50 = h.percentile(0.5).unwrap();
+        let p95 = h.percentile(0.95).unwrap();
+        assert!((p50 - 20.0).abs() / 20.0 < 0.05, "{p50}");
+        assert!((p95 - 400.0).abs() / 400.0 < 0.05, "{p95}");
+        assert_eq!(Histogram::default().percentile(0.5), None);
     }
 
     #[test]

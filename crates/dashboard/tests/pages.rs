@@ -233,3 +233,43 @@ async fn the_dashboard_role_reads_the_views_and_nothing_else() {
     assert!(e.contains("read-only transaction"), "{e}");
     schema.drop().await;
 }
+
+#[tokio::test]
+async fn api_health_is_the_same_from_rolled_up_hours_and_from_the_calls() {
+    let schema = Schema::create().await;
+    seed(&schema).await;
+    let app = schema.app();
+    let before = json(&app, "/api/health").await["datasets"][0].clone();
+    assert_eq!((&before["calls"], &before["ok"]), (&json!(3004), &json!(302)));
+
+    // Half the calls three hours back, the roll-up started a day ago, then run (twice: the
+    // second finds nothing new).
+    let client = schema.config.connect().await.unwrap();
+    client
+        .batch_execute(
+            "UPDATE api_call SET at = at - interval '3 hours' WHERE id % 2 = 0;
+             UPDATE api_call_rollup SET until = date_trunc('hour', now() - interval '1 day');",
+        )
+        .await
+        .unwrap();
+    let store = schema.store();
+    assert!(store.rollup_api_calls().await.unwrap() > 0);
+    assert_eq!(store.rollup_api_calls().await.unwrap(), 0);
+    let rolled: i64 = client
+        .query_one("SELECT COALESCE(sum(calls), 0)::bigint FROM api_call_hour", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(rolled >= 1500, "{rolled} calls rolled up");
+
+    let after = json(&app, "/api/health").await["datasets"][0].clone();
+    assert_eq!((&after["calls"], &after["ok"]), (&json!(3004), &json!(302)), "{after}");
+    for p in ["p50_ms", "p95_ms"] {
+        let (b, a) = (before[p].as_f64().unwrap(), after[p].as_f64().unwrap());
+        assert!((a - b).abs() <= b * 0.1, "{p}: {b} then {a}");
+    }
+    // The dashboard's role reads the roll-up too (through its views).
+    let (_, page) = get(&app, "/health?window=7d").await;
+    assert!(page.contains("3004"), "{page}");
+    schema.drop().await;
+}

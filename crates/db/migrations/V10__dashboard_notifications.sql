@@ -50,6 +50,67 @@ $$;
 CREATE TRIGGER api_call_dataset BEFORE INSERT ON api_call
     FOR EACH ROW EXECUTE FUNCTION api_call_dataset();
 
+-- API health over long windows without sorting every call: per dataset, hour and latency
+-- bucket, the calls and their 2xx, rolled up from api_call by the listener's runs
+-- (sluice_rollup_api_calls) up to a full hour at least five minutes old. Bucket b holds
+-- latencies in [1.1^b - 1, 1.1^(b+1) - 1) ms (-1: no answer), so percentiles read from it
+-- are within 5 %; the hours not rolled up yet are read from api_call itself.
+CREATE FUNCTION sluice_latency_bucket(ms integer) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE WHEN ms IS NULL THEN -1
+                ELSE LEAST(127, floor(ln(GREATEST(ms, 0) + 1) / ln(1.1)))::integer END;
+
+CREATE TABLE api_call_hour (
+    dataset text NOT NULL,
+    hour    timestamptz NOT NULL,
+    bucket  integer NOT NULL,
+    calls   integer NOT NULL,
+    ok      integer NOT NULL,
+    PRIMARY KEY (hour, dataset, bucket)
+);
+-- How far the roll-up has gone (exclusive; whole hours); NULL: not started (it then starts at
+-- the first call's hour). Rolled-up hours are final: calls are written with `at = now()`.
+CREATE TABLE api_call_rollup (
+    one   boolean PRIMARY KEY DEFAULT true CHECK (one),
+    until timestamptz
+);
+INSERT INTO api_call_rollup (until) VALUES (NULL);
+
+CREATE FUNCTION sluice_rollup_api_calls() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    from_at timestamptz;
+    to_at   timestamptz := date_trunc('hour', now() - interval '5 minutes');
+    rows    integer;
+BEGIN
+    -- One roller at a time; another caller finds the row locked and leaves.
+    PERFORM 1 FROM api_call_rollup FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    SELECT COALESCE(until, (SELECT date_trunc('hour', min(at)) FROM api_call))
+        INTO from_at FROM api_call_rollup;
+    IF from_at IS NULL OR to_at <= from_at THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO api_call_hour (dataset, hour, bucket, calls, ok)
+    SELECT COALESCE(dataset, ''), date_trunc('hour', at), sluice_latency_bucket(latency_ms),
+           count(*), count(*) FILTER (WHERE http_status BETWEEN 200 AND 299)
+    FROM api_call WHERE at >= from_at AND at < to_at
+    GROUP BY 1, 2, 3
+    ON CONFLICT (hour, dataset, bucket) DO UPDATE
+        SET calls = api_call_hour.calls + EXCLUDED.calls, ok = api_call_hour.ok + EXCLUDED.ok;
+    GET DIAGNOSTICS rows = ROW_COUNT;
+    UPDATE api_call_rollup SET until = to_at;
+    RETURN rows;
+END
+$$;
+
+CREATE VIEW dashboard_api_call_hour AS SELECT dataset, hour, bucket, calls, ok FROM api_call_hour;
+CREATE VIEW dashboard_api_call_rollup AS SELECT until FROM api_call_rollup;
+-- The last failed call per dataset, without reading every call of the window.
+CREATE INDEX api_call_failed_idx ON api_call (dataset, at)
+    WHERE http_status IS NULL OR http_status NOT BETWEEN 200 AND 299;
+
 -- `dataset` is '' only for a drop that matched no dataset.
 CREATE VIEW dashboard_file AS
 SELECT id, dataset, site, status, failed_stage, error,
@@ -127,6 +188,7 @@ BEGIN
         RAISE NOTICE 'could not grant sluice_dashboard to %: %', current_user, SQLERRM;
     END;
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO sluice_dashboard', current_schema());
-    GRANT SELECT ON dashboard_file, dashboard_file_event, dashboard_api_call TO sluice_dashboard;
+    GRANT SELECT ON dashboard_file, dashboard_file_event, dashboard_api_call,
+        dashboard_api_call_hour, dashboard_api_call_rollup TO sluice_dashboard;
 END
 $$;

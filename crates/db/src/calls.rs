@@ -115,6 +115,16 @@ impl Store {
             .collect())
     }
 
+    /// Rolls up whole hours of calls for API health (`api_call_hour`); returns the rows
+    /// written. A second caller at the same moment does nothing.
+    pub async fn rollup_api_calls(&self) -> Result<i32, DbError> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_one("SELECT sluice_rollup_api_calls()", &[])
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// Brings the file's delivery bookkeeping up to date with its calls: `batches_delivered`,
     /// and the status: `delivering` once a batch is through, `delivered` once all of them are.
     ///

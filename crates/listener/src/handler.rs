@@ -100,6 +100,14 @@ pub async fn run(deps: &Deps, lease: &Lease, budget: Budget) -> Result<Summary, 
         stopped = redrive_stuck(deps, budget, &mut summary.redrive).await?;
     }
     summary.stopped_early = stopped;
+    // API health's hourly roll-up (one statement; the dashboard reads the rest from api_call,
+    // so a run that skips it loses nothing).
+    if !stopped {
+        match deps.store.rollup_api_calls().await {
+            Ok(rows) => tracing::debug!(rows, "api calls rolled up by hour"),
+            Err(e) => tracing::warn!(error = %e, "could not roll up api calls (the dashboard reads them directly)"),
+        }
+    }
     let s = &summary;
     tracing::info!(
         scanned = s.sweep.scanned,
