@@ -240,7 +240,10 @@ async fn api_health_is_the_same_from_rolled_up_hours_and_from_the_calls() {
     seed(&schema).await;
     let app = schema.app();
     let before = json(&app, "/api/health").await["datasets"][0].clone();
-    assert_eq!((&before["calls"], &before["ok"]), (&json!(3004), &json!(302)));
+    assert_eq!(
+        (&before["calls"], &before["ok"]),
+        (&json!(3004), &json!(302))
+    );
 
     // Half the calls three hours back, the roll-up started a day ago, then run (twice: the
     // second finds nothing new).
@@ -256,14 +259,21 @@ async fn api_health_is_the_same_from_rolled_up_hours_and_from_the_calls() {
     assert!(store.rollup_api_calls().await.unwrap() > 0);
     assert_eq!(store.rollup_api_calls().await.unwrap(), 0);
     let rolled: i64 = client
-        .query_one("SELECT COALESCE(sum(calls), 0)::bigint FROM api_call_hour", &[])
+        .query_one(
+            "SELECT COALESCE(sum(calls), 0)::bigint FROM api_call_hour",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
     assert!(rolled >= 1500, "{rolled} calls rolled up");
 
     let after = json(&app, "/api/health").await["datasets"][0].clone();
-    assert_eq!((&after["calls"], &after["ok"]), (&json!(3004), &json!(302)), "{after}");
+    assert_eq!(
+        (&after["calls"], &after["ok"]),
+        (&json!(3004), &json!(302)),
+        "{after}"
+    );
     for p in ["p50_ms", "p95_ms"] {
         let (b, a) = (before[p].as_f64().unwrap(), after[p].as_f64().unwrap());
         assert!((a - b).abs() <= b * 0.1, "{p}: {b} then {a}");

@@ -105,7 +105,9 @@ pub async fn run(deps: &Deps, lease: &Lease, budget: Budget) -> Result<Summary, 
     if !stopped {
         match deps.store.rollup_api_calls().await {
             Ok(rows) => tracing::debug!(rows, "api calls rolled up by hour"),
-            Err(e) => tracing::warn!(error = %e, "could not roll up api calls (the dashboard reads them directly)"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not roll up api calls (the dashboard reads them directly)")
+            }
         }
     }
     let s = &summary;
