@@ -117,6 +117,22 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
+/// Waits for the navigation a click started: a click can return before the next page is in.
+async fn wait_for_url(client: &Client, part: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let url = client.current_url().await.unwrap();
+        if url.as_str().contains(part) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reached a URL with {part:?}: at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn text(client: &Client, css: &str) -> String {
     client
         .find(Locator::Css(css))
@@ -176,12 +192,7 @@ async fn an_operator_finds_where_a_file_is_and_why_in_a_browser() {
         .click()
         .await
         .unwrap();
-    assert!(client
-        .current_url()
-        .await
-        .unwrap()
-        .as_str()
-        .contains("status=rejected"));
+    wait_for_url(&client, "status=rejected").await;
     let rows = client
         .find_all(Locator::Css("table#files tbody tr"))
         .await
@@ -197,12 +208,7 @@ async fn an_operator_finds_where_a_file_is_and_why_in_a_browser() {
         .click()
         .await
         .unwrap();
-    assert!(client
-        .current_url()
-        .await
-        .unwrap()
-        .as_str()
-        .ends_with(&format!("/files/{}", seeded.rejected)));
+    wait_for_url(&client, &format!("/files/{}", seeded.rejected)).await;
     assert_eq!(text(&client, "#status").await, "rejected");
     assert_eq!(
         text(&client, "#error").await,
