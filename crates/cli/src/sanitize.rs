@@ -5,7 +5,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use sluice_core::sanitize::drive::sanitize_read;
+use sluice_core::sanitize::drive::sanitize_pipelined;
 use sluice_core::{ConfigError, PipelineConfig, Policy, Report, Verdict};
 
 use crate::exit;
@@ -87,7 +87,7 @@ fn sanitize_file(args: &Args, policy: Policy) -> Result<Report> {
     create_parent(&args.output)?;
     let file =
         File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
-    let outcome = sanitize_read(input, BufWriter::new(file), policy, args.dataset.clone())
+    let outcome = sanitize_pipelined(input, file, policy, args.dataset.clone())
         .with_context(|| format!("sanitizing {}", args.input.display()));
     let report = match outcome {
         Ok(report) => report,
@@ -120,20 +120,20 @@ fn is_special(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
-fn sanitize_to_special(args: &Args, input: Box<dyn Read>, policy: Policy) -> Result<Report> {
+fn sanitize_to_special(args: &Args, input: Box<dyn Read + Send>, policy: Policy) -> Result<Report> {
     let file = fs::OpenOptions::new()
         .write(true)
         .open(&args.output)
         .with_context(|| format!("cannot open {}", args.output.display()))?;
-    let report = sanitize_read(input, BufWriter::new(file), policy, args.dataset.clone())
+    let report = sanitize_pipelined(input, file, policy, args.dataset.clone())
         .with_context(|| format!("sanitizing {}", args.input.display()))?;
     write_report(&args.report, &report)?;
     Ok(report)
 }
 
-fn open_input(path: &Path) -> Result<Box<dyn Read>> {
+fn open_input(path: &Path) -> Result<Box<dyn Read + Send>> {
     if path.as_os_str() == "-" {
-        return Ok(Box::new(io::stdin().lock()));
+        return Ok(Box::new(io::stdin()));
     }
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     Ok(Box::new(file))

@@ -11,7 +11,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use sluice_core::sanitize::drive::sanitize_read;
+use sluice_core::sanitize::drive::{sanitize_pipelined, sanitize_read};
 use sluice_core::sanitize::{Encoding, Policy, Report, Verdict};
 
 /// `SLUICE_CONFORMANCE_DIR`, else `shared/conformance` beside the checkout (`../shared`
@@ -90,6 +90,25 @@ fn check(dir: &Path, entry: &Value) -> Vec<String> {
                 "output differs when read {read_size} bytes at a time"
             ));
         }
+    }
+    let mut piped = Vec::new();
+    let piped_report = sanitize_pipelined(
+        Trickle {
+            bytes: &bytes,
+            size: 8192,
+        },
+        &mut piped,
+        Policy::default(),
+        None,
+    )
+    .expect("in-memory I/O");
+    if piped_report.verdict == Verdict::Rejected {
+        piped.clear();
+    }
+    if piped != out || piped_report != report {
+        problem(
+            "the pipelined driver's output or report differs from the single-thread one".into(),
+        );
     }
     let verdict = match report.verdict {
         Verdict::Accepted => "accepted",

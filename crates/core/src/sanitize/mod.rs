@@ -43,8 +43,8 @@ pub struct Sanitizer {
     policy: Policy,
     dataset: Option<String>,
     stage: Stage,
-    hash_in: Sha256,
-    hash_out: Sha256,
+    /// `None` when the driver hashes input and output itself, on other threads.
+    hashes: Option<Box<Digests>>,
     bytes_in: u64,
     bytes_out: u64,
     rejected: Option<Rejected>,
@@ -52,6 +52,13 @@ pub struct Sanitizer {
     gave_up_reading: bool,
     guess: Option<EncodingGuess>,
     delimiter: Option<u8>,
+}
+
+/// SHA-256 digests of a file's input and its clean output, taken by a driver that hashes
+/// outside the sanitizer (see [`Sanitizer::hashed_outside`]).
+pub(crate) struct Digests {
+    pub input: Sha256,
+    pub output: Sha256,
 }
 
 enum Stage {
@@ -71,14 +78,25 @@ impl Sanitizer {
             policy,
             dataset,
             stage: Stage::Sniffing(Vec::new()),
-            hash_in: Sha256::new(),
-            hash_out: Sha256::new(),
+            hashes: Some(Box::new(Digests {
+                input: Sha256::new(),
+                output: Sha256::new(),
+            })),
             bytes_in: 0,
             bytes_out: 0,
             rejected: None,
             gave_up_reading: false,
             guess: None,
             delimiter: None,
+        }
+    }
+
+    /// A sanitizer that leaves hashing to its driver, which hashes every input chunk it feeds
+    /// and every output byte it writes, and hands the digests to [`Self::finish_hashed`].
+    pub(crate) fn hashed_outside(policy: Policy, dataset: Option<String>) -> Self {
+        Self {
+            hashes: None,
+            ..Self::new(policy, dataset)
         }
     }
 
@@ -97,7 +115,9 @@ impl Sanitizer {
     /// drains whenever it likes). After `Err`, output is meaningless and further chunks are
     /// only hashed.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Rejected> {
-        self.hash_in.update(chunk);
+        if let Some(hashes) = &mut self.hashes {
+            hashes.input.update(chunk);
+        }
         self.bytes_in += chunk.len() as u64;
         if let Some(rejected) = &self.rejected {
             return Err(rejected.clone());
@@ -126,6 +146,25 @@ impl Sanitizer {
 
     /// Ends the input: flushes the last record, runs the whole-file checks, returns the report.
     pub fn finish(mut self, out: &mut Vec<u8>) -> Report {
+        self.flush(out);
+        let digests = self.hashes.take().map(|h| *h);
+        self.report(digests)
+    }
+
+    /// [`Self::finish`] for a sanitizer made by [`Self::hashed_outside`]; `digests` must
+    /// include the output this call appends to `out` when the file is accepted.
+    pub(crate) fn finish_hashed(
+        mut self,
+        out: &mut Vec<u8>,
+        digests: impl FnOnce(&[u8], bool) -> Digests,
+    ) -> Report {
+        let mark = out.len();
+        self.flush(out);
+        let digests = digests(&out[mark..], self.rejected.is_none());
+        self.report(Some(digests))
+    }
+
+    fn flush(&mut self, out: &mut Vec<u8>) {
         if self.rejected.is_none() {
             let mark = out.len();
             let result = match &mut self.stage {
@@ -142,7 +181,6 @@ impl Sanitizer {
             .and_then(|()| self.check_rejected_share());
             let _ = self.after(result, mark, out);
         }
-        self.report()
     }
 
     /// Decides encoding and delimiter from the buffered head, then parses it.
@@ -209,7 +247,9 @@ impl Sanitizer {
     ) -> Result<(), Rejected> {
         match result {
             Ok(()) => {
-                self.hash_out.update(&out[mark..]);
+                if let Some(hashes) = &mut self.hashes {
+                    hashes.output.update(&out[mark..]);
+                }
                 self.bytes_out += (out.len() - mark) as u64;
                 Ok(())
             }
@@ -223,14 +263,22 @@ impl Sanitizer {
         rejected
     }
 
-    fn report(self) -> Report {
+    /// `digests` is `None` only when hashing was left to a driver that never gave them.
+    fn report(self, digests: Option<Digests>) -> Report {
+        let accepted = self.rejected.is_none();
         let parsing = match &self.stage {
             Stage::Parsing(p) => Some(p),
             Stage::Sniffing(_) => None,
         };
+        let (sha256_in, sha256_out) = match digests {
+            Some(d) => (
+                (!self.gave_up_reading).then(|| hex(d.input.finalize())),
+                accepted.then(|| hex(d.output.finalize())),
+            ),
+            None => (None, None),
+        };
         let header = parsing.and_then(|p| p.rows.header());
         let stats = parsing.map(|p| &p.rows.stats);
-        let accepted = self.rejected.is_none();
         let count = |f: fn(&rows::RowStats) -> u64| stats.map_or(0, f);
         let mut cells = stats.map(|s| s.cells.clone()).unwrap_or_default();
         cells.invalid_encoding_replaced = parsing.map_or(0, |p| p.decoder.replacements());
@@ -262,8 +310,8 @@ impl Sanitizer {
             rejects: stats.map(|s| s.rejects.clone()).unwrap_or_default(),
             rejects_truncated: stats.is_some_and(|s| s.rows_rejected > s.rejects.len() as u64),
             cells,
-            sha256_in: (!self.gave_up_reading).then(|| hex(self.hash_in.finalize())),
-            sha256_out: accepted.then(|| hex(self.hash_out.finalize())),
+            sha256_in,
+            sha256_out,
         }
     }
 }
