@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# End-to-end speed and memory of `sluice sanitize` on generated orders files.
+# End-to-end speed and memory of `sluice sanitize` on generated orders files, beside its
+# reference measured in the same run: a plain csv-crate parse-and-write of the same file
+# (crates/core/examples/csv_copy.rs, no checks at all). The issue's target is a ratio of at
+# least 0.9 (Sluice's MB/s over the reference's) with a peak RSS of at most 16 MB.
 #
-#   bench/sanitize.sh [SIZE ...]      default: 100M 1G; RUNS=3 runs each, best and median shown
+#   bench/sanitize.sh [SIZE ...]      default: 100M 1G; RUNS=5 runs each, alternating
 #
 # Files are generated once into bench/data/ (gen_orders.py: quoted, BOM, CRLF, unicode, a few
 # hostile cells). Output goes to OUT_DIR (default bench/data/out; use a tmpfs such as /dev/shm
-# to take the disk out of the figure). Peak RSS comes from /usr/bin/time -v.
+# to take the disk out of the figure). Times are wall clock (bash's EPOCHREALTIME); peak RSS
+# comes from /usr/bin/time. Best and median of the runs are shown; the ratio is of medians.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(100M 1G)
-runs=${RUNS:-3}
+runs=${RUNS:-5}
 out_dir=${OUT_DIR:-bench/data/out}
 
 if [ ! -x /usr/bin/time ]; then
@@ -19,32 +23,48 @@ if [ ! -x /usr/bin/time ]; then
   apt-get update -qq && apt-get install -y -qq time >/dev/null
 fi
 cargo build --release --locked -p sluice-cli >&2
+cargo build --release --locked -p sluice-core --example csv_copy >&2
 mkdir -p bench/data "$out_dir"
 
-printf '%-8s %12s %10s %10s %12s %s\n' size bytes best_MB/s median_MB/s peak_RSS_MB verdict
+# timed CMD...: runs it once, prints "seconds peak_kb"
+timed() {
+  local log start end
+  log=$(mktemp)
+  start=$EPOCHREALTIME
+  /usr/bin/time -f '%M' -o "$log" "$@" >/dev/null 2>&1 || true
+  end=$EPOCHREALTIME
+  awk -v s="$start" -v e="$end" -v kb="$(tail -n 1 "$log")" 'BEGIN { printf "%.4f %d\n", e - s, kb }'
+  rm -f "$log"
+}
+
+# stats BYTES SECONDS...: prints "best_MB/s median_MB/s"
+stats() {
+  local bytes=$1; shift
+  printf '%s\n' "$@" | sort -n | awk -v b="$bytes" '{ t[NR] = $1 }
+    END { printf "%.0f %.0f\n", b / 1e6 / t[1], b / 1e6 / t[int((NR + 1) / 2)] }'
+}
+
+printf '%-6s %11s | %9s %9s %8s %-8s | %9s %9s %8s | %s\n' size bytes \
+  sluice_best median RSS_MB verdict csv_best median RSS_MB "ratio (median)"
 for size in "${sizes[@]}"; do
   input=bench/data/orders-$size.csv
   [ -f "$input" ] || python3 bench/gen_orders.py "$input" "$size"
   bytes=$(stat -c %s "$input")
-  rates=() rss=0 verdict=
+  sluice_secs=() csv_secs=() sluice_kb=0 csv_kb=0
   for _ in $(seq "$runs"); do
-    log=$(mktemp)
-    /usr/bin/time -v target/release/sluice sanitize "$input" \
-      --output "$out_dir/clean.csv" --report "$out_dir/report.json" 2>"$log" || true
-    secs=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, t, ":"); s = 0;
-                                                  for (i = 1; i <= n; i++) s = s * 60 + t[i];
-                                                  print s }' "$log")
-    kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$log")
-    rates+=("$(awk -v b="$bytes" -v s="$secs" 'BEGIN { printf "%.0f", b / 1e6 / s }')")
-    [ "$kb" -gt "$rss" ] && rss=$kb
-    verdict=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["verdict"])' \
-      "$out_dir/report.json")
-    rm -f "$log"
+    read -r secs kb < <(timed target/release/sluice sanitize "$input" \
+      --output "$out_dir/clean.csv" --report "$out_dir/report.json")
+    sluice_secs+=("$secs"); [ "$kb" -gt "$sluice_kb" ] && sluice_kb=$kb
+    read -r secs kb < <(timed target/release/examples/csv_copy "$input" "$out_dir/copy.csv")
+    csv_secs+=("$secs"); [ "$kb" -gt "$csv_kb" ] && csv_kb=$kb
   done
-  sorted=($(printf '%s\n' "${rates[@]}" | sort -n))
-  best=${sorted[-1]}
-  median=${sorted[$(( ${#sorted[@]} / 2 ))]}
-  printf '%-8s %12s %10s %10s %12.1f %s\n' "$size" "$bytes" "$best" "$median" \
-    "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" "$verdict"
+  verdict=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["verdict"])' \
+    "$out_dir/report.json")
+  read -r s_best s_median < <(stats "$bytes" "${sluice_secs[@]}")
+  read -r c_best c_median < <(stats "$bytes" "${csv_secs[@]}")
+  printf '%-6s %11s | %9s %9s %8.1f %-8s | %9s %9s %8.1f | %.2f\n' "$size" "$bytes" \
+    "$s_best" "$s_median" "$(awk -v k="$sluice_kb" 'BEGIN { print k / 1024 }')" "$verdict" \
+    "$c_best" "$c_median" "$(awk -v k="$csv_kb" 'BEGIN { print k / 1024 }')" \
+    "$(awk -v a="$s_median" -v b="$c_median" 'BEGIN { print a / b }')"
 done
-rm -f "$out_dir/clean.csv"
+rm -f "$out_dir/clean.csv" "$out_dir/copy.csv"
