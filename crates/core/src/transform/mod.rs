@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod delta;
+mod fixed_time;
 pub mod record;
 pub mod run;
 pub mod spec;

@@ -6,8 +6,9 @@ use chrono::format::Parsed;
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
+use super::fixed_time::Fixed;
 use super::spec::{Empty, FieldSpec, Kind, Mapping, Source, TimeFormat};
-use super::value::{parse_boolean, parse_decimal, parse_integer, write_json_string};
+use super::value::{parse_boolean, parse_integer, write_decimal, write_json_string};
 
 /// Why a row could not be mapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,24 @@ pub struct FieldError {
     /// The start of the offending cell (at most 40 characters).
     pub value: String,
     pub reason: String,
+}
+
+/// The cells of one row, by column: a slice of `&str`, or a row read by the file driver.
+pub trait Cells {
+    /// The cell in `column`; `None` past the end of the row.
+    fn cell(&self, column: usize) -> Option<&str>;
+}
+
+impl Cells for [&str] {
+    fn cell(&self, column: usize) -> Option<&str> {
+        self.get(column).copied()
+    }
+}
+
+impl<const N: usize> Cells for [&str; N] {
+    fn cell(&self, column: usize) -> Option<&str> {
+        self.get(column).copied()
+    }
 }
 
 /// A mapping bound to one file's header: column positions resolved, output shape planned.
@@ -111,7 +130,7 @@ impl<'m> RecordMapper<'m> {
     /// `spans` is scratch space the caller keeps between rows.
     pub fn write_keyed(
         &self,
-        row: &[&str],
+        row: &(impl Cells + ?Sized),
         out: &mut Vec<u8>,
         spans: &mut Vec<(usize, usize)>,
         key: &mut Vec<u8>,
@@ -134,14 +153,18 @@ impl<'m> RecordMapper<'m> {
 
     /// Appends the row's record to `out` and returns the date of the date field, if the
     /// mapping has one and the row gives it. On `Err`, `out` is left as it was.
-    pub fn write(&self, row: &[&str], out: &mut Vec<u8>) -> Result<Option<NaiveDate>, FieldError> {
+    pub fn write(
+        &self,
+        row: &(impl Cells + ?Sized),
+        out: &mut Vec<u8>,
+    ) -> Result<Option<NaiveDate>, FieldError> {
         self.write_with(row, out, None)
     }
 
     /// Writes the record; with `spans`, notes where each field's value lies in `out`.
     fn write_with(
         &self,
-        row: &[&str],
+        row: &(impl Cells + ?Sized),
         out: &mut Vec<u8>,
         mut spans: Option<&mut Vec<(usize, usize)>>,
     ) -> Result<Option<NaiveDate>, FieldError> {
@@ -164,7 +187,7 @@ impl<'m> RecordMapper<'m> {
                     }
                     out.extend_from_slice(key);
                     let field = &self.mapping.fields[*index];
-                    let cell = row.get(self.columns[*index]).copied().unwrap_or("");
+                    let cell = row.cell(self.columns[*index]).unwrap_or("");
                     let value_start = out.len();
                     match self.value(field, cell, out) {
                         Ok(d) => {
@@ -205,7 +228,8 @@ impl<'m> RecordMapper<'m> {
             }
             Source::Column { kind, empty, .. } => (kind, empty),
         };
-        if cell.trim().is_empty() {
+        let cell = trim(cell);
+        if cell.is_empty() {
             return match empty {
                 Empty::Null => {
                     out.extend_from_slice(b"null");
@@ -225,23 +249,22 @@ impl<'m> RecordMapper<'m> {
                 write_integer(out, n);
             }
             Kind::Decimal => {
-                let d = parse_decimal(cell, self.mapping.decimal_separator)
+                write_decimal(out, cell, self.mapping.decimal_separator)
                     .map_err(|e| e.to_string())?;
-                out.extend_from_slice(d.as_str().as_bytes());
             }
             Kind::Boolean => {
                 let b = parse_boolean(cell).map_err(|e| e.to_string())?;
                 out.extend_from_slice(if b { b"true" } else { b"false" });
             }
             Kind::Date { formats } => {
-                let date = parse_date(cell.trim(), formats)?;
+                let date = parse_date(cell, formats)?;
                 out.push(b'"');
                 write_date(out, date);
                 out.push(b'"');
                 return Ok(Some(date));
             }
             Kind::DateTime { formats, timezone } => {
-                let (utc, local_date) = parse_datetime(cell.trim(), formats, *timezone)?;
+                let (utc, local_date) = parse_datetime(cell, formats, *timezone)?;
                 out.push(b'"');
                 write_date(out, utc.date_naive());
                 let t = utc.time();
@@ -262,6 +285,16 @@ impl<'m> RecordMapper<'m> {
         }
         Ok(None)
     }
+}
+
+/// `cell` without surrounding whitespace; the common cell, with none, costs two byte checks.
+fn trim(cell: &str) -> &str {
+    let plain = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_graphic());
+    let bytes = cell.as_bytes();
+    if plain(bytes.first()) && plain(bytes.last()) {
+        return cell;
+    }
+    cell.trim()
 }
 
 fn write_date(out: &mut Vec<u8>, date: NaiveDate) {
@@ -317,6 +350,11 @@ fn parse_date(cell: &str, formats: &[TimeFormat]) -> Result<NaiveDate, String> {
     formats
         .iter()
         .find_map(|f| {
+            match f.fixed.map(|layout| layout.read(cell)) {
+                Some(Fixed::Read(value)) => return Some(value.date()),
+                Some(Fixed::NotThisFormat) => return None,
+                Some(Fixed::Unsure) | None => {}
+            }
             let mut parsed = Parsed::new();
             chrono::format::parse(&mut parsed, cell, f.items.iter()).ok()?;
             parsed.to_naive_date().ok()
@@ -331,21 +369,27 @@ fn parse_datetime(
     tz: Tz,
 ) -> Result<(DateTime<Utc>, NaiveDate), String> {
     for format in formats {
-        let mut parsed = Parsed::new();
-        if chrono::format::parse(&mut parsed, cell, format.items.iter()).is_err() {
-            continue;
-        }
-        if format.has_offset {
-            if let Ok(dt) = parsed.to_datetime() {
-                let utc = dt.with_timezone(&Utc);
-                return Ok((utc, utc.with_timezone(&tz).date_naive()));
+        let naive = match format.fixed.map(|layout| layout.read(cell)) {
+            Some(Fixed::Read(naive)) => naive,
+            Some(Fixed::NotThisFormat) => continue,
+            Some(Fixed::Unsure) | None => {
+                let mut parsed = Parsed::new();
+                if chrono::format::parse(&mut parsed, cell, format.items.iter()).is_err() {
+                    continue;
+                }
+                if format.has_offset {
+                    if let Ok(dt) = parsed.to_datetime() {
+                        let utc = dt.with_timezone(&Utc);
+                        return Ok((utc, utc.with_timezone(&tz).date_naive()));
+                    }
+                    continue;
+                }
+                let (Ok(date), Ok(time)) = (parsed.to_naive_date(), parsed.to_naive_time()) else {
+                    continue;
+                };
+                date.and_time(time)
             }
-            continue;
-        }
-        let (Ok(date), Ok(time)) = (parsed.to_naive_date(), parsed.to_naive_time()) else {
-            continue;
         };
-        let naive = date.and_time(time);
         return match tz.from_local_datetime(&naive) {
             chrono::LocalResult::Single(local) => Ok((local.with_timezone(&Utc), naive.date())),
             chrono::LocalResult::Ambiguous(..) => Err(format!(

@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::delta::DeltaReport;
-use super::record::RecordMapper;
+use super::record::{Cells, RecordMapper};
 use super::spec::Mapping;
 use crate::sanitize::lines::Tally;
 
@@ -176,8 +176,7 @@ fn map_rows(
         report.rows_in += 1;
         let line = next_line;
         next_line += 1 + line_breaks(row.as_slice());
-        let cells: Result<Vec<&str>, _> = row.iter().map(std::str::from_utf8).collect();
-        let Ok(cells) = cells else {
+        let Some(cells) = TextRow::of(&row) else {
             fail(
                 &mut report,
                 line,
@@ -224,6 +223,33 @@ fn map_rows(
         ));
     }
     Ok(report)
+}
+
+/// A row whose bytes were checked as UTF-8 once, its cells sliced out of them: no
+/// allocation and one validation per row rather than per cell.
+struct TextRow<'a> {
+    text: &'a str,
+    record: &'a csv::ByteRecord,
+}
+
+impl<'a> TextRow<'a> {
+    /// `None` when a cell is not UTF-8.
+    fn of(record: &'a csv::ByteRecord) -> Option<Self> {
+        let text = std::str::from_utf8(record.as_slice()).ok()?;
+        // Each cell must be UTF-8 on its own: a character split across two cells is not.
+        let whole_cells = (0..record.len()).all(|i| {
+            record
+                .range(i)
+                .is_some_and(|r| text.is_char_boundary(r.start))
+        });
+        whole_cells.then_some(Self { text, record })
+    }
+}
+
+impl Cells for TextRow<'_> {
+    fn cell(&self, column: usize) -> Option<&str> {
+        self.text.get(self.record.range(column)?)
+    }
 }
 
 fn line_breaks(cells: &[u8]) -> u64 {

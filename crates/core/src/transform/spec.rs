@@ -103,6 +103,8 @@ pub struct TimeFormat {
     pub items: Vec<chrono::format::Item<'static>>,
     /// The format reads a UTC offset (`%z`, `%:z`, ...), so no time zone is needed.
     pub has_offset: bool,
+    /// The format is one of the fixed layouts read without chrono's general parser.
+    pub(crate) fixed: Option<super::fixed_time::FixedLayout>,
 }
 
 impl TimeFormat {
@@ -129,6 +131,7 @@ impl TimeFormat {
             text: text.to_string(),
             items,
             has_offset,
+            fixed: super::fixed_time::FixedLayout::of(text),
         })
     }
 }

@@ -49,6 +49,15 @@ impl Decimal {
 /// fraction: `-12.50`, `+3`, `.5`, `12,5` with `,`. No thousands separators, no exponents:
 /// a value that needs them is more likely a misread column than a number.
 pub fn parse_decimal(cell: &str, separator: char) -> Result<Decimal, BadValue> {
+    let mut out = Vec::with_capacity(cell.len() + 1);
+    write_decimal(&mut out, cell, separator)?;
+    // Only ASCII digits, `-` and `.` were written.
+    Ok(Decimal(String::from_utf8_lossy(&out).into_owned()))
+}
+
+/// [`parse_decimal`], appending the canonical text to `out` (untouched on `Err`), with no
+/// allocation of its own.
+pub fn write_decimal(out: &mut Vec<u8>, cell: &str, separator: char) -> Result<(), BadValue> {
     let bad = BadValue {
         expected: "a decimal number",
     };
@@ -68,21 +77,20 @@ pub fn parse_decimal(cell: &str, separator: char) -> Result<Decimal, BadValue> {
         return Err(bad);
     }
     let int_digits = int_part.trim_start_matches('0');
-    let mut out = String::with_capacity(text.len() + 1);
     let is_zero = int_digits.is_empty() && frac.bytes().all(|b| b == b'0');
     if negative && !is_zero {
-        out.push('-');
+        out.push(b'-');
     }
-    out.push_str(if int_digits.is_empty() {
-        "0"
+    out.extend_from_slice(if int_digits.is_empty() {
+        b"0"
     } else {
-        int_digits
+        int_digits.as_bytes()
     });
     if !frac.is_empty() {
-        out.push('.');
-        out.push_str(frac);
+        out.push(b'.');
+        out.extend_from_slice(frac.as_bytes());
     }
-    Ok(Decimal(out))
+    Ok(())
 }
 
 /// Parses the usual spellings of a boolean, case-insensitively: true/false, yes/no, y/n,
