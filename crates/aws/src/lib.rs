@@ -9,6 +9,7 @@ mod clients;
 pub mod copy;
 pub mod dlq;
 pub mod events;
+mod ranged;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;

@@ -2,16 +2,24 @@
 
 use std::io;
 
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
 use sluice_core::sanitize::drive::ByteSink;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::task::JoinSet;
 
+use crate::ranged::{read_ranges, total_size, Pinned, RANGE_BYTES};
 use crate::{describe, AwsError};
 
-/// Parts are this big (S3 wants at least 5 MiB for all but the last); one part is the most an
-/// upload holds in memory.
+/// Parts are this big (S3 wants at least 5 MiB for all but the last).
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// Parts sent, and ranges read, at once by default: a 1 GB file S3 to S3 then holds at most
+/// about 4 x 4 MiB of ranges and 5 x 8 MiB of parts, within a 64 MB budget.
+pub const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
 
 /// The most tags S3 keeps on one object.
 pub const MAX_TAGS: usize = 10;
@@ -42,6 +50,7 @@ pub use sluice_stages::ports::ObjectMeta;
 #[derive(Debug, Clone)]
 pub struct ObjectStore {
     pub(crate) client: aws_sdk_s3::Client,
+    parts_in_flight: usize,
 }
 
 pub(crate) fn s3_error(
@@ -60,43 +69,79 @@ pub(crate) fn s3_error(
 
 impl ObjectStore {
     pub fn new(client: aws_sdk_s3::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
+        }
+    }
+
+    /// Reads and writes up to `n` parts of an object at once (1: one streaming GET, one
+    /// part upload at a time).
+    pub fn with_parts_in_flight(mut self, n: usize) -> Self {
+        self.parts_in_flight = n.max(1);
+        self
     }
 
     /// Opens an object (a given version of it, if `version` is set) for streaming: the body
-    /// is read as it is consumed, never whole.
+    /// is read as it is consumed, never whole; with more than one part in flight, as ranged
+    /// GETs of [`RANGE_BYTES`] run ahead of the reader.
     pub async fn open(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
-    ) -> Result<(impl AsyncRead + Unpin + Send + use<>, ObjectMeta), AwsError> {
-        let object = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .set_version_id(version.map(str::to_string))
+    ) -> Result<(Box<dyn AsyncRead + Unpin + Send>, ObjectMeta), AwsError> {
+        let get = || {
+            self.client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .set_version_id(version.map(str::to_string))
+        };
+        let not_found = |e: SdkError<GetObjectError, HttpResponse>| match e.as_service_error() {
+            Some(s) if s.is_no_such_key() => AwsError::NotFound {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+            },
+            _ => s3_error("GetObject", bucket, key, e),
+        };
+        if self.parts_in_flight == 1 {
+            let whole = get().send().await.map_err(not_found)?;
+            let meta = object_meta(&whole, whole.content_length().unwrap_or_default());
+            return Ok((Box::new(whole.body.into_async_read()), meta));
+        }
+        let first = match get()
+            .range(format!("bytes=0-{}", RANGE_BYTES - 1))
             .send()
             .await
-            .map_err(|e| match e.as_service_error() {
-                Some(s) if s.is_no_such_key() => AwsError::NotFound {
-                    bucket: bucket.to_string(),
-                    key: key.to_string(),
-                },
-                _ => s3_error("GetObject", bucket, key, e),
-            })?;
-        let meta = ObjectMeta {
-            size: object.content_length().unwrap_or_default(),
-            etag: object
-                .e_tag()
-                .unwrap_or_default()
-                .trim_matches('"')
-                .to_string(),
-            version_id: object.version_id().map(str::to_string),
-            metadata: object.metadata().cloned().unwrap_or_default(),
+        {
+            Ok(first) => first,
+            // An empty object has no byte 0 to ask for.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                let whole = get().send().await.map_err(not_found)?;
+                let meta = object_meta(&whole, whole.content_length().unwrap_or_default());
+                return Ok((Box::new(whole.body.into_async_read()), meta));
+            }
+            Err(e) => return Err(not_found(e)),
         };
-        Ok((object.body.into_async_read(), meta))
+        let Some(size) = total_size(&first) else {
+            // The server sent the whole object (it ignored the range).
+            let meta = object_meta(&first, first.content_length().unwrap_or_default());
+            return Ok((Box::new(first.body.into_async_read()), meta));
+        };
+        let meta = object_meta(&first, size as i64);
+        if size <= RANGE_BYTES {
+            return Ok((Box::new(first.body.into_async_read()), meta));
+        }
+        let pinned = Pinned {
+            client: self.client.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version: version.map(str::to_string),
+            etag: first.e_tag().map(str::to_string),
+        };
+        let reader = read_ranges(pinned, first, size, self.parts_in_flight);
+        Ok((Box::new(reader), meta))
     }
 
     /// Reads a small object (a claim-checked batch) whole; one larger than `limit` bytes is
@@ -217,13 +262,29 @@ impl ObjectStore {
             buf: Vec::new(),
             upload_id: None,
             parts: Vec::new(),
+            sending: JoinSet::new(),
+            parts_in_flight: self.parts_in_flight,
             bytes: 0,
         }
     }
 }
 
+fn object_meta(object: &GetObjectOutput, size: i64) -> ObjectMeta {
+    ObjectMeta {
+        size,
+        etag: object
+            .e_tag()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string(),
+        version_id: object.version_id().map(str::to_string),
+        metadata: object.metadata().cloned().unwrap_or_default(),
+    }
+}
+
 /// An object being written in parts. Small objects (under one part) are written with one
-/// PutObject at the end; larger ones with a multipart upload completed at the end.
+/// PutObject at the end; larger ones with a multipart upload completed at the end, with up
+/// to `parts_in_flight` parts being sent while the next one fills.
 pub struct Upload {
     client: aws_sdk_s3::Client,
     bucket: String,
@@ -231,7 +292,11 @@ pub struct Upload {
     content_type: String,
     buf: Vec<u8>,
     upload_id: Option<String>,
+    /// Parts sent, in the order they finished.
     parts: Vec<CompletedPart>,
+    /// Parts being sent; dropping the set (and so the upload) cancels them.
+    sending: JoinSet<Result<CompletedPart, AwsError>>,
+    parts_in_flight: usize,
     bytes: u64,
 }
 
@@ -262,9 +327,16 @@ impl Upload {
                 .await?;
             return Ok(self.bytes);
         };
-        if !self.buf.is_empty() {
-            self.send_part().await?;
+        let last = match self.buf.is_empty() {
+            true => Ok(()),
+            false => self.send_part().await,
+        };
+        if let Err(e) = last.and(self.wait_for_parts(0).await) {
+            self.abort().await;
+            return Err(e);
         }
+        // S3 wants the parts listed in order.
+        self.parts.sort_by_key(|p| p.part_number());
         let result = self
             .client
             .complete_multipart_upload()
@@ -287,7 +359,9 @@ impl Upload {
     }
 
     /// Drops what was written; nothing appears under the key.
-    pub async fn abort(self) {
+    pub async fn abort(mut self) {
+        self.sending.abort_all();
+        while self.sending.join_next().await.is_some() {}
         let Some(upload_id) = &self.upload_id else {
             return;
         };
@@ -306,6 +380,7 @@ impl Upload {
         }
     }
 
+    /// Starts sending the buffered part, once fewer than `parts_in_flight` are on their way.
     async fn send_part(&mut self) -> Result<(), AwsError> {
         let upload_id = match &self.upload_id {
             Some(id) => id.clone(),
@@ -324,25 +399,43 @@ impl Upload {
                 id
             }
         };
-        let number = self.parts.len() as i32 + 1;
+        self.wait_for_parts(self.parts_in_flight - 1).await?;
+        let number = (self.parts.len() + self.sending.len()) as i32 + 1;
         let body = std::mem::replace(&mut self.buf, Vec::with_capacity(PART_BYTES));
-        let part = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .upload_id(&upload_id)
-            .part_number(number)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| s3_error("UploadPart", &self.bucket, &self.key, e))?;
-        self.parts.push(
-            CompletedPart::builder()
+        let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), self.key.clone());
+        self.sending.spawn(async move {
+            let part = client
+                .upload_part()
+                .bucket(&bucket)
+                .key(&key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(|e| s3_error("UploadPart", &bucket, &key, e))?;
+            Ok(CompletedPart::builder()
                 .part_number(number)
                 .set_e_tag(part.e_tag().map(str::to_string))
-                .build(),
-        );
+                .build())
+        });
+        Ok(())
+    }
+
+    /// Waits until at most `left` parts are still being sent.
+    async fn wait_for_parts(&mut self, left: usize) -> Result<(), AwsError> {
+        while self.sending.len() > left {
+            let Some(joined) = self.sending.join_next().await else {
+                break;
+            };
+            let part = joined.map_err(|e| AwsError::S3 {
+                op: "UploadPart",
+                bucket: self.bucket.clone(),
+                key: self.key.clone(),
+                message: format!("the part's task ended: {e}"),
+            })??;
+            self.parts.push(part);
+        }
         Ok(())
     }
 }

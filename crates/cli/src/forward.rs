@@ -14,6 +14,7 @@ use sluice_core::delivery::{request_body, BatchHeader, BodyShape, Delivery};
 use sluice_core::message::batch_id;
 use sluice_core::transform::batch::{Batch, Batcher};
 use sluice_core::Dataset;
+use sluice_core::FileStatus;
 use sluice_stages::delivery::{deliver, http_client, target, Outcome, Target};
 use sluice_stages::ports::{ApiCall, CallLog};
 use uuid::Uuid;
@@ -77,7 +78,7 @@ struct Attempts(Mutex<Vec<AttemptRow>>);
 impl CallLog for Attempts {
     type Error = std::convert::Infallible;
 
-    async fn record_call(&self, call: &ApiCall<'_>) -> Result<(), Self::Error> {
+    async fn record_call(&self, call: &ApiCall<'_>) -> Result<Option<FileStatus>, Self::Error> {
         self.0.lock().unwrap().push(AttemptRow {
             batch_id: call.batch_id.to_string(),
             attempt: call.attempt,
@@ -86,7 +87,7 @@ impl CallLog for Attempts {
             response_excerpt: call.response_excerpt.map(str::to_string),
             error: call.error.map(str::to_string),
         });
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -10,6 +10,31 @@ use uuid::Uuid;
 use crate::store::parse_status;
 use crate::{DbError, Store};
 
+/// One attempt recorded, in one statement. A 2xx ends the batch's claim (whoever claims the
+/// batch next finds it delivered); the batch's first 2xx also marks the claim delivered and
+/// counts it on the file, returning the file's status and counts. The mark makes the count
+/// exact under duplicates: of two first 2xx at once, the second waits for the first's row
+/// lock, then finds `delivered_at` set and counts nothing. (A 2xx already on record without
+/// the mark, from before the mark existed, was counted by a recount: it is not counted again.)
+const RECORD_CALL: &str = "WITH call AS (
+         INSERT INTO api_call (file_id, batch_id, attempt, http_status, latency_ms,
+                               response_excerpt, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)),
+     first AS (
+         UPDATE batch_claim SET lease_owner = NULL, lease_until = NULL, delivered_at = now()
+         WHERE batch_id = $2 AND $4 BETWEEN 200 AND 299 AND delivered_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM api_call a
+                           WHERE a.batch_id = $2 AND a.http_status BETWEEN 200 AND 299)
+         RETURNING file_id),
+     again AS (
+         UPDATE batch_claim SET lease_owner = NULL, lease_until = NULL
+         WHERE batch_id = $2 AND $4 BETWEEN 200 AND 299 AND delivered_at IS NOT NULL)
+     UPDATE file_process f SET
+         batches_delivered = COALESCE(f.batches_delivered, 0) + 1,
+         updated_at = now()
+     FROM first WHERE f.id = first.file_id
+     RETURNING f.status, f.batches_sent, f.batches_delivered";
+
 /// An `api_call` row.
 #[derive(Debug, Clone)]
 pub struct ApiCallRow {
@@ -24,23 +49,13 @@ pub struct ApiCallRow {
 }
 
 impl Store {
-    /// Records one attempt.
-    pub async fn record_call(&self, call: &ApiCall<'_>) -> Result<(), DbError> {
-        // A 2xx ends the batch's claim in the same statement: whoever claims the batch next
-        // finds it delivered.
-        let (client, record) = self
-            .db
-            .prepared(
-                "WITH released AS (
-                     UPDATE batch_claim SET lease_owner = NULL, lease_until = NULL
-                     WHERE batch_id = $2 AND $4 BETWEEN 200 AND 299)
-                 INSERT INTO api_call (file_id, batch_id, attempt, http_status, latency_ms,
-                                       response_excerpt, error)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .await?;
-        client
-            .execute(
+    /// Records one attempt. A batch's first 2xx also settles the file's delivery: see
+    /// [`RECORD_CALL`]. Returns the file's status after it then, `None` otherwise (the
+    /// caller settles with [`Self::settle_delivery`] if it needs to).
+    pub async fn record_call(&self, call: &ApiCall<'_>) -> Result<Option<FileStatus>, DbError> {
+        let (client, record) = self.db.prepared(RECORD_CALL).await?;
+        let counted = client
+            .query_opt(
                 &record,
                 &[
                     &call.file_id,
@@ -53,7 +68,15 @@ impl Store {
                 ],
             )
             .await?;
-        Ok(())
+        drop(client);
+        let Some(row) = counted else {
+            return Ok(None);
+        };
+        let status = parse_status(row.get(0))?;
+        let (sent, delivered): (Option<i32>, i32) = (row.get(1), row.get(2));
+        self.move_on_delivery(call.file_id, status, sent, delivered)
+            .await
+            .map(Some)
     }
 
     /// The ids of the file's batches that have a 2xx on record.
@@ -133,9 +156,11 @@ impl Store {
     /// it records it. A failed file keeps its status; its count still shows what got through.
     /// Returns the status after.
     pub async fn settle_delivery(&self, id: Uuid) -> Result<FileStatus, DbError> {
-        // One statement, no transaction: the recount is atomic by itself, and a status move
-        // (once or twice per file) goes through the guarded transition, which moves only from
-        // where the move is allowed, so two settles at once cannot both move the file.
+        // One statement, no transaction. The count only grows: a recount whose snapshot
+        // missed a batch that `record_call` counted meanwhile must not lower it (the row is
+        // re-read once that lock is released). A status move (once or twice per file) goes
+        // through the guarded transition, which moves only from where the move is allowed,
+        // so two settles at once cannot both move the file.
         let (client, recount) = self
             .db
             .prepared(
@@ -143,8 +168,9 @@ impl Store {
                      SELECT count(DISTINCT batch_id)::integer AS n FROM api_call
                      WHERE file_id = $1 AND http_status BETWEEN 200 AND 299)
                  UPDATE file_process f SET
-                     batches_delivered = d.n,
-                     updated_at = CASE WHEN f.batches_delivered IS DISTINCT FROM d.n
+                     batches_delivered = GREATEST(f.batches_delivered, d.n),
+                     updated_at = CASE WHEN f.batches_delivered IS DISTINCT FROM
+                                            GREATEST(f.batches_delivered, d.n)
                                        THEN now() ELSE f.updated_at END
                  FROM d WHERE f.id = $1
                  RETURNING f.status, f.batches_sent, f.batches_delivered",
@@ -153,8 +179,19 @@ impl Store {
         let row = client.query_one(&recount, &[&id]).await?;
         drop(client);
         let status = parse_status(row.get(0))?;
-        let sent: Option<i32> = row.get(1);
-        let delivered: i32 = row.get(2);
+        self.move_on_delivery(id, status, row.get(1), row.get(2))
+            .await
+    }
+
+    /// Moves the file on once its count of delivered batches says so: `delivering` after the
+    /// first, `delivered` after the last. Returns the status after.
+    async fn move_on_delivery(
+        &self,
+        id: Uuid,
+        status: FileStatus,
+        sent: Option<i32>,
+        delivered: i32,
+    ) -> Result<FileStatus, DbError> {
         let next = match (status, sent) {
             (FileStatus::Transformed | FileStatus::Delivering, Some(sent)) if delivered >= sent => {
                 FileStatus::Delivered
@@ -177,7 +214,7 @@ impl CallLog for Store {
     fn record_call(
         &self,
         call: &ApiCall<'_>,
-    ) -> impl std::future::Future<Output = Result<(), DbError>> + Send {
+    ) -> impl std::future::Future<Output = Result<Option<FileStatus>, DbError>> + Send {
         Store::record_call(self, call)
     }
 }

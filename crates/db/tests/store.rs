@@ -87,7 +87,7 @@ fn orders_file(etag: &str) -> NewFile<'_> {
 async fn migrations_apply_once_and_again_change_nothing() {
     let schema = Schema::create().await;
     let db = Db::new(schema.config());
-    assert_eq!(migrate(&db).await.unwrap(), (1..=10).collect::<Vec<u32>>());
+    assert_eq!(migrate(&db).await.unwrap(), (1..=11).collect::<Vec<u32>>());
     assert!(migrate(&db).await.unwrap().is_empty());
 }
 
@@ -106,7 +106,7 @@ async fn four_migrations_at_once_apply_each_version_once() {
         .flat_map(Result::unwrap)
         .collect();
     applied.sort_unstable();
-    assert_eq!(applied, (1..=10).collect::<Vec<u32>>());
+    assert_eq!(applied, (1..=11).collect::<Vec<u32>>());
 }
 
 #[tokio::test]
@@ -719,6 +719,66 @@ async fn a_batch_is_claimed_by_one_worker_at_a_time() {
             .unwrap()
             .claim,
         sluice_db::Claim::Won { attempts: 2 }
+    );
+}
+
+#[tokio::test]
+async fn duplicate_2xx_at_the_same_moment_count_a_batch_once_and_settles_never_lower_the_count() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+    let id = transforming_file(&store, "dup").await;
+    transformed(&store, id, 3).await;
+    let mut tasks = Vec::new();
+    for b in 1..=3 {
+        let batch = format!("{id}-00000{b}");
+        store
+            .claim_batch(id, &batch, &lease("w", 60))
+            .await
+            .unwrap();
+        // Four copies of the batch's 2xx and two settles, each on its own connection.
+        for copy in 0..6 {
+            let store = Store::new(Db::new(schema.config()));
+            let batch = batch.clone();
+            tasks.push(tokio::spawn(async move {
+                if copy >= 4 {
+                    store.settle_delivery(id).await.unwrap();
+                    return (batch, None);
+                }
+                let settled = store
+                    .record_call(&ApiCall {
+                        file_id: id,
+                        batch_id: &batch,
+                        attempt: copy + 1,
+                        http_status: Some(200),
+                        latency_ms: 1,
+                        response_excerpt: None,
+                        error: None,
+                    })
+                    .await
+                    .unwrap();
+                (batch, settled)
+            }));
+        }
+    }
+    let mut counted = std::collections::BTreeMap::<String, usize>::new();
+    for task in tasks {
+        let (batch, settled) = task.await.unwrap();
+        *counted.entry(batch).or_default() += usize::from(settled.is_some());
+    }
+    assert!(
+        counted.values().all(|&n| n == 1),
+        "each batch's first 2xx settles once: {counted:?}"
+    );
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.batches_sent, row.batches_delivered),
+        (Some(3), Some(3))
+    );
+    assert_eq!(row.status, FileStatus::Delivered);
+    assert_eq!(
+        store.calls(id).await.unwrap().len(),
+        12,
+        "every attempt is a row"
     );
 }
 

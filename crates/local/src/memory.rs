@@ -198,7 +198,7 @@ impl MemoryStore {
 impl CallLog for MemoryStore {
     type Error = Never;
 
-    async fn record_call(&self, call: &ApiCall<'_>) -> Result<(), Never> {
+    async fn record_call(&self, call: &ApiCall<'_>) -> Result<Option<FileStatus>, Never> {
         let mut state = self.state();
         let delivered = call.http_status.is_some_and(|s| (200..300).contains(&s));
         state.calls.push(Call {
@@ -213,7 +213,7 @@ impl CallLog for MemoryStore {
                 (held.owner, held.until) = (None, None);
             }
         }
-        Ok(())
+        Ok(None)
     }
 }
 

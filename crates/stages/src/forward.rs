@@ -175,9 +175,16 @@ async fn deliver_claimed<O: Objects, S: RecordState, P: Poster>(
         }
     }
     match outcome {
-        Outcome::Delivered { attempts, status } => {
+        Outcome::Delivered {
+            attempts,
+            status,
+            settled,
+        } => {
             record_delivered(deps, batch).await?;
-            let now = deps.store.settle_delivery(id).await.map_err(Fault::store)?;
+            let now = match settled {
+                Some(now) => now,
+                None => deps.store.settle_delivery(id).await.map_err(Fault::store)?,
+            };
             tracing::info!(file_id = %id, dataset = %batch.dataset, batch_id = %batch.batch_id,
                 seq = batch.seq, total = batch.total, records = batch.count, attempts, status,
                 file_status = %now, "batch delivered");

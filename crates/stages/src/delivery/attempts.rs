@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use sluice_core::delivery::{next_wait, AttemptClass, BatchHeader};
+use sluice_core::FileStatus;
 
 use crate::delivery::client::Attempt;
 use crate::delivery::targets::Target;
@@ -39,8 +40,13 @@ impl Outcome {
 /// How delivering a batch ended, in this invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The API answered 2xx.
-    Delivered { attempts: u32, status: u16 },
+    /// The API answered 2xx. `settled` is the file's status after it when the call log
+    /// settled the file's delivery while recording the call (see [`CallLog::record_call`]).
+    Delivered {
+        attempts: u32,
+        status: u16,
+        settled: Option<FileStatus>,
+    },
     /// Not delivered this time; SQS will deliver the message again.
     NotDelivered {
         attempts: u32,
@@ -81,13 +87,14 @@ pub async fn deliver<L: CallLog>(
         };
         let attempt = client.post(target, batch, body.clone(), timeout).await;
         made += 1;
-        record(log, batch, first_attempt + made as i32 - 1, &attempt).await?;
+        let settled = record(log, batch, first_attempt + made as i32 - 1, &attempt).await?;
         last_error = attempt.error.clone().unwrap_or_default();
         match attempt.class {
             AttemptClass::Delivered => {
                 return Ok(Outcome::Delivered {
                     attempts: made,
                     status: attempt.status.unwrap_or(200),
+                    settled,
                 })
             }
             AttemptClass::Permanent => {
@@ -161,7 +168,7 @@ async fn record<L: CallLog>(
     batch: &BatchHeader<'_>,
     number: i32,
     attempt: &Attempt,
-) -> Result<(), L::Error> {
+) -> Result<Option<FileStatus>, L::Error> {
     let latency_ms = attempt.latency.as_millis().min(i32::MAX as u128) as i32;
     // Operators see the outcome in the log; the response excerpt stays in the table, as an
     // API may echo record contents.

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 
+use sluice_core::FileStatus;
 use uuid::Uuid;
 
 /// One delivery attempt, as it is recorded (`api_call` in PostgreSQL, the report locally).
@@ -24,8 +25,11 @@ pub struct ApiCall<'a> {
 pub trait CallLog {
     type Error: std::error::Error + Send + Sync + 'static;
 
+    /// Records one attempt. A log that also keeps the files' status may settle the file's
+    /// delivery in the same step when the call is a batch's first 2xx, and then says the
+    /// file's status after it; `None` leaves settling to the caller.
     fn record_call(
         &self,
         call: &ApiCall<'_>,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Option<FileStatus>, Self::Error>> + Send;
 }
