@@ -41,7 +41,7 @@ async fn an_object_read_with_one_two_or_four_ranges_in_flight_comes_back_whole_a
         let key = format!("objects/{size}.txt");
         world.put(&key, body.clone()).await;
         for parts in [1, 2, 4] {
-            let store = ObjectStore::new(world.clients.s3.clone()).with_parts_in_flight(parts);
+            let store = ObjectStore::new(world.clients.s3.clone()).with_ranges_in_flight(parts);
             let (got, meta_size) = read_all(&store, &world.quarantine, &key).await;
             assert_eq!(
                 meta_size, size as i64,
@@ -60,7 +60,7 @@ async fn an_object_read_with_one_two_or_four_ranges_in_flight_comes_back_whole_a
 async fn a_missing_object_is_not_found_whatever_the_parts_in_flight() {
     let world = World::new().await;
     for parts in [1, 4] {
-        let store = ObjectStore::new(world.clients.s3.clone()).with_parts_in_flight(parts);
+        let store = ObjectStore::new(world.clients.s3.clone()).with_ranges_in_flight(parts);
         let err = store
             .open(&world.quarantine, "no/such.csv", None)
             .await
@@ -97,7 +97,7 @@ async fn an_object_replaced_while_it_is_read_in_ranges_fails_instead_of_mixing_t
     // Ten ranges: with two in flight, most are asked for after the object changes.
     let size = 40 * 1024 * 1024;
     world.put(key, numbered(size)).await;
-    let store = ObjectStore::new(world.clients.s3.clone()).with_parts_in_flight(2);
+    let store = ObjectStore::new(world.clients.s3.clone()).with_ranges_in_flight(2);
     let (mut reader, _) = store.open(&world.quarantine, key, None).await.unwrap();
     let mut first = vec![0; 1024];
     reader.read_exact(&mut first).await.unwrap();

@@ -3,6 +3,7 @@
 //! fast as the function's network allows. Memory is bounded: at most `in_flight` ranges of
 //! [`RANGE_BYTES`] are held, fetched or being fetched, ahead of the reader.
 
+use std::future::Future;
 use std::io;
 
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
@@ -12,6 +13,7 @@ use futures_util::future::BoxFuture;
 use futures_util::{stream, FutureExt, StreamExt, TryStreamExt};
 use tokio::io::AsyncRead;
 use tokio_util::io::StreamReader;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::s3::s3_error;
 
@@ -43,22 +45,36 @@ pub(crate) fn read_ranges(
     in_flight: usize,
 ) -> impl AsyncRead + Unpin + Send {
     let first_len = size.min(RANGE_BYTES);
-    let first: BoxFuture<'static, io::Result<Vec<Bytes>>> = {
+    let first = {
         let pinned = pinned.clone();
-        async move { collect(&pinned, first.body, first_len).await }.boxed()
+        in_background(async move { collect(&pinned, first.body, first_len).await })
     };
     let rest = (RANGE_BYTES..size)
         .step_by(RANGE_BYTES as usize)
         .map(move |start| {
             let pinned = pinned.clone();
             let end = (start + RANGE_BYTES).min(size);
-            async move { fetch(&pinned, start, end).await }.boxed()
+            in_background(async move { fetch(&pinned, start, end).await })
         });
     let segments = stream::iter(std::iter::once(first).chain(rest))
         .buffered(in_flight.max(1))
         .map_ok(|segments| stream::iter(segments.into_iter().map(Ok::<Bytes, io::Error>)))
         .try_flatten();
     StreamReader::new(Box::pin(segments))
+}
+
+/// Runs a range's fetch as its own task, so it goes on while the reader is busy with the
+/// bytes before it (a future inside the stream would only move when the reader polls).
+/// Dropping the reader cancels the fetches still running.
+fn in_background(
+    fetch: impl Future<Output = io::Result<Vec<Bytes>>> + Send + 'static,
+) -> BoxFuture<'static, io::Result<Vec<Bytes>>> {
+    let task = AbortOnDropHandle::new(tokio::spawn(fetch));
+    async move {
+        task.await
+            .map_err(|e| io::Error::other(format!("S3 GetObject: the range's task ended: {e}")))?
+    }
+    .boxed()
 }
 
 /// Bytes `[start, end)` of the pinned object.

@@ -70,21 +70,32 @@ pub fn receive_count_setting() -> Result<u32, SetupError> {
     }
 }
 
-/// `SLUICE_S3_PARTS_IN_FLIGHT`: ranged GETs and part uploads one object keeps in flight
-/// (default 4, 1..=16). Each in flight holds up to 4 MiB (read) or 8 MiB (written): 4 keeps a
-/// file's S3 buffers near 56 MiB whatever its size; 1 reads with one streaming GET.
-pub fn parts_in_flight_setting() -> Result<usize, SetupError> {
-    const NAME: &str = "SLUICE_S3_PARTS_IN_FLIGHT";
-    let Ok(text) = std::env::var(NAME) else {
-        return Ok(sluice_aws::s3::DEFAULT_PARTS_IN_FLIGHT);
+/// `SLUICE_S3_PARTS_IN_FLIGHT` (part uploads one object keeps in flight, default 4, 8 MiB
+/// each) and `SLUICE_S3_RANGES_IN_FLIGHT` (ranged GETs, default 1: one streaming GET; 4 MiB
+/// each), both 1..=16.
+pub fn in_flight_settings() -> Result<(usize, usize), SetupError> {
+    let number = |name: &'static str, default: usize| {
+        let Ok(text) = std::env::var(name) else {
+            return Ok(default);
+        };
+        match text.trim().parse::<usize>() {
+            Ok(n) if (1..=16).contains(&n) => Ok(n),
+            _ => Err(SetupError::Invalid {
+                name,
+                reason: "expected a whole number from 1 to 16".into(),
+            }),
+        }
     };
-    match text.trim().parse::<usize>() {
-        Ok(n) if (1..=16).contains(&n) => Ok(n),
-        _ => Err(SetupError::Invalid {
-            name: NAME,
-            reason: "expected a whole number from 1 to 16".into(),
-        }),
-    }
+    Ok((
+        number(
+            "SLUICE_S3_PARTS_IN_FLIGHT",
+            sluice_aws::s3::DEFAULT_PARTS_IN_FLIGHT,
+        )?,
+        number(
+            "SLUICE_S3_RANGES_IN_FLIGHT",
+            sluice_aws::s3::DEFAULT_RANGES_IN_FLIGHT,
+        )?,
+    ))
 }
 
 /// The value of a required variable.
@@ -228,8 +239,10 @@ impl Common {
         database: &DatabaseSettings,
     ) -> Result<Self, SetupError> {
         let clients = Clients::from_env().await;
-        let objects =
-            ObjectStore::new(clients.s3.clone()).with_parts_in_flight(parts_in_flight_setting()?);
+        let (parts, ranges) = in_flight_settings()?;
+        let objects = ObjectStore::new(clients.s3.clone())
+            .with_parts_in_flight(parts)
+            .with_ranges_in_flight(ranges);
         let config = load_pipeline_config(pipeline_config, &objects).await?;
         let db_config = database_config(
             database.url.as_deref(),
