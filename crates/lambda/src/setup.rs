@@ -74,17 +74,19 @@ pub fn receive_count_setting() -> Result<u32, SetupError> {
 /// each) and `SLUICE_S3_RANGES_IN_FLIGHT` (ranged GETs, default 1: one streaming GET; 4 MiB
 /// each), both 1..=16.
 pub fn in_flight_settings() -> Result<(usize, usize), SetupError> {
-    let number = |name: &'static str, default: usize| {
-        let Ok(text) = std::env::var(name) else {
-            return Ok(default);
-        };
-        match text.trim().parse::<usize>() {
+    in_flight_from(|name| std::env::var(name).ok())
+}
+
+fn in_flight_from(var: impl Fn(&str) -> Option<String>) -> Result<(usize, usize), SetupError> {
+    let number = |name: &'static str, default: usize| match var(name) {
+        None => Ok(default),
+        Some(text) => match text.trim().parse::<usize>() {
             Ok(n) if (1..=16).contains(&n) => Ok(n),
             _ => Err(SetupError::Invalid {
                 name,
                 reason: "expected a whole number from 1 to 16".into(),
             }),
-        }
+        },
     };
     Ok((
         number(
@@ -303,5 +305,18 @@ mod tests {
             shown.contains("postgres://app:***@db.example:5432/sluice"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn s3_in_flight_settings_default_and_refuse_out_of_range() {
+        let none = |_: &str| None;
+        assert_eq!(in_flight_from(none).unwrap(), (4, 1));
+        let set = |name: &str| (name == "SLUICE_S3_RANGES_IN_FLIGHT").then(|| " 8 ".to_string());
+        assert_eq!(in_flight_from(set).unwrap(), (4, 8));
+        for bad in ["0", "17", "four"] {
+            let set = |name: &str| (name == "SLUICE_S3_PARTS_IN_FLIGHT").then(|| bad.to_string());
+            let err = in_flight_from(set).unwrap_err().to_string();
+            assert!(err.contains("SLUICE_S3_PARTS_IN_FLIGHT"), "{err}");
+        }
     }
 }
