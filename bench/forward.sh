@@ -18,8 +18,7 @@ ensure_postgres >&2
 # No AWS call is made (batches are inline), but the SDK wants a region.
 export AWS_REGION=${AWS_REGION:-us-east-1} RUST_LOG=${RUST_LOG:-error}
 cargo build --release --locked -p sluice-e2e --example forward_bench >&2
-if [ ! -x /usr/bin/time ]; then
-  echo "installing GNU time for peak-RSS measurement" >&2
-  apt-get update -qq && apt-get install -y -qq time >/dev/null
-fi
+# shellcheck source=lib.sh
+source bench/lib.sh
+ensure_gnu_time
 /usr/bin/time -f "peak RSS %M KB" target/release/examples/forward_bench "$@"

@@ -18,10 +18,9 @@ ensure_postgres >&2
 ensure_moto >&2
 export RUST_LOG=${RUST_LOG:-error}
 cargo build --release --locked -p sluice-e2e --example listener_bench >&2
-if [ ! -x /usr/bin/time ]; then
-  echo "installing GNU time for peak-RSS measurement" >&2
-  apt-get update -qq && apt-get install -y -qq time >/dev/null
-fi
+# shellcheck source=lib.sh
+source bench/lib.sh
+ensure_gnu_time
 id=$$
 drop=sluice-bench-drop-$id quarantine=sluice-bench-quarantine-$id schema=sluice_bench_listener_$id
 for bucket in "$drop" "$quarantine"; do

@@ -10,10 +10,9 @@ size=${1:-100M}
 runs=${RUNS:-3}
 out=${OUT_DIR:-bench/data/run}
 
-if [ ! -x /usr/bin/time ]; then
-  echo "installing GNU time for peak-RSS measurement" >&2
-  apt-get update -qq && apt-get install -y -qq time >/dev/null
-fi
+# shellcheck source=lib.sh
+source bench/lib.sh
+ensure_gnu_time
 cargo build --release --locked -p sluice-cli >&2
 sluice=target/release/sluice
 mkdir -p bench/data

@@ -21,10 +21,9 @@ servers=("$@")
 [ ${#servers[@]} -gt 0 ] || servers=(moto s3s-fs)
 runs=${RUNS:-3}
 
-if [ ! -x /usr/bin/time ]; then
-  echo "installing GNU time for peak-RSS measurement" >&2
-  apt-get update -qq && apt-get install -y -qq time >/dev/null
-fi
+# shellcheck source=lib.sh
+source bench/lib.sh
+ensure_gnu_time
 cargo build --release --locked -p sluice-e2e --example s3_bench >&2
 bench=target/release/examples/s3_bench
 mkdir -p bench/data

@@ -18,24 +18,12 @@ sizes=("$@")
 runs=${RUNS:-5}
 out_dir=${OUT_DIR:-bench/data/out}
 
-if [ ! -x /usr/bin/time ]; then
-  echo "installing GNU time for peak-RSS measurement" >&2
-  apt-get update -qq && apt-get install -y -qq time >/dev/null
-fi
+# shellcheck source=lib.sh
+source bench/lib.sh
+ensure_gnu_time
 cargo build --release --locked -p sluice-cli >&2
 cargo build --release --locked -p sluice-core --example csv_copy >&2
 mkdir -p bench/data "$out_dir"
-
-# timed CMD...: runs it once, prints "seconds peak_kb"
-timed() {
-  local log start end
-  log=$(mktemp)
-  start=$EPOCHREALTIME
-  /usr/bin/time -f '%M' -o "$log" "$@" >/dev/null 2>&1 || true
-  end=$EPOCHREALTIME
-  awk -v s="$start" -v e="$end" -v kb="$(tail -n 1 "$log")" 'BEGIN { printf "%.4f %d\n", e - s, kb }'
-  rm -f "$log"
-}
 
 # stats BYTES SECONDS...: prints "best_MB/s median_MB/s"
 stats() {

@@ -15,10 +15,9 @@ runs=${RUNS:-5}
 pandas_runs=${PANDAS_RUNS:-1}
 out_dir=${OUT_DIR:-bench/data/out}
 
-if [ ! -x /usr/bin/time ]; then
-  echo "installing GNU time for peak-RSS measurement" >&2
-  apt-get update -qq && apt-get install -y -qq time >/dev/null
-fi
+# shellcheck source=lib.sh
+source bench/lib.sh
+ensure_gnu_time
 cargo build --release --locked -p sluice-cli >&2
 sluice=target/release/sluice
 mkdir -p bench/data "$out_dir"
@@ -29,17 +28,6 @@ clean=$out_dir/clean-$size.csv
   --report "$out_dir/sanitize.json" 2>/dev/null
 rows=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rows_out"])' \
   "$out_dir/sanitize.json")
-
-# timed CMD...: runs it once, prints "seconds peak_kb"
-timed() {
-  local log start end
-  log=$(mktemp)
-  start=$EPOCHREALTIME
-  /usr/bin/time -f '%M' -o "$log" "$@" >/dev/null 2>&1 || true
-  end=$EPOCHREALTIME
-  awk -v s="$start" -v e="$end" -v kb="$(tail -n 1 "$log")" 'BEGIN { printf "%.4f %d\n", e - s, kb }'
-  rm -f "$log"
-}
 
 median() { printf '%s\n' "$@" | sort -n | awk '{ t[NR] = $1 } END { print t[int((NR + 1) / 2)] }'; }
 
