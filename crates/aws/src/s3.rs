@@ -118,9 +118,7 @@ impl ObjectStore {
             _ => s3_error("GetObject", bucket, key, e),
         };
         if self.ranges_in_flight == 1 {
-            let whole = get().send().await.map_err(not_found)?;
-            let meta = object_meta(&whole, whole.content_length().unwrap_or_default());
-            return Ok((Box::new(whole.body.into_async_read()), meta));
+            return Ok(streamed(get().send().await.map_err(not_found)?));
         }
         let first = match get()
             .range(format!("bytes=0-{}", RANGE_BYTES - 1))
@@ -130,16 +128,13 @@ impl ObjectStore {
             Ok(first) => first,
             // An empty object has no byte 0 to ask for.
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
-                let whole = get().send().await.map_err(not_found)?;
-                let meta = object_meta(&whole, whole.content_length().unwrap_or_default());
-                return Ok((Box::new(whole.body.into_async_read()), meta));
+                return Ok(streamed(get().send().await.map_err(not_found)?));
             }
             Err(e) => return Err(not_found(e)),
         };
         let Some(size) = total_size(&first) else {
             // The server sent the whole object (it ignored the range).
-            let meta = object_meta(&first, first.content_length().unwrap_or_default());
-            return Ok((Box::new(first.body.into_async_read()), meta));
+            return Ok(streamed(first));
         };
         let meta = object_meta(&first, size as i64);
         if size <= RANGE_BYTES {
@@ -281,6 +276,12 @@ impl ObjectStore {
     }
 }
 
+/// A whole-object answer as a stream of its body.
+fn streamed(whole: GetObjectOutput) -> (Box<dyn AsyncRead + Unpin + Send>, ObjectMeta) {
+    let meta = object_meta(&whole, whole.content_length().unwrap_or_default());
+    (Box::new(whole.body.into_async_read()), meta)
+}
+
 fn object_meta(object: &GetObjectOutput, size: i64) -> ObjectMeta {
     ObjectMeta {
         size,
@@ -339,9 +340,10 @@ impl Upload {
                 .await?;
             return Ok(self.bytes);
         };
-        let last = match self.buf.is_empty() {
-            true => Ok(()),
-            false => self.send_part().await,
+        let last = if self.buf.is_empty() {
+            Ok(())
+        } else {
+            self.send_part().await
         };
         if let Err(e) = last.and(self.wait_for_parts(0).await) {
             self.abort().await;

@@ -15,7 +15,8 @@ use crate::{DbError, Store};
 /// counts it on the file, returning the file's status and counts. The mark makes the count
 /// exact under duplicates: of two first 2xx at once, the second waits for the first's row
 /// lock, then finds `delivered_at` set and counts nothing. (A 2xx already on record without
-/// the mark, from before the mark existed, was counted by a recount: it is not counted again.)
+/// the mark, from before the mark existed, was counted by a recount: it is not counted again,
+/// and the claim is still released. `first` and `again` never touch the same row.)
 const RECORD_CALL: &str = "WITH call AS (
          INSERT INTO api_call (file_id, batch_id, attempt, http_status, latency_ms,
                                response_excerpt, error)
@@ -28,7 +29,10 @@ const RECORD_CALL: &str = "WITH call AS (
          RETURNING file_id),
      again AS (
          UPDATE batch_claim SET lease_owner = NULL, lease_until = NULL
-         WHERE batch_id = $2 AND $4 BETWEEN 200 AND 299 AND delivered_at IS NOT NULL)
+         WHERE batch_id = $2 AND $4 BETWEEN 200 AND 299
+           AND (delivered_at IS NOT NULL
+                OR EXISTS (SELECT 1 FROM api_call a
+                           WHERE a.batch_id = $2 AND a.http_status BETWEEN 200 AND 299)))
      UPDATE file_process f SET
          batches_delivered = COALESCE(f.batches_delivered, 0) + 1,
          updated_at = now()

@@ -783,6 +783,42 @@ async fn duplicate_2xx_at_the_same_moment_count_a_batch_once_and_settles_never_l
 }
 
 #[tokio::test]
+async fn a_2xx_after_one_already_on_record_counts_nothing_and_still_releases_the_claim() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+    let id = transforming_file(&store, "prior").await;
+    transformed(&store, id, 2).await;
+    let batch = format!("{id}-000001");
+    // A 2xx on record with no claim behind it (as before claims were marked).
+    call(&store, id, &batch, 1, Some(200)).await;
+    assert_eq!(
+        store.settle_delivery(id).await.unwrap(),
+        FileStatus::Delivering
+    );
+    store
+        .claim_batch(id, &batch, &lease("w1", 60))
+        .await
+        .unwrap();
+    call(&store, id, &batch, 2, Some(200)).await;
+    assert_eq!(
+        store.file(id).await.unwrap().unwrap().batches_delivered,
+        Some(1),
+        "the batch is counted once"
+    );
+    assert!(
+        matches!(
+            store
+                .claim_batch(id, &batch, &lease("w2", 60))
+                .await
+                .unwrap()
+                .claim,
+            sluice_db::Claim::Won { .. }
+        ),
+        "the 2xx released the claim"
+    );
+}
+
+#[tokio::test]
 async fn stuck_files_are_those_with_an_expired_lease_or_no_move_for_too_long() {
     let schema = Schema::create().await;
     let store = store(&schema).await;
