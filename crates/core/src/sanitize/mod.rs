@@ -16,6 +16,7 @@ pub mod encoding;
 pub mod header;
 pub(crate) mod lines;
 pub mod markup;
+mod plain;
 mod policy;
 mod report;
 mod rows;

@@ -7,6 +7,7 @@ use super::cell::{is_formula_like, strip_controls};
 use super::header::{build_header, Header};
 use super::lines::{LineCounter, Tally};
 use super::markup;
+use super::plain::{plain_record, PieceIndex, Shape, MAY_START_FORMULA};
 use super::policy::{CellPolicy, Limits, MarkupPolicy, Policy, RaggedRows};
 use super::report::{CellCounts, ColumnReport, RowReject, MAX_LISTED_REJECTS};
 
@@ -15,53 +16,43 @@ const INITIAL_RECORD_BYTES: usize = 64 * 1024;
 /// Whatever the limits say, one record never holds more memory than this.
 const MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
 
-// What a piece of text may hold, found by one pass over the whole piece; records in a piece
-// without them skip the matching per-record checks.
-const CTRL: u8 = 1;
-const MARK: u8 = 2;
-
-/// Which of [`CTRL`] (a control character to strip) and [`MARK`] (a byte that may start a
-/// tag or a handler attribute) occur in `bytes`. This pass sees every byte of the file, so it is written to
-/// vectorize: per-lane accumulators, reduced once at the end. (Folding the line-break tally
-/// into it measured slower than memchr's runtime-dispatched AVX2 counting.)
-fn piece_classes(bytes: &[u8]) -> u8 {
+/// Whether `bytes` hold a control character to strip (or the lead byte of the C1 controls).
+/// Written to vectorize: per-lane accumulators, reduced once at the end.
+fn has_control(bytes: &[u8]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { piece_classes_avx2(bytes) };
+        return unsafe { has_control_avx2(bytes) };
     }
-    piece_classes_portable(bytes)
+    has_control_portable(bytes)
 }
 
-/// [`piece_classes_portable`] compiled for AVX2: the same loop on 32-byte vectors, where the
+/// [`has_control_portable`] compiled for AVX2: the same loop on 32-byte vectors, where the
 /// baseline x86-64 target only has 16-byte SSE2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn piece_classes_avx2(bytes: &[u8]) -> u8 {
-    piece_classes_portable(bytes)
+unsafe fn has_control_avx2(bytes: &[u8]) -> bool {
+    has_control_portable(bytes)
 }
 
 #[inline(always)]
-fn piece_classes_portable(bytes: &[u8]) -> u8 {
+fn has_control_portable(bytes: &[u8]) -> bool {
     const LANES: usize = 32;
-    let mut acc = [0u8; LANES];
+    let mut acc = [false; LANES];
     let mut chunks = bytes.chunks_exact(LANES);
     for chunk in &mut chunks {
         for (a, &b) in acc.iter_mut().zip(chunk) {
-            *a |= byte_class(b);
+            *a |= is_control(b);
         }
     }
-    let tail = chunks.remainder().iter().fold(0, |a, &b| a | byte_class(b));
-    acc.iter().fold(tail, |a, &b| a | b)
+    chunks.remainder().iter().any(|&b| is_control(b)) || acc.iter().any(|&a| a)
 }
 
 #[inline(always)]
-fn byte_class(b: u8) -> u8 {
+fn is_control(b: u8) -> bool {
     let c0 = (b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r');
     // 0xC2 leads U+0080..U+00BF, where the C1 controls are.
-    let ctrl = c0 | (b == 0x7f) | (b == 0xc2);
-    let mark = (b == b'<') | (b == b'=') | (b == b':') | (b == b'&');
-    (u8::from(ctrl) * CTRL) | (u8::from(mark) * MARK)
+    c0 | (b == 0x7f) | (b == 0xc2)
 }
 
 /// Whether a field must be quoted in RFC 4180 output.
@@ -119,8 +110,13 @@ pub struct Rows {
     /// is copied through whether or not it sits inside one piece: the output never depends on
     /// how the input was read. Only kept for comma-separated input (no other is copied).
     carry: Vec<u8>,
-    /// Classes of the piece being parsed, and of earlier ones an open record came from.
-    piece_class: u8,
+    /// Where the piece being parsed has the bytes [`plain_record`] looks for.
+    index: PieceIndex,
+    /// Whether records csv-core would copy through unchanged are looked for without it
+    /// (off only in tests, which compare both ways).
+    plain: bool,
+    /// Records copied that way, for tests.
+    plain_rows: u64,
     columns: Option<Columns>,
     pub stats: RowStats,
     scratch: String,
@@ -147,7 +143,9 @@ impl Rows {
             counted: 0,
             start: None,
             carry: Vec::new(),
-            piece_class: 0,
+            index: PieceIndex::default(),
+            plain: true,
+            plain_rows: 0,
             columns: None,
             stats: RowStats::default(),
             scratch: String::new(),
@@ -175,15 +173,19 @@ impl Rows {
 
     /// Parses the next piece of decoded text, appending clean rows to `out`.
     pub fn push(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), Fatal> {
-        let carried = if self.start.is_some() {
-            self.piece_class
-        } else {
-            0
-        };
-        self.piece_class = piece_classes(text) | carried;
-        let lines_before = self.csv.line();
         let mut pos = 0;
+        let mut plain = PlainRun::default();
         while pos < text.len() {
+            if let Some(shape) = self.plain_shape(&plain) {
+                if !plain.indexed {
+                    self.index.build(text);
+                    plain.indexed = true;
+                }
+                pos = self.copy_plain_records(text, pos, shape, &mut plain, out)?;
+                if pos == text.len() {
+                    break;
+                }
+            }
             let (res, nin, nout, nend) = self.csv.read_record(
                 &text[pos..],
                 &mut self.rec[self.rec_len..],
@@ -207,14 +209,55 @@ impl Rows {
         if let Some(Start::At(_)) = self.start {
             self.start = Some(Start::Line(self.record_line(text)));
         }
-        if self.counted == 0 {
-            let lf = self.csv.line() - lines_before;
-            self.lines.count_tallied(text, Tally::with_lf(text, lf));
-        } else {
-            self.lines.count(&text[self.counted..]);
-        }
+        self.lines.count(&text[self.counted..]);
         self.counted = 0;
         Ok(())
+    }
+
+    /// What a record must be for [`plain_record`], when it may be looked for at all: between
+    /// records of comma-separated data, while it keeps finding them.
+    fn plain_shape(&self, run: &PlainRun) -> Option<Shape> {
+        let between_records = self.start.is_none()
+            && self.rec_len == 0
+            && self.ends_len == 0
+            && self.oversize.is_none();
+        if !(self.plain && between_records && self.delimiter == b',' && run.worth_it()) {
+            return None;
+        }
+        let columns = self.columns.as_ref()?.header.clean.len();
+        Some(Shape {
+            columns,
+            max_field: self.policy.limits.max_field_bytes,
+            formulas: self.policy.formulas != CellPolicy::Keep,
+            max_bytes: self.rec.len(),
+        })
+    }
+
+    /// Copies records that need no change from `pos` on, as [`Self::data_record`] would
+    /// (see [`plain_record`]); returns where the first other record starts.
+    fn copy_plain_records(
+        &mut self,
+        text: &[u8],
+        mut pos: usize,
+        shape: Shape,
+        run: &mut PlainRun,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, Fatal> {
+        // The row limit is left to the csv-core path, which reports it.
+        while self.stats.rows_in < self.policy.limits.max_rows {
+            let Some(record) = plain_record(text, &self.index, pos, shape) else {
+                break;
+            };
+            out.extend_from_slice(&text[record.raw]);
+            out.extend_from_slice(TERMINATOR);
+            self.stats.rows_in += 1;
+            self.stats.rows_out += 1;
+            run.found += 1;
+            self.plain_rows += 1;
+            pos = record.next;
+        }
+        run.missed += u32::from(pos < text.len());
+        Ok(pos)
     }
 
     /// Keeps the bytes of a record still open at the end of `text` in `carry` (see there).
@@ -527,10 +570,9 @@ impl Rows {
                 return Ok(());
             }
         };
-        let ctrl = self.piece_class & CTRL != 0 && piece_classes(fields.bytes) & CTRL != 0;
-        let tags = self.piece_class & MARK != 0
-            && self.policy.markup != MarkupPolicy::Keep
-            && markup::may_hold_markup(fields.bytes);
+        let ctrl = has_control(fields.bytes);
+        let tags =
+            self.policy.markup != MarkupPolicy::Keep && markup::may_hold_markup(fields.bytes);
         let dirty = ctrl || tags;
         let checks = CellChecks {
             formulas: self.policy.formulas != CellPolicy::Keep,
@@ -680,24 +722,6 @@ impl CellChecks {
     }
 }
 
-/// Bytes a formula-like cell may start with: the OWASP triggers, and controls that may hide
-/// one. One lookup per cell.
-static MAY_START_FORMULA: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        t[b] = true;
-        b += 1;
-    }
-    let formula: &[u8] = b"=+-@\x7f\xc2";
-    let mut i = 0;
-    while i < formula.len() {
-        t[formula[i] as usize] = true;
-        i += 1;
-    }
-    t
-};
-
 /// Whether `raw`, the bytes a record was parsed from, is already what the clean output would
 /// hold: comma-separated, every field either bare or wholly quoted, no field too long or
 /// formula-like or a script URL. The caller has checked that the parsed cells hold no `"`, so a field that
@@ -761,6 +785,21 @@ fn write_field(out: &mut Vec<u8>, field: &[u8], ncols: usize) {
     out.push(b'"');
 }
 
+/// How [`plain_record`] fares in the piece being parsed. In a piece where most records need
+/// csv-core anyway (a file full of formulas, say), looking first is wasted, so it stops.
+#[derive(Debug, Default)]
+struct PlainRun {
+    indexed: bool,
+    found: u32,
+    missed: u32,
+}
+
+impl PlainRun {
+    fn worth_it(&self) -> bool {
+        self.missed < 32 || self.missed <= self.found
+    }
+}
+
 /// The fields of one parsed record: contiguous bytes and end offsets.
 struct Fields<'a> {
     bytes: &'a [u8],
@@ -784,5 +823,127 @@ impl Fields<'_> {
     /// Every field empty or whitespace (Excel's `,,,,` rows included).
     fn is_blank(&self) -> bool {
         self.bytes.iter().all(u8::is_ascii_whitespace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+
+    use super::*;
+
+    thread_local! {
+        static PLAIN_ROWS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Everything `Rows` gives for `text` pushed in `piece`-byte pieces: output, outcome,
+    /// counts, rejects and column reports.
+    fn run(text: &[u8], policy: &Policy, piece: usize, plain: bool) -> (Vec<u8>, String) {
+        let mut rows = Rows::new(policy.clone(), b',');
+        rows.plain = plain;
+        let mut out = Vec::new();
+        let outcome = text
+            .chunks(piece.max(1))
+            .try_for_each(|p| rows.push(p, &mut out))
+            .and_then(|()| rows.finish(&mut out));
+        PLAIN_ROWS.with(|n| n.set(n.get() + rows.plain_rows));
+        let seen = format!(
+            "{outcome:?} {:?} {:?} {}",
+            rows.stats,
+            rows.column_reports(),
+            rows.line_endings()
+        );
+        (out, seen)
+    }
+
+    /// Mostly well-formed rows of three fields, with every kind of thing that sends a record
+    /// to csv-core mixed in.
+    fn rowish() -> impl Strategy<Value = Vec<u8>> {
+        let field = prop_oneof![
+            30 => "[a-z0-9 .@]{0,8}".prop_map(String::into_bytes),
+            15 => "[a-z0-9 ,:]{0,8}".prop_map(|s| format!("\"{s}\"").into_bytes()),
+            1 => Just(b"\"a\"\"b\"".to_vec()),
+            1 => Just(b"\"a\r\nb\"".to_vec()),
+            1 => Just(b"\"a\"b".to_vec()),
+            1 => Just(b"a\"b".to_vec()),
+            1 => Just(b"=1+2".to_vec()),
+            1 => Just(b"-3".to_vec()),
+            1 => Just(b"12:30".to_vec()),
+            1 => Just(b"javascript:x".to_vec()),
+            1 => Just(b"\"javascript\"".to_vec()),
+            1 => Just(b"\":x\"".to_vec()),
+            1 => Just(b"<b>".to_vec()),
+            1 => Just(b"x&#58;".to_vec()),
+            1 => Just(b"on load=1".to_vec()),
+            1 => Just(b"a\x07b".to_vec()),
+            1 => Just("\u{a0}".as_bytes().to_vec()),
+            1 => Just(b"\t".to_vec()),
+            1 => Just(b"0123456789abcdefghij".to_vec()),
+        ];
+        let ending = prop_oneof![
+            Just(b"\r\n".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\r".to_vec()),
+            Just(b"\n\n".to_vec()),
+        ];
+        let width = prop_oneof![4 => Just(3usize), 1 => 1usize..5];
+        let fields = width.prop_flat_map(move |n| proptest::collection::vec(field.clone(), n));
+        let row = (fields, ending).prop_map(|(fields, end)| [fields.join(&b','), end].concat());
+        proptest::collection::vec(row, 0..40)
+            .prop_map(|rows| [b"a,b,c\r\n".to_vec(), rows.concat()].concat())
+    }
+
+    fn policy(variant: u8) -> Policy {
+        let mut policy = Policy::default();
+        match variant {
+            1 => policy.formulas = CellPolicy::Keep,
+            2 => policy.markup = MarkupPolicy::Keep,
+            3 => policy.ragged_rows = RaggedRows::Pad,
+            4 => policy.limits.max_field_bytes = 12,
+            5 => policy.limits.max_rows = 7,
+            _ => {}
+        }
+        policy
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn records_found_without_csv_core_come_out_as_csv_core_would_give_them(
+            text in rowish(),
+            piece in prop_oneof![1usize..16, 16usize..400, Just(usize::MAX)],
+            variant in 0u8..6,
+        ) {
+            let policy = policy(variant);
+            prop_assert_eq!(run(&text, &policy, piece, true), run(&text, &policy, piece, false));
+        }
+    }
+
+    #[test]
+    fn the_generated_rows_do_take_the_plain_path() {
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        PLAIN_ROWS.with(|n| n.set(0));
+        for _ in 0..200 {
+            let text = rowish().new_tree(&mut runner).unwrap().current();
+            run(&text, &Policy::default(), usize::MAX, true);
+        }
+        let plain = PLAIN_ROWS.with(std::cell::Cell::get);
+        assert!(plain > 500, "only {plain} rows copied without csv-core");
+    }
+
+    #[test]
+    fn the_plain_path_takes_most_rows_of_a_regular_file() {
+        let text = b"a,b,c\r\n1,\"x, y\",z\r\n2,q,\"r\"\r\n3,\"s\"\"\",t\r\n".repeat(50);
+        let mut rows = Rows::new(Policy::default(), b',');
+        let mut out = Vec::new();
+        rows.push(&text, &mut out).unwrap();
+        rows.finish(&mut out).unwrap();
+        // The header of every block after the first is a data row too: 50 + 3 * 50 - 1 rows,
+        // all but the 50 with a doubled quote copied without csv-core.
+        assert_eq!(rows.stats.rows_out, 199);
+        assert_eq!(rows.plain_rows, 149);
+        assert_eq!(run(&text, &Policy::default(), 1000, false).0, out);
     }
 }
