@@ -242,6 +242,9 @@ fn block_masks(bytes: &[u8; BLOCK]) -> RawMasks {
         // SAFETY: the CPU has AVX2, checked just above.
         return unsafe { masks_avx2(bytes) };
     }
+    #[cfg(target_arch = "aarch64")]
+    return masks_neon(bytes);
+    #[allow(unreachable_code)]
     masks_portable(bytes)
 }
 
@@ -340,6 +343,50 @@ unsafe fn masks_avx2(bytes: &[u8; BLOCK]) -> RawMasks {
     }
 }
 
+/// [`masks_portable`] with NEON (Graviton), 16 bytes at a time. NEON has no movemask: each
+/// comparison keeps one weight bit per byte and three rounds of pairwise adds gather them.
+#[cfg(target_arch = "aarch64")]
+fn masks_neon(bytes: &[u8; BLOCK]) -> RawMasks {
+    use std::arch::aarch64::*;
+
+    const WEIGHTS: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+    // SAFETY: NEON is part of the aarch64 baseline, and the loads read 16-byte runs inside
+    // the 64-byte block and the 16-byte weights.
+    unsafe {
+        let classes = |v: uint8x16_t| {
+            let eq = |c: u8| vceqq_u8(v, vdupq_n_u8(c));
+            let (quote, comma, cr, lf) = (eq(b'"'), eq(b','), eq(b'\r'), eq(b'\n'));
+            let structural = vorrq_u8(vorrq_u8(quote, comma), vorrq_u8(cr, lf));
+            let control = vorrq_u8(vcltq_u8(v, vdupq_n_u8(0x20)), eq(0x7f));
+            let kept = vorrq_u8(eq(b'\t'), vorrq_u8(cr, lf));
+            let stripped = vorrq_u8(vbicq_u8(control, kept), eq(0xc2));
+            let suspect = vorrq_u8(stripped, vorrq_u8(eq(b'<'), vorrq_u8(eq(b'='), eq(b'&'))));
+            // ASCII letters: (v | 0x20) - 'a' <= 25, unsigned.
+            let folded = vsubq_u8(vorrq_u8(v, vdupq_n_u8(0x20)), vdupq_n_u8(b'a'));
+            let letter = vcleq_u8(folded, vdupq_n_u8(25));
+            let colon_may_follow = vorrq_u8(vorrq_u8(letter, control), vorrq_u8(quote, comma));
+            [structural, suspect, eq(b':'), colon_may_follow]
+        };
+        let ptr = bytes.as_ptr();
+        let quarters = [0, 16, 32, 48].map(|at| classes(vld1q_u8(ptr.add(at))));
+        let weights = vld1q_u8(WEIGHTS.as_ptr());
+        let mask = |class: usize| {
+            let weighed = |q: usize| vandq_u8(quarters[q][class], weights);
+            let halves = vpaddq_u8(
+                vpaddq_u8(weighed(0), weighed(1)),
+                vpaddq_u8(weighed(2), weighed(3)),
+            );
+            vgetq_lane_u64::<0>(vreinterpretq_u64_u8(vpaddq_u8(halves, halves)))
+        };
+        RawMasks {
+            structural: mask(0),
+            suspect: mask(1),
+            colon: mask(2),
+            colon_may_follow: mask(3),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,7 +405,7 @@ mod tests {
     }
 
     #[test]
-    fn avx2_and_portable_masks_agree_on_every_byte_in_every_lane() {
+    fn vector_and_portable_masks_agree_on_every_byte_in_every_lane() {
         let mut bytes = [0u8; BLOCK];
         for start in 0..=255u8 {
             for (k, b) in bytes.iter_mut().enumerate() {
