@@ -52,6 +52,16 @@ export SLUICE_BROWSER=1
 step "cargo test"
 cargo test --workspace --all-features --locked 2>&1 | tee "$log"
 
+# The sanitizer's NEON code, and its differential test against the csv-core path, on aarch64
+# under qemu (the rest of the workspace has no code that differs by architecture).
+step "cargo test: sluice-core's sanitizer for aarch64, under qemu"
+# shellcheck source=lib/arm64.sh
+. scripts/lib/arm64.sh
+ensure_arm64_cross
+cargo clippy -p sluice-core --all-targets --all-features --locked --target "$ARM64_TARGET" -- -D warnings
+cargo test -p sluice-core --lib --locked --target "$ARM64_TARGET" -- sanitize::plain sanitize::rows \
+  2>&1 | tee -a "$log"
+
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "\ntests: %d passed, %d failed\n", p, f }' "$log"
