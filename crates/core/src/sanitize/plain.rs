@@ -11,6 +11,8 @@
 
 use std::ops::Range;
 
+use super::lines::Tally;
+
 const BLOCK: usize = 64;
 
 /// Bitmasks of one 64-byte block of text: bit `k` is the block's byte `k`.
@@ -24,10 +26,11 @@ struct Block {
     suspect: u64,
 }
 
-/// Where the structural and suspect bytes of one piece of text are.
+/// Where the structural and suspect bytes of one piece of text are, and its line breaks.
 #[derive(Debug, Default)]
 pub(super) struct PieceIndex {
     blocks: Vec<Block>,
+    tally: Tally,
 }
 
 impl PieceIndex {
@@ -35,7 +38,9 @@ impl PieceIndex {
     pub fn build(&mut self, text: &[u8]) {
         self.blocks.clear();
         self.blocks.reserve(text.len().div_ceil(BLOCK));
+        self.tally = Tally::default();
         let mut colon_may_follow = false;
+        let mut cr_before = false;
         let mut blocks = text.chunks_exact(BLOCK);
         for block in &mut blocks {
             let Ok(bytes) = <&[u8; BLOCK]>::try_from(block) else {
@@ -44,15 +49,32 @@ impl PieceIndex {
             let masks = block_masks(bytes);
             self.blocks.push(masks.finish(colon_may_follow));
             colon_may_follow = masks.colon_may_follow >> (BLOCK - 1) != 0;
+            cr_before = self.count_line_breaks(masks, cr_before);
         }
         let rest = blocks.remainder();
         if !rest.is_empty() {
             // The padding is a space: neither structural nor suspect.
             let mut last = [b' '; BLOCK];
             last[..rest.len()].copy_from_slice(rest);
-            self.blocks
-                .push(masks_portable(&last).finish(colon_may_follow));
+            let masks = masks_portable(&last);
+            self.blocks.push(masks.finish(colon_may_follow));
+            self.count_line_breaks(masks, cr_before);
         }
+    }
+
+    /// The line breaks of the whole piece (as [`Tally::of`] counts them).
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    /// Adds a block's line breaks to the tally; `cr_before`: the block before ended with CR.
+    /// Returns whether this one does.
+    fn count_line_breaks(&mut self, masks: RawMasks, cr_before: bool) -> bool {
+        let crlf = (masks.cr & (masks.lf >> 1)) | u64::from(cr_before && masks.lf & 1 != 0);
+        self.tally.lf += u64::from(masks.lf.count_ones());
+        self.tally.cr += u64::from(masks.cr.count_ones());
+        self.tally.crlf += u64::from(crlf.count_ones());
+        masks.cr >> (BLOCK - 1) != 0
     }
 
     /// Whether any byte in `range` is suspect.
@@ -223,6 +245,8 @@ struct RawMasks {
     colon: u64,
     /// Letters, controls, quotes and commas: a `:` after one of them is suspect.
     colon_may_follow: u64,
+    cr: u64,
+    lf: u64,
 }
 
 impl RawMasks {
@@ -286,6 +310,8 @@ fn masks_portable(bytes: &[u8; BLOCK]) -> RawMasks {
         suspect: 0,
         colon: 0,
         colon_may_follow: 0,
+        cr: 0,
+        lf: 0,
     };
     for (k, &b) in bytes.iter().enumerate() {
         let class = CLASSES[usize::from(b)];
@@ -294,6 +320,8 @@ fn masks_portable(bytes: &[u8; BLOCK]) -> RawMasks {
         masks.suspect |= bit(SUSPECT);
         masks.colon |= bit(COLON);
         masks.colon_may_follow |= bit(COLON_MAY_FOLLOW);
+        masks.cr |= u64::from(b == b'\r') << k;
+        masks.lf |= u64::from(b == b'\n') << k;
     }
     masks
 }
@@ -305,7 +333,7 @@ unsafe fn masks_avx2(bytes: &[u8; BLOCK]) -> RawMasks {
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2")]
-    unsafe fn half(ptr: *const u8) -> [u32; 4] {
+    unsafe fn half(ptr: *const u8) -> [u32; 6] {
         let v = _mm256_loadu_si256(ptr.cast());
         let eq = |c: u8| _mm256_cmpeq_epi8(v, _mm256_set1_epi8(c as i8));
         let or = |a, b| _mm256_or_si256(a, b);
@@ -330,6 +358,8 @@ unsafe fn masks_avx2(bytes: &[u8; BLOCK]) -> RawMasks {
             mask(suspect),
             mask(eq(b':')),
             mask(colon_may_follow),
+            mask(cr),
+            mask(lf),
         ]
     }
 
@@ -340,6 +370,8 @@ unsafe fn masks_avx2(bytes: &[u8; BLOCK]) -> RawMasks {
         suspect: join(1),
         colon: join(2),
         colon_may_follow: join(3),
+        cr: join(4),
+        lf: join(5),
     }
 }
 
@@ -365,7 +397,7 @@ fn masks_neon(bytes: &[u8; BLOCK]) -> RawMasks {
             let folded = vsubq_u8(vorrq_u8(v, vdupq_n_u8(0x20)), vdupq_n_u8(b'a'));
             let letter = vcleq_u8(folded, vdupq_n_u8(25));
             let colon_may_follow = vorrq_u8(vorrq_u8(letter, control), vorrq_u8(quote, comma));
-            [structural, suspect, eq(b':'), colon_may_follow]
+            [structural, suspect, eq(b':'), colon_may_follow, cr, lf]
         };
         let ptr = bytes.as_ptr();
         let quarters = [0, 16, 32, 48].map(|at| classes(vld1q_u8(ptr.add(at))));
@@ -383,6 +415,8 @@ fn masks_neon(bytes: &[u8; BLOCK]) -> RawMasks {
             suspect: mask(1),
             colon: mask(2),
             colon_may_follow: mask(3),
+            cr: mask(4),
+            lf: mask(5),
         }
     }
 }
@@ -412,6 +446,23 @@ mod tests {
                 *b = start.wrapping_add((k as u8).wrapping_mul(37));
             }
             assert_eq!(block_masks(&bytes), masks_portable(&bytes), "{start}");
+        }
+    }
+
+    #[test]
+    fn tallies_line_breaks_as_the_line_counter_does_across_blocks() {
+        let mut text = Vec::new();
+        for i in 0..300u32 {
+            text.extend_from_slice(b"ab,c");
+            text.extend_from_slice(match i % 4 {
+                0 => b"\r\n".as_slice(),
+                1 => b"\n",
+                2 => b"\r",
+                _ => b"\"x\r\ny\"\r\r\n",
+            });
+            let mut index = PieceIndex::default();
+            index.build(&text);
+            assert_eq!(index.tally(), Tally::of(&text), "{i}");
         }
     }
 

@@ -209,7 +209,11 @@ impl Rows {
         if let Some(Start::At(_)) = self.start {
             self.start = Some(Start::Line(self.record_line(text)));
         }
-        self.lines.count(&text[self.counted..]);
+        if plain.indexed && self.counted == 0 {
+            self.lines.count_tallied(text, self.index.tally());
+        } else {
+            self.lines.count(&text[self.counted..]);
+        }
         self.counted = 0;
         Ok(())
     }
