@@ -5,11 +5,11 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use tokio::sync::{RwLock, RwLockMappedWriteGuard, RwLockReadGuard, RwLockWriteGuard};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Client, NoTls, Statement};
 
@@ -286,13 +286,15 @@ pub type Refresh =
 
 /// The database connection of one process (one Lambda container): opened on first use and
 /// opened again when the previous one has dropped, so a restart of the database or an idle
-/// timeout costs one reconnect, not a dead container. Callers take turns on it; a container
-/// handles one invocation at a time.
+/// timeout costs one reconnect, not a dead container. A container handles one invocation at
+/// a time, but an invocation may have several tasks on it (the forwarder's deliveries in
+/// flight): single prepared statements share the connection, and tokio-postgres pipelines
+/// them, while [`Self::client`] (anything that may open a transaction) has it to itself.
 ///
 /// When the server refuses the credentials (RDS rotates its managed secret), the settings are
 /// read again once through the [`Refresh`] given, before the failure counts.
 pub struct Db {
-    state: Mutex<State>,
+    state: RwLock<State>,
     refresh: Option<Refresh>,
 }
 
@@ -300,17 +302,32 @@ struct State {
     config: DbConfig,
     client: Option<Client>,
     /// Statements prepared on `client`, by their SQL: the queries every batch or file runs
-    /// are parsed once per connection, not once per call.
-    statements: HashMap<&'static str, Statement>,
+    /// are parsed once per connection, not once per call. Filled by tasks that share the
+    /// connection, so it has a (never awaited) lock of its own.
+    statements: std::sync::Mutex<HashMap<&'static str, Statement>>,
+}
+
+impl State {
+    fn live(&self) -> bool {
+        self.client.as_ref().is_some_and(|c| !c.is_closed())
+    }
+
+    fn statement(&self, sql: &str) -> Option<Statement> {
+        let statements = self
+            .statements
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        statements.get(sql).cloned()
+    }
 }
 
 impl Db {
     pub fn new(config: DbConfig) -> Self {
         Self {
-            state: Mutex::new(State {
+            state: RwLock::new(State {
                 config,
                 client: None,
-                statements: HashMap::new(),
+                statements: std::sync::Mutex::new(HashMap::new()),
             }),
             refresh: None,
         }
@@ -324,11 +341,12 @@ impl Db {
         }
     }
 
-    /// The live connection, reconnecting if the last one is closed.
-    pub async fn client(&self) -> Result<MappedMutexGuard<'_, Client>, DbError> {
-        let mut state = self.state.lock().await;
+    /// The live connection to itself (for transactions), reconnecting if the last one is
+    /// closed. It waits for statements in flight on the shared connection to finish.
+    pub async fn client(&self) -> Result<RwLockMappedWriteGuard<'_, Client>, DbError> {
+        let mut state = self.state.write().await;
         self.connect_if_needed(&mut state).await?;
-        Ok(MutexGuard::map(state, |state| {
+        Ok(RwLockWriteGuard::map(state, |state| {
             state
                 .client
                 .as_mut()
@@ -336,36 +354,48 @@ impl Db {
         }))
     }
 
-    /// The live connection and `sql` prepared on it (once per connection).
+    /// The live connection, shared with other tasks' single statements, and `sql` prepared
+    /// on it (once per connection). For one statement outside a transaction only: a `BEGIN`
+    /// sent here would take in other tasks' statements.
     pub async fn prepared(
         &self,
         sql: &'static str,
-    ) -> Result<(MappedMutexGuard<'_, Client>, Statement), DbError> {
-        let mut state = self.state.lock().await;
-        self.connect_if_needed(&mut state).await?;
-        let statement = match state.statements.get(sql) {
-            Some(statement) => statement.clone(),
+    ) -> Result<(RwLockReadGuard<'_, Client>, Statement), DbError> {
+        let mut state = self.state.read().await;
+        if !state.live() {
+            drop(state);
+            let mut exclusive = self.state.write().await;
+            self.connect_if_needed(&mut exclusive).await?;
+            state = exclusive.downgrade();
+        }
+        let statement = match state.statement(sql) {
+            Some(statement) => statement,
             None => {
                 let client = state.client.as_ref().expect("connected just above");
                 let statement = client.prepare(sql).await?;
-                state.statements.insert(sql, statement.clone());
+                state
+                    .statements
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(sql, statement.clone());
                 statement
             }
         };
-        let client = MutexGuard::map(state, |state| {
-            state
-                .client
-                .as_mut()
-                .expect("the slot was filled just above")
+        let client = RwLockReadGuard::map(state, |state| {
+            state.client.as_ref().expect("connected just above")
         });
         Ok((client, statement))
     }
 
     async fn connect_if_needed(&self, state: &mut State) -> Result<(), DbError> {
-        if state.client.as_ref().is_some_and(|c| !c.is_closed()) {
+        if state.live() {
             return Ok(());
         }
-        state.statements.clear();
+        state
+            .statements
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         let client = match (state.config.connect().await, &self.refresh) {
             (Err(e), Some(refresh)) if is_auth_failure(&e) => {
                 tracing::info!(

@@ -917,3 +917,86 @@ async fn overlapping_sweeps_redrive_a_file_once_and_give_up_after_the_limit() {
     let events = store.events(id).await.unwrap();
     assert!(events.iter().any(|e| e.detail["redrive"] == 1));
 }
+
+#[tokio::test]
+async fn statements_share_the_connection_but_never_run_inside_another_tasks_transaction() {
+    const INSERT: &str = "INSERT INTO probe VALUES ($1)";
+    const COUNT: &str = "SELECT count(*) FROM probe";
+    let schema = Schema::create().await;
+    let db = std::sync::Arc::new(Db::new(schema.config()));
+    db.client()
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE probe (n int)")
+        .await
+        .unwrap();
+    // A transaction that rolls back, open while other tasks send single statements: they
+    // must wait for it, not become part of it.
+    let mut client = db.client().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    tx.execute("INSERT INTO probe VALUES (0)", &[])
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (1..=8i32)
+        .map(|n| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let (client, insert) = db.prepared(INSERT).await.unwrap();
+                client.execute(&insert, &[&n]).await.unwrap();
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    tx.rollback().await.unwrap();
+    drop(client);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let (client, count) = db.prepared(COUNT).await.unwrap();
+    let rows: i64 = client.query_one(&count, &[]).await.unwrap().get(0);
+    assert_eq!(
+        rows, 8,
+        "the 8 statements outlive the rollback, its own row does not"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_on_one_connection_are_all_recorded() {
+    let schema = Schema::create().await;
+    let store = std::sync::Arc::new(store(&schema).await);
+    let id = transforming_file(&store, "shared").await;
+    transformed(&store, id, 20).await;
+    let tasks: Vec<_> = (1..=20)
+        .map(|b| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let batch = format!("{id}-{b:06}");
+                store
+                    .claim_batch(id, &batch, &lease("w", 60))
+                    .await
+                    .unwrap();
+                store
+                    .record_call(&ApiCall {
+                        file_id: id,
+                        batch_id: &batch,
+                        attempt: 1,
+                        http_status: Some(200),
+                        latency_ms: 1,
+                        response_excerpt: None,
+                        error: None,
+                    })
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut settled = 0;
+    for task in tasks {
+        settled += usize::from(task.await.unwrap().is_some());
+    }
+    assert_eq!(settled, 20);
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.batches_delivered, Some(20));
+    assert_eq!(row.status, FileStatus::Delivered);
+    assert_eq!(store.calls(id).await.unwrap().len(), 20);
+}
