@@ -1070,6 +1070,33 @@ async fn eight_copies_of_one_batch_at_the_same_moment_post_it_once() {
 }
 
 #[tokio::test]
+async fn copies_of_one_batch_in_one_event_share_a_connection_and_post_it_once() {
+    let api = MockApi::start().await;
+    // A slow API, so the copies, delivered side by side on the container's one database
+    // connection, overlap the POST.
+    api.answer_by_default(Reply::Slow(Duration::from_millis(300), 200));
+    let s = setup(&config(&api.url(), "")).await;
+    let id = s.file("one-event.csv", 1, true).await;
+    let body = messages(id, 1).remove(0);
+    let mut event = SqsEvent::default();
+    event.records = (0..4)
+        .map(|n| message(&format!("m{n}"), &body, 1))
+        .collect();
+    let response = handle(LambdaEvent::new(event, Context::default()), &s.deps)
+        .await
+        .unwrap();
+
+    assert_eq!(api.received().len(), 1, "one POST");
+    assert_eq!(s.calls(id).await.len(), 1, "one api_call row");
+    assert!(response.batch_item_failures.len() <= 3);
+    assert_eq!(s.row(id).await.status, FileStatus::Delivered);
+    // The copies that lost come back and find the batch delivered.
+    assert!(s.run(&[body], 2).await.is_empty());
+    assert_eq!(api.received().len(), 1);
+    s.world.clean_up().await;
+}
+
+#[tokio::test]
 async fn an_error_before_delivery_on_the_last_delivery_fails_the_file() {
     let api = MockApi::start().await;
     let s = setup(&config(&api.url(), "")).await;

@@ -960,6 +960,22 @@ async fn statements_share_the_connection_but_never_run_inside_another_tasks_tran
     );
 }
 
+/// A 2xx for `batch`; the file's status when it settled the file's delivery.
+async fn ok_call(store: &Store, id: uuid::Uuid, batch: &str, attempt: i32) -> Option<FileStatus> {
+    store
+        .record_call(&ApiCall {
+            file_id: id,
+            batch_id: batch,
+            attempt,
+            http_status: Some(200),
+            latency_ms: 1,
+            response_excerpt: None,
+            error: None,
+        })
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn concurrent_deliveries_on_one_connection_are_all_recorded() {
     let schema = Schema::create().await;
@@ -975,18 +991,7 @@ async fn concurrent_deliveries_on_one_connection_are_all_recorded() {
                     .claim_batch(id, &batch, &lease("w", 60))
                     .await
                     .unwrap();
-                store
-                    .record_call(&ApiCall {
-                        file_id: id,
-                        batch_id: &batch,
-                        attempt: 1,
-                        http_status: Some(200),
-                        latency_ms: 1,
-                        response_excerpt: None,
-                        error: None,
-                    })
-                    .await
-                    .unwrap()
+                ok_call(&store, id, &batch, 1).await
             })
         })
         .collect();
@@ -999,4 +1004,47 @@ async fn concurrent_deliveries_on_one_connection_are_all_recorded() {
     assert_eq!(row.batches_delivered, Some(20));
     assert_eq!(row.status, FileStatus::Delivered);
     assert_eq!(store.calls(id).await.unwrap().len(), 20);
+}
+
+#[tokio::test]
+async fn copies_of_one_batch_on_one_connection_claim_it_once_and_count_it_once() {
+    let schema = Schema::create().await;
+    let store = std::sync::Arc::new(store(&schema).await);
+    let id = transforming_file(&store, "copies").await;
+    transformed(&store, id, 1).await;
+    let batch = format!("{id}-000001");
+    let claims: Vec<_> = (0..6)
+        .map(|n| {
+            let (store, batch) = (store.clone(), batch.clone());
+            tokio::spawn(async move {
+                let lease = lease(&format!("copy-{n}"), 60);
+                store.claim_batch(id, &batch, &lease).await.unwrap().claim
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for claim in claims {
+        won += usize::from(matches!(claim.await.unwrap(), sluice_db::Claim::Won { .. }));
+    }
+    assert_eq!(won, 1, "one copy holds the batch");
+    // Four 2xx for it at the same moment (the copy's retries, say): counted once.
+    let calls: Vec<_> = (1..=4)
+        .map(|attempt| {
+            let (store, batch) = (store.clone(), batch.clone());
+            tokio::spawn(async move { ok_call(&store, id, &batch, attempt).await })
+        })
+        .collect();
+    let mut settled = 0;
+    for call in calls {
+        settled += usize::from(call.await.unwrap().is_some());
+    }
+    assert_eq!(settled, 1);
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.batches_delivered, Some(1));
+    assert_eq!(row.status, FileStatus::Delivered);
+    assert_eq!(
+        store.calls(id).await.unwrap().len(),
+        4,
+        "every attempt is a row"
+    );
 }
