@@ -96,16 +96,33 @@ impl PieceIndex {
     }
 }
 
-/// What a record must be to be copied through: as wide as the header, and no field too long
-/// or (when formulas are neutralized) starting like a formula.
+/// What a record must be to be copied through: as wide as the header, and no cell that
+/// [`CellChecks`] would send to the cleaner.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Shape {
     pub columns: usize,
-    pub max_field: usize,
-    /// Whether a field's first byte is checked against [`MAY_START_FORMULA`].
-    pub formulas: bool,
+    pub cells: CellChecks,
     /// A record longer than this is left to csv-core, which may have to grow its buffer.
     pub max_bytes: usize,
+}
+
+/// The per-cell checks that decide between copying a cell and cleaning it, for records whose
+/// bytes hold no control character, tag or handler attribute.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CellChecks {
+    /// Whether a cell's first byte is checked against [`MAY_START_FORMULA`].
+    pub formulas: bool,
+    pub max_field: usize,
+}
+
+impl CellChecks {
+    pub fn needs_work(self, cell: &[u8]) -> bool {
+        cell.len() > self.max_field
+            || (self.formulas
+                && cell
+                    .first()
+                    .is_some_and(|&b| MAY_START_FORMULA[usize::from(b)]))
+    }
 }
 
 /// A record [`plain_record`] found: its bytes without the line break, and where the next one
@@ -154,12 +171,7 @@ pub(super) fn plain_record(
             (field_start..sep, sep)
         };
         let cell = &text[cell];
-        if cell.len() > shape.max_field
-            || (shape.formulas
-                && cell
-                    .first()
-                    .is_some_and(|&b| MAY_START_FORMULA[usize::from(b)]))
-        {
+        if shape.cells.needs_work(cell) {
             return None;
         }
         blank &= cell.first().is_none_or(u8::is_ascii_whitespace);
@@ -220,7 +232,7 @@ impl<'a> Marks<'a> {
 
 /// Bytes a formula-like cell may start with: the OWASP triggers, and controls that may hide
 /// one. One lookup per cell.
-pub(super) static MAY_START_FORMULA: [bool; 256] = {
+static MAY_START_FORMULA: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 0x20 {
@@ -277,6 +289,14 @@ const SUSPECT: u8 = 2;
 const COLON: u8 = 4;
 const COLON_MAY_FOLLOW: u8 = 8;
 
+/// A control character the cleaner strips (tab, CR and LF stay), or 0xC2, which leads the C1
+/// controls in UTF-8. Without branches, so loops over it vectorize.
+#[inline(always)]
+pub(super) const fn is_stripped_control(b: u8) -> bool {
+    let c0 = (b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r');
+    c0 | (b == 0x7f) | (b == 0xc2)
+}
+
 /// Each byte's classes, for [`masks_portable`].
 static CLASSES: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -284,7 +304,7 @@ static CLASSES: [u8; 256] = {
     while b < 256 {
         let byte = b as u8;
         let control = byte < 0x20 || byte == 0x7f;
-        let stripped = control && !matches!(byte, b'\t' | b'\n' | b'\r') || byte == 0xc2;
+        let stripped = is_stripped_control(byte);
         let mut class = 0;
         if matches!(byte, b'"' | b',' | b'\r' | b'\n') {
             class |= STRUCTURAL;
@@ -427,8 +447,10 @@ mod tests {
 
     const SHAPE: Shape = Shape {
         columns: 3,
-        max_field: 100,
-        formulas: true,
+        cells: CellChecks {
+            formulas: true,
+            max_field: 100,
+        },
         max_bytes: 1000,
     };
 

@@ -7,7 +7,7 @@ use super::cell::{is_formula_like, strip_controls};
 use super::header::{build_header, Header};
 use super::lines::{LineCounter, Tally};
 use super::markup;
-use super::plain::{plain_record, PieceIndex, Shape, MAY_START_FORMULA};
+use super::plain::{is_stripped_control, plain_record, CellChecks, PieceIndex, Shape};
 use super::policy::{CellPolicy, Limits, MarkupPolicy, Policy, RaggedRows};
 use super::report::{CellCounts, ColumnReport, RowReject, MAX_LISTED_REJECTS};
 
@@ -42,17 +42,10 @@ fn has_control_portable(bytes: &[u8]) -> bool {
     let mut chunks = bytes.chunks_exact(LANES);
     for chunk in &mut chunks {
         for (a, &b) in acc.iter_mut().zip(chunk) {
-            *a |= is_control(b);
+            *a |= is_stripped_control(b);
         }
     }
-    chunks.remainder().iter().any(|&b| is_control(b)) || acc.iter().any(|&a| a)
-}
-
-#[inline(always)]
-fn is_control(b: u8) -> bool {
-    let c0 = (b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r');
-    // 0xC2 leads U+0080..U+00BF, where the C1 controls are.
-    c0 | (b == 0x7f) | (b == 0xc2)
+    chunks.remainder().iter().any(|&b| is_stripped_control(b)) || acc.iter().any(|&a| a)
 }
 
 /// Whether a field must be quoted in RFC 4180 output.
@@ -181,7 +174,7 @@ impl Rows {
                     self.index.build(text);
                     plain.indexed = true;
                 }
-                pos = self.copy_plain_records(text, pos, shape, &mut plain, out)?;
+                pos = self.copy_plain_records(text, pos, shape, &mut plain, out);
                 if pos == text.len() {
                     break;
                 }
@@ -231,10 +224,16 @@ impl Rows {
         let columns = self.columns.as_ref()?.header.clean.len();
         Some(Shape {
             columns,
-            max_field: self.policy.limits.max_field_bytes,
-            formulas: self.policy.formulas != CellPolicy::Keep,
+            cells: self.cell_checks(),
             max_bytes: self.rec.len(),
         })
+    }
+
+    fn cell_checks(&self) -> CellChecks {
+        CellChecks {
+            formulas: self.policy.formulas != CellPolicy::Keep,
+            max_field: self.policy.limits.max_field_bytes,
+        }
     }
 
     /// Copies records that need no change from `pos` on, as [`Self::data_record`] would
@@ -246,7 +245,7 @@ impl Rows {
         shape: Shape,
         run: &mut PlainRun,
         out: &mut Vec<u8>,
-    ) -> Result<usize, Fatal> {
+    ) -> usize {
         // The row limit is left to the csv-core path, which reports it.
         while self.stats.rows_in < self.policy.limits.max_rows {
             let Some(record) = plain_record(text, &self.index, pos, shape) else {
@@ -261,7 +260,7 @@ impl Rows {
             pos = record.next;
         }
         run.missed += u32::from(pos < text.len());
-        Ok(pos)
+        pos
     }
 
     /// Keeps the bytes of a record still open at the end of `text` in `carry` (see there).
@@ -537,7 +536,6 @@ impl Rows {
         let Limits {
             max_rows,
             max_record_lines,
-            max_field_bytes,
             ..
         } = self.policy.limits;
         if self.stats.rows_in > max_rows {
@@ -578,10 +576,7 @@ impl Rows {
         let tags =
             self.policy.markup != MarkupPolicy::Keep && markup::may_hold_markup(fields.bytes);
         let dirty = ctrl || tags;
-        let checks = CellChecks {
-            formulas: self.policy.formulas != CellPolicy::Keep,
-            max_field: max_field_bytes,
-        };
+        let checks = self.cell_checks();
         // A record that needs no change and is already RFC 4180 is copied as it came.
         if let Some(raw) = raw {
             let has_quote = quotes_or_breaks && memchr::memchr(b'"', fields.bytes).is_some();
@@ -705,24 +700,6 @@ impl Rows {
                 reason,
             });
         }
-    }
-}
-
-/// The per-cell checks that decide between copying a cell and cleaning it, for records whose
-/// bytes hold no control character, tag or handler attribute.
-#[derive(Debug, Clone, Copy)]
-struct CellChecks {
-    formulas: bool,
-    max_field: usize,
-}
-
-impl CellChecks {
-    fn needs_work(self, cell: &[u8]) -> bool {
-        cell.len() > self.max_field
-            || (self.formulas
-                && cell
-                    .first()
-                    .is_some_and(|&b| MAY_START_FORMULA[usize::from(b)]))
     }
 }
 
