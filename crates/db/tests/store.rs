@@ -976,6 +976,27 @@ async fn ok_call(store: &Store, id: uuid::Uuid, batch: &str, attempt: i32) -> Op
         .unwrap()
 }
 
+/// How many of the 2xx `tasks` recorded settled their file's delivery.
+async fn settling(tasks: Vec<tokio::task::JoinHandle<Option<FileStatus>>>) -> usize {
+    let mut settled = 0;
+    for task in tasks {
+        settled += usize::from(task.await.unwrap().is_some());
+    }
+    settled
+}
+
+/// The file is `delivered` with `batches` counted and every one of `calls` attempts a row.
+async fn assert_delivered(store: &Store, id: uuid::Uuid, batches: i32, calls: usize) {
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.batches_delivered, Some(batches));
+    assert_eq!(row.status, FileStatus::Delivered);
+    assert_eq!(
+        store.calls(id).await.unwrap().len(),
+        calls,
+        "every attempt is a row"
+    );
+}
+
 #[tokio::test]
 async fn concurrent_deliveries_on_one_connection_are_all_recorded() {
     let schema = Schema::create().await;
@@ -995,15 +1016,8 @@ async fn concurrent_deliveries_on_one_connection_are_all_recorded() {
             })
         })
         .collect();
-    let mut settled = 0;
-    for task in tasks {
-        settled += usize::from(task.await.unwrap().is_some());
-    }
-    assert_eq!(settled, 20);
-    let row = store.file(id).await.unwrap().unwrap();
-    assert_eq!(row.batches_delivered, Some(20));
-    assert_eq!(row.status, FileStatus::Delivered);
-    assert_eq!(store.calls(id).await.unwrap().len(), 20);
+    assert_eq!(settling(tasks).await, 20);
+    assert_delivered(&store, id, 20, 20).await;
 }
 
 #[tokio::test]
@@ -1034,17 +1048,6 @@ async fn copies_of_one_batch_on_one_connection_claim_it_once_and_count_it_once()
             tokio::spawn(async move { ok_call(&store, id, &batch, attempt).await })
         })
         .collect();
-    let mut settled = 0;
-    for call in calls {
-        settled += usize::from(call.await.unwrap().is_some());
-    }
-    assert_eq!(settled, 1);
-    let row = store.file(id).await.unwrap().unwrap();
-    assert_eq!(row.batches_delivered, Some(1));
-    assert_eq!(row.status, FileStatus::Delivered);
-    assert_eq!(
-        store.calls(id).await.unwrap().len(),
-        4,
-        "every attempt is a row"
-    );
+    assert_eq!(settling(calls).await, 1);
+    assert_delivered(&store, id, 1, 4).await;
 }
