@@ -12,8 +12,13 @@ use crate::store::parse_status;
 use crate::{DbError, Store};
 
 /// The claim, the batch's history and its file's status in one statement: the forwarder's
-/// reads before a POST are one round trip. (The subqueries see the tables as they were before
-/// the claim, which is what the history means.)
+/// reads before a POST are one round trip.
+///
+/// The subqueries see the tables as they were when the statement began, but the claim may
+/// have waited for another worker's 2xx (which releases the claim in the same statement as it
+/// records the call) and then won over the row that 2xx left. So "delivered" also comes from
+/// the claim row itself (`delivered_at`, as `RETURNING` sees it after the wait): a won claim
+/// over a delivered batch always knows it, and never POSTs again.
 const CLAIM_BATCH: &str = "WITH claimed AS (
          INSERT INTO batch_claim (batch_id, file_id, lease_owner, lease_until, attempts)
          VALUES ($1, $2, $3, $4, 1)
@@ -22,10 +27,11 @@ const CLAIM_BATCH: &str = "WITH claimed AS (
              lease_until = EXCLUDED.lease_until,
              attempts = batch_claim.attempts + 1
          WHERE batch_claim.lease_until IS NULL OR batch_claim.lease_until < now()
-         RETURNING attempts)
+         RETURNING attempts, delivered_at IS NOT NULL AS delivered)
      SELECT (SELECT attempts FROM claimed),
             COALESCE(max(a.attempt), 0),
-            COALESCE(bool_or(a.http_status BETWEEN 200 AND 299), false),
+            COALESCE(bool_or(a.http_status BETWEEN 200 AND 299), false)
+                OR COALESCE((SELECT delivered FROM claimed), false),
             (SELECT status FROM file_process WHERE id = $2)
      FROM api_call a WHERE a.batch_id = $1";
 

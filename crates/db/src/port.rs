@@ -74,6 +74,15 @@ impl StatusStore for Store {
         Store::note_error(self, id, stage, error)
     }
 
+    fn note_dropped(
+        &self,
+        id: Uuid,
+        stage: Stage,
+        what: &str,
+    ) -> impl Future<Output = Result<(), DbError>> + Send {
+        Store::note_dropped(self, id, stage, what)
+    }
+
     fn claim(
         &self,
         id: Uuid,

@@ -224,6 +224,25 @@ impl Store {
         Ok(())
     }
 
+    /// Records that `stage` dropped a late message (`what`) about file `id`, which is final:
+    /// an event with the file's status, and nothing else changes.
+    pub async fn note_dropped(&self, id: Uuid, stage: Stage, what: &str) -> Result<(), DbError> {
+        let client = self.db.client().await?;
+        client
+            .execute(
+                "INSERT INTO file_event (file_id, stage, status, detail)
+                 SELECT id, $2, status, $3 FROM file_process
+                 WHERE id = $1 AND status IN ('delivered', 'rejected', 'failed')",
+                &[
+                    &id,
+                    &stage.as_str(),
+                    &serde_json::json!({ "dropped": what, "why": "the file is final" }),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn transition(
         &self,
         id: Uuid,

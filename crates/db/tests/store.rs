@@ -2,6 +2,7 @@
 //! points at it). Each test works in a schema of its own, dropped at the end.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde_json::json;
 use sluice_core::{FileStatus, Stage};
@@ -87,7 +88,7 @@ fn orders_file(etag: &str) -> NewFile<'_> {
 async fn migrations_apply_once_and_again_change_nothing() {
     let schema = Schema::create().await;
     let db = Db::new(schema.config());
-    assert_eq!(migrate(&db).await.unwrap(), (1..=11).collect::<Vec<u32>>());
+    assert_eq!(migrate(&db).await.unwrap(), (1..=12).collect::<Vec<u32>>());
     assert!(migrate(&db).await.unwrap().is_empty());
 }
 
@@ -106,7 +107,7 @@ async fn four_migrations_at_once_apply_each_version_once() {
         .flat_map(Result::unwrap)
         .collect();
     applied.sort_unstable();
-    assert_eq!(applied, (1..=11).collect::<Vec<u32>>());
+    assert_eq!(applied, (1..=12).collect::<Vec<u32>>());
 }
 
 #[tokio::test]
@@ -888,7 +889,10 @@ async fn overlapping_sweeps_redrive_a_file_once_and_give_up_after_the_limit() {
         let store = Store::new(Db::new(schema.config()));
         let stuck = stuck.clone();
         sweeps.push(tokio::spawn(async move {
-            store.redrive(&stuck, 3, "lease expired").await.unwrap()
+            store
+                .redrive(&stuck, 3, Duration::from_secs(3600), "lease expired")
+                .await
+                .unwrap()
         }));
     }
     let mut outcomes = Vec::new();
@@ -903,11 +907,30 @@ async fn overlapping_sweeps_redrive_a_file_once_and_give_up_after_the_limit() {
     let row = store.file(id).await.unwrap().unwrap();
     assert_eq!(row.status, FileStatus::Sanitizing);
 
-    // Past the limit the file fails with the reason.
-    let mut at_limit = stuck.clone();
-    at_limit.redrives = 3;
+    // Past the limit (its worker died three more times) the file fails with the reason.
+    schema
+        .config()
+        .connect()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE file_process SET redrives = 3, lease_owner = 'died',
+                 lease_until = now() - interval '1 second' WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let at_limit = store
+        .stuck_files(Duration::from_secs(3600), 10)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(at_limit.redrives, 3);
     assert_eq!(
-        store.redrive(&at_limit, 3, "lease expired").await.unwrap(),
+        store
+            .redrive(&at_limit, 3, Duration::from_secs(3600), "lease expired")
+            .await
+            .unwrap(),
         sluice_db::Redrive::GaveUp
     );
     let row = store.file(id).await.unwrap().unwrap();
@@ -1050,4 +1073,183 @@ async fn copies_of_one_batch_on_one_connection_claim_it_once_and_count_it_once()
         .collect();
     assert_eq!(settling(calls).await, 1);
     assert_delivered(&store, id, 1, 4).await;
+}
+
+/// Defect 7 of the reliability issue: a claim whose statement began before another worker's
+/// 2xx committed, and that waited for that 2xx's row lock, must still learn that the batch is
+/// delivered (its subqueries see the tables as they were when it began). The interleaving is
+/// forced: the 2xx is held in an open transaction until the claim is seen waiting on its lock.
+#[tokio::test]
+async fn a_claim_that_waited_for_the_2xx_releasing_the_batch_sees_it_delivered() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+    let id = transforming_file(&store, "race").await;
+    transformed(&store, id, 1).await;
+    let batch = format!("{id}-000001");
+    let first = store
+        .claim_batch(id, &batch, &lease("w1", 60))
+        .await
+        .unwrap();
+    assert!(matches!(first.claim, sluice_db::Claim::Won { .. }));
+
+    // Worker 1's 2xx, as RECORD_CALL writes it, in a transaction left open.
+    let mut w1 = schema.config().connect().await.unwrap();
+    let tx = w1.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO api_call (file_id, batch_id, attempt, http_status, latency_ms)
+         VALUES ($1, $2, 1, 200, 3)",
+        &[&id, &batch],
+    )
+    .await
+    .unwrap();
+    tx.execute(
+        "UPDATE batch_claim SET lease_owner = NULL, lease_until = NULL, delivered_at = now()
+         WHERE batch_id = $1",
+        &[&batch],
+    )
+    .await
+    .unwrap();
+
+    // Worker 2 claims on a connection of its own: its statement starts now and waits.
+    let w2 = Store::new(Db::new(schema.config()));
+    let claim = {
+        let batch = batch.clone();
+        tokio::spawn(async move { w2.claim_batch(id, &batch, &lease("w2", 60)).await })
+    };
+    let watcher = schema.config().connect().await.unwrap();
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO batch_claim%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            !claim.is_finished(),
+            "the claim did not wait for the 2xx's lock"
+        );
+        tokio::task::yield_now().await;
+    }
+    tx.commit().await.unwrap();
+    let second = claim.await.unwrap().unwrap();
+    assert!(
+        second.history.delivered || !matches!(second.claim, sluice_db::Claim::Won { .. }),
+        "a claim won over a delivered batch must say so, or it POSTs again: {second:?}"
+    );
+}
+
+/// Defect 2 of the reliability issue: a file whose work only waits in a queue (no worker
+/// holds it) is re-sent with a doubling spacing and never failed by the sweep, however long
+/// the backlog; only a lapsed lease counts toward the limit, and the give-up re-checks, in
+/// its own statement, that the lease is still lapsed.
+#[tokio::test]
+async fn a_file_waiting_behind_a_backlog_is_never_failed_by_the_sweep() {
+    let schema = Schema::create().await;
+    let store = store(&schema).await;
+    let id = transforming_file(&store, "backlog").await;
+    transformed(&store, id, 4).await;
+    let raw = schema.config().connect().await.unwrap();
+    let age = |seconds: i64| {
+        let raw = &raw;
+        async move {
+            raw.execute(
+                "UPDATE file_process SET updated_at = now() - make_interval(secs => $2)
+                 WHERE id = $1",
+                &[&id, &(seconds as f64)],
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let stale = Duration::from_secs(60);
+    // A backlog far longer than stale x max re-drives (60 s x 1): ten sweeps, each after the
+    // spacing the previous re-send set.
+    for round in 0..10 {
+        age(60 * (1 << round.min(6)) + 1).await;
+        let listed = store.stuck_files(stale, 10).await.unwrap();
+        assert_eq!(listed.len(), 1, "round {round}");
+        assert_eq!(listed[0].stuck, sluice_db::Stuck::Idle);
+        assert_eq!(
+            store.redrive(&listed[0], 1, stale, "idle").await.unwrap(),
+            sluice_db::Redrive::Resend { n: round + 1 }
+        );
+        // Not listed again before its spacing has passed.
+        assert!(store.stuck_files(stale, 10).await.unwrap().is_empty());
+    }
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(
+        row.status,
+        FileStatus::Transformed,
+        "waiting is not a failure"
+    );
+
+    // A worker claims it and dies: that counts, and after the limit the file fails.
+    store
+        .claim_in_place(
+            id,
+            Stage::Forwarder,
+            &[FileStatus::Transformed],
+            &lease("died", -1),
+        )
+        .await
+        .unwrap();
+    let dead = store.stuck_files(stale, 10).await.unwrap().remove(0);
+    assert_eq!(dead.stuck, sluice_db::Stuck::LeaseLapsed);
+    assert_eq!(
+        store.redrive(&dead, 1, stale, "lapsed").await.unwrap(),
+        sluice_db::Redrive::Go { n: 1 }
+    );
+    store
+        .claim_in_place(
+            id,
+            Stage::Forwarder,
+            &[FileStatus::Transformed],
+            &lease("died2", -1),
+        )
+        .await
+        .unwrap();
+    let listed = store.stuck_files(stale, 10).await.unwrap().remove(0);
+    // Between the listing and the give-up, a worker takes the file over: it is left alone.
+    store
+        .claim_in_place(
+            id,
+            Stage::Forwarder,
+            &[FileStatus::Transformed],
+            &lease("alive", 600),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.redrive(&listed, 1, stale, "lapsed").await.unwrap(),
+        sluice_db::Redrive::Moved,
+        "the give-up re-checks that the lease is still lapsed"
+    );
+    assert_eq!(
+        store.file(id).await.unwrap().unwrap().status,
+        FileStatus::Transformed
+    );
+    store.release(id, "alive").await.unwrap();
+    store
+        .claim_in_place(
+            id,
+            Stage::Forwarder,
+            &[FileStatus::Transformed],
+            &lease("died3", -1),
+        )
+        .await
+        .unwrap();
+    let listed = store.stuck_files(stale, 10).await.unwrap().remove(0);
+    assert_eq!(
+        store.redrive(&listed, 1, stale, "lapsed").await.unwrap(),
+        sluice_db::Redrive::GaveUp
+    );
+    let row = store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Failed);
+    assert!(row.error.unwrap().contains("after 1 re-drives"));
 }

@@ -27,9 +27,10 @@ pub struct Deps {
     pub sanitize_queue: Queue,
     /// The transformer's queue: a stuck file's "file sanitized" message goes here.
     pub transform_queue: Queue,
-    /// A file whose status has not moved for this long (with no live lease) is stuck.
+    /// A file that no worker holds and that has not moved for this long is idle: its input
+    /// is sent again (with a doubling spacing), and it is never failed for it.
     pub stale_after: Duration,
-    /// Re-drives of a stuck file (and copy attempts of a drop) before it is failed.
+    /// Re-drives of a file whose worker died (and copy attempts of a drop) before it is failed.
     pub max_redrives: i32,
     /// Keys per drop listing page (S3 returns at most 1,000).
     pub page_size: i32,
@@ -124,6 +125,7 @@ pub async fn run(deps: &Deps, lease: &Lease, budget: Budget) -> Result<Summary, 
         redriven_sanitize = s.redrive.redriven_sanitize,
         redriven_transform = s.redrive.redriven_transform,
         redriven_forward = s.redrive.redriven_forward,
+        resent_idle = s.redrive.resent_idle,
         redrive_errors = s.redrive.errors,
         given_up = s.redrive.given_up,
         stopped_early = s.stopped_early,
@@ -141,8 +143,8 @@ mod tests {
     fn the_summary_names_every_count_once() {
         let json = serde_json::to_value(Summary::default()).unwrap();
         let keys = json.as_object().unwrap().len();
-        // 9 sweep counts, 5 re-drive counts, stopped_early: none hidden by another's name.
-        assert_eq!(keys, 9 + 5 + 1, "{json}");
+        // 9 sweep counts, 6 re-drive counts, stopped_early: none hidden by another's name.
+        assert_eq!(keys, 9 + 6 + 1, "{json}");
     }
 
     #[test]

@@ -1,14 +1,16 @@
-//! Re-driving stuck files: a file whose lease expired (its worker died) or whose status has not
-//! moved for `stale_after` gets its stage's input again, up to `max_redrives` times; after that
-//! it is failed with the reason. Overlapping runs re-drive a file once (the store decides
-//! under the row lock).
+//! Re-driving stuck files. A file whose worker died (its lease lapsed) gets its stage's input
+//! again, up to `max_redrives` times, then is failed with the reason. A file that no worker
+//! holds and that has not moved for `stale_after` (its input waits in a queue behind a
+//! backlog, or was lost) has its input re-sent with a doubling spacing and is never failed for
+//! waiting (see `sluice_db::redrive`). Overlapping runs decide each file once: the store
+//! re-checks, in the statement that acts, what the listing saw.
 
 use serde::Serialize;
 use serde_json::{json, Value};
 use sluice_aws::AwsError;
 use sluice_core::message::{full_from_metadata, DateRange, FileSanitized, V1};
 use sluice_core::{layout, FileStatus};
-use sluice_db::{Redrive, StuckFile};
+use sluice_db::{Redrive, Stuck, StuckFile};
 use sluice_lambda::Failure;
 
 use crate::handler::{Budget, Deps};
@@ -27,9 +29,11 @@ pub struct RedriveCounts {
     pub redriven_transform: u64,
     /// Files whose undelivered batches are re-sent (`transformed`, `delivering`).
     pub redriven_forward: u64,
+    /// Of the above, idle files (no worker died; their input was waiting or lost).
+    pub resent_idle: u64,
     /// Re-drives decided but whose input could not be sent; the next run tries again.
     pub errors: u64,
-    /// Files failed after `max_redrives` re-drives.
+    /// Files failed after `max_redrives` re-drives of lapsed leases.
     pub given_up: u64,
 }
 
@@ -82,46 +86,55 @@ async fn redrive_one(
     let Some(from) = RedriveFrom::for_status(file.status) else {
         return Ok(());
     };
-    let why = format!(
-        "no progress in {} for {} s, or its worker's lease expired",
-        file.status,
-        deps.stale_after.as_secs()
-    );
-    match deps.store.redrive(file, deps.max_redrives, &why).await? {
-        Redrive::Moved => Ok(()),
+    let why = match file.stuck {
+        Stuck::LeaseLapsed => format!("the lease of its worker in {} lapsed", file.status),
+        Stuck::Idle => format!(
+            "no worker holds it and it has not moved in {} for {} s or more",
+            file.status,
+            deps.stale_after.as_secs()
+        ),
+    };
+    let decision = deps
+        .store
+        .redrive(file, deps.max_redrives, deps.stale_after, &why)
+        .await?;
+    let n = match decision {
+        Redrive::Moved => return Ok(()),
         Redrive::GaveUp => {
             counts.given_up += 1;
             tracing::error!(file_id = %file.id, dataset = %file.dataset, status = %file.status,
-                redrives = file.redrives, "stuck file failed after its re-drives");
-            Ok(())
+                redrives = file.redrives, "file failed: its worker died again after its re-drives");
+            return Ok(());
         }
-        Redrive::Go { n } => {
-            let sent = match from {
-                RedriveFrom::Sanitize => resend_object_event(deps, file).await,
-                RedriveFrom::Transform => resend_sanitized(deps, file, false).await,
-                RedriveFrom::Forward => resend_sanitized(deps, file, true).await,
-            };
-            match sent {
-                Ok(()) => {
-                    *match from {
-                        RedriveFrom::Sanitize => &mut counts.redriven_sanitize,
-                        RedriveFrom::Transform => &mut counts.redriven_transform,
-                        RedriveFrom::Forward => &mut counts.redriven_forward,
-                    } += 1;
-                    tracing::warn!(file_id = %file.id, dataset = %file.dataset,
-                        status = %file.status, redrive = n, from = ?from, "stuck file re-driven");
-                }
-                Err(e) => {
-                    // Counted as a re-drive all the same: a file whose input cannot be sent
-                    // again fails after `max_redrives` rather than being tried for ever.
-                    counts.errors += 1;
-                    tracing::error!(file_id = %file.id, dataset = %file.dataset, error = %e,
-                        "could not re-send the stage's input; the next run tries again");
-                }
+        Redrive::Go { n } | Redrive::Resend { n } => n,
+    };
+    let sent = match from {
+        RedriveFrom::Sanitize => resend_object_event(deps, file).await,
+        RedriveFrom::Transform => resend_sanitized(deps, file, false).await,
+        RedriveFrom::Forward => resend_sanitized(deps, file, true).await,
+    };
+    match sent {
+        Ok(()) => {
+            *match from {
+                RedriveFrom::Sanitize => &mut counts.redriven_sanitize,
+                RedriveFrom::Transform => &mut counts.redriven_transform,
+                RedriveFrom::Forward => &mut counts.redriven_forward,
+            } += 1;
+            if file.stuck == Stuck::Idle {
+                counts.resent_idle += 1;
             }
-            Ok(())
+            tracing::warn!(file_id = %file.id, dataset = %file.dataset, status = %file.status,
+                stuck = file.stuck.as_str(), n, from = ?from, "stuck file re-driven");
+        }
+        Err(e) => {
+            // Counted all the same: a dead worker's file whose input cannot be sent again
+            // fails after `max_redrives` rather than being tried for ever.
+            counts.errors += 1;
+            tracing::error!(file_id = %file.id, dataset = %file.dataset, error = %e,
+                "could not re-send the stage's input; the next run tries again");
         }
     }
+    Ok(())
 }
 
 /// The sanitizer's input: an EventBridge "Object Created" event for the quarantine object,

@@ -89,6 +89,22 @@ impl Call {
     }
 }
 
+impl State {
+    /// What is on record of deliveries of `batch_id`.
+    fn batch_history(&self, batch_id: &str) -> BatchHistory {
+        let calls = self.calls.iter().filter(|c| c.batch_id == batch_id);
+        let (mut attempts, mut delivered) = (0, false);
+        for call in calls {
+            attempts = attempts.max(call.attempt);
+            delivered |= call.delivered();
+        }
+        BatchHistory {
+            attempts,
+            delivered,
+        }
+    }
+}
+
 impl Entry {
     fn event(&mut self, stage: &str, status: FileStatus, detail: Value) {
         self.events.push(EventRow {
@@ -355,6 +371,18 @@ impl StatusStore for MemoryStore {
         Ok(())
     }
 
+    async fn note_dropped(&self, id: Uuid, stage: Stage, what: &str) -> Result<(), Never> {
+        let mut state = self.state();
+        if let Some(entry) = state.files.get_mut(&id) {
+            if entry.row.status.is_final() {
+                let status = entry.row.status;
+                let detail = json!({ "dropped": what, "why": "the file is final" });
+                entry.event(stage.as_str(), status, detail);
+            }
+        }
+        Ok(())
+    }
+
     async fn claim(
         &self,
         id: Uuid,
@@ -445,8 +473,10 @@ impl StatusStore for MemoryStore {
         batch_id: &str,
         lease: &Lease,
     ) -> Result<BatchClaim, Never> {
-        let history = self.batch_history(batch_id).await?;
+        // History and claim under one lock: a 2xx recorded between reading one and taking
+        // the other would let this claim win over a delivered batch and POST it again.
         let mut state = self.state();
+        let history = state.batch_history(batch_id);
         let file_status = state.files.get(&file_id).map(|e| e.row.status);
         let claimed = |claim| BatchClaim {
             claim,
@@ -483,17 +513,7 @@ impl StatusStore for MemoryStore {
     }
 
     async fn batch_history(&self, batch_id: &str) -> Result<BatchHistory, Never> {
-        let state = self.state();
-        let calls = state.calls.iter().filter(|c| c.batch_id == batch_id);
-        let (mut attempts, mut delivered) = (0, false);
-        for call in calls {
-            attempts = attempts.max(call.attempt);
-            delivered |= call.delivered();
-        }
-        Ok(BatchHistory {
-            attempts,
-            delivered,
-        })
+        Ok(self.state().batch_history(batch_id))
     }
 
     async fn delivered_batches(&self, file_id: Uuid) -> Result<HashSet<String>, Never> {

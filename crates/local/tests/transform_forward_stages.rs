@@ -278,3 +278,57 @@ async fn a_refused_batch_is_retried_and_on_its_last_delivery_fails_the_file() {
     assert!(row.error.unwrap().contains("delivery 2 of 2"));
     assert_eq!(row.failed_stage.as_deref(), Some("forwarder"));
 }
+
+/// The one rule for final files: once a file is `failed`, a late copy of any of its batch
+/// messages is dropped with an event, never POSTed (defect 2 of the reliability issue: the
+/// forwarder kept delivering a failed file's batches); a late "file sanitized" likewise.
+#[tokio::test]
+async fn no_batch_of_a_final_file_is_posted_and_the_drop_is_in_its_history() {
+    let (local, message) = sanitized("final").await;
+    let message: sluice_core::message::FileSanitized = serde_json::from_str(&message).unwrap();
+    let queue = MemoryQueue::new();
+    transform_file(&transform_stage(&local, &queue), &message, &lease("t"))
+        .await
+        .unwrap();
+    let batches = queue.take_all();
+    assert_eq!(batches.len(), 3);
+    let id = message.file_id;
+    local
+        .store
+        .fail(id, sluice_core::Stage::Listener, "given up (test)")
+        .await
+        .unwrap();
+    let api = CountingApi::answering(200);
+    let targets = Targets::resolve(&local.config, None).await;
+    let forward = forward_stage(&local, &targets, &api);
+    let delivery = MessageDelivery {
+        receive_count: 1,
+        max_receive_count: 3,
+    };
+    for body in &batches {
+        forward_batch(&forward, body, delivery, None, &lease("f/late"))
+            .await
+            .expect("a late batch of a final file is dropped, not retried");
+    }
+    assert!(api.got.lock().unwrap().is_empty(), "nothing POSTed");
+    transform_file(&transform_stage(&local, &queue), &message, &lease("t/late"))
+        .await
+        .unwrap();
+    assert!(queue.take_all().is_empty(), "nothing sent again");
+    let row = local.store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Failed);
+    assert_eq!(row.batches_delivered.unwrap_or(0), 0);
+    let dropped: Vec<_> = local
+        .store
+        .events(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.detail.get("dropped").is_some())
+        .collect();
+    assert_eq!(
+        dropped.len(),
+        4,
+        "three batches and one late message: {dropped:?}"
+    );
+}

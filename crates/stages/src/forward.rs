@@ -65,6 +65,20 @@ pub async fn forward_batch<O: Objects, S: RecordState, P: Poster>(
         );
         return Err(Fault::new(FaultKind::Waiting, why));
     }
+    // A batch of a final file is never POSTed: a `failed` file's records are sent again only
+    // by a replay (under its new file id), and a delivered file has nothing left to send.
+    if let Some(status) = claimed.file_status.filter(|s| s.is_final()) {
+        if let Err(e) = deps
+            .store
+            .release_batch(&batch.batch_id, &lease.owner)
+            .await
+        {
+            tracing::error!(batch_id = %batch.batch_id, error = %e, "could not release the batch claim");
+        }
+        let what = format!("record batch {}", batch.batch_id);
+        return crate::final_status::drop_late(deps.store, id, Stage::Forwarder, status, &what)
+            .await;
+    }
     let delivered = deliver_claimed(deps, &batch, &header, &claimed, delivery, stop).await;
     // A recorded 2xx released the claim already, in the same statement.
     if !matches!(delivered, Ok(Posted::Delivered)) {

@@ -5,6 +5,7 @@
 
 pub mod delivery;
 pub mod fault;
+pub mod final_status;
 pub mod forward;
 pub mod ports;
 pub mod sanitize;

@@ -224,6 +224,15 @@ pub trait StatusStore: CallLog<Error = <Self as StatusStore>::Error> + Send + Sy
         error: &str,
     ) -> impl Future<Output = Result<(), <Self as StatusStore>::Error>> + Send;
 
+    /// Records that `stage` dropped a message about file `id` because the file is final
+    /// (`what` says which message): an event in its history, nothing else changes.
+    fn note_dropped(
+        &self,
+        id: Uuid,
+        stage: Stage,
+        what: &str,
+    ) -> impl Future<Output = Result<(), <Self as StatusStore>::Error>> + Send;
+
     /// Claims file `id` for `stage`: moves it `from` -> `to`, or takes `to` over when its
     /// lease expired, setting the lease.
     fn claim(

@@ -137,6 +137,16 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
             let why = format!("file {id} is not marked sanitized yet");
             return Err(Fault::new(FaultKind::Waiting, why));
         }
+        Claim::Elsewhere(status) if status.is_final() => {
+            return crate::final_status::drop_late(
+                deps.store,
+                id,
+                Stage::Transformer,
+                status,
+                "file sanitized",
+            )
+            .await;
+        }
         Claim::Elsewhere(status) => {
             tracing::info!(file_id = %id, status = %status, "already transformed: duplicate message skipped");
             return Ok(());
