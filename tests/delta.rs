@@ -15,7 +15,8 @@ use sluice_core::{FileStatus, PipelineConfig};
 use sluice_local::{FolderObjects, MemoryQueue};
 use sluice_stages::delivery::client::Attempt;
 use sluice_stages::delivery::{Target, Targets};
-use sluice_stages::forward::{forward_batch, Forward, MessageDelivery};
+use sluice_stages::final_status::{message_failed, Delivery};
+use sluice_stages::forward::{forward_batch, Forward};
 use sluice_stages::ports::{Lease, Poster, RecordState};
 use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
 use sluice_stages::transform::{transform_file, Transform};
@@ -226,7 +227,7 @@ impl<'a, S: RecordState> Chain<'a, S> {
             size: body.len() as i64,
             version_id: None,
         };
-        sanitize_object(&stage, &object, None, &lease("s"), None)
+        sanitize_object(&stage, &object, None, &lease("s"))
             .await
             .unwrap();
         serde_json::from_str(&queue.take_all().pop().unwrap()).unwrap()
@@ -254,12 +255,15 @@ impl<'a, S: RecordState> Chain<'a, S> {
             poster: api,
             clean_bucket: "clean",
         };
-        let delivery = MessageDelivery {
+        let delivery = Delivery {
             receive_count: 1,
             max_receive_count: if last { 1 } else { 3 },
         };
         for body in batches {
-            let _ = forward_batch(&stage, &body, delivery, None, &lease("f")).await;
+            if let Err(fault) = forward_batch(&stage, &body, None, &lease("f")).await {
+                let stage = sluice_core::Stage::Forwarder;
+                message_failed(self.store, stage, None, delivery, &fault).await;
+            }
         }
     }
 
@@ -365,16 +369,18 @@ async fn one_scope_for_the_dataset_compares_across_file_names<S: RecordState>(st
 async fn a_batch_that_failed_is_sent_by_the_next_upload<S: RecordState>(store: &S, _: &S) {
     let chain = Chain::new(store, "");
     let api = Api::default();
-    // Batches of two: the second (B/s1, C/s1) is refused, on its last delivery.
+    // Batches of two: the second (B/s1, C/s1) is refused, on its last delivery, which fails
+    // the file: the third batch, a batch of a final file, is not POSTed.
     api.refuse.lock().unwrap().insert(2);
     let first = chain.upload(&api, "orders.csv", &MONDAY).await;
-    assert_eq!(api.take().len(), 4);
+    assert_eq!(api.take().len(), 2);
     assert_eq!(chain.status(first).await, FileStatus::Failed);
 
     api.refuse.lock().unwrap().clear();
     let second = chain.upload(&api, "orders.csv", &MONDAY).await;
-    assert_eq!(api.take(), ["B/s1:2", "C/s1:3"]);
-    assert_eq!(counts(&chain.report(second)), [2, 0, 4, 0, 0]);
+    // What the API lacks: the refused batch and the one never sent.
+    assert_eq!(api.take(), ["B/s1:2", "C/s1:3", "D/s1:4", "E/s1:5"]);
+    assert_eq!(counts(&chain.report(second)), [4, 0, 2, 0, 0]);
     assert_eq!(chain.status(second).await, FileStatus::Delivered);
 }
 

@@ -58,6 +58,7 @@ async fn setup(config_text: &str) -> Setup {
         http: http_client().unwrap(),
         concurrency: 4,
         max_receive_count: 3,
+        visibility: None,
         clean_bucket: world.clean.clone(),
     };
     Setup { world, deps }
@@ -811,6 +812,7 @@ type = "integer"
         queue: sluice_aws::Queue::new(s.world.clients.sqs.clone(), forward.clone()),
         clean_bucket: s.world.clean.clone(),
         max_receive_count: 3,
+        visibility: None,
     };
     // A sanitized file of 100 orders: its clean object, and its row at `sanitized`.
     let mut csv = String::from("order_id,qty\r\n");
@@ -1045,6 +1047,7 @@ async fn eight_copies_of_one_batch_at_the_same_moment_post_it_once() {
             http: http_client().unwrap(),
             concurrency: 4,
             max_receive_count: 3,
+            visibility: None,
             clean_bucket: s.world.clean.clone(),
         });
     }

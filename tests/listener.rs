@@ -93,6 +93,7 @@ async fn chain(stale_after: Duration, max_redrives: i32) -> Chain {
         queue: Queue::new(sqs.clone(), world.queue_url.clone()),
         clean_bucket: world.clean.clone(),
         max_receive_count: 3,
+        visibility: None,
     };
     let transformer = sluice_transformer::Deps {
         config: config.clone(),
@@ -101,6 +102,7 @@ async fn chain(stale_after: Duration, max_redrives: i32) -> Chain {
         queue: Queue::new(sqs.clone(), forward_queue.clone()),
         clean_bucket: world.clean.clone(),
         max_receive_count: 3,
+        visibility: None,
     };
     let forwarder = sluice_forwarder::Deps {
         targets: Targets::resolve(&config, None).await,
@@ -110,6 +112,7 @@ async fn chain(stale_after: Duration, max_redrives: i32) -> Chain {
         http: http_client().unwrap(),
         concurrency: 2,
         max_receive_count: 3,
+        visibility: None,
         clean_bucket: world.clean.clone(),
     };
     let listener = sluice_listener::Deps {
@@ -730,7 +733,7 @@ async fn a_file_left_delivering_gets_only_its_undelivered_batches_again() {
 }
 
 #[tokio::test]
-async fn a_file_that_keeps_failing_is_failed_with_the_reason_after_max_redrives() {
+async fn a_file_whose_worker_keeps_dying_is_failed_with_the_reason_after_max_redrives() {
     let c = chain(Duration::ZERO, 2).await;
     let (id, key) = c.upload("vanishes.csv", &["V-1"]).await;
     c.sanitize(&key).await;
@@ -756,8 +759,12 @@ async fn a_file_that_keeps_failing_is_failed_with_the_reason_after_max_redrives(
     for round in 1..=2 {
         let run = c.listen().await;
         assert_eq!(run.redrive.redriven_transform, 1, "round {round}: {run:?}");
-        // The transformer fails and notes the error; its message is left for SQS, which in
-        // this test nobody delivers again.
+        assert_eq!(
+            run.redrive.resent_idle, 0,
+            "round {round}: a dead worker's file"
+        );
+        // The transformer fails, notes the error and gives its lease back; its message is
+        // left for SQS (first delivery of three: the file is not failed).
         let bodies = c.world.drain_queue().await;
         sluice_transformer::handle(
             LambdaEvent::new(sqs_event(&bodies), Context::default()),
@@ -766,6 +773,18 @@ async fn a_file_that_keeps_failing_is_failed_with_the_reason_after_max_redrives(
         .await
         .unwrap();
         assert_eq!(c.row(id).await.status, FileStatus::Transforming);
+        // And the next worker dies holding it.
+        let died = c
+            .store()
+            .claim_in_place(
+                id,
+                Stage::Transformer,
+                &[FileStatus::Transforming],
+                &lapsed("transformer"),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(died, Claim::Won { .. }), "{died:?}");
     }
     let run = c.listen().await;
     assert_eq!(run.redrive.given_up, 1, "{run:?}");
@@ -778,6 +797,65 @@ async fn a_file_that_keeps_failing_is_failed_with_the_reason_after_max_redrives(
     // Failed is final: later runs leave it alone.
     let run = c.listen().await;
     assert_eq!(run.redrive, Default::default());
+    c.clean_up().await;
+}
+
+/// A file whose stage fails and gives its lease back is waiting for its message, not dead:
+/// the sweep re-sends its input (never failing it), and the message's last delivery fails it
+/// through the consumer's one last-delivery rule.
+#[tokio::test]
+async fn a_file_whose_stage_keeps_failing_is_resent_and_failed_by_its_last_delivery() {
+    let c = chain(Duration::ZERO, 1).await;
+    let (id, key) = c.upload("gone.csv", &["G-1"]).await;
+    c.sanitize(&key).await;
+    c.world.drain_queue().await;
+    let clean_key = sluice_core::layout::clean_key("orders", id);
+    c.world
+        .clients
+        .s3
+        .delete_object()
+        .bucket(&c.world.clean)
+        .key(&clean_key)
+        .send()
+        .await
+        .unwrap();
+    for round in 1..=3 {
+        let run = c.listen().await;
+        assert_eq!(
+            (
+                run.redrive.redriven_transform,
+                run.redrive.resent_idle,
+                run.redrive.given_up
+            ),
+            (1, 1, 0),
+            "round {round}: {run:?}"
+        );
+        let bodies = c.world.drain_queue().await;
+        sluice_transformer::handle(
+            LambdaEvent::new(sqs_event(&bodies), Context::default()),
+            &c.transformer,
+        )
+        .await
+        .unwrap();
+        // With no stale time, each doubled spacing is due at once.
+        assert_ne!(c.row(id).await.status, FileStatus::Failed, "round {round}");
+    }
+    // Its message on its last delivery (3 of 3).
+    c.listen().await;
+    let bodies = c.world.drain_queue().await;
+    let mut event = sqs_event(&bodies);
+    for m in &mut event.records {
+        m.attributes
+            .insert("ApproximateReceiveCount".into(), "3".into());
+    }
+    sluice_transformer::handle(LambdaEvent::new(event, Context::default()), &c.transformer)
+        .await
+        .unwrap();
+    let row = c.row(id).await;
+    assert_eq!(row.status, FileStatus::Failed);
+    assert_eq!(row.failed_stage.as_deref(), Some("transformer"));
+    let error = row.error.unwrap();
+    assert!(error.contains("delivery 3 of 3"), "{error}");
     c.clean_up().await;
 }
 
@@ -926,6 +1004,7 @@ async fn eight_copies_of_one_resend_at_the_same_moment_send_the_missing_batches_
             queue: c.transformer.queue.clone(),
             clean_bucket: c.transformer.clean_bucket.clone(),
             max_receive_count: 3,
+            visibility: None,
         });
     }
     let runs = workers.iter().map(|deps| {
@@ -972,7 +1051,7 @@ async fn eight_copies_of_one_resend_at_the_same_moment_send_the_missing_batches_
 #[tokio::test]
 async fn the_aws_and_the_local_adapters_give_the_same_records_and_statuses() {
     use sluice_local::{FolderObjects, MemoryQueue, MemoryStore};
-    use sluice_stages::forward::{forward_batch, Forward, MessageDelivery};
+    use sluice_stages::forward::{forward_batch, Forward};
     use sluice_stages::ports::StatusStore;
     use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
     use sluice_stages::transform::{transform_file, Transform};
@@ -1016,7 +1095,7 @@ async fn the_aws_and_the_local_adapters_give_the_same_records_and_statuses() {
         size: body.len() as i64,
         version_id: None,
     };
-    let outcome = sanitize_object(&sanitize, &object, None, &lease, None)
+    let outcome = sanitize_object(&sanitize, &object, None, &lease)
         .await
         .unwrap();
     let local_id = outcome.file_id.unwrap();
@@ -1041,12 +1120,8 @@ async fn the_aws_and_the_local_adapters_give_the_same_records_and_statuses() {
         poster: &http,
         clean_bucket: "clean",
     };
-    let once = MessageDelivery {
-        receive_count: 1,
-        max_receive_count: 3,
-    };
     for message in forward_queue.take_all() {
-        forward_batch(&forward, &message, once, None, &lease)
+        forward_batch(&forward, &message, None, &lease)
             .await
             .unwrap();
     }

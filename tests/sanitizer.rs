@@ -26,6 +26,7 @@ fn deps(world: &World, store: Store) -> Deps {
         queue: Queue::new(world.clients.sqs.clone(), world.queue_url.clone()),
         clean_bucket: world.clean.clone(),
         max_receive_count: 3,
+        visibility: None,
     }
 }
 

@@ -53,6 +53,7 @@ async fn setup() -> Setup {
         queue: Queue::new(world.clients.sqs.clone(), forward.clone()),
         clean_bucket: world.clean.clone(),
         max_receive_count: 3,
+        visibility: None,
     };
     Setup {
         world,
@@ -476,6 +477,7 @@ async fn eight_copies_of_one_message_at_the_same_moment_send_one_set_of_batches(
             queue: Queue::new(s.world.clients.sqs.clone(), s.forward.clone()),
             clean_bucket: s.world.clean.clone(),
             max_receive_count: 3,
+            visibility: None,
         });
     }
     let runs = all.iter().map(|deps| {
@@ -591,4 +593,115 @@ async fn a_message_that_only_waits_never_fails_its_file() {
     assert_eq!(row.status, FileStatus::Transforming);
     assert!(s.batches().await.is_empty());
     s.clean_up().await;
+}
+
+/// Defect 5 of the reliability issue: a message given back for a retry comes back after a
+/// backoff of seconds (`ChangeMessageVisibility`), not after the queue's visibility timeout
+/// (600 s here; 5,400 s on the template's transform queue).
+#[tokio::test]
+async fn a_message_given_back_comes_back_after_its_backoff_not_the_visibility_timeout() {
+    use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+    let mut s = setup().await;
+    let sqs = s.world.clients.sqs.clone();
+    s.deps.visibility = Some(sluice_aws::Visibility::new(sqs.clone()));
+    let queue = sqs
+        .create_queue()
+        .queue_name(sluice_e2e::unique("sluice-transform"))
+        .attributes(QueueAttributeName::VisibilityTimeout, "600")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    // A file the sanitizer has registered but not finished: its "file sanitized" won the
+    // race, so the transformer gives it back (it waits; it does not fail the file).
+    let mut message = s.sanitized_file("early.csv", "order_id\r\nA\r\n").await;
+    let early = s
+        .deps
+        .store
+        .register(&sluice_db::NewFile {
+            dataset: "orders",
+            site: None,
+            bucket: &s.world.quarantine,
+            key: "incoming/orders/early.csv",
+            etag: "early",
+            size: 1,
+            replay_of: None,
+            uploaded_by: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    message.file_id = early;
+    message.clean_key = sluice_core::layout::clean_key("orders", early);
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(serde_json::to_string(&message).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let receive = |wait: i32| {
+        let (sqs, queue, arn) = (sqs.clone(), queue.clone(), arn.clone());
+        async move {
+            let out = sqs
+                .receive_message()
+                .queue_url(&queue)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .wait_time_seconds(wait)
+                .send()
+                .await
+                .unwrap();
+            out.messages()
+                .iter()
+                .map(|m| {
+                    let mut message = SqsMessage::default();
+                    message.message_id = m.message_id().map(str::to_string);
+                    message.receipt_handle = m.receipt_handle().map(str::to_string);
+                    message.body = m.body().map(str::to_string);
+                    message.event_source_arn = Some(arn.clone());
+                    message.attributes = m
+                        .attributes()
+                        .map(|a| {
+                            a.iter()
+                                .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    message
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let first = receive(1).await;
+    assert_eq!(first.len(), 1);
+    let mut event = SqsEvent::default();
+    event.records = first.clone();
+    let response = handle(LambdaEvent::new(event, Context::default()), &s.deps)
+        .await
+        .unwrap();
+    assert_eq!(response.batch_item_failures.len(), 1, "given back");
+    assert!(
+        receive(0).await.is_empty(),
+        "not visible again at once (the backoff is at least 2.5 s)"
+    );
+    // Within the backoff's ceiling for a waiting message (5 s), far short of 600 s.
+    let again = receive(10).await;
+    assert_eq!(again.len(), 1, "back after its backoff");
+    assert_eq!(again[0].message_id, first[0].message_id);
+    assert_eq!(again[0].attributes["ApproximateReceiveCount"], "2");
+    let row = s.deps.store.file(early).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Received, "waiting fails nothing");
+    sqs.delete_queue().queue_url(&queue).send().await.unwrap();
+    s.world.clean_up().await;
 }

@@ -88,6 +88,7 @@ async fn main() -> Result<(), Error> {
                 http: http_client()?,
                 concurrency,
                 max_receive_count: 5,
+                visibility: None,
                 clean_bucket: "sluice-bench-clean".into(),
             };
             let total = records.div_ceil(batch_size) as u32;

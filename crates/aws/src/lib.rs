@@ -18,7 +18,7 @@ pub use clients::Clients;
 pub use copy::{CopySource, Head, ListPage, Listed};
 pub use events::EventBus;
 pub use s3::{ObjectMeta, ObjectStore, Upload};
-pub use sqs::Queue;
+pub use sqs::{Queue, Visibility};
 
 /// Why an S3 or SQS call failed. Messages name the bucket/key or queue; never object contents.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,10 @@
-//! SQS: sending messages in batches that respect SQS's limits.
+//! SQS: sending messages in batches that respect SQS's limits, and putting received messages
+//! back for a retry after a backoff ([`Visibility`]).
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, SendMessageBatchRequestEntry};
 
 use crate::{describe, AwsError};
 
@@ -88,6 +92,129 @@ impl Queue {
     }
 }
 
+/// Sets when received messages come back: a consumer that gives a message back for a retry
+/// sets its visibility to a backoff, instead of waiting out the queue's visibility timeout
+/// (which is sized for the crash case). Messages are named by the queue's ARN (what an SQS
+/// event carries); each queue's URL is looked up once per container.
+#[derive(Debug)]
+pub struct Visibility {
+    client: aws_sdk_sqs::Client,
+    urls: Mutex<HashMap<String, String>>,
+}
+
+/// The longest visibility SQS allows: 12 hours.
+pub const MAX_VISIBILITY_SECONDS: i32 = 12 * 60 * 60;
+
+impl Visibility {
+    pub fn new(client: aws_sdk_sqs::Client) -> Self {
+        Self {
+            client,
+            urls: Mutex::default(),
+        }
+    }
+
+    /// Makes each message (`receipt handle`, `seconds`) of queue `queue_arn` visible again
+    /// after its seconds (clamped to 0..=12 h), ten per request.
+    pub async fn delay(&self, queue_arn: &str, messages: &[(String, i32)]) -> Result<(), AwsError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let url = self.url(queue_arn).await?;
+        let error = |e: &(dyn std::error::Error + 'static)| AwsError::Sqs {
+            op: "ChangeMessageVisibilityBatch",
+            queue: url.clone(),
+            message: describe(e),
+        };
+        for chunk in messages.chunks(MAX_BATCH_MESSAGES) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (receipt, seconds))| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .visibility_timeout((*seconds).clamp(0, MAX_VISIBILITY_SECONDS))
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| error(&e))?;
+            let out = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| error(&e))?;
+            if let Some(failed) = out.failed().first() {
+                return Err(AwsError::Sqs {
+                    op: "ChangeMessageVisibilityBatch",
+                    queue: url.clone(),
+                    message: format!(
+                        "{} of {} messages failed, first: {} {}",
+                        out.failed().len(),
+                        chunk.len(),
+                        failed.code(),
+                        failed.message().unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn url(&self, queue_arn: &str) -> Result<String, AwsError> {
+        if let Some(url) = self
+            .urls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(queue_arn)
+        {
+            return Ok(url.clone());
+        }
+        let bad = |message: String| AwsError::Sqs {
+            op: "GetQueueUrl",
+            queue: queue_arn.to_string(),
+            message,
+        };
+        let (account, name) = queue_of_arn(queue_arn)
+            .ok_or_else(|| bad("not an SQS queue ARN (arn:aws:sqs:REGION:ACCOUNT:NAME)".into()))?;
+        let out = self
+            .client
+            .get_queue_url()
+            .queue_name(name)
+            .queue_owner_aws_account_id(account)
+            .send()
+            .await
+            .map_err(|e| bad(describe(&e)))?;
+        let url = out
+            .queue_url()
+            .ok_or_else(|| bad("no queue URL in the answer".into()))?
+            .to_string();
+        self.urls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(queue_arn.to_string(), url.clone());
+        Ok(url)
+    }
+}
+
+/// The account and name in `arn:aws:sqs:REGION:ACCOUNT:NAME`.
+fn queue_of_arn(arn: &str) -> Option<(&str, &str)> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(_partition), Some("sqs"), Some(_region), Some(account), Some(name)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    (!account.is_empty() && !name.is_empty()).then_some((account, name))
+}
+
 /// Cuts `bodies` into consecutive batches of at most 10 messages and 256 KiB.
 fn pack(bodies: &[String]) -> Vec<&[String]> {
     let mut batches = Vec::new();
@@ -122,6 +249,17 @@ impl sluice_stages::ports::Outbox for Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queue_arn_names_its_account_and_queue() {
+        assert_eq!(
+            queue_of_arn("arn:aws:sqs:eu-west-1:123456789012:sluice-ForwardQueue-1A"),
+            Some(("123456789012", "sluice-ForwardQueue-1A"))
+        );
+        assert_eq!(queue_of_arn("arn:aws:sns:eu-west-1:1:topic"), None);
+        assert_eq!(queue_of_arn("arn:aws:sqs:eu-west-1::q"), None);
+        assert_eq!(queue_of_arn("not an arn"), None);
+    }
 
     #[test]
     fn packs_at_most_ten_messages_per_batch() {

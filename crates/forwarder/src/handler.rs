@@ -1,24 +1,25 @@
 //! The forwarder's event adapter: SQS messages of "record batch" in, each through the forward
 //! stage (`sluice_stages::forward`), the messages that were not delivered out.
 //!
-//! Messages are handled concurrently (up to `SLUICE_FORWARD_CONCURRENCY`), each on its own:
-//! one that is not delivered is reported alone as a batch item failure, so SQS delivers it
-//! again and, after the queue's max receive count, moves it to the dead-letter queue.
+//! Messages are handled concurrently (up to `SLUICE_FORWARD_CONCURRENCY`) in the consumer
+//! shell (`sluice_lambda::consumer`), each on its own: one that is not delivered is reported
+//! alone as a batch item failure and put back with a backoff, so SQS delivers it again and,
+//! after the queue's max receive count, moves it to the dead-letter queue.
 
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use futures_util::stream::{self, StreamExt};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
-use sluice_aws::ObjectStore;
+use sluice_aws::{ObjectStore, Visibility};
 use sluice_core::message::RecordBatchRef;
 use sluice_core::{PipelineConfig, Stage};
 use sluice_db::{Lease, Store};
-use sluice_lambda::delivery::{message_failed, receive_count};
+use sluice_lambda::consumer::{Backoff, Envelope, Shell};
 use sluice_lambda::invocation_lease;
 use sluice_lambda::setup::{deadline_at, stop_before};
 use sluice_stages::delivery::Targets;
-use sluice_stages::forward::{forward_batch, Forward, MessageDelivery};
+use sluice_stages::forward::{forward_batch, Forward};
+use sluice_stages::{Fault, FaultKind};
 
 type Error = lambda_runtime::Error;
 
@@ -36,54 +37,41 @@ pub struct Deps {
     pub max_receive_count: u32,
     /// The clean bucket: the only one claim checks are read from.
     pub clean_bucket: String,
+    /// Puts failed messages back with a backoff; `None` leaves them to the visibility timeout.
+    pub visibility: Option<Visibility>,
 }
 
 /// Handles a batch of SQS messages, reporting the ones that were not delivered.
 pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatchResponse, Error> {
     let stop = stop_before(event.context.deadline);
     let lease = invocation_lease("forwarder", &event.context);
-    let lease = &lease;
     // The last resort if something other than HTTP hangs (the database, S3): well after
     // `stop`, which attempts respect, and still before Lambda's own deadline.
     let hard_stop = deadline_at(event.context.deadline)
         .map(|d| d.checked_sub(Duration::from_secs(1)).unwrap_or(d));
-    let results: Vec<(&SqsMessage, Result<(), Error>)> = stream::iter(&event.payload.records)
-        .map(|message| async move {
-            let work = process(message, deps, stop, lease);
-            let outcome = match hard_stop {
-                Some(at) => tokio::time::timeout_at(at.into(), work)
-                    .await
-                    .unwrap_or_else(|_| Err("stopped before the Lambda timeout".into())),
-                None => work.await,
-            };
-            (message, outcome)
-        })
-        .buffer_unordered(deps.concurrency.max(1))
-        .collect()
-        .await;
-    let mut response = SqsBatchResponse::default();
-    for (message, outcome) in results {
-        if let Err(e) = outcome {
-            let file_id = message
+    let records = &event.payload.records;
+    let envelopes: Vec<Envelope> = records
+        .iter()
+        .map(|m| {
+            let file = m
                 .body
                 .as_deref()
-                .and_then(|b| RecordBatchRef::parse(b).ok())
-                .map(|b| b.file_id);
-            message_failed(
-                &deps.store,
-                Stage::Forwarder,
-                file_id,
-                message,
-                deps.max_receive_count,
-                &*e,
-            )
-            .await;
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = message.message_id.clone().unwrap_or_default();
-            response.batch_item_failures.push(failure);
-        }
-    }
-    Ok(response)
+                .and_then(|b| RecordBatchRef::parse(b).ok());
+            Envelope::of(m, file.map(|b| b.file_id))
+        })
+        .collect();
+    let shell = Shell {
+        stage: Stage::Forwarder,
+        store: &deps.store,
+        max_receive_count: deps.max_receive_count,
+        backoff: Backoff::DELIVERY,
+        visibility: deps.visibility.as_ref(),
+    };
+    Ok(shell
+        .run(&envelopes, deps.concurrency, hard_stop, |i| {
+            process(&records[i], deps, stop, &lease)
+        })
+        .await)
 }
 
 async fn process(
@@ -91,8 +79,11 @@ async fn process(
     deps: &Deps,
     stop: Option<Instant>,
     lease: &Lease,
-) -> Result<(), Error> {
-    let body = message.body.as_deref().ok_or("the message has no body")?;
+) -> Result<(), Fault> {
+    let body = message
+        .body
+        .as_deref()
+        .ok_or_else(|| Fault::new(FaultKind::BadInput, "the message has no body"))?;
     let stage = Forward {
         config: &deps.config,
         targets: &deps.targets,
@@ -101,9 +92,5 @@ async fn process(
         poster: &deps.http,
         clean_bucket: &deps.clean_bucket,
     };
-    let delivery = MessageDelivery {
-        receive_count: receive_count(message),
-        max_receive_count: deps.max_receive_count,
-    };
-    Ok(forward_batch(&stage, body, delivery, stop, lease).await?)
+    forward_batch(&stage, body, stop, lease).await
 }

@@ -75,6 +75,7 @@ impl Deps {
             http,
             concurrency: settings.concurrency,
             max_receive_count: settings.max_receive_count,
+            visibility: Some(sluice_aws::Visibility::new(common.clients.sqs.clone())),
             clean_bucket: settings.clean_bucket,
         })
     }

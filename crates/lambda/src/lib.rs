@@ -2,7 +2,7 @@
 //! record contents out at every level ([`logging`]), and invocation failures with a stable
 //! `errorType` that alarms and metric filters can match ([`failure`]).
 
-pub mod delivery;
+pub mod consumer;
 pub mod failure;
 pub mod lease;
 pub mod logging;

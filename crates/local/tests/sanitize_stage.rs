@@ -113,7 +113,7 @@ const ORDERS: &[u8] = b"Order ID,Qty\r\nA-1,2\r\nA-2,=1+1\r\n";
 async fn an_accepted_file_is_clean_reported_tagged_announced_and_recorded() {
     let local = Local::new("accepted");
     let object = local.drop_in("incoming/orders/a.csv", ORDERS);
-    let outcome = sanitize_object(&local.stage(), &object, None, &lease("t/1"), None)
+    let outcome = sanitize_object(&local.stage(), &object, None, &lease("t/1"))
         .await
         .unwrap();
     assert_eq!(outcome.result, "accepted");
@@ -152,7 +152,7 @@ async fn eight_copies_of_one_event_at_once_sanitize_the_file_once() {
     let outcomes = futures_util::future::join_all(
         leases
             .iter()
-            .map(|l| sanitize_object(&stage, &object, None, l, None)),
+            .map(|l| sanitize_object(&stage, &object, None, l)),
     )
     .await;
     let results: Vec<&str> = outcomes
@@ -176,7 +176,7 @@ async fn eight_copies_of_one_event_at_once_sanitize_the_file_once() {
         "one clean file and one report"
     );
     // Long after, the same event again: a duplicate, nothing new.
-    let again = sanitize_object(&stage, &object, None, &lease("t/late"), None)
+    let again = sanitize_object(&stage, &object, None, &lease("t/late"))
         .await
         .unwrap();
     assert_eq!(again.result, "duplicate");
@@ -187,7 +187,7 @@ async fn eight_copies_of_one_event_at_once_sanitize_the_file_once() {
 async fn a_rejected_file_gets_its_report_and_reason_and_nothing_else() {
     let local = Local::new("rejected");
     let object = local.drop_in("incoming/orders/r.csv", b"sku,qty\r\nX,1\r\n");
-    let outcome = sanitize_object(&local.stage(), &object, None, &lease("t/1"), None)
+    let outcome = sanitize_object(&local.stage(), &object, None, &lease("t/1"))
         .await
         .unwrap();
     assert_eq!(outcome.result, "rejected");
@@ -203,7 +203,7 @@ async fn a_rejected_file_gets_its_report_and_reason_and_nothing_else() {
 async fn unrouted_and_vanished_objects_are_said_and_leave_no_file() {
     let local = Local::new("unrouted");
     let stray = local.drop_in("elsewhere/x.csv", ORDERS);
-    let outcome = sanitize_object(&local.stage(), &stray, None, &lease("t/1"), None)
+    let outcome = sanitize_object(&local.stage(), &stray, None, &lease("t/1"))
         .await
         .unwrap();
     assert_eq!((outcome.result, outcome.file_id), ("unrouted", None));
@@ -213,7 +213,7 @@ async fn unrouted_and_vanished_objects_are_said_and_leave_no_file() {
         size: 0,
         version_id: None,
     };
-    let outcome = sanitize_object(&local.stage(), &gone, None, &lease("t/1"), None)
+    let outcome = sanitize_object(&local.stage(), &gone, None, &lease("t/1"))
         .await
         .unwrap();
     assert_eq!(outcome.result, "gone");
@@ -241,7 +241,7 @@ async fn a_failure_is_noted_and_retried_and_on_the_last_delivery_fails_the_file(
     let object = local.drop_in("incoming/orders/f.csv", ORDERS);
     let down = DownQueue;
     let stage = local.stage_with(&down);
-    let fault = sanitize_object(&stage, &object, None, &lease("t/1"), None)
+    let fault = sanitize_object(&stage, &object, None, &lease("t/1"))
         .await
         .unwrap_err();
     assert_eq!(fault.kind, FaultKind::Queue);
@@ -261,10 +261,20 @@ async fn a_failure_is_noted_and_retried_and_on_the_last_delivery_fails_the_file(
     assert!(row.error.unwrap().contains("the queue is down"));
     // The claim was released: the retry (another worker) claims at once, and on the
     // message's last delivery the failure fails the file with the reason.
-    let fault = sanitize_object(&stage, &object, None, &lease("t/2"), Some((5, 5)))
+    let fault = sanitize_object(&stage, &object, None, &lease("t/2"))
         .await
         .unwrap_err();
     assert_eq!(fault.kind, FaultKind::Queue);
+    assert_eq!(fault.file, Some(id), "the fault names its file");
+    let last = sluice_stages::final_status::Delivery {
+        receive_count: 5,
+        max_receive_count: 5,
+    };
+    let stage_name = sluice_core::Stage::Sanitizer;
+    assert!(
+        sluice_stages::final_status::message_failed(&local.store, stage_name, None, last, &fault)
+            .await
+    );
     let row = local.store.file(id).await.unwrap().unwrap();
     assert_eq!(row.status, FileStatus::Failed);
     assert!(row.error.unwrap().contains("delivery 5 of 5"));
@@ -274,15 +284,9 @@ async fn a_failure_is_noted_and_retried_and_on_the_last_delivery_fails_the_file(
 async fn past_the_deadline_nothing_is_left_under_the_clean_key() {
     let local = Local::new("deadline");
     let object = local.drop_in("incoming/orders/late.csv", ORDERS);
-    let fault = sanitize_object(
-        &local.stage(),
-        &object,
-        Some(Instant::now()),
-        &lease("t/1"),
-        None,
-    )
-    .await
-    .unwrap_err();
+    let fault = sanitize_object(&local.stage(), &object, Some(Instant::now()), &lease("t/1"))
+        .await
+        .unwrap_err();
     assert_eq!(fault.kind, FaultKind::Deadline);
     assert!(local.clean_files().is_empty(), "{:?}", local.clean_files());
     assert!(local.queue.is_empty());

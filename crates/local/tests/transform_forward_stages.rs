@@ -11,7 +11,8 @@ use sluice_core::{FileStatus, PipelineConfig};
 use sluice_local::{FolderObjects, MemoryQueue, MemoryStore};
 use sluice_stages::delivery::client::Attempt;
 use sluice_stages::delivery::{Target, Targets};
-use sluice_stages::forward::{forward_batch, Forward, MessageDelivery};
+use sluice_stages::final_status::{message_failed, Delivery};
+use sluice_stages::forward::{forward_batch, Forward};
 use sluice_stages::ports::{Lease, Poster, StatusStore};
 use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
 use sluice_stages::transform::{transform_file, Transform};
@@ -133,7 +134,7 @@ async fn sanitized(name: &str) -> (Local, String) {
         size: 0,
         version_id: None,
     };
-    sanitize_object(&stage, &object, None, &lease("s"), None)
+    sanitize_object(&stage, &object, None, &lease("s"))
         .await
         .unwrap();
     let message = queue.take_all().pop().unwrap();
@@ -195,15 +196,11 @@ async fn a_batch_is_posted_once_by_eight_copies_and_a_resend_sends_only_what_is_
     let api = CountingApi::answering(200);
     let targets = Targets::resolve(&local.config, None).await;
     let forward = forward_stage(&local, &targets, &api);
-    let first = MessageDelivery {
-        receive_count: 1,
-        max_receive_count: 3,
-    };
     let leases: Vec<Lease> = (0..8).map(|i| lease(&format!("f/{i}"))).collect();
     futures_util::future::join_all(
         leases
             .iter()
-            .map(|l| forward_batch(&forward, &batches[0], first, None, l)),
+            .map(|l| forward_batch(&forward, &batches[0], None, l)),
     )
     .await;
     assert_eq!(
@@ -232,7 +229,7 @@ async fn a_batch_is_posted_once_by_eight_copies_and_a_resend_sends_only_what_is_
     let again = queue.take_all();
     assert_eq!(again.len(), 2);
     for body in &again {
-        forward_batch(&forward, body, first, None, &lease("f/late"))
+        forward_batch(&forward, body, None, &lease("f/late"))
             .await
             .unwrap();
     }
@@ -255,14 +252,33 @@ async fn a_refused_batch_is_retried_and_on_its_last_delivery_fails_the_file() {
     let api = CountingApi::answering(422);
     let targets = Targets::resolve(&local.config, None).await;
     let forward = forward_stage(&local, &targets, &api);
-    let delivery = |n| MessageDelivery {
+    let delivery = |n| Delivery {
         receive_count: n,
         max_receive_count: 2,
     };
-    let fault = forward_batch(&forward, &batches[0], delivery(1), None, &lease("f/1"))
+    let fault = forward_batch(&forward, &batches[0], None, &lease("f/1"))
         .await
         .unwrap_err();
     assert_ne!(fault.kind, FaultKind::Waiting);
+    assert_eq!(
+        fault.file,
+        Some(message.file_id),
+        "the fault names its file"
+    );
+    let rule = |n, fault| {
+        let store = &local.store;
+        async move {
+            message_failed(
+                store,
+                sluice_core::Stage::Forwarder,
+                None,
+                delivery(n),
+                &fault,
+            )
+            .await
+        }
+    };
+    assert!(!rule(1, fault).await, "not the last delivery");
     let row = local.store.file(message.file_id).await.unwrap().unwrap();
     assert_eq!(
         row.status,
@@ -270,9 +286,13 @@ async fn a_refused_batch_is_retried_and_on_its_last_delivery_fails_the_file() {
         "retried, not failed yet"
     );
     assert!(row.error.unwrap().contains("HTTP 422"));
-    forward_batch(&forward, &batches[0], delivery(2), None, &lease("f/2"))
+    let fault = forward_batch(&forward, &batches[0], None, &lease("f/2"))
         .await
         .unwrap_err();
+    assert!(
+        rule(2, fault).await,
+        "the last delivery fails the file, once"
+    );
     let row = local.store.file(message.file_id).await.unwrap().unwrap();
     assert_eq!(row.status, FileStatus::Failed);
     assert!(row.error.unwrap().contains("delivery 2 of 2"));
@@ -301,12 +321,8 @@ async fn no_batch_of_a_final_file_is_posted_and_the_drop_is_in_its_history() {
     let api = CountingApi::answering(200);
     let targets = Targets::resolve(&local.config, None).await;
     let forward = forward_stage(&local, &targets, &api);
-    let delivery = MessageDelivery {
-        receive_count: 1,
-        max_receive_count: 3,
-    };
     for body in &batches {
-        forward_batch(&forward, body, delivery, None, &lease("f/late"))
+        forward_batch(&forward, body, None, &lease("f/late"))
             .await
             .expect("a late batch of a final file is dropped, not retried");
     }

@@ -86,6 +86,9 @@ pub enum Invocation {
 #[derive(Debug)]
 pub struct Queued {
     pub message_id: String,
+    pub receipt_handle: Option<String>,
+    /// The queue's ARN (`eventSourceARN`).
+    pub queue_arn: Option<String>,
     pub receive_count: u32,
     /// The objects, or why the body could not be read.
     pub objects: Result<Vec<ObjectCreated>, String>,
@@ -106,6 +109,8 @@ pub fn invocation(payload: Value) -> Result<Invocation, String> {
             .into_iter()
             .map(|record| Queued {
                 message_id: record["messageId"].as_str().unwrap_or_default().to_string(),
+                receipt_handle: record["receiptHandle"].as_str().map(str::to_string),
+                queue_arn: record["eventSourceARN"].as_str().map(str::to_string),
                 receive_count: record["attributes"]["ApproximateReceiveCount"]
                     .as_str()
                     .and_then(|n| n.parse().ok())

@@ -1,20 +1,23 @@
 //! The sanitizer's event adapter: an S3 notification, an EventBridge event, or SQS messages of
 //! either in; each object through the sanitize stage (`sluice_stages::sanitize`); the
-//! outcomes, or the SQS messages that failed, out.
+//! outcomes, or the SQS messages that failed, out. SQS messages run in the consumer shell
+//! (`sluice_lambda::consumer`): the last-delivery rule, batch item failures and backoff.
 
 use std::time::Instant;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
+use aws_lambda_events::sqs::SqsBatchResponse;
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
-use sluice_aws::{ObjectStore, Queue};
-use sluice_core::PipelineConfig;
+use sluice_aws::{ObjectStore, Queue, Visibility};
+use sluice_core::{PipelineConfig, Stage};
 use sluice_db::{Lease, Store};
+use sluice_lambda::consumer::{Backoff, Envelope, Shell};
 use sluice_lambda::setup::stop_before;
 use sluice_lambda::{invocation_lease, Failure, FailureKind};
 pub use sluice_stages::sanitize::Outcome;
-use sluice_stages::sanitize::{sanitize_object, LastDelivery, Sanitize};
+use sluice_stages::sanitize::{sanitize_object, Sanitize};
+use sluice_stages::{Fault, FaultKind};
 
 use crate::event::{invocation, Invocation, ObjectCreated, Queued};
 
@@ -28,6 +31,8 @@ pub struct Deps {
     /// The sanitize queue's `maxReceiveCount`: a message that fails on this delivery goes to
     /// the dead-letter queue next, so its file is marked failed.
     pub max_receive_count: u32,
+    /// Puts failed messages back with a backoff; `None` leaves them to the visibility timeout.
+    pub visibility: Option<Visibility>,
 }
 
 /// The handler's answer: the outcome of each object of a direct event, or the messages of an
@@ -51,21 +56,34 @@ pub async fn handle(event: LambdaEvent<Value>, deps: &Deps) -> Result<Response, 
         Invocation::Direct(objects) => {
             let mut outcomes = Vec::with_capacity(objects.len());
             for object in objects {
-                outcomes.push(process(&object, deps, deadline, &lease, None).await?);
+                outcomes.push(process(&object, deps, deadline, &lease).await?);
             }
             Ok(Response::Outcomes(outcomes))
         }
         Invocation::Queued(messages) => {
-            let mut response = SqsBatchResponse::default();
-            for message in messages {
-                if let Err(e) = process_message(&message, deps, deadline, &lease).await {
-                    tracing::error!(message_id = %message.message_id, error = %e,
-                        "message failed; SQS will deliver it again");
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = message.message_id;
-                    response.batch_item_failures.push(failure);
-                }
-            }
+            let envelopes: Vec<Envelope> = messages
+                .iter()
+                .map(|m| Envelope {
+                    message_id: m.message_id.clone(),
+                    receipt_handle: m.receipt_handle.clone(),
+                    queue_arn: m.queue_arn.clone(),
+                    receive_count: m.receive_count,
+                    // Known once the stage registers the object (the fault names it).
+                    file: None,
+                })
+                .collect();
+            let shell = Shell {
+                stage: Stage::Sanitizer,
+                store: &deps.store,
+                max_receive_count: deps.max_receive_count,
+                backoff: Backoff::STAGE,
+                visibility: deps.visibility.as_ref(),
+            };
+            let response = shell
+                .run(&envelopes, 1, None, |i| {
+                    process_message(&messages[i], deps, deadline, &lease)
+                })
+                .await;
             Ok(Response::Batch(response))
         }
     }
@@ -76,15 +94,13 @@ async fn process_message(
     deps: &Deps,
     deadline: Option<Instant>,
     lease: &Lease,
-) -> Result<(), Failure> {
+) -> Result<(), Fault> {
     let objects = message
         .objects
         .as_ref()
-        .map_err(|e| Failure::new(FailureKind::BadEvent, e.clone()))?;
-    let last = (message.receive_count >= deps.max_receive_count)
-        .then_some((message.receive_count, deps.max_receive_count));
+        .map_err(|e| Fault::new(FaultKind::BadInput, e.clone()))?;
     for object in objects {
-        process(object, deps, deadline, lease, last).await?;
+        sanitize_object(&stage(deps), object, deadline, lease).await?;
     }
     Ok(())
 }
@@ -94,14 +110,16 @@ async fn process(
     deps: &Deps,
     deadline: Option<Instant>,
     lease: &Lease,
-    last: LastDelivery,
 ) -> Result<Outcome, Failure> {
-    let stage = Sanitize {
+    Ok(sanitize_object(&stage(deps), object, deadline, lease).await?)
+}
+
+fn stage(deps: &Deps) -> Sanitize<'_, ObjectStore, Store, Queue> {
+    Sanitize {
         config: &deps.config,
         store: &deps.store,
         objects: &deps.objects,
         queue: &deps.queue,
         clean_bucket: &deps.clean_bucket,
-    };
-    Ok(sanitize_object(&stage, object, deadline, lease, last).await?)
+    }
 }

@@ -40,6 +40,7 @@ impl Deps {
             config: common.config,
             store: common.store,
             objects: common.objects,
+            visibility: Some(sluice_aws::Visibility::new(common.clients.sqs.clone())),
             queue: Queue::new(common.clients.sqs, settings.transform_queue_url),
             clean_bucket: settings.clean_bucket,
             max_receive_count: settings.max_receive_count,

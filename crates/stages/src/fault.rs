@@ -27,6 +27,8 @@ pub enum FaultKind {
 pub struct Fault {
     pub kind: FaultKind,
     pub message: String,
+    /// The file the failed work was for, once known (the last-delivery rule fails it).
+    pub file: Option<uuid::Uuid>,
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -36,8 +38,15 @@ impl Fault {
         Self {
             kind,
             message: message.into(),
+            file: None,
             source: None,
         }
+    }
+
+    /// The same fault, known to be about file `id`.
+    pub fn about(mut self, id: uuid::Uuid) -> Self {
+        self.file = Some(id);
+        self
     }
 
     /// A fault of `kind` caused by `error`, with its whole chain as the message.
@@ -45,6 +54,7 @@ impl Fault {
         Self {
             kind,
             message: chain(&error),
+            file: None,
             source: Some(Box::new(error)),
         }
     }

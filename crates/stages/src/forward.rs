@@ -27,23 +27,15 @@ pub struct Forward<'a, O, S, P> {
     pub clean_bucket: &'a str,
 }
 
-/// Which delivery of its message this is: on the last one, a batch not delivered fails its
-/// file (the message goes to the dead-letter queue next).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MessageDelivery {
-    pub receive_count: u32,
-    pub max_receive_count: u32,
-}
-
 /// Delivers the batch a "record batch" message carries, once across copies of the message:
 /// the batch is claimed for the whole POST, a batch with a 2xx on record is not sent again,
 /// every attempt is recorded, and the file settles as its batches get through. A copy that
-/// finds the batch claimed waits ([`FaultKind::Waiting`]). On the message's last delivery a
-/// batch not delivered fails the file with the reason.
+/// finds the batch claimed waits ([`FaultKind::Waiting`]). A batch not delivered is an error
+/// about its file; what then becomes of the file is the caller's last-delivery rule
+/// ([`crate::final_status::message_failed`]).
 pub async fn forward_batch<O: Objects, S: RecordState, P: Poster>(
     deps: &Forward<'_, O, S, P>,
     body: &str,
-    delivery: MessageDelivery,
     stop: Option<Instant>,
     lease: &Lease,
 ) -> Result<(), Fault> {
@@ -79,7 +71,7 @@ pub async fn forward_batch<O: Objects, S: RecordState, P: Poster>(
         return crate::final_status::drop_late(deps.store, id, Stage::Forwarder, status, &what)
             .await;
     }
-    let delivered = deliver_claimed(deps, &batch, &header, &claimed, delivery, stop).await;
+    let delivered = deliver_claimed(deps, &batch, &header, &claimed, stop).await;
     // A recorded 2xx released the claim already, in the same statement.
     if !matches!(delivered, Ok(Posted::Delivered)) {
         if let Err(e) = deps
@@ -90,7 +82,7 @@ pub async fn forward_batch<O: Objects, S: RecordState, P: Poster>(
             tracing::error!(batch_id = %batch.batch_id, error = %e, "could not release the batch claim");
         }
     }
-    delivered.map(|_| ())
+    delivered.map(|_| ()).map_err(|fault| fault.about(id))
 }
 
 /// What became of a claimed batch that raised no error.
@@ -107,7 +99,6 @@ async fn deliver_claimed<O: Objects, S: RecordState, P: Poster>(
     batch: &RecordBatchRef<'_>,
     header: &BatchHeader<'_>,
     claimed: &BatchClaim,
-    delivery: MessageDelivery,
     stop: Option<Instant>,
 ) -> Result<Posted, Fault> {
     let id = batch.file_id;
@@ -122,7 +113,7 @@ async fn deliver_claimed<O: Objects, S: RecordState, P: Poster>(
     }
     let target = match deps.targets.get(&batch.dataset, deps.config) {
         Ok(target) => target,
-        Err(reason) => return Err(not_delivered(deps, header, delivery, reason).await),
+        Err(reason) => return Err(not_delivered(deps, header, reason).await),
     };
     let status = claimed.file_status.ok_or_else(|| {
         Fault::new(
@@ -184,7 +175,7 @@ async fn deliver_claimed<O: Objects, S: RecordState, P: Poster>(
                     .map_err(Fault::store)?;
             }
             Err(reason) => {
-                return Err(not_delivered(deps, header, delivery, reason).await);
+                return Err(not_delivered(deps, header, reason).await);
             }
         }
     }
@@ -204,9 +195,7 @@ async fn deliver_claimed<O: Objects, S: RecordState, P: Poster>(
                 file_status = %now, "batch delivered");
             Ok(Posted::Delivered)
         }
-        Outcome::NotDelivered { error, .. } => {
-            Err(not_delivered(deps, header, delivery, error).await)
-        }
+        Outcome::NotDelivered { error, .. } => Err(not_delivered(deps, header, error).await),
     }
 }
 
@@ -231,43 +220,26 @@ async fn record_delivered<O, S: RecordState, P>(
     Ok(())
 }
 
-/// Records why a batch was not delivered. On the message's last delivery before the
-/// dead-letter queue, the file is marked failed with that reason.
+/// Records why a batch was not delivered (the file keeps its status: the message's next
+/// delivery retries, or the last-delivery rule fails the file) and returns it as the fault.
 async fn not_delivered<O, S: StatusStore, P>(
     deps: &Forward<'_, O, S, P>,
     batch: &BatchHeader<'_>,
-    delivery: MessageDelivery,
     error: String,
 ) -> Fault {
-    let MessageDelivery {
-        receive_count,
-        max_receive_count,
-    } = delivery;
     let reason = format!(
         "batch {}/{} ({}) not delivered: {error}",
         batch.seq, batch.total, batch.batch_id
     );
-    let written = if receive_count >= max_receive_count {
-        let final_reason = format!(
-            "{reason}; delivery {receive_count} of {max_receive_count}, so the message goes \
-             to the dead-letter queue"
-        );
-        deps.store
-            .fail(batch.file_id, Stage::Forwarder, &final_reason)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    } else {
-        deps.store
-            .note_error(batch.file_id, Stage::Forwarder, &reason)
-            .await
-            .map_err(|e| e.to_string())
-    };
-    if let Err(e) = written {
+    if let Err(e) = deps
+        .store
+        .note_error(batch.file_id, Stage::Forwarder, &reason)
+        .await
+    {
         tracing::error!(file_id = %batch.file_id, error = %e,
             "could not record the error in the status store");
     }
-    Fault::new(FaultKind::Internal, reason)
+    Fault::new(FaultKind::Internal, reason).about(batch.file_id)
 }
 
 /// A small object (a claim-checked batch) read whole; one larger than `limit` is refused

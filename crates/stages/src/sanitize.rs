@@ -37,9 +37,6 @@ pub struct Sanitize<'a, O, S, Q> {
     pub clean_bucket: &'a str,
 }
 
-/// A message on its last delivery before the dead-letter queue: `(receive count, max)`.
-pub type LastDelivery = Option<(u32, u32)>;
-
 /// What happened to one object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Outcome {
@@ -56,13 +53,13 @@ pub struct Outcome {
 /// dataset's sanitizer into the clean bucket, writes the report, tags the original, tells the
 /// transformer, and records the outcome. A copy of the event that finds the file claimed or
 /// done is a `duplicate` and does nothing. A failure notes its error on the file and releases
-/// the claim, so the retry claims at once; on `last` delivery it fails the file instead.
+/// the claim, so the retry claims at once; the fault names the file, for the caller's
+/// last-delivery rule ([`crate::final_status::message_failed`]).
 pub async fn sanitize_object<O: Objects, S: StatusStore, Q: Outbox>(
     deps: &Sanitize<'_, O, S, Q>,
     object: &ObjectCreated,
     deadline: Option<Instant>,
     lease: &Lease,
-    last: LastDelivery,
 ) -> Result<Outcome, Fault> {
     let started = Instant::now();
     let outcome = |file_id, dataset: Option<&str>, result| Outcome {
@@ -154,18 +151,18 @@ pub async fn sanitize_object<O: Objects, S: StatusStore, Q: Outbox>(
         Ok(Err(e)) => {
             upload.abort().await;
             let why = format!("reading or writing the file failed: {}", chain(&e));
-            return Err(retry(deps, id, lease, last, Fault::new(FaultKind::Objects, why)).await);
+            return Err(retry(deps, id, lease, Fault::new(FaultKind::Objects, why)).await);
         }
         Err(()) => {
             upload.abort().await;
             let why = "stopped before the Lambda timeout; the event will be retried";
-            return Err(retry(deps, id, lease, last, Fault::new(FaultKind::Deadline, why)).await);
+            return Err(retry(deps, id, lease, Fault::new(FaultKind::Deadline, why)).await);
         }
     };
     let accepted = report.verdict == Verdict::Accepted;
     if accepted {
         if let Err(e) = upload.finish().await {
-            return Err(retry(deps, id, lease, last, Fault::objects(e)).await);
+            return Err(retry(deps, id, lease, Fault::objects(e)).await);
         }
     } else {
         upload.abort().await;
@@ -182,7 +179,7 @@ pub async fn sanitize_object<O: Objects, S: StatusStore, Q: Outbox>(
     )
     .await
     {
-        return Err(retry(deps, id, lease, last, e).await);
+        return Err(retry(deps, id, lease, e).await);
     }
     let (status, clean) = if accepted {
         (FileStatus::Sanitized, Some(clean_key.as_str()))
@@ -323,20 +320,8 @@ async fn retry<O: Objects, S: StatusStore, Q: Outbox>(
     deps: &Sanitize<'_, O, S, Q>,
     id: Uuid,
     lease: &Lease,
-    last: LastDelivery,
     failure: Fault,
 ) -> Fault {
-    // On the message's last delivery the file fails with the reason: nothing will retry it.
-    if let Some((count, max)) = last {
-        let reason = format!(
-            "{}; delivery {count} of {max}, so the message goes to the dead-letter queue",
-            failure.message
-        );
-        if let Err(e) = deps.store.fail(id, Stage::Sanitizer, &reason).await {
-            tracing::error!(file_id = %id, error = %e, "could not mark the file failed");
-        }
-        return failure;
-    }
     // Released, so Lambda's retry of the event can claim the file again at once.
     if let Err(e) = deps.store.release(id, &lease.owner).await {
         tracing::error!(file_id = %id, error = %e, "could not release the lease");
@@ -350,5 +335,5 @@ async fn retry<O: Objects, S: StatusStore, Q: Outbox>(
     }
     tracing::error!(file_id = %id, kind = ?failure.kind, error = %failure.message,
         "sanitizing failed; it will be retried");
-    failure
+    failure.about(id)
 }

@@ -1,20 +1,22 @@
 //! The transformer's event adapter: SQS messages of "file sanitized" in, each through the
-//! transform stage (`sluice_stages::transform`), the messages that failed out.
+//! transform stage (`sluice_stages::transform`) inside the consumer shell
+//! (`sluice_lambda::consumer`), the messages that failed out.
 //!
 //! Each message is handled on its own; one that fails is reported alone as a batch item
-//! failure, so SQS redelivers it (and, after the queue's max receive count, moves it to the
-//! dead-letter queue) while the others are done.
+//! failure and put back with a backoff, so SQS delivers it again (and, after the queue's max
+//! receive count, moves it to the dead-letter queue) while the others are done.
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
-use sluice_aws::{ObjectStore, Queue};
+use sluice_aws::{ObjectStore, Queue, Visibility};
 use sluice_core::message::FileSanitized;
 use sluice_core::{PipelineConfig, Stage};
 use sluice_db::{Lease, Store};
-use sluice_lambda::delivery::message_failed;
+use sluice_lambda::consumer::{Backoff, Envelope, Shell};
 use sluice_lambda::invocation_lease;
 use sluice_lambda::setup::stop_before;
 use sluice_stages::transform::{transform_file, Transform};
+use sluice_stages::{Fault, FaultKind};
 
 type Error = lambda_runtime::Error;
 
@@ -30,52 +32,46 @@ pub struct Deps {
     /// The transform queue's `maxReceiveCount`: a message that fails on this delivery goes
     /// to the dead-letter queue next, so its file is marked failed.
     pub max_receive_count: u32,
+    /// Puts failed messages back with a backoff; `None` leaves them to the visibility timeout.
+    pub visibility: Option<Visibility>,
 }
 
 /// Handles a batch of SQS messages, reporting the ones that failed.
 pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatchResponse, Error> {
+    // Past the deadline a message is left for SQS to deliver again; batches already sent keep
+    // their ids, so the re-run's duplicates are recognized downstream.
     let deadline = stop_before(event.context.deadline);
     let lease = invocation_lease("transformer", &event.context);
-    let mut response = SqsBatchResponse::default();
-    for message in &event.payload.records {
-        let message_id = message.message_id.clone().unwrap_or_default();
-        let outcome = match deadline {
-            // Past the deadline the message is left for SQS to deliver again; batches already
-            // sent keep their ids, so the re-run's duplicates are recognized downstream.
-            Some(at) => tokio::time::timeout_at(at.into(), process(message, deps, &lease))
-                .await
-                .unwrap_or_else(|_| {
-                    Err("stopped before the Lambda timeout; will be retried".into())
-                }),
-            None => process(message, deps, &lease).await,
-        };
-        if let Err(e) = outcome {
-            let file_id = message
-                .body
-                .as_deref()
-                .and_then(|b| serde_json::from_str::<FileSanitized>(b).ok())
-                .map(|m| m.file_id);
-            message_failed(
-                &deps.store,
-                Stage::Transformer,
-                file_id,
-                message,
-                deps.max_receive_count,
-                &*e,
-            )
-            .await;
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = message_id;
-            response.batch_item_failures.push(failure);
-        }
-    }
-    Ok(response)
+    let records = &event.payload.records;
+    let envelopes: Vec<Envelope> = records
+        .iter()
+        .map(|m| Envelope::of(m, parse(m).ok().map(|s| s.file_id)))
+        .collect();
+    let shell = Shell {
+        stage: Stage::Transformer,
+        store: &deps.store,
+        max_receive_count: deps.max_receive_count,
+        backoff: Backoff::STAGE,
+        visibility: deps.visibility.as_ref(),
+    };
+    Ok(shell
+        .run(&envelopes, 1, deadline, |i| {
+            process(&records[i], deps, &lease)
+        })
+        .await)
 }
 
-async fn process(message: &SqsMessage, deps: &Deps, lease: &Lease) -> Result<(), Error> {
-    let body = message.body.as_deref().ok_or("the message has no body")?;
-    let sanitized: FileSanitized =
-        serde_json::from_str(body).map_err(|e| format!("not a \"file sanitized\" message: {e}"))?;
+fn parse(message: &SqsMessage) -> Result<FileSanitized, Fault> {
+    let bad = |why: String| Fault::new(FaultKind::BadInput, why);
+    let body = message
+        .body
+        .as_deref()
+        .ok_or_else(|| bad("the message has no body".into()))?;
+    serde_json::from_str(body).map_err(|e| bad(format!("not a \"file sanitized\" message: {e}")))
+}
+
+async fn process(message: &SqsMessage, deps: &Deps, lease: &Lease) -> Result<(), Fault> {
+    let sanitized = parse(message)?;
     let stage = Transform {
         config: &deps.config,
         store: &deps.store,
@@ -83,5 +79,5 @@ async fn process(message: &SqsMessage, deps: &Deps, lease: &Lease) -> Result<(),
         queue: &deps.queue,
         clean_bucket: &deps.clean_bucket,
     };
-    Ok(transform_file(&stage, &sanitized, lease).await?)
+    transform_file(&stage, &sanitized, lease).await
 }

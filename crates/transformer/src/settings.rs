@@ -1,6 +1,6 @@
 //! The transformer's environment, read and checked once per container.
 
-use sluice_aws::Queue;
+use sluice_aws::{Queue, Visibility};
 use sluice_lambda::setup::{receive_count_setting, required, Common, DatabaseSettings, SetupError};
 
 use crate::Deps;
@@ -40,6 +40,7 @@ impl Deps {
             config: common.config,
             store: common.store,
             objects: common.objects,
+            visibility: Some(Visibility::new(common.clients.sqs.clone())),
             queue: Queue::new(common.clients.sqs, settings.forward_queue_url),
             clean_bucket: settings.clean_bucket,
             max_receive_count: settings.max_receive_count,

@@ -17,10 +17,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sluice_core::delivery::spec::check_endpoint;
 use sluice_core::drop::quarantine_key;
 use sluice_core::message::FileSanitized;
-use sluice_core::{Dataset, PipelineConfig};
+use sluice_core::{Dataset, PipelineConfig, Stage};
 use sluice_local::{EventsFile, FolderObjects, MemoryQueue, MemoryStore};
 use sluice_stages::delivery::{http_client, Targets};
-use sluice_stages::forward::{forward_batch, Forward, MessageDelivery};
+use sluice_stages::final_status::{message_failed, Delivery};
+use sluice_stages::forward::{forward_batch, Forward};
 use sluice_stages::ports::{flush, Lease, Outstanding, RecordState};
 use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
 use sluice_stages::transform::{transform_file, Transform};
@@ -339,8 +340,11 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
         let progress = progress_bar(created.len());
         let outcomes: Vec<_> = stream::iter(&created)
             .map(|(file, object)| async {
-                let outcome = sanitize_object(&sanitize, object, None, &self.lease, Some((1, 1)));
-                let outcome = outcome.await;
+                let outcome = sanitize_object(&sanitize, object, None, &self.lease).await;
+                // Each event has its only delivery here: a failure fails its file.
+                if let Err(fault) = &outcome {
+                    message_failed(self.store, Stage::Sanitizer, None, Delivery::ONLY, fault).await;
+                }
                 progress.inc(1);
                 (*file, outcome)
             })
@@ -444,11 +448,8 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
                 continue;
             };
             if let Err(fault) = transform_file(&stage, &message, &self.lease).await {
-                let reason = format!("transform: {}", fault.message);
-                let _ = self
-                    .store
-                    .fail(message.file_id, sluice_core::Stage::Transformer, &reason)
-                    .await;
+                let id = Some(message.file_id);
+                message_failed(self.store, Stage::Transformer, id, Delivery::ONLY, &fault).await;
             }
         }
     }
@@ -464,10 +465,6 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
             poster: &self.poster,
             clean_bucket: CLEAN,
         };
-        let once = MessageDelivery {
-            receive_count: 1,
-            max_receive_count: 1,
-        };
         let sent = std::sync::atomic::AtomicU64::new(0);
         let batches = stream::unfold(from, |queue| async move {
             queue.recv().await.map(|body| (body, queue))
@@ -476,8 +473,12 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
             .for_each_concurrent(4, |body| {
                 let (stage, sent) = (&stage, &sent);
                 async move {
-                    // Failures are on the file (the stage records them); the summary shows them.
-                    let _ = forward_batch(stage, &body, once, None, &self.lease).await;
+                    // A batch not delivered after its attempts fails its file; the summary
+                    // shows it.
+                    if let Err(fault) = forward_batch(stage, &body, None, &self.lease).await {
+                        let store = self.store;
+                        message_failed(store, Stage::Forwarder, None, Delivery::ONLY, &fault).await;
+                    }
                     let n = sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     progress.set_message(format!("{n} batch(es) delivered"));
                 }
