@@ -128,6 +128,8 @@ async fn chain(stale_after: Duration, max_redrives: i32) -> Chain {
         max_redrives,
         page_size: 1000,
         copy_concurrency: 8,
+        reconcile_days: 0,
+        reconcile_grace: Duration::ZERO,
     };
     Chain {
         world,
@@ -269,6 +271,8 @@ impl Chain {
             max_redrives: d.max_redrives,
             page_size: d.page_size,
             copy_concurrency: d.copy_concurrency,
+            reconcile_days: d.reconcile_days,
+            reconcile_grace: d.reconcile_grace,
         }
     }
 
@@ -1152,5 +1156,44 @@ async fn the_aws_and_the_local_adapters_give_the_same_records_and_statuses() {
         )
     };
     assert_eq!(counts(&local_row), counts(&aws_row));
+    c.clean_up().await;
+}
+
+/// Defect 1 of the reliability issue: an upload whose event never reached the sanitizer (all
+/// its deliveries failed before registration) gets a row from the listener's reconciliation,
+/// and goes through the chain; an object still within the grace period is left to its event.
+#[tokio::test]
+async fn an_upload_whose_event_never_arrived_is_registered_and_delivered() {
+    let mut c = chain(Duration::from_secs(3600), 3).await;
+    c.listener.reconcile_days = 2;
+    c.listener.reconcile_grace = Duration::ZERO;
+    let today = sluice_listener::reconcile::day_prefixes("incoming/orders/", SystemTime::now(), 1)
+        .remove(0);
+    let key = format!("{today}{}-lost.csv", Uuid::new_v4());
+    c.world.put(&key, orders_csv(&["L-1", "L-2"])).await;
+    let id = c.file_of(&key).await;
+    assert!(
+        c.store().file(id).await.unwrap().is_none(),
+        "no event, no row"
+    );
+
+    // Within the grace period: left alone.
+    let mut patient = c.another_listener().await;
+    patient.reconcile_grace = Duration::from_secs(3600);
+    let run = c.listen_with(&patient).await;
+    assert_eq!(run.reconcile.reconcile_registered, 0, "{run:?}");
+    assert!(run.reconcile.reconcile_listed >= 1, "{run:?}");
+    assert!(c.store().file(id).await.unwrap().is_none());
+
+    let run = c.listen().await;
+    assert_eq!(run.reconcile.reconcile_registered, 1, "{run:?}");
+    assert_eq!(c.row(id).await.status, FileStatus::Received);
+    // A second run finds the row: nothing registered or sent twice.
+    let again = c.listen().await;
+    assert_eq!(again.reconcile.reconcile_registered, 0, "{again:?}");
+    c.pump().await;
+    let row = c.row(id).await;
+    assert_eq!(row.status, FileStatus::Delivered);
+    assert_eq!(row.records, Some(2));
     c.clean_up().await;
 }

@@ -103,6 +103,8 @@ async fn measure(drop: &str, quarantine: &str, schema: &str) -> Result<(), Error
         max_redrives: 3,
         page_size: 1000,
         copy_concurrency: 8,
+        reconcile_days: 0,
+        reconcile_grace: Duration::ZERO,
     };
     let lease = Lease {
         owner: "listener/bench".into(),

@@ -11,6 +11,7 @@ mod lease;
 mod migrate;
 mod notify;
 mod port;
+mod reconcile;
 mod records;
 mod redrive;
 mod replay;

@@ -1,4 +1,5 @@
-//! One scheduled run: sweep the drop areas, then re-drive stuck files, until the time runs low.
+//! One scheduled run: sweep the drop areas, register quarantine objects that have no row, then
+//! re-drive stuck files, until the time runs low.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use sluice_db::{Lease, Store};
 use sluice_lambda::setup::deadline_at;
 use sluice_lambda::{invocation_lease, Failure};
 
+use crate::reconcile::{reconcile_quarantine, ReconcileCounts};
 use crate::redrive::{redrive_stuck, RedriveCounts};
 use crate::sweep::{sweep_drops, SweepCounts};
 
@@ -36,6 +38,11 @@ pub struct Deps {
     pub page_size: i32,
     /// Drop objects handled at the same time (claims keep each to one worker).
     pub copy_concurrency: usize,
+    /// Days of quarantine prefixes the reconciliation lists (0: none).
+    pub reconcile_days: u32,
+    /// A quarantine object younger than this may still have its event on the way: the
+    /// reconciliation leaves it to the sanitizer.
+    pub reconcile_grace: Duration,
 }
 
 /// What one run did: the return value, and one log line.
@@ -43,6 +50,8 @@ pub struct Deps {
 pub struct Summary {
     #[serde(flatten)]
     pub sweep: SweepCounts,
+    #[serde(flatten)]
+    pub reconcile: ReconcileCounts,
     #[serde(flatten)]
     pub redrive: RedriveCounts,
     /// The run stopped taking new work because its time ran low; the next run goes on.
@@ -89,13 +98,16 @@ pub async fn handle(event: LambdaEvent<Value>, deps: &Deps) -> Result<Summary, F
     run(deps, &lease, budget).await
 }
 
-/// One run: drops first (new files), then stuck files.
+/// One run: drops first (new files), then quarantine objects without a row, then stuck files.
 pub async fn run(deps: &Deps, lease: &Lease, budget: Budget) -> Result<Summary, Failure> {
     let started = Instant::now();
     let mut summary = Summary::default();
     let mut stopped = false;
     if let Some(bucket) = &deps.drop_bucket {
         stopped = sweep_drops(deps, bucket, lease, budget, &mut summary.sweep).await?;
+    }
+    if !stopped {
+        stopped = reconcile_quarantine(deps, budget, &mut summary.reconcile).await?;
     }
     if !stopped {
         stopped = redrive_stuck(deps, budget, &mut summary.redrive).await?;
@@ -122,6 +134,9 @@ pub async fn run(deps: &Deps, lease: &Lease, budget: Budget) -> Result<Summary, 
         claimed_elsewhere = s.sweep.claimed_elsewhere,
         copy_errors = s.sweep.copy_errors,
         drops_given_up = s.sweep.drops_given_up,
+        reconcile_listed = s.reconcile.reconcile_listed,
+        reconcile_registered = s.reconcile.reconcile_registered,
+        reconcile_errors = s.reconcile.reconcile_errors,
         redriven_sanitize = s.redrive.redriven_sanitize,
         redriven_transform = s.redrive.redriven_transform,
         redriven_forward = s.redrive.redriven_forward,
@@ -143,8 +158,9 @@ mod tests {
     fn the_summary_names_every_count_once() {
         let json = serde_json::to_value(Summary::default()).unwrap();
         let keys = json.as_object().unwrap().len();
-        // 9 sweep counts, 6 re-drive counts, stopped_early: none hidden by another's name.
-        assert_eq!(keys, 9 + 6 + 1, "{json}");
+        // 9 sweep counts, 3 reconcile counts, 6 re-drive counts, stopped_early: none hidden
+        // by another's name.
+        assert_eq!(keys, 9 + 3 + 6 + 1, "{json}");
     }
 
     #[test]

@@ -31,6 +31,12 @@ pub struct Settings {
     pub page_size: i32,
     /// `SLUICE_DROP_CONCURRENCY` (default 8): drop objects copied at the same time.
     pub copy_concurrency: usize,
+    /// `SLUICE_RECONCILE_DAYS` (default 2, 0 turns it off): days of quarantine prefixes
+    /// checked for objects without a row.
+    pub reconcile_days: u32,
+    /// `SLUICE_RECONCILE_GRACE_SECONDS` (default 900): younger objects are left to their
+    /// event.
+    pub reconcile_grace: Duration,
     pub database: DatabaseSettings,
 }
 
@@ -49,6 +55,8 @@ impl Settings {
             max_redrives: number("SLUICE_MAX_REDRIVES", 3, 0)? as i32,
             page_size: number("SLUICE_DROP_PAGE_SIZE", 1000, 1)?.min(1000) as i32,
             copy_concurrency: number("SLUICE_DROP_CONCURRENCY", 8, 1)?.min(64) as usize,
+            reconcile_days: number("SLUICE_RECONCILE_DAYS", 2, 0)?.min(31) as u32,
+            reconcile_grace: Duration::from_secs(number("SLUICE_RECONCILE_GRACE_SECONDS", 900, 0)?),
             database: DatabaseSettings::from_env()?,
         })
     }
@@ -90,6 +98,8 @@ impl Deps {
             max_redrives: settings.max_redrives,
             page_size: settings.page_size,
             copy_concurrency: settings.copy_concurrency,
+            reconcile_days: settings.reconcile_days,
+            reconcile_grace: settings.reconcile_grace,
         })
     }
 }
