@@ -38,6 +38,7 @@ on_both_stores! {
     in_place => a_lease_in_place_leaves_the_status_where_it_is,
     batches => a_batch_is_claimed_by_one_worker_until_its_2xx_is_recorded,
     settling => delivery_settles_the_file_as_its_batches_get_through,
+    plans => a_plan_is_fixed_by_the_first_writer_of_each_of_its_keys,
 }
 
 fn lease(owner: &str, seconds: i64) -> Lease {
@@ -475,4 +476,25 @@ async fn delivery_settles_the_file_as_its_batches_get_through<S: StatusStore>(st
         FileStatus::Delivered,
         "settling again changes nothing"
     );
+}
+
+async fn a_plan_is_fixed_by_the_first_writer_of_each_of_its_keys<S: StatusStore>(store: &S) {
+    assert_eq!(
+        store.fix_plan(Uuid::new_v4(), &json!({})).await.unwrap(),
+        None
+    );
+    let id = received(store, "plan.csv").await;
+    // A replay writes its options first; the transformer's proposal adds only what is missing.
+    let options = json!({ "date_range": null, "full": true });
+    assert_eq!(store.fix_plan(id, &options).await.unwrap(), Some(options));
+    let first = json!({ "dataset": { "batch": 2 }, "config": "aa", "date_range": { "start": "2026-01-01" }, "full": false });
+    let fixed =
+        json!({ "dataset": { "batch": 2 }, "config": "aa", "date_range": null, "full": true });
+    assert_eq!(
+        store.fix_plan(id, &first).await.unwrap(),
+        Some(fixed.clone())
+    );
+    let later =
+        json!({ "dataset": { "batch": 3 }, "config": "bb", "date_range": null, "full": false });
+    assert_eq!(store.fix_plan(id, &later).await.unwrap(), Some(fixed));
 }

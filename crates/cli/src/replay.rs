@@ -17,10 +17,13 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use serde::Serialize;
-use serde_json::Value;
 use sluice_aws::{Clients, CopySource, ObjectStore, Queue};
 use sluice_core::layout;
-use sluice_core::message::{full_from_metadata, DateRange, FileSanitized, REPLAY_OF_METADATA, V1};
+use sluice_core::message::{
+    full_from_metadata, CleanFile, DateRange, FileSanitized, MAX_SANITIZE_REPORT_BYTES,
+    REPLAY_OF_METADATA,
+};
+use sluice_core::plan::RunOptions;
 use sluice_core::transform::delta::original_name;
 use sluice_core::FileStatus;
 use sluice_db::{file_id, Db, DbConfig, Earlier, ReplayError, ReplayFrom, Store};
@@ -29,7 +32,6 @@ use uuid::Uuid;
 use crate::exit;
 
 /// The largest sanitize report read for the clean file's columns.
-const MAX_REPORT_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -415,6 +417,11 @@ impl Replayer<'_> {
                 );
                 ("refused", why)
             })?;
+        // On the new row, so a re-drive of the run keeps them.
+        let options = RunOptions {
+            date_range: date_range.clone(),
+            full,
+        };
         let new = Uuid::new_v4();
         let clean_key = layout::clean_key(&dataset, new);
         let source = CopySource {
@@ -427,28 +434,22 @@ impl Replayer<'_> {
             .copy(source, clean_bucket, &clean_key, &[])
             .await
             .map_err(|e| fail(&e))?;
-        let columns = self.copy_report(clean_bucket, earlier.id, new).await?;
+        let report = self.copy_report(clean_bucket, earlier.id, new).await?;
         let replayed = match self
             .store
-            .start_replay(earlier.id, new, from, &clean_key)
+            .start_replay(earlier.id, new, from, &clean_key, &options)
             .await
         {
             Ok(replayed) => replayed,
             Err(ReplayError::Refused(why)) => return Err(("refused", why)),
             Err(e) => return Err(fail(&e)),
         };
-        let message = FileSanitized {
-            v: V1,
-            file_id: new,
-            dataset,
-            clean_bucket: clean_bucket.clone(),
-            clean_key,
+        // The row counts are the earlier run's, as on the new row.
+        let clean = CleanFile {
+            columns: report.map(|r| r.columns).unwrap_or_default(),
             rows: replayed.rows.max(0) as u64,
-            columns,
-            date_range,
-            resend: false,
-            full,
         };
+        let message = FileSanitized::rebuilt(new, &dataset, clean_bucket, clean, options, false);
         let body = serde_json::to_string(&message).map_err(|e| fail(&e))?;
         queue.send_all(&[body]).await.map_err(|e| {
             let why = format!(
@@ -502,13 +503,13 @@ impl Replayer<'_> {
     }
 
     /// Copies the earlier sanitize report to the new run's key (for the listener's re-drive
-    /// and for operators) and returns the clean file's columns from it.
+    /// and for operators) and returns what it says of the clean file (`None` without one).
     async fn copy_report(
         &self,
         bucket: &str,
         earlier: Uuid,
         new: Uuid,
-    ) -> Result<Vec<String>, (&'static str, String)> {
+    ) -> Result<Option<CleanFile>, (&'static str, String)> {
         let fail = |e: &dyn std::fmt::Display| ("failed", e.to_string());
         let key = layout::sanitize_report_key(earlier);
         let Some(head) = self
@@ -517,7 +518,7 @@ impl Replayer<'_> {
             .await
             .map_err(|e| fail(&e))?
         else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let source = CopySource {
             bucket,
@@ -531,19 +532,12 @@ impl Replayer<'_> {
             .map_err(|e| fail(&e))?;
         let report = self
             .objects
-            .read_small(bucket, &key, MAX_REPORT_BYTES)
+            .read_small(bucket, &key, MAX_SANITIZE_REPORT_BYTES)
             .await
             .map_err(|e| fail(&e))?;
-        let report: Value = serde_json::from_slice(&report).unwrap_or_default();
-        Ok(report["headers"]
-            .as_array()
-            .map(|h| {
-                h.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default())
+        CleanFile::from_report(&report, &key)
+            .map(Some)
+            .map_err(|e| fail(&e))
     }
 }
 

@@ -473,6 +473,14 @@ async fn a_failed_file_is_replayed_from_each_stage_as_new_runs_and_its_history_s
         "--json",
     ]);
     let transform_run = new_run(&replayed);
+    // The options are on the new row, so a re-drive rebuilt from the upload keeps them.
+    let plan = w
+        .store
+        .fix_plan(transform_run, &serde_json::json!({}))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(plan["date_range"]["start"], "2026-01-01", "{plan}");
     let messages = w.transform(1).await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].file_id, transform_run);

@@ -47,6 +47,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
     datasets: BTreeMap<String, Dataset>,
+    /// Each dataset's section as written, as JSON: what a file's plan keeps, so the file is
+    /// finished with the config it started with (see [`PipelineConfig::dataset_snapshot`]).
+    snapshots: BTreeMap<String, serde_json::Value>,
 }
 
 /// One dataset: a kind of file and how to treat it.
@@ -191,7 +194,44 @@ impl PipelineConfig {
         }
         check_prefixes_disjoint(&datasets)?;
         check_archives_outside_drops(&datasets)?;
-        Ok(Self { datasets })
+        // The same text again, untyped: each dataset's section as the operator wrote it.
+        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_string(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let snapshots = match table.get("datasets") {
+            Some(toml::Value::Table(sections)) => sections
+                .iter()
+                .filter_map(|(name, section)| {
+                    Some((name.clone(), serde_json::to_value(section).ok()?))
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        Ok(Self {
+            datasets,
+            snapshots,
+        })
+    }
+
+    /// Dataset `name`'s section of the config, as JSON: kept with a file's plan so that a
+    /// config changed while the file is in flight is used only by new files
+    /// ([`Self::dataset_from_snapshot`] reads it back, with the same checks).
+    pub fn dataset_snapshot(&self, name: &str) -> Option<&serde_json::Value> {
+        self.snapshots.get(name)
+    }
+
+    /// The dataset a [`Self::dataset_snapshot`] describes, checked as at load.
+    pub fn dataset_from_snapshot(
+        name: &str,
+        snapshot: &serde_json::Value,
+    ) -> Result<Dataset, ConfigError> {
+        let raw: RawDataset =
+            serde_json::from_value(snapshot.clone()).map_err(|e| ConfigError::Syntax {
+                origin: format!("the plan of a file of dataset `{name}`"),
+                message: e.to_string(),
+            })?;
+        check_dataset(name, raw)
     }
 
     /// The dataset with this name.
@@ -585,6 +625,25 @@ mod tests {
         let trains = config.dataset("train_movements").unwrap();
         assert_eq!(trains.sanitize.ragged_rows, RaggedRows::Reject);
         assert_eq!(trains.sanitize.numbers, NumberFormat::default());
+    }
+
+    #[test]
+    fn a_dataset_read_back_from_its_snapshot_is_the_dataset_loaded() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines.toml"))
+                .expect("the bundled pipelines.toml");
+        let config = PipelineConfig::parse(&text, "pipelines.toml").unwrap();
+        let mut seen = 0;
+        for name in config.datasets.keys() {
+            let snapshot = config
+                .dataset_snapshot(name)
+                .expect("every dataset has one");
+            let back = PipelineConfig::dataset_from_snapshot(name, snapshot).unwrap();
+            let loaded = config.dataset(name).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{loaded:?}"), "{name}");
+            seen += 1;
+        }
+        assert!(seen >= 2, "the bundled config has its datasets");
     }
 
     #[test]

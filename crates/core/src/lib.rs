@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod drop;
 pub mod layout;
 pub mod message;
+pub mod plan;
 pub mod sanitize;
 pub mod status;
 pub mod transform;

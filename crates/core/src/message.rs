@@ -86,6 +86,57 @@ pub struct FileSanitized {
     pub full: bool,
 }
 
+/// The most of a sanitize report a "file sanitized" is rebuilt from: reports list at most
+/// a few hundred rejects, so a larger object is not a report.
+pub const MAX_SANITIZE_REPORT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What a rebuilt "file sanitized" takes from the file's sanitize report: the clean file's
+/// columns and row count. The listener's re-drive and `sluice replay` both read it here.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CleanFile {
+    /// Clean column names, in file order (the report's `headers`).
+    #[serde(rename = "headers")]
+    pub columns: Vec<String>,
+    /// Data rows in the clean file (the report's `rows_out`).
+    #[serde(rename = "rows_out")]
+    pub rows: u64,
+}
+
+impl CleanFile {
+    /// Reads the report's JSON; `key` names it in the error.
+    pub fn from_report(report: &[u8], key: &str) -> Result<Self, String> {
+        serde_json::from_slice(report)
+            .map_err(|e| format!("sanitize report {key} cannot be read: {e}"))
+    }
+}
+
+impl FileSanitized {
+    /// "File sanitized" made again for a file the sanitizer finished earlier: by the
+    /// listener's re-drive (`resend` set when the file is past its transform) and by
+    /// `sluice replay` (a new run of an earlier clean file).
+    pub fn rebuilt(
+        file_id: Uuid,
+        dataset: &str,
+        clean_bucket: &str,
+        clean: CleanFile,
+        options: crate::plan::RunOptions,
+        resend: bool,
+    ) -> Self {
+        Self {
+            v: V1,
+            file_id,
+            dataset: dataset.to_string(),
+            clean_bucket: clean_bucket.to_string(),
+            clean_key: crate::layout::clean_key(dataset, file_id),
+            rows: clean.rows,
+            columns: clean.columns,
+            date_range: options.date_range,
+            resend,
+            full: options.full,
+        }
+    }
+}
+
 /// Whether an upload asked for a full replay (`sluice-full: true` in its metadata).
 pub fn full_from_metadata(metadata: &std::collections::HashMap<String, String>) -> bool {
     metadata

@@ -83,6 +83,14 @@ impl StatusStore for Store {
         Store::note_dropped(self, id, stage, what)
     }
 
+    fn fix_plan(
+        &self,
+        id: Uuid,
+        proposed: &serde_json::Value,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, DbError>> + Send {
+        Store::fix_plan(self, id, proposed)
+    }
+
     fn claim(
         &self,
         id: Uuid,

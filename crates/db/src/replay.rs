@@ -6,6 +6,7 @@
 use std::time::SystemTime;
 
 use serde_json::json;
+use sluice_core::plan::RunOptions;
 use sluice_core::FileStatus;
 use sluice_stages::ports::ReplaySkip;
 use uuid::Uuid;
@@ -193,7 +194,8 @@ impl Store {
     /// Makes the new run of a replay from the transform or forward stage: a row at
     /// `sanitized` whose clean file is `clean_key` (the earlier clean file, already copied
     /// there), with the earlier run's row counts, and for `forward` a snapshot of what the
-    /// earlier run delivered. One transaction, with the earlier row locked so two replays of
+    /// earlier run delivered, and the run's `options` as the start of its plan (a re-drive
+    /// rebuilt from the upload's metadata cannot lose them). One transaction, with the earlier row locked so two replays of
     /// it at once are made one after the other.
     pub async fn start_replay(
         &self,
@@ -201,6 +203,7 @@ impl Store {
         new: Uuid,
         from: ReplayFrom,
         clean_key: &str,
+        options: &RunOptions,
     ) -> Result<Replayed, ReplayError> {
         if from == ReplayFrom::Sanitize {
             return Err(ReplayError::Refused(
@@ -240,8 +243,8 @@ impl Store {
         tx.execute(
             "INSERT INTO file_process
                  (id, dataset, site, source_bucket, source_key, source_etag, source_size, status,
-                  replay_of, replay_from, replay_skip, uploaded_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'received', $8, $9, $10, $11)",
+                  replay_of, replay_from, replay_skip, uploaded_by, plan)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'received', $8, $9, $10, $11, $12)",
             &[
                 &new,
                 &dataset,
@@ -254,6 +257,7 @@ impl Store {
                 &from.as_str(),
                 &skip.as_ref().map(|s| json!(s)),
                 &row.get::<_, Option<String>>(13),
+                &json!(options),
             ],
         )
         .await?;

@@ -243,6 +243,20 @@ impl Store {
         Ok(())
     }
 
+    /// Fixes the file's plan: the keys of `proposed` its plan lacks are added, the others
+    /// kept (jsonb `||` lets the right-hand side win). Returns the plan now on the row.
+    pub async fn fix_plan(&self, id: Uuid, proposed: &Value) -> Result<Option<Value>, DbError> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_opt(
+                "UPDATE file_process SET plan = $2::jsonb || COALESCE(plan, '{}'::jsonb)
+                 WHERE id = $1 RETURNING plan",
+                &[&id, proposed],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     async fn transition(
         &self,
         id: Uuid,

@@ -8,7 +8,10 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 use sluice_aws::AwsError;
-use sluice_core::message::{full_from_metadata, DateRange, FileSanitized, V1};
+use sluice_core::message::{
+    full_from_metadata, CleanFile, DateRange, FileSanitized, MAX_SANITIZE_REPORT_BYTES,
+};
+use sluice_core::plan::RunOptions;
 use sluice_core::{layout, FileStatus};
 use sluice_db::{Redrive, Stuck, StuckFile};
 use sluice_lambda::Failure;
@@ -17,8 +20,6 @@ use crate::handler::{Budget, Deps};
 
 /// Stuck files looked at per query.
 const PAGE: i64 = 100;
-/// A sanitize report larger than this is not one Sluice wrote.
-const MAX_REPORT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// What the re-drive did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -167,45 +168,36 @@ async fn resend_sanitized(deps: &Deps, file: &StuckFile, resend: bool) -> Result
     let report_key = layout::sanitize_report_key(file.id);
     let report = deps
         .objects
-        .read_small(&deps.clean_bucket, &report_key, MAX_REPORT_BYTES)
+        .read_small(&deps.clean_bucket, &report_key, MAX_SANITIZE_REPORT_BYTES)
         .await
         .map_err(|e| e.to_string())?;
-    let report: Value = serde_json::from_slice(&report)
-        .map_err(|e| format!("sanitize report {report_key} is not JSON: {e}"))?;
-    let columns = report["headers"]
-        .as_array()
-        .map(|h| {
-            h.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    let (date_range, full) = match deps
+    let clean = CleanFile::from_report(&report, &report_key)?;
+    // The transformer keeps the options its first run fixed (a replay's are on its row);
+    // these count only for a file whose transform never started.
+    let options = match deps
         .objects
         .metadata(&file.source_bucket, &file.source_key)
         .await
     {
-        Ok(metadata) => (
-            DateRange::from_metadata(&metadata),
-            full_from_metadata(&metadata),
-        ),
+        Ok(metadata) => RunOptions {
+            date_range: DateRange::from_metadata(&metadata),
+            full: full_from_metadata(&metadata),
+        },
         // Quarantine objects expire; the filter was only ever asked for on the object.
-        Err(AwsError::NotFound { .. }) => (None, false),
+        Err(AwsError::NotFound { .. }) => RunOptions {
+            date_range: None,
+            full: false,
+        },
         Err(e) => return Err(e.to_string()),
     };
-    let message = FileSanitized {
-        v: V1,
-        file_id: file.id,
-        dataset: file.dataset.clone(),
-        clean_bucket: deps.clean_bucket.clone(),
-        clean_key: layout::clean_key(&file.dataset, file.id),
-        rows: report["rows_out"].as_u64().unwrap_or_default(),
-        columns,
-        date_range,
+    let message = FileSanitized::rebuilt(
+        file.id,
+        &file.dataset,
+        &deps.clean_bucket,
+        clean,
+        options,
         resend,
-        full,
-    };
+    );
     let body = serde_json::to_string(&message).map_err(|e| e.to_string())?;
     deps.transform_queue
         .send_all(&[body])

@@ -60,6 +60,8 @@ struct Entry {
     lease: Option<Held>,
     attempts: i32,
     events: Vec<EventRow>,
+    /// The file's plan (see `StatusStore::fix_plan`).
+    plan: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -289,6 +291,7 @@ impl StatusStore for MemoryStore {
             lease: None,
             attempts: 0,
             events: Vec::new(),
+            plan: None,
         };
         let detail = json!({ "bucket": file.bucket, "key": file.key });
         entry.event(Stage::Listener.as_str(), FileStatus::Received, detail);
@@ -381,6 +384,24 @@ impl StatusStore for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn fix_plan(&self, id: Uuid, proposed: &Value) -> Result<Option<Value>, Never> {
+        let mut state = self.state();
+        let Some(entry) = state.files.get_mut(&id) else {
+            return Ok(None);
+        };
+        let mut plan = match entry.plan.take() {
+            Some(Value::Object(kept)) => kept,
+            _ => serde_json::Map::new(),
+        };
+        if let Value::Object(proposed) = proposed {
+            for (key, value) in proposed {
+                plan.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        entry.plan = Some(Value::Object(plan));
+        Ok(entry.plan.clone())
     }
 
     async fn claim(

@@ -240,6 +240,58 @@ async fn a_batch_is_posted_once_by_eight_copies_and_a_resend_sends_only_what_is_
     );
 }
 
+/// Each batch id and its records, from "record batch" messages.
+fn batches_by_id(bodies: &[String]) -> std::collections::BTreeMap<String, serde_json::Value> {
+    bodies
+        .iter()
+        .map(|body| {
+            let batch: serde_json::Value = serde_json::from_str(body).unwrap();
+            let id = batch["batch_id"].as_str().unwrap().to_string();
+            (id, batch["records"].clone())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_config_changed_while_a_file_is_in_flight_leaves_its_batches_as_planned() {
+    let (mut local, message) = sanitized("plan").await;
+    let message: sluice_core::message::FileSanitized = serde_json::from_str(&message).unwrap();
+    let queue = MemoryQueue::new();
+    transform_file(&transform_stage(&local, &queue), &message, &lease("t"))
+        .await
+        .unwrap();
+    let first = batches_by_id(&queue.take_all());
+    assert_eq!(first.len(), 3, "5 records in batches of 2");
+
+    // None of them got through; meanwhile the operator changes the batch size and a re-drive
+    // re-sends the file under the new config.
+    local.config =
+        PipelineConfig::parse(&CONFIG.replace("batch_size = 2", "batch_size = 3"), "new").unwrap();
+    let resend = sluice_core::message::FileSanitized {
+        resend: true,
+        ..message.clone()
+    };
+    transform_file(
+        &transform_stage(&local, &queue),
+        &resend,
+        &lease("t/resend"),
+    )
+    .await
+    .unwrap();
+    let again = batches_by_id(&queue.take_all());
+    assert_eq!(again, first, "the same ids name the same records");
+
+    // A new file is cut with the new config.
+    let (mut local, message) = sanitized("plan-new").await;
+    local.config =
+        PipelineConfig::parse(&CONFIG.replace("batch_size = 2", "batch_size = 3"), "new").unwrap();
+    let message: sluice_core::message::FileSanitized = serde_json::from_str(&message).unwrap();
+    transform_file(&transform_stage(&local, &queue), &message, &lease("t/new"))
+        .await
+        .unwrap();
+    assert_eq!(queue.take_all().len(), 2, "5 records in batches of 3");
+}
+
 #[tokio::test]
 async fn a_refused_batch_is_retried_and_on_its_last_delivery_fails_the_file() {
     let (local, message) = sanitized("refused").await;

@@ -233,6 +233,15 @@ pub trait StatusStore: CallLog<Error = <Self as StatusStore>::Error> + Send + Sy
         what: &str,
     ) -> impl Future<Output = Result<(), <Self as StatusStore>::Error>> + Send;
 
+    /// Fixes file `id`'s plan ([`sluice_core::plan::FilePlan`], as JSON): each key of
+    /// `proposed` the row's plan lacks is added, those it has are kept. Returns the plan now on
+    /// the row (`None` if there is no row).
+    fn fix_plan(
+        &self,
+        id: Uuid,
+        proposed: &serde_json::Value,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, <Self as StatusStore>::Error>> + Send;
+
     /// Claims file `id` for `stage`: moves it `from` -> `to`, or takes `to` over when its
     /// lease expired, setting the lease.
     fn claim(

@@ -15,9 +15,10 @@ use chrono::NaiveDate;
 use serde_json::json;
 use sluice_core::layout;
 use sluice_core::message::{batch_id, FileSanitized};
+use sluice_core::plan::FilePlan;
 use sluice_core::transform::delta::{scope_of, SizeBatches};
 use sluice_core::transform::{DateFilter, Delta, TransformReport, TransformVerdict};
-use sluice_core::{FileStatus, PipelineConfig, Stage};
+use sluice_core::{Dataset, FileStatus, PipelineConfig, Stage};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -59,29 +60,14 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
 ) -> Result<(), Fault> {
     let id = sanitized.file_id;
     let bad = |e: String| Fault::new(FaultKind::BadInput, e);
-    let dataset = deps
-        .config
-        .dataset(&sanitized.dataset)
-        .map_err(|e| bad(e.to_string()))?;
     layout::check_clean_file(
         &sanitized.clean_bucket,
         &sanitized.clean_key,
         deps.clean_bucket,
-        &dataset.name,
+        &sanitized.dataset,
         id,
     )
     .map_err(bad)?;
-    let Some(mapping) = &dataset.mapping else {
-        deps.store
-            .fail(
-                id,
-                Stage::Transformer,
-                &format!("dataset `{}` has no mapping", dataset.name),
-            )
-            .await
-            .map_err(Fault::store)?;
-        return Ok(());
-    };
     // One worker transforms a file: the claim is one conditional UPDATE.
     let claim = deps
         .store
@@ -156,6 +142,28 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
             return Err(Fault::new(FaultKind::Store, why));
         }
     }
+    // The first run to get here fixes the plan; every later one cuts the same batches with
+    // it, whatever the config or the message says now.
+    let plan = fix_plan(deps, sanitized).await?;
+    let sanitized = &plan.apply(sanitized);
+    let dataset = match plan_dataset(&plan, &sanitized.dataset) {
+        Ok(dataset) => dataset,
+        Err(reason) => {
+            deps.store
+                .fail(id, Stage::Transformer, &reason)
+                .await
+                .map_err(Fault::store)?;
+            return Ok(());
+        }
+    };
+    let Some(mapping) = &dataset.mapping else {
+        let reason = format!("dataset `{}` has no mapping", dataset.name);
+        deps.store
+            .fail(id, Stage::Transformer, &reason)
+            .await
+            .map_err(Fault::store)?;
+        return Ok(());
+    };
     // A replay from the forward stage sends only the batches its earlier run did not deliver
     // (for a dataset with a record key its plan does that by itself: what the API has is
     // unchanged).
@@ -302,6 +310,43 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
 
 /// Why a replay from forward cannot go on: its transform made other batches than the earlier
 /// run's (the config changed since), so "the batches not delivered" names other records.
+/// Fixes the file's plan (the first run's config section and options win) and returns it.
+async fn fix_plan<O, S: StatusStore, Q>(
+    deps: &Transform<'_, O, S, Q>,
+    sanitized: &FileSanitized,
+) -> Result<FilePlan, Fault> {
+    let id = sanitized.file_id;
+    let proposed = FilePlan::proposed(deps.config.dataset_snapshot(&sanitized.dataset), sanitized);
+    let proposed =
+        serde_json::to_value(&proposed).map_err(|e| Fault::new(FaultKind::Store, e.to_string()))?;
+    let fixed = deps
+        .store
+        .fix_plan(id, &proposed)
+        .await
+        .map_err(Fault::store)?
+        .ok_or_else(|| {
+            Fault::new(
+                FaultKind::Store,
+                format!("file {id} is not in the status store"),
+            )
+        })?;
+    serde_json::from_value(fixed).map_err(|e| {
+        Fault::new(
+            FaultKind::Store,
+            format!("the plan of file {id} cannot be read: {e}"),
+        )
+    })
+}
+
+/// The dataset a plan was fixed with, or why the file cannot be transformed.
+fn plan_dataset(plan: &FilePlan, name: &str) -> Result<Dataset, String> {
+    let Some(section) = &plan.dataset else {
+        return Err(format!("dataset `{name}` is not in the config"));
+    };
+    PipelineConfig::dataset_from_snapshot(name, section)
+        .map_err(|e| format!("the config this file was planned with no longer loads: {e}"))
+}
+
 fn replay_mismatch(skip: &ReplaySkip, counted: &TransformReport, total: u32) -> Option<String> {
     let same =
         i64::from(skip.batches) == i64::from(total) && skip.records == counted.records_out as i64;
