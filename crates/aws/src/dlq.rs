@@ -128,87 +128,119 @@ pub async fn queue_arn(sqs: &Client, url: &str) -> Result<String, AwsError> {
         })
 }
 
-/// How a redrive went.
+/// What to do with one dead letter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Moved {
-    /// SQS moves the messages itself (StartMessageMoveTask); the task's handle.
-    Task(String),
-    /// Moved here, one by one: this many.
-    Count(usize),
+pub enum Decision {
+    /// Back to the queue it failed on.
+    Move,
+    /// Left in the dead-letter queue, for this reason.
+    Keep(String),
 }
 
-/// Moves the dead-letter queue's messages to `to`: by SQS's own message-move task where the
-/// service offers it, else by receiving, sending and deleting each (sent before deleted, so a
-/// crash can only leave a copy in both queues, never lose one), at most `per_second`.
-pub async fn redrive(
+/// A message a redrive left in the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    pub message_id: String,
+    pub reason: String,
+}
+
+/// How a redrive went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Redriven {
+    pub moved: usize,
+    pub kept: Vec<Kept>,
+}
+
+/// How long a message being looked at stays hidden: the kept ones stay out of the way for the
+/// rest of the run and are shown again at its end.
+const REDRIVE_VISIBILITY_SECONDS: i32 = 900;
+
+/// Moves the dead-letter queue's messages back to `to`, each one only if `decide` says so,
+/// at most `per_second`. Each is sent before it is deleted, so a crash can only leave a copy
+/// in both queues, never lose one; a message kept is left in the queue, visible again once the
+/// run ends. (SQS's own message-move task cannot look at what it moves, so it is not used.)
+pub async fn redrive<F, Fut>(
     sqs: &Client,
     dlq_url: &str,
     to_url: &str,
     per_second: u32,
-) -> Result<Moved, AwsError> {
-    let (source_arn, destination_arn) = (
-        queue_arn(sqs, dlq_url).await?,
-        queue_arn(sqs, to_url).await?,
-    );
-    let task = sqs
-        .start_message_move_task()
-        .source_arn(&source_arn)
-        .destination_arn(&destination_arn)
-        .max_number_of_messages_per_second(per_second.clamp(1, 500) as i32)
-        .send()
-        .await;
-    match task {
-        Ok(task) => Ok(Moved::Task(
-            task.task_handle().unwrap_or_default().to_string(),
-        )),
-        Err(e) => {
-            tracing::info!(queue = dlq_url, error = %describe(&e),
-                "StartMessageMoveTask refused: moving the messages one by one");
-            move_one_by_one(sqs, dlq_url, to_url, per_second)
-                .await
-                .map(Moved::Count)
-        }
-    }
-}
-
-async fn move_one_by_one(
-    sqs: &Client,
-    from: &str,
-    to: &str,
-    per_second: u32,
-) -> Result<usize, AwsError> {
+    mut decide: F,
+) -> Result<Redriven, AwsError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Decision>,
+{
     let pause = Duration::from_secs_f64(1.0 / f64::from(per_second.max(1)));
-    let mut moved = 0;
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(from)
-            .max_number_of_messages(10)
-            .visibility_timeout(60)
-            .wait_time_seconds(0)
-            .send()
-            .await
-            .map_err(|e| sqs_error("ReceiveMessage", from, e))?;
-        if received.messages().is_empty() {
-            return Ok(moved);
-        }
-        for message in received.messages() {
-            sqs.send_message()
-                .queue_url(to)
-                .message_body(message.body().unwrap_or_default())
+    let mut done = Redriven::default();
+    let mut seen = HashSet::new();
+    let mut kept_handles = Vec::new();
+    let result = async {
+        loop {
+            // A long poll of a second asks every SQS server, so an empty answer means empty.
+            let received = sqs
+                .receive_message()
+                .queue_url(dlq_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(REDRIVE_VISIBILITY_SECONDS)
+                .wait_time_seconds(1)
                 .send()
                 .await
-                .map_err(|e| sqs_error("SendMessage", to, e))?;
-            if let Some(handle) = message.receipt_handle() {
-                sqs.delete_message()
-                    .queue_url(from)
-                    .receipt_handle(handle)
+                .map_err(|e| sqs_error("ReceiveMessage", dlq_url, e))?;
+            let fresh: Vec<_> = received
+                .messages()
+                .iter()
+                .filter(|m| m.message_id().is_some_and(|id| seen.insert(id.to_string())))
+                .collect();
+            if fresh.is_empty() {
+                return Ok::<(), AwsError>(());
+            }
+            for message in fresh {
+                let id = message.message_id().unwrap_or_default().to_string();
+                let body = message.body().unwrap_or_default();
+                match decide(body.to_string()).await {
+                    Decision::Keep(reason) => {
+                        done.kept.push(Kept {
+                            message_id: id,
+                            reason,
+                        });
+                        kept_handles.extend(message.receipt_handle().map(str::to_string));
+                        continue;
+                    }
+                    Decision::Move => {}
+                }
+                sqs.send_message()
+                    .queue_url(to_url)
+                    .message_body(body)
                     .send()
                     .await
-                    .map_err(|e| sqs_error("DeleteMessage", from, e))?;
+                    .map_err(|e| sqs_error("SendMessage", to_url, e))?;
+                if let Some(handle) = message.receipt_handle() {
+                    sqs.delete_message()
+                        .queue_url(dlq_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .map_err(|e| sqs_error("DeleteMessage", dlq_url, e))?;
+                }
+                done.moved += 1;
+                tokio::time::sleep(pause).await;
             }
-            moved += 1;
-            tokio::time::sleep(pause).await;
         }
     }
+    .await;
+    // Whatever happened, the kept messages are shown again at once.
+    for handle in kept_handles {
+        let shown = sqs
+            .change_message_visibility()
+            .queue_url(dlq_url)
+            .receipt_handle(handle)
+            .visibility_timeout(0)
+            .send()
+            .await;
+        if let Err(e) = shown {
+            tracing::warn!(queue = dlq_url, error = %describe(&e),
+                "a kept message stays hidden until its visibility timeout ends");
+        }
+    }
+    result.map(|()| done)
 }

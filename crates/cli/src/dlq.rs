@@ -4,8 +4,11 @@
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use sluice_aws::dlq::{self, Moved, Peeked};
-use sluice_aws::Clients;
+use sluice_aws::dlq::{self, Decision, Peeked, Redriven};
+use sluice_aws::{Clients, ObjectStore};
+use sluice_core::message::{FileSanitized, RecordBatchRef, RecordsAt};
+use sluice_db::{Db, DbConfig, Store};
+use uuid::Uuid;
 
 use crate::exit;
 
@@ -17,7 +20,10 @@ use crate::exit;
 
 QUEUE is a queue name or URL (the stack's outputs name them). Credentials, region and
 AWS_ENDPOINT_URL come from the usual AWS environment.
-Exit codes: 0 done; 1 the queue or the message could not be found or read; 2 bad usage.")]
+A redrive looks at each message first and leaves in the queue, with the reason and the replay
+to run, any that would do no good back on its queue.
+Exit codes: 0 done; 1 the queue or the message could not be found or read, or a redrive left
+messages in the queue; 2 bad usage.")]
 pub struct Args {
     #[command(subcommand)]
     command: Sub,
@@ -41,8 +47,10 @@ enum Sub {
         #[arg(long)]
         json: bool,
     },
-    /// Moves every message back to the queue it failed on (or to --to), at most --rate a
-    /// second: by SQS's message-move task where the service has it, else one by one.
+    /// Moves the messages back to the queue they failed on (or to --to), at most --rate a
+    /// second, each after a look: a message that cannot do any good there (not one Sluice
+    /// reads, of a file that is final or unknown, a batch whose claim check is gone) is left
+    /// in the queue with the reason and the replay to run instead.
     Redrive {
         queue: String,
         /// Destination queue (default: the queue whose redrive policy names this one).
@@ -51,6 +59,13 @@ enum Sub {
         /// Messages a second.
         #[arg(long, default_value_t = 10)]
         rate: u32,
+        /// The status database, to leave a final file's messages where they are (without it
+        /// file statuses are not looked at).
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// CA bundle for the database's TLS certificate.
+        #[arg(long, env = "SLUICE_DB_CA_FILE")]
+        ca_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -66,9 +81,9 @@ pub fn run(args: Args) -> u8 {
         }
     };
     match runtime.block_on(dispatch(args.command)) {
-        Ok(text) => {
+        Ok((text, code)) => {
             print!("{text}");
-            exit::ACCEPTED
+            code
         }
         Err(e) => {
             eprintln!("sluice dlq: {e:#}");
@@ -77,19 +92,22 @@ pub fn run(args: Args) -> u8 {
     }
 }
 
-async fn dispatch(command: Sub) -> Result<String> {
-    let sqs = Clients::from_env().await.sqs;
+/// What to print, and the exit code.
+async fn dispatch(command: Sub) -> Result<(String, u8)> {
+    let clients = Clients::from_env().await;
+    let sqs = clients.sqs.clone();
     match command {
         Sub::List { queue, max, json } => {
             let url = dlq::queue_url(&sqs, &queue).await?;
             let messages = dlq::peek(&sqs, &url, max).await?;
-            Ok(match json {
+            let text = match json {
                 true => format!(
                     "{:#}\n",
                     Value::Array(messages.iter().map(message_json).collect())
                 ),
                 false => table(&messages),
-            })
+            };
+            Ok((text, exit::ACCEPTED))
         }
         Sub::Show {
             queue,
@@ -104,7 +122,7 @@ async fn dispatch(command: Sub) -> Result<String> {
             let mut shown = message_json(message);
             shown["body"] = serde_json::from_str(&message.body)
                 .unwrap_or_else(|_| Value::String(message.body.clone()));
-            Ok(match json {
+            let text = match json {
                 true => format!("{shown:#}\n"),
                 false => format!(
                     "message   {}\nsent      {}\nreceives  {}\nkind      {}\nfile      {}\n\n{:#}\n",
@@ -115,9 +133,16 @@ async fn dispatch(command: Sub) -> Result<String> {
                     shown["file_id"].as_str().unwrap_or("-"),
                     shown["body"],
                 ),
-            })
+            };
+            Ok((text, exit::ACCEPTED))
         }
-        Sub::Redrive { queue, to, rate } => {
+        Sub::Redrive {
+            queue,
+            to,
+            rate,
+            database_url,
+            ca_file,
+        } => {
             let url = dlq::queue_url(&sqs, &queue).await?;
             let to = match to {
                 Some(to) => dlq::queue_url(&sqs, &to).await?,
@@ -130,17 +155,116 @@ async fn dispatch(command: Sub) -> Result<String> {
                     }
                 }
             };
-            Ok(
-                match dlq::redrive(&sqs, &url, &to, rate)
-                    .await
-                    .context("redriving")?
-                {
-                    Moved::Task(handle) => {
-                        format!("SQS is moving the messages to {to} (task {handle})\n")
+            let store = match database_url {
+                Some(database_url) => {
+                    let config = DbConfig::parse(&database_url, ca_file.as_deref())
+                        .context("DATABASE_URL")?;
+                    Some(Store::new(Db::new(config)))
+                }
+                None => None,
+            };
+            let look = Look {
+                store: store.as_ref(),
+                objects: ObjectStore::new(clients.s3.clone()),
+            };
+            let look = &look;
+            let decide = move |body: String| async move { look.decide(&body).await };
+            let done = dlq::redrive(&sqs, &url, &to, rate, decide)
+                .await
+                .context("redriving")?;
+            Ok(redriven(&done, &to, store.is_some()))
+        }
+    }
+}
+
+/// What `sluice dlq redrive` says: the messages kept and why, then the counts.
+fn redriven(done: &Redriven, to: &str, statuses_checked: bool) -> (String, u8) {
+    let mut out = String::new();
+    for kept in &done.kept {
+        out.push_str(&format!("kept {}: {}\n", kept.message_id, kept.reason));
+    }
+    out.push_str(&format!(
+        "moved {} message(s) to {to}; {} left in the dead-letter queue\n",
+        done.moved,
+        done.kept.len()
+    ));
+    if !statuses_checked {
+        out.push_str("(no DATABASE_URL: file statuses were not looked at)\n");
+    }
+    // A redrive that left messages behind is not done: exit 1, as for a queue not found.
+    let code = match done.kept.is_empty() {
+        true => exit::ACCEPTED,
+        false => exit::OPERATIONAL,
+    };
+    (out, code)
+}
+
+/// Looks at a dead letter before it is moved back.
+struct Look<'a> {
+    store: Option<&'a Store>,
+    objects: ObjectStore,
+}
+
+impl Look<'_> {
+    async fn decide(&self, body: &str) -> Decision {
+        match self.why_not(body).await {
+            Ok(()) => Decision::Move,
+            Err(reason) => Decision::Keep(reason),
+        }
+    }
+
+    /// Why the message would do no good back on its queue, if it would not.
+    async fn why_not(&self, body: &str) -> Result<(), String> {
+        match describe(body).0 {
+            "record batch" => {
+                let batch = RecordBatchRef::parse(body)?;
+                let id = batch.file_id;
+                let replay =
+                    format!("`sluice replay {id} --from forward` sends what it did not deliver");
+                self.live(id, "its batches are not posted", &replay).await?;
+                if let RecordsAt::S3(pointer) = &batch.records {
+                    let head = self
+                        .objects
+                        .head(&pointer.bucket, &pointer.key)
+                        .await
+                        .map_err(|e| format!("its claim check could not be looked at: {e}"))?;
+                    if head.is_none() {
+                        return Err(format!(
+                            "record batch {} of file {id}: its claim check s3://{}/{} is gone \
+                             (claim checks expire after ClaimCheckRetentionDays): {replay}",
+                            batch.batch_id, pointer.bucket, pointer.key
+                        ));
                     }
-                    Moved::Count(n) => format!("moved {n} message(s) to {to}\n"),
-                },
-            )
+                }
+                Ok(())
+            }
+            "file sanitized" => {
+                let message: FileSanitized = serde_json::from_str(body)
+                    .map_err(|e| format!("not a \"file sanitized\" message: {e}"))?;
+                let id = message.file_id;
+                let replay = format!("`sluice replay {id} --from transform` runs it again");
+                self.live(id, "it is not transformed again", &replay).await
+            }
+            // The sanitizer registers an object once, whatever the copies.
+            "object created" | "s3 event" => Ok(()),
+            other => Err(format!(
+                "{other}: not a message Sluice reads (see it with `sluice dlq show`)"
+            )),
+        }
+    }
+
+    /// That file `id` is known and not final, when the statuses can be looked at.
+    async fn live(&self, id: Uuid, not_done: &str, replay: &str) -> Result<(), String> {
+        let Some(store) = self.store else {
+            return Ok(());
+        };
+        match store.file(id).await {
+            Ok(Some(row)) if row.status.is_final() => {
+                Err(format!("file {id} is {}: {not_done}; {replay}", row.status))
+            }
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(format!("file {id} is not in the status store")),
+            Err(e) => Err(format!("the status of file {id} could not be read: {e}")),
         }
     }
 }

@@ -1,19 +1,82 @@
-//! `sluice dlq` against moto server (scripts/test.sh starts it): a source queue whose
-//! redrive policy names a dead-letter queue holding three messages of different kinds.
+//! `sluice dlq` against moto server and PostgreSQL (scripts/test.sh starts both): a source
+//! queue whose redrive policy names a dead-letter queue holding messages of every kind, some of
+//! which would do no good back on their queue.
 
 use std::process::{Command, Output};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 use sluice_aws::Clients;
+use sluice_core::Stage;
+use sluice_db::{migrate, Db, DbConfig, Store};
+use sluice_stages::ports::NewFile;
 use uuid::Uuid;
 
 fn dlq(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("dlq")
         .args(args)
+        .env_remove("DATABASE_URL")
         .output()
         .unwrap()
+}
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".into())
+}
+
+/// A fresh schema with the migrations applied; its store and the URL the command is given.
+async fn schema(name: &str) -> (Store, String) {
+    let admin = DbConfig::parse(&database_url(), None).unwrap();
+    admin
+        .connect()
+        .await
+        .expect("PostgreSQL is reachable (scripts/test.sh starts it)")
+        .batch_execute(&format!("CREATE SCHEMA {name}"))
+        .await
+        .unwrap();
+    let db = Db::new(admin.with_schema(name));
+    migrate(&db).await.unwrap();
+    let url = format!(
+        "{}?sslmode=disable&options=-c%20search_path%3D{name}",
+        database_url().split('?').next().unwrap()
+    );
+    (Store::new(db), url)
+}
+
+async fn drop_schema(name: &str) {
+    DbConfig::parse(&database_url(), None)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+        .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
+        .await
+        .unwrap();
+}
+
+async fn file(store: &Store, key: &str) -> Uuid {
+    store
+        .register(&NewFile {
+            dataset: "orders",
+            site: None,
+            bucket: "quarantine",
+            key,
+            etag: "e",
+            size: 1,
+            replay_of: None,
+            uploaded_by: None,
+        })
+        .await
+        .unwrap()
+        .id
+}
+
+fn batch(file: Uuid, seq: u32, records: &str) -> String {
+    format!(
+        r#"{{"v":1,"file_id":"{file}","dataset":"orders","batch_id":"{file}-{seq:06}","seq":{seq},"total":3,"count":1,{records}}}"#
+    )
 }
 
 fn json_of(output: &Output) -> Value {
@@ -48,16 +111,9 @@ async fn count(clients: &Clients, url: &str) -> usize {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_letter_queue_is_listed_shown_and_redriven_without_losing_a_message() {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "AWS_ENDPOINT_URL must point at moto server: run the tests with scripts/test.sh"
-    );
-    let clients = Clients::from_env().await;
-    let suffix = Uuid::new_v4().simple().to_string();
-    let dead = queue(&clients, &format!("sluice-forward-dlq-{suffix}")).await;
-    let source = queue(&clients, &format!("sluice-forward-{suffix}")).await;
+async fn dead_letter_queue(clients: &Clients, suffix: &str) -> (String, String) {
+    let dead = queue(clients, &format!("sluice-forward-dlq-{suffix}")).await;
+    let source = queue(clients, &format!("sluice-forward-{suffix}")).await;
     let dead_arn = sluice_aws::dlq::queue_arn(&clients.sqs, &dead)
         .await
         .unwrap();
@@ -72,22 +128,72 @@ async fn a_dead_letter_queue_is_listed_shown_and_redriven_without_losing_a_messa
         .send()
         .await
         .unwrap();
+    (dead, source)
+}
+
+async fn send(clients: &Clients, url: &str, bodies: &[String]) {
+    for body in bodies {
+        clients
+            .sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+async fn receive_all(clients: &Clients, url: &str, n: usize) -> Vec<String> {
+    let mut back = Vec::new();
+    while back.len() < n {
+        let received = clients
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        back.extend(
+            received
+                .messages()
+                .iter()
+                .map(|m| m.body().unwrap().to_string()),
+        );
+    }
+    back.sort();
+    back
+}
+
+async fn delete_queues(clients: &Clients, urls: &[&String]) {
+    for url in urls {
+        clients
+            .sqs
+            .delete_queue()
+            .queue_url(*url)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_queue_is_listed_shown_and_redriven_without_losing_a_message() {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "AWS_ENDPOINT_URL must point at moto server: run the tests with scripts/test.sh"
+    );
+    let clients = Clients::from_env().await;
+    let suffix = Uuid::new_v4().simple().to_string();
+    let (dead, source) = dead_letter_queue(&clients, &suffix).await;
     let file = Uuid::new_v4();
     let bodies = [
         format!(r#"{{"v":1,"file_id":"{file}","dataset":"orders","batch_id":"{file}-000002","seq":2,"total":3,"count":1,"records":[{{"orderId":"A"}}]}}"#),
         format!(r#"{{"v":1,"file_id":"{file}","dataset":"orders","clean_bucket":"c","clean_key":"clean/orders/{file}.csv","rows":1,"columns":["a"],"date_range":null}}"#),
         r#"{"detail-type":"Object Created","source":"aws.s3","detail":{"bucket":{"name":"q"},"object":{"key":"incoming/orders/x.csv","size":1}}}"#.to_string(),
     ];
-    for body in &bodies {
-        clients
-            .sqs
-            .send_message()
-            .queue_url(&dead)
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
-    }
+    send(&clients, &dead, &bodies).await;
 
     // Listing leaves every message where it is, however often it is done.
     let name = format!("sluice-forward-dlq-{suffix}");
@@ -128,24 +234,7 @@ async fn a_dead_letter_queue_is_listed_shown_and_redriven_without_losing_a_messa
     assert_eq!(moved.status.code(), Some(0), "{moved:?}");
     assert_eq!(count(&clients, &dead).await, 0);
     assert_eq!(count(&clients, &source).await, 3);
-    let mut back = Vec::new();
-    while back.len() < 3 {
-        let received = clients
-            .sqs
-            .receive_message()
-            .queue_url(&source)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        back.extend(
-            received
-                .messages()
-                .iter()
-                .map(|m| m.body().unwrap().to_string()),
-        );
-    }
-    back.sort();
+    let back = receive_all(&clients, &source, 3).await;
     let mut sent = bodies.to_vec();
     sent.sort();
     assert_eq!(back, sent, "the same bodies, none lost");
@@ -154,13 +243,114 @@ async fn a_dead_letter_queue_is_listed_shown_and_redriven_without_losing_a_messa
     let gone = dlq(&["list", "sluice-no-such-queue"]);
     assert_eq!(gone.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&gone.stderr).contains("sluice-no-such-queue"));
-    for url in [&dead, &source] {
+    delete_queues(&clients, &[&dead, &source]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_leaves_behind_what_would_do_no_good_and_says_what_to_run() {
+    let clients = Clients::from_env().await;
+    let suffix = Uuid::new_v4().simple().to_string();
+    let (dead, source) = dead_letter_queue(&clients, &suffix).await;
+    let name = format!("sluice_dlq_{suffix}");
+    let (store, url) = schema(&name).await;
+    let bucket = format!("sluice-dlq-claims-{suffix}");
+    clients
+        .s3
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    clients
+        .s3
+        .put_object()
+        .bucket(&bucket)
+        .key("batches/kept.json")
+        .body(br#"[{"orderId":"A"}]"#.to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let live = file(&store, "incoming/orders/live.csv").await;
+    let failed = file(&store, "incoming/orders/failed.csv").await;
+    store
+        .fail(failed, Stage::Forwarder, "HTTP 422")
+        .await
+        .unwrap();
+    let unknown = Uuid::new_v4();
+    let claim = |key: &str| format!(r#""s3":{{"bucket":"{bucket}","key":"{key}"}}"#);
+    let moved = vec![
+        batch(live, 1, r#""records":[{"orderId":"A"}]"#),
+        batch(live, 2, &claim("batches/kept.json")),
+        format!(r#"{{"v":1,"file_id":"{live}","dataset":"orders","clean_bucket":"c","clean_key":"clean/orders/{live}.csv","rows":1,"columns":["a"],"date_range":null}}"#),
+        r#"{"detail-type":"Object Created","source":"aws.s3","detail":{"bucket":{"name":"q"},"object":{"key":"incoming/orders/x.csv","size":1}}}"#.to_string(),
+    ];
+    let kept = vec![
+        batch(live, 3, &claim("batches/expired.json")),
+        batch(failed, 1, r#""records":[{"orderId":"B"}]"#),
+        format!(
+            r#"{{"v":1,"file_id":"{failed}","dataset":"orders","clean_bucket":"c","clean_key":"clean/orders/{failed}.csv","rows":1,"columns":["a"],"date_range":null}}"#
+        ),
+        batch(unknown, 1, r#""records":[]"#),
+        "this is not JSON".to_string(),
+    ];
+    send(&clients, &dead, &moved).await;
+    send(&clients, &dead, &kept).await;
+
+    let run = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["dlq", "redrive", &dead, "--rate", "50"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stdout).to_string();
+    assert_eq!(run.status.code(), Some(1), "messages were left: {run:?}");
+    assert!(
+        said.contains("moved 4 message(s)") && said.contains("5 left in the dead-letter queue"),
+        "{said}"
+    );
+    for expected in [
+        format!("claim check s3://{bucket}/batches/expired.json is gone"),
+        format!("file {failed} is failed: its batches are not posted; `sluice replay {failed} --from forward`"),
+        format!("file {failed} is failed: it is not transformed again; `sluice replay {failed} --from transform`"),
+        format!("file {unknown} is not in the status store"),
+        "not a message Sluice reads".to_string(),
+    ] {
+        assert!(said.contains(&expected), "{expected} in {said}");
+    }
+
+    // What moved is on the source queue; what was kept is back in sight at once.
+    let mut expected = moved.clone();
+    expected.sort();
+    assert_eq!(receive_all(&clients, &source, 4).await, expected);
+    let listed = json_of(&dlq(&["list", &dead, "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 5, "{listed}");
+
+    // Without the database only what S3 and the bodies show is looked at.
+    let again = dlq(&["redrive", &dead, "--rate", "50"]);
+    let said = String::from_utf8_lossy(&again.stdout).to_string();
+    assert!(
+        said.contains("moved 3 message(s)")
+            && said.contains("2 left")
+            && said.contains("statuses were not looked at"),
+        "{said}"
+    );
+
+    delete_queues(&clients, &[&dead, &source]).await;
+    for key in ["batches/kept.json"] {
         clients
-            .sqs
-            .delete_queue()
-            .queue_url(url)
+            .s3
+            .delete_object()
+            .bucket(&bucket)
+            .key(key)
             .send()
             .await
             .unwrap();
     }
+    clients
+        .s3
+        .delete_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    drop_schema(&name).await;
 }
