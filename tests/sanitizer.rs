@@ -266,6 +266,10 @@ async fn test_event_and_unrouted_keys_send_nothing() {
     assert!(tags(&world, key)
         .await
         .contains(&("sluice-verdict".into(), "unrouted".into())));
+    let id = outcomes[0].file_id.expect("a row for the unrouted key");
+    let row = world.store().await.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, sluice_core::FileStatus::Rejected);
+    assert_eq!(row.dataset.as_deref(), Some(""));
     assert!(world.drain_queue().await.is_empty());
     world.clean_up().await;
 }

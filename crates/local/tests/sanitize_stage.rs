@@ -200,13 +200,30 @@ async fn a_rejected_file_gets_its_report_and_reason_and_nothing_else() {
 }
 
 #[tokio::test]
-async fn unrouted_and_vanished_objects_are_said_and_leave_no_file() {
+async fn an_unrouted_object_is_a_rejected_file_and_a_vanished_one_leaves_none() {
     let local = Local::new("unrouted");
     let stray = local.drop_in("elsewhere/x.csv", ORDERS);
     let outcome = sanitize_object(&local.stage(), &stray, None, &lease("t/1"))
         .await
         .unwrap();
-    assert_eq!((outcome.result, outcome.file_id), ("unrouted", None));
+    assert_eq!(outcome.result, "unrouted");
+    let id = outcome.file_id.expect("an unrouted object gets a row");
+    let row = local.store.file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Rejected);
+    assert!(
+        row.error.as_deref().unwrap().contains("`elsewhere/x.csv`"),
+        "{row:?}"
+    );
+    // The same event again finds the same file, final, and changes nothing.
+    let again = sanitize_object(&local.stage(), &stray, None, &lease("t/2"))
+        .await
+        .unwrap();
+    assert_eq!(again.file_id, Some(id));
+    assert_eq!(
+        local.store.events(id).await.unwrap().len(),
+        3,
+        "received, sanitizing, rejected"
+    );
     let gone = ObjectCreated {
         bucket: "quarantine".into(),
         key: "incoming/orders/never-there.csv".into(),

@@ -70,17 +70,8 @@ pub async fn sanitize_object<O: Objects, S: StatusStore, Q: Outbox>(
         result,
     };
     let Some(dataset) = deps.config.dataset_for_key(&object.key) else {
-        tracing::warn!(bucket = %object.bucket, key = %object.key,
-            "no dataset's prefix matches the key: file left in quarantine");
-        deps.objects
-            .merge_tags(
-                &object.bucket,
-                &object.key,
-                &[("sluice-verdict", "unrouted")],
-            )
-            .await
-            .map_err(Fault::objects)?;
-        return Ok(outcome(None, None, "unrouted"));
+        let file_id = reject_unrouted(deps, object, lease).await?;
+        return Ok(outcome(file_id, None, "unrouted"));
     };
     let opened = deps
         .objects
@@ -218,6 +209,90 @@ pub async fn sanitize_object<O: Objects, S: StatusStore, Q: Outbox>(
         Some(&dataset.name),
         if accepted { "accepted" } else { "rejected" },
     ))
+}
+
+/// An object no dataset's prefix matches: a `rejected` row with the reason (so it is on the
+/// dashboard and announced like any final status), the quarantine object tagged and left
+/// there. Returns the file's id (`None` when the object is gone).
+async fn reject_unrouted<O: Objects, S: StatusStore, Q: Outbox>(
+    deps: &Sanitize<'_, O, S, Q>,
+    object: &ObjectCreated,
+    lease: &Lease,
+) -> Result<Option<Uuid>, Fault> {
+    let meta = match deps
+        .objects
+        .open(&object.bucket, &object.key, object.version_id.as_deref())
+        .await
+    {
+        // Only the object's identity is needed; the body is never read.
+        Ok(Some((_body, meta))) => meta,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(Fault::objects(e)),
+    };
+    let reason = format!(
+        "no dataset's prefix matches the key `{}`: the file is left in quarantine",
+        object.key
+    );
+    let registered = deps
+        .store
+        .register(&NewFile {
+            dataset: "",
+            site: meta.metadata.get(SITE_METADATA).map(String::as_str),
+            bucket: &object.bucket,
+            key: &object.key,
+            etag: &meta.etag,
+            size: meta.size,
+            replay_of: None,
+            uploaded_by: meta.metadata.get(UPLOADED_BY_METADATA).map(String::as_str),
+        })
+        .await
+        .map_err(Fault::store)?;
+    let id = registered.id;
+    let claim = deps
+        .store
+        .claim(
+            id,
+            Stage::Sanitizer,
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            lease,
+        )
+        .await
+        .map_err(Fault::store)?;
+    if !matches!(claim, Claim::Won { .. }) {
+        return Ok(Some(id));
+    }
+    // Tagged first: a crash before the status is recorded leaves a lease that lapses and a
+    // re-drive that ends here again.
+    deps.objects
+        .merge_tags(
+            &object.bucket,
+            &object.key,
+            &[
+                ("sluice-verdict", "unrouted"),
+                ("sluice-file-id", &id.to_string()),
+            ],
+        )
+        .await
+        .map_err(Fault::objects)?;
+    deps.store
+        .finish_sanitize(
+            id,
+            FileStatus::Rejected,
+            None,
+            RowCounts {
+                rows_in: 0,
+                rows_out: 0,
+                rows_rejected: 0,
+            },
+            Some(&reason),
+            serde_json::json!({ "verdict": "unrouted", "reason": reason }),
+        )
+        .await
+        .map_err(Fault::store)?;
+    tracing::warn!(file_id = %id, bucket = %object.bucket, key = %object.key,
+        "no dataset's prefix matches the key: recorded as rejected, left in quarantine");
+    Ok(Some(id))
 }
 
 /// Runs `work` until `deadline`; none is started once the deadline has passed (a timer only
