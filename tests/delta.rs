@@ -76,6 +76,7 @@ on_both_stores! {
     full => a_full_replay_sends_everything,
     resend => a_resend_sends_the_planned_batches_again_unchanged,
     unkeyed => a_dataset_without_a_record_key_sends_everything_every_time,
+    upload_order => a_morning_file_processed_after_the_afternoons_changes_nothing_it_had,
 }
 
 /// An API answering 200, except 500 to the batch sequence numbers in `refuse`.
@@ -201,14 +202,34 @@ impl<'a, S: RecordState> Chain<'a, S> {
     /// Uploads `body` as `name` (a new object under a unique key, as `sluice upload` does)
     /// and sanitizes it; the "file sanitized" message.
     async fn sanitized(&self, name: &str, body: &str, full: bool) -> FileSanitized {
-        let key = format!("incoming/orders/2026/11/24/{}-{name}", Uuid::new_v4());
-        std::fs::create_dir_all(&self.dir).unwrap();
-        let path = self.dir.join(format!("upload-{}", Uuid::new_v4()));
-        std::fs::write(&path, body).unwrap();
         let mut metadata = std::collections::HashMap::new();
         if full {
             metadata.insert("sluice-full".to_string(), "true".to_string());
         }
+        self.sanitized_with(name, body, metadata).await
+    }
+
+    /// As [`Self::sanitized`], for a file uploaded at `at` (RFC 3339).
+    async fn sanitized_at(
+        &self,
+        name: &str,
+        rows: &[(&str, &str, u32)],
+        at: &str,
+    ) -> FileSanitized {
+        let metadata = [("sluice-uploaded-at".to_string(), at.to_string())].into();
+        self.sanitized_with(name, &csv(rows), metadata).await
+    }
+
+    async fn sanitized_with(
+        &self,
+        name: &str,
+        body: &str,
+        metadata: std::collections::HashMap<String, String>,
+    ) -> FileSanitized {
+        let key = format!("incoming/orders/2026/11/24/{}-{name}", Uuid::new_v4());
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let path = self.dir.join(format!("upload-{}", Uuid::new_v4()));
+        std::fs::write(&path, body).unwrap();
         self.objects
             .put_file("quarantine", &key, &path, metadata)
             .await
@@ -502,4 +523,80 @@ async fn a_dataset_without_a_record_key_sends_everything_every_time<S: RecordSta
     assert!(report.get("delta").is_none());
     let row = store.file(first).await.unwrap().unwrap();
     assert_eq!(row.records_new, None);
+}
+
+/// Files are compared in upload order, not in the order they are processed: the morning's
+/// export, held up until after the afternoon's went through, neither overwrites the afternoon's
+/// newer values at the API nor sends deletions for keys only the afternoon has.
+async fn a_morning_file_processed_after_the_afternoons_changes_nothing_it_had<S: RecordState>(
+    store: &S,
+    _: &S,
+) {
+    let chain = Chain::new(store, "on_missing = \"send\"");
+    let api = Api::default();
+    let sunday: Vec<_> = MONDAY.iter().copied().chain([("G", "s1", 7)]).collect();
+    let afternoon = afternoon_rows();
+    let sunday = chain
+        .sanitized_at("orders.csv", &sunday, "2026-11-22T08:00:00Z")
+        .await;
+    let morning = chain
+        .sanitized_at("orders.csv", &MONDAY, "2026-11-23T09:00:00Z")
+        .await;
+    let afternoon = chain
+        .sanitized_at("orders.csv", &afternoon, "2026-11-23T15:00:00Z")
+        .await;
+    for message in [&sunday, &afternoon] {
+        let queue = MemoryQueue::new();
+        chain.transform(message, &queue).await;
+        chain.forward(&api, queue.take_all(), true).await;
+        if message.file_id == sunday.file_id {
+            assert_eq!(api.take().len(), 7);
+        }
+    }
+    assert_eq!(
+        api.take(),
+        ["B/s1:20", "C/s1:deleted", "F/s1:6", "G/s1:deleted"],
+        "the afternoon against Sunday"
+    );
+
+    // The morning's file, re-driven an hour late.
+    let queue = MemoryQueue::new();
+    chain.transform(&morning, &queue).await;
+    chain.forward(&api, queue.take_all(), true).await;
+    let report = chain.report(morning.file_id);
+    // B's 2 is older than the afternoon's 20, and C was deleted by the afternoon: neither is
+    // sent. F is not the morning's to delete.
+    assert_eq!(api.take(), Vec::<String>::new());
+    assert_eq!(report["delta"]["superseded"], json!(2), "{report}");
+    assert_eq!(report["delta"]["missing"], Value::Null, "{report}");
+    assert_eq!(
+        report["delta"]["newer_file"],
+        json!(afternoon.file_id.to_string()),
+        "{report}"
+    );
+    assert_eq!(counts(&report)[..4], [0, 0, 4, 0]);
+    let row = store.file(morning.file_id).await.unwrap().unwrap();
+    assert_eq!(row.records_superseded, Some(2));
+    assert_eq!(row.status, FileStatus::Delivered);
+
+    // What the API was last sent is still the afternoon's: a re-upload of it sends nothing.
+    let evening = chain
+        .sanitized_at("orders.csv", &afternoon_rows(), "2026-11-23T18:00:00Z")
+        .await;
+    let queue = MemoryQueue::new();
+    chain.transform(&evening, &queue).await;
+    chain.forward(&api, queue.take_all(), true).await;
+    assert_eq!(api.take(), Vec::<String>::new());
+    assert_eq!(counts(&chain.report(evening.file_id)), [0, 0, 6, 0, 0]);
+}
+
+fn afternoon_rows() -> Vec<(&'static str, &'static str, u32)> {
+    vec![
+        ("A", "s1", 1),
+        ("A", "s2", 1),
+        ("B", "s1", 20),
+        ("D", "s1", 4),
+        ("E", "s1", 5),
+        ("F", "s1", 6),
+    ]
 }

@@ -631,6 +631,7 @@ async fn a_file_left_sanitizing_by_a_killed_worker_is_redriven_to_delivered() {
             size: 1,
             replay_of: None,
             uploaded_by: None,
+            uploaded_at: None,
         })
         .await
         .unwrap();

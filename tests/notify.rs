@@ -25,6 +25,7 @@ async fn received(w: &World, store: &Store, name: &str, who: Option<&str>) -> Uu
             size: 10,
             replay_of: None,
             uploaded_by: who,
+            uploaded_at: None,
         })
         .await
         .unwrap()

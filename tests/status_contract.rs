@@ -65,6 +65,7 @@ async fn received<S: StatusStore>(store: &S, name: &str) -> Uuid {
             size: 10,
             replay_of: None,
             uploaded_by: None,
+            uploaded_at: None,
         })
         .await
         .unwrap()
@@ -148,6 +149,7 @@ async fn a_file_is_registered_once_per_source_object<S: StatusStore>(store: &S) 
         size: 1,
         replay_of: None,
         uploaded_by: None,
+        uploaded_at: None,
     };
     let first = store.register(&file).await.unwrap();
     let again = store.register(&file).await.unwrap();

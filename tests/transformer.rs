@@ -339,6 +339,7 @@ async fn a_message_that_overtakes_the_sanitizers_status_write_is_retried_not_dro
             size: 1,
             replay_of: None,
             uploaded_by: None,
+            uploaded_at: None,
         })
         .await
         .unwrap()
@@ -639,6 +640,7 @@ async fn a_message_given_back_comes_back_after_its_backoff_not_the_visibility_ti
             size: 1,
             replay_of: None,
             uploaded_by: None,
+            uploaded_at: None,
         })
         .await
         .unwrap()

@@ -196,6 +196,7 @@ async fn sanitized(store: &Store, key: &str) -> Result<Uuid, Error> {
             size: 0,
             replay_of: None,
             uploaded_by: None,
+            uploaded_at: None,
         })
         .await?
         .id;

@@ -188,6 +188,7 @@ async fn transformed_file(
             size: 1,
             replay_of: None,
             uploaded_by: None,
+            uploaded_at: None,
         })
         .await?
         .id;

@@ -108,6 +108,7 @@ impl World {
                 size: 1,
                 replay_of: None,
                 uploaded_by: None,
+                uploaded_at: None,
             })
             .await
             .unwrap()

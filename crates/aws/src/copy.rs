@@ -47,6 +47,7 @@ pub struct Head {
     pub size: i64,
     /// User metadata (`x-amz-meta-*`, names without the prefix).
     pub metadata: std::collections::HashMap<String, String>,
+    pub last_modified: Option<SystemTime>,
 }
 
 /// The object to copy, pinned to the content (ETag) it was listed with: a copy never takes a
@@ -276,6 +277,9 @@ impl ObjectStore {
                 .to_string(),
             size: out.content_length().unwrap_or_default(),
             metadata: out.metadata().cloned().unwrap_or_default(),
+            last_modified: out
+                .last_modified()
+                .and_then(|t| SystemTime::try_from(*t).ok()),
         }))
     }
 

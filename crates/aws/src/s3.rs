@@ -292,6 +292,9 @@ fn object_meta(object: &GetObjectOutput, size: i64) -> ObjectMeta {
             .to_string(),
         version_id: object.version_id().map(str::to_string),
         metadata: object.metadata().cloned().unwrap_or_default(),
+        last_modified: object
+            .last_modified()
+            .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
     }
 }
 

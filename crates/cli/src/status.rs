@@ -204,6 +204,8 @@ fn file_json(f: &FileRow) -> Value {
         "records_changed": f.records_changed,
         "records_unchanged": f.records_unchanged,
         "records_missing": f.records_missing,
+        "records_superseded": f.records_superseded,
+        "uploaded_at": f.uploaded_at.map(time),
         "batches_sent": f.batches_sent,
         "batches_delivered": f.batches_delivered,
         "replay_of": f.replay_of,
@@ -293,7 +295,11 @@ fn file_text(f: &FileRow, events: &[EventRow], calls: &[ApiCallRow]) -> String {
         cell(f.records),
     ));
     if let (Some(n), Some(c), Some(u)) = (f.records_new, f.records_changed, f.records_unchanged) {
-        out.push_str(&format!(" ({n} new, {c} changed, {u} unchanged)"));
+        out.push_str(&format!(" ({n} new, {c} changed, {u} unchanged"));
+        match f.records_superseded {
+            Some(s) if s > 0 => out.push_str(&format!(", {s} superseded by a newer upload)")),
+            _ => out.push(')'),
+        }
     }
     out.push_str(&format!(
         "\nbatches   {} delivered of {}\nreceived  {}\nupdated   {}\n\nhistory\n",

@@ -67,6 +67,7 @@ async fn file(store: &Store, key: &str) -> Uuid {
             size: 1,
             replay_of: None,
             uploaded_by: None,
+            uploaded_at: None,
         })
         .await
         .unwrap()

@@ -91,6 +91,7 @@ async fn received(store: &Store, name: &str) -> Uuid {
             size: 100,
             replay_of: None,
             uploaded_by: None,
+            uploaded_at: None,
         })
         .await
         .unwrap()

@@ -44,6 +44,23 @@ pub const UPLOADED_BY_METADATA: &str = "sluice-uploaded-by";
 /// Quarantine object metadata naming the drop object a file was copied from (`s3://…`).
 pub const SOURCE_METADATA: &str = "sluice-source";
 
+/// Quarantine object metadata: when the file was first put anywhere (RFC 3339), for a copy
+/// whose own `LastModified` is later: the listener's copy of an FTP/SFTP drop.
+pub const UPLOADED_AT_METADATA: &str = "sluice-uploaded-at";
+
+/// When a quarantine object's file was uploaded: its `sluice-uploaded-at` metadata, else the
+/// object's own write time. What orders the files of a delta scope.
+pub fn uploaded_at(
+    metadata: &std::collections::HashMap<String, String>,
+    last_modified: Option<std::time::SystemTime>,
+) -> Option<std::time::SystemTime> {
+    metadata
+        .get(UPLOADED_AT_METADATA)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(std::time::SystemTime::from)
+        .or(last_modified)
+}
+
 impl DateRange {
     /// A date-range filter asked for at upload time with `x-amz-meta-sluice-date-start` /
     /// `-end` (`YYYY-MM-DD`); anything else is ignored.

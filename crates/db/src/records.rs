@@ -8,18 +8,30 @@ use uuid::Uuid;
 
 use crate::{DbError, Store};
 
-/// The keys the scope's previous file had and this one has not, among those delivered. The
-/// previous file is the scope's latest other than this one.
-const MISSING: &str = "WITH previous AS (
-         SELECT file_id FROM delta_scope
+/// A file's upload time, what orders the files of a scope (`$1` is the file).
+const ME: &str = "me AS (
+         SELECT COALESCE(uploaded_at, received_at) AS at FROM file_process WHERE id = $1)";
+
+/// The keys the scope's previous file had and this one has not, among those delivered by
+/// files uploaded no later than this one. The previous file is the scope's newest other than
+/// this one, if this one is newer; if it is older (`newer`), nothing is missing.
+const MISSING: &str = "WITH me AS (
+         SELECT COALESCE(uploaded_at, received_at) AS at FROM file_process WHERE id = $1),
+     scope_file AS (
+         SELECT file_id, uploaded_at FROM delta_scope
          WHERE dataset = $2 AND scope = $3 AND file_id <> $1),
+     newer AS (
+         SELECT file_id FROM scope_file WHERE uploaded_at > (SELECT at FROM me)),
+     previous AS (
+         SELECT file_id FROM scope_file WHERE NOT EXISTS (SELECT 1 FROM newer)),
      gone AS (
          SELECT unnest(keys) AS k FROM record_seen WHERE file_id = (SELECT file_id FROM previous)
          EXCEPT
          SELECT unnest(keys) FROM record_seen WHERE file_id = $1),
      known AS (
          SELECT g.k FROM gone g
-         JOIN record_state s ON s.dataset = $2 AND s.scope = $3 AND s.record_key = g.k)";
+         JOIN record_state s ON s.dataset = $2 AND s.scope = $3 AND s.record_key = g.k
+         WHERE s.uploaded_at <= (SELECT at FROM me))";
 
 impl RecordState for Store {
     async fn delta_plan(&self, file: Uuid) -> Result<Option<DeltaReport>, DbError> {
@@ -63,17 +75,18 @@ impl RecordState for Store {
         // planner hash the dataset's whole state for every chunk, 15x slower at 1.4 M keys.
         let rows = client
             .query(
-                "WITH seen AS (
+                &format!("WITH {ME},
+                 seen AS (
                      INSERT INTO record_seen (file_id, chunk, keys)
                      SELECT $1, $4, $5 WHERE $7
                      ON CONFLICT (file_id, chunk) DO UPDATE SET keys = EXCLUDED.keys)
-                 SELECT i.n, s.hash IS NOT NULL
+                 SELECT i.n, s.hash IS NOT NULL, COALESCE(s.uploaded_at > (SELECT at FROM me), false)
                  FROM unnest($5::text[], $6::bytea[]) WITH ORDINALITY AS i (record_key, hash, n)
                  LEFT JOIN LATERAL (
-                     SELECT hash FROM record_state s
+                     SELECT hash, uploaded_at FROM record_state s
                      WHERE s.dataset = $2 AND s.scope = $3 AND s.record_key = i.record_key
                      LIMIT 1) s ON true
-                 WHERE s.hash IS DISTINCT FROM i.hash",
+                 WHERE s.hash IS DISTINCT FROM i.hash"),
                 &[
                     &file,
                     &dataset,
@@ -88,16 +101,37 @@ impl RecordState for Store {
         let mut compared = vec![Compared::Unchanged; keys.len()];
         for row in rows {
             let n: i64 = row.get(0);
-            let known: bool = row.get(1);
+            let (known, newer): (bool, bool) = (row.get(1), row.get(2));
             if let Some(slot) = compared.get_mut((n - 1) as usize) {
-                *slot = if known {
-                    Compared::Changed
-                } else {
-                    Compared::New
+                *slot = match (known, newer) {
+                    (true, true) => Compared::Superseded,
+                    (true, false) => Compared::Changed,
+                    (false, _) => Compared::New,
                 };
             }
         }
         Ok(compared)
+    }
+
+    async fn newer_upload(
+        &self,
+        file: Uuid,
+        dataset: &str,
+        scope: &str,
+    ) -> Result<Option<Uuid>, DbError> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "WITH {ME}
+                     SELECT file_id FROM delta_scope
+                     WHERE dataset = $2 AND scope = $3 AND file_id <> $1
+                       AND uploaded_at > (SELECT at FROM me)"
+                ),
+                &[&file, &dataset, &scope],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     async fn plan_records(
@@ -164,7 +198,7 @@ impl RecordState for Store {
             .query_one(
                 &format!(
                     "{MISSING}
-                     SELECT (SELECT file_id FROM previous), count(*),
+                     SELECT (SELECT file_id FROM previous), (SELECT file_id FROM newer), count(*),
                             COALESCE((array_agg(k ORDER BY k))[1:$4], '{{}}')
                      FROM known"
                 ),
@@ -173,8 +207,9 @@ impl RecordState for Store {
             .await?;
         Ok(Missing {
             previous: row.get(0),
-            count: row.get::<_, i64>(1) as u64,
-            first: row.get(2),
+            newer: row.get(1),
+            count: row.get::<_, i64>(2) as u64,
+            first: row.get(3),
         })
     }
 
@@ -234,6 +269,7 @@ impl RecordState for Store {
             report.unchanged as i64,
         ];
         let missing = report.missing.map(|m| m as i64);
+        let superseded = report.superseded as i64;
         let mut client = self.db.client().await?;
         let tx = client.transaction().await?;
         tx.execute(
@@ -244,22 +280,40 @@ impl RecordState for Store {
         .await?;
         tx.execute(
             "UPDATE file_process SET records_new = $2, records_changed = $3,
-                 records_unchanged = $4, records_missing = $5, updated_at = now()
+                 records_unchanged = $4, records_missing = $5, records_superseded = $6,
+                 updated_at = now()
              WHERE id = $1",
-            &[&file, &counts[0], &counts[1], &counts[2], &missing],
+            &[
+                &file,
+                &counts[0],
+                &counts[1],
+                &counts[2],
+                &missing,
+                &superseded,
+            ],
         )
         .await?;
         if remember {
-            // The scope's previous file is no longer compared with: its keys go.
+            // The newest upload is the one the scope's next file is compared with: the keys of
+            // whichever of the two is not go.
             tx.execute(
-                "WITH previous AS (
-                     SELECT file_id FROM delta_scope WHERE dataset = $2 AND scope = $3),
-                 moved AS (
-                     INSERT INTO delta_scope (dataset, scope, file_id) VALUES ($2, $3, $1)
-                     ON CONFLICT (dataset, scope) DO UPDATE
-                         SET file_id = EXCLUDED.file_id, updated_at = now())
-                 DELETE FROM record_seen
-                 WHERE file_id = (SELECT file_id FROM previous) AND file_id <> $1",
+                &format!(
+                    "WITH {ME},
+                     previous AS (
+                         SELECT file_id FROM delta_scope WHERE dataset = $2 AND scope = $3),
+                     moved AS (
+                         INSERT INTO delta_scope (dataset, scope, file_id, uploaded_at)
+                         SELECT $2, $3, $1, at FROM me
+                         ON CONFLICT (dataset, scope) DO UPDATE
+                             SET file_id = EXCLUDED.file_id, uploaded_at = EXCLUDED.uploaded_at,
+                                 updated_at = now()
+                             WHERE delta_scope.uploaded_at <= EXCLUDED.uploaded_at
+                         RETURNING 1)
+                     DELETE FROM record_seen
+                     WHERE CASE WHEN EXISTS (SELECT 1 FROM moved)
+                                THEN file_id = (SELECT file_id FROM previous) AND file_id <> $1
+                                ELSE file_id = $1 END"
+                ),
                 &[&file, &dataset, &scope],
             )
             .await?;
@@ -292,10 +346,13 @@ impl RecordState for Store {
     async fn record_delivered(&self, file: Uuid, seq: u32) -> Result<u64, DbError> {
         let client = self.db.client().await?;
         // A key twice in one batch (a file repeating it with other content): the later
-        // record is the one the API kept.
+        // record is the one the API kept. A key a newer upload delivered meanwhile keeps
+        // that upload's state.
         let row = client
             .query_one(
-                "WITH done AS (
+                &format!(
+                    "WITH {ME},
+                 done AS (
                      DELETE FROM record_plan WHERE file_id = $1 AND seq = $2
                      RETURNING ordinal, dataset, scope, record_key, hash, kind),
                  last AS (
@@ -305,15 +362,21 @@ impl RecordState for Store {
                  gone AS (
                      DELETE FROM record_state s USING last l
                      WHERE l.kind = 'deleted' AND s.dataset = l.dataset
-                       AND s.scope = l.scope AND s.record_key = l.record_key),
+                       AND s.scope = l.scope AND s.record_key = l.record_key
+                       AND s.uploaded_at <= (SELECT at FROM me)),
                  written AS (
-                     INSERT INTO record_state (dataset, scope, record_key, hash, file_id)
-                     SELECT dataset, scope, record_key, hash, $1
+                     INSERT INTO record_state
+                         (dataset, scope, record_key, hash, file_id, uploaded_at)
+                     SELECT dataset, scope, record_key, hash, $1,
+                            COALESCE((SELECT at FROM me), now())
                      FROM last WHERE kind <> 'deleted'
                      ON CONFLICT (dataset, scope, record_key) DO UPDATE SET
-                         hash = EXCLUDED.hash, file_id = EXCLUDED.file_id, last_seen = now()
+                         hash = EXCLUDED.hash, file_id = EXCLUDED.file_id,
+                         uploaded_at = EXCLUDED.uploaded_at, last_seen = now()
+                     WHERE record_state.uploaded_at <= EXCLUDED.uploaded_at
                      RETURNING 1)
-                 SELECT count(*) FROM done",
+                 SELECT count(*) FROM done"
+                ),
                 &[&file, &(seq as i32)],
             )
             .await?;

@@ -243,8 +243,10 @@ impl Store {
         tx.execute(
             "INSERT INTO file_process
                  (id, dataset, site, source_bucket, source_key, source_etag, source_size, status,
-                  replay_of, replay_from, replay_skip, uploaded_by, plan)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'received', $8, $9, $10, $11, $12)",
+                  replay_of, replay_from, replay_skip, uploaded_by, plan, uploaded_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, 'received', $8, $9, $10, $11, $12,
+                    COALESCE(uploaded_at, received_at)
+             FROM file_process WHERE id = $8",
             &[
                 &new,
                 &dataset,

@@ -16,7 +16,7 @@ macro_rules! file_columns {
          failed_stage, error, rows_in, rows_out, rows_rejected, received_at, updated_at,
          records, batches_sent, rows_unmapped, batches_delivered, site, records_new,
          records_changed, records_unchanged, records_missing, replay_of, replay_from,
-         uploaded_by"
+         uploaded_by, records_superseded, uploaded_at"
     };
 }
 pub(crate) const FILE_COLUMNS: &str = file_columns!();
@@ -55,6 +55,8 @@ pub(crate) fn file_row(r: &tokio_postgres::Row) -> Result<FileRow, DbError> {
         replay_of: r.get(24),
         replay_from: r.get(25),
         uploaded_by: r.get(26),
+        records_superseded: r.get(27),
+        uploaded_at: r.get(28),
     })
 }
 
@@ -88,12 +90,15 @@ impl Store {
         // kept (the metadata is the uploader's word, not a reference to trust).
         let inserted = client
             .query_opt(
-                "WITH earlier AS (SELECT id FROM file_process WHERE id = $8)
+                "WITH earlier AS (
+                     SELECT id, COALESCE(uploaded_at, received_at) AS uploaded_at
+                     FROM file_process WHERE id = $8)
                  INSERT INTO file_process
                      (id, dataset, source_bucket, source_key, source_etag, source_size, site,
-                      status, replay_of, replay_from, uploaded_by)
+                      status, replay_of, replay_from, uploaded_by, uploaded_at)
                  SELECT $1, $2, $3, $4, $5, $6, $7, 'received', e.id,
-                        CASE WHEN e.id IS NULL THEN NULL ELSE 'sanitize' END, $9
+                        CASE WHEN e.id IS NULL THEN NULL ELSE 'sanitize' END, $9,
+                        COALESCE(e.uploaded_at, $10, now())
                  FROM (SELECT 1) one LEFT JOIN earlier e ON true
                  ON CONFLICT (source_bucket, source_key, source_etag)
                      WHERE replay_from IS NULL OR replay_from = 'sanitize' DO NOTHING
@@ -108,6 +113,7 @@ impl Store {
                     &file.site,
                     &file.replay_of,
                     &file.uploaded_by,
+                    &file.uploaded_at,
                 ],
             )
             .await?;

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Datelike, Duration as Days, Utc};
 use serde::Serialize;
-use sluice_core::message::{REPLAY_OF_METADATA, SITE_METADATA, UPLOADED_BY_METADATA};
+use sluice_core::message::{uploaded_at, REPLAY_OF_METADATA, SITE_METADATA, UPLOADED_BY_METADATA};
 use sluice_db::NewFile;
 use sluice_lambda::Failure;
 
@@ -132,6 +132,7 @@ async fn register(deps: &Deps, dataset: &str, key: &str) -> Result<bool, String>
             size: head.size,
             replay_of: meta(REPLAY_OF_METADATA).and_then(|v| v.parse().ok()),
             uploaded_by: meta(UPLOADED_BY_METADATA),
+            uploaded_at: uploaded_at(&head.metadata, head.last_modified),
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -8,7 +8,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use sluice_aws::{CopySource, Listed};
 use sluice_core::drop::{quarantine_key, AfterCopy};
-use sluice_core::message::{SITE_METADATA, SOURCE_METADATA};
+use sluice_core::message::{SITE_METADATA, SOURCE_METADATA, UPLOADED_AT_METADATA};
 use sluice_core::{Dataset, DropRoute};
 use sluice_db::{file_id, DropClaim, DropCursor, DropObject, Lease};
 use sluice_lambda::Failure;
@@ -244,6 +244,7 @@ async fn one_object(
         dataset,
         site: site.as_deref(),
         quarantine_key: &quarantine_key,
+        dropped_at: object.last_modified,
     };
     match work.run(copied).await {
         Ok(newly_copied) => {
@@ -267,6 +268,8 @@ struct Copy<'a> {
     dataset: &'a Dataset,
     site: Option<&'a str>,
     quarantine_key: &'a str,
+    /// When the drop landed: the copy's upload time, for the order of a delta scope.
+    dropped_at: std::time::SystemTime,
 }
 
 impl Copy<'_> {
@@ -282,7 +285,11 @@ impl Copy<'_> {
         };
         if !already_copied {
             let origin = format!("s3://{}/{}", drop.bucket, drop.key);
-            let mut metadata = vec![(SOURCE_METADATA, ascii(&origin))];
+            let dropped_at = chrono::DateTime::<chrono::Utc>::from(self.dropped_at).to_rfc3339();
+            let mut metadata = vec![
+                (SOURCE_METADATA, ascii(&origin)),
+                (UPLOADED_AT_METADATA, dropped_at),
+            ];
             if let Some(site) = self.site {
                 metadata.push((SITE_METADATA, site.to_string()));
             }

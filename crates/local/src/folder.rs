@@ -187,6 +187,7 @@ impl Objects for FolderObjects {
         };
         let meta = file.metadata().await.map_err(fail)?;
         let object = ObjectMeta {
+            last_modified: meta.modified().ok(),
             size: meta.len() as i64,
             etag: etag(&meta),
             version_id: None,

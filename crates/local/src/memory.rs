@@ -160,6 +160,15 @@ impl MemoryStore {
         self.records.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// When file `file` was uploaded (now for a file this store does not know).
+    fn uploaded_at(&self, file: Uuid) -> SystemTime {
+        self.state()
+            .files
+            .get(&file)
+            .and_then(|e| e.row.uploaded_at)
+            .unwrap_or_else(SystemTime::now)
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere while holding the lock leaves plain data behind: keep using it.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -282,6 +291,13 @@ impl StatusStore for MemoryStore {
                 records_changed: None,
                 records_unchanged: None,
                 records_missing: None,
+                records_superseded: None,
+                // A replay from sanitize keeps its earlier run's.
+                uploaded_at: replay_of
+                    .and_then(|of| state.files.get(&of))
+                    .and_then(|earlier| earlier.row.uploaded_at)
+                    .or(file.uploaded_at)
+                    .or(Some(now)),
                 replay_of,
                 replay_from: replay_of.map(|_| "sanitize".to_string()),
                 uploaded_by: file.uploaded_by.map(str::to_string),
@@ -612,9 +628,20 @@ impl RecordState for MemoryStore {
         hashes: &[RecordHash],
         remember: bool,
     ) -> Result<Vec<Compared>, Never> {
+        let at = self.uploaded_at(file);
         Ok(self
             .records()
-            .compare(file, dataset, scope, chunk, keys, hashes, remember))
+            .compare(file, at, dataset, scope, chunk, keys, hashes, remember))
+    }
+
+    async fn newer_upload(
+        &self,
+        file: Uuid,
+        dataset: &str,
+        scope: &str,
+    ) -> Result<Option<Uuid>, Never> {
+        let at = self.uploaded_at(file);
+        Ok(self.records().newer_upload(file, at, dataset, scope))
     }
 
     async fn plan_records(
@@ -642,11 +669,13 @@ impl RecordState for MemoryStore {
         scope: &str,
         limit: usize,
     ) -> Result<Missing, Never> {
-        Ok(self.records().missing(file, dataset, scope, limit))
+        let at = self.uploaded_at(file);
+        Ok(self.records().missing(file, at, dataset, scope, limit))
     }
 
     async fn plan_deletions(&self, file: Uuid, dataset: &str, scope: &str) -> Result<u64, Never> {
-        Ok(self.records().plan_deletions(file, dataset, scope))
+        let at = self.uploaded_at(file);
+        Ok(self.records().plan_deletions(file, at, dataset, scope))
     }
 
     async fn unnumbered(
@@ -666,8 +695,9 @@ impl RecordState for MemoryStore {
         remember: bool,
         report: &DeltaReport,
     ) -> Result<(), Never> {
+        let at = self.uploaded_at(file);
         self.records()
-            .complete(file, dataset, scope, remember, report);
+            .complete(file, at, dataset, scope, remember, report);
         let mut state = self.state();
         if let Some(entry) = state.files.get_mut(&file) {
             let row = &mut entry.row;
@@ -675,6 +705,7 @@ impl RecordState for MemoryStore {
             row.records_changed = Some(report.changed as i64);
             row.records_unchanged = Some(report.unchanged as i64);
             row.records_missing = report.missing.map(|m| m as i64);
+            row.records_superseded = Some(report.superseded as i64);
         }
         Ok(())
     }
@@ -684,7 +715,8 @@ impl RecordState for MemoryStore {
     }
 
     async fn record_delivered(&self, file: Uuid, seq: u32) -> Result<u64, Never> {
-        Ok(self.records().delivered(file, seq))
+        let at = self.uploaded_at(file);
+        Ok(self.records().delivered(file, at, seq))
     }
 }
 

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sluice_core::transform::delta::{DeltaReport, RecordHash, DELETED_ORDINAL_BASE};
@@ -20,12 +21,26 @@ struct Saved {
     scopes: BTreeMap<String, BTreeMap<String, Uuid>>,
     /// The keys of each scope's latest file.
     seen: BTreeMap<Uuid, BTreeMap<u32, Vec<String>>>,
+    /// When each scope's latest file was uploaded.
+    #[serde(default)]
+    uploaded: BTreeMap<Uuid, SystemTime>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Delivered {
     hash: RecordHash,
     file_id: Uuid,
+    /// When the file that delivered it was uploaded (`None`: before upload times were kept,
+    /// older than any file).
+    #[serde(default)]
+    uploaded_at: Option<SystemTime>,
+}
+
+impl Delivered {
+    /// Whether a file uploaded at `at` may overwrite this.
+    fn not_newer_than(&self, at: SystemTime) -> bool {
+        self.uploaded_at.is_none_or(|t| t <= at)
+    }
 }
 
 /// A claim: dataset, scope, key and content hash.
@@ -121,6 +136,7 @@ impl RecordBook {
     pub(crate) fn compare(
         &mut self,
         file: Uuid,
+        at: SystemTime,
         dataset: &str,
         scope: &str,
         chunk: u32,
@@ -141,6 +157,7 @@ impl RecordBook {
             .map(|(key, hash)| match delivered.and_then(|d| d.get(key)) {
                 None => Compared::New,
                 Some(d) if &d.hash == hash => Compared::Unchanged,
+                Some(d) if !d.not_newer_than(at) => Compared::Superseded,
                 Some(_) => Compared::Changed,
             })
             .collect()
@@ -197,25 +214,52 @@ impl RecordBook {
         }
     }
 
-    pub(crate) fn missing(&self, file: Uuid, dataset: &str, scope: &str, limit: usize) -> Missing {
-        let previous = self
+    pub(crate) fn missing(
+        &self,
+        file: Uuid,
+        at: SystemTime,
+        dataset: &str,
+        scope: &str,
+        limit: usize,
+    ) -> Missing {
+        let scope_file = self
             .saved
             .scopes
             .get(dataset)
             .and_then(|s| s.get(scope))
             .copied()
             .filter(|p| *p != file);
-        let keys = self.missing_keys(file, dataset, scope, previous);
+        // Only the newest upload of a scope looks for missing keys.
+        let newer = self.newer_upload(file, at, dataset, scope);
+        let previous = scope_file.filter(|_| newer.is_none());
+        let keys = self.missing_keys(file, at, dataset, scope, previous);
         Missing {
             previous,
+            newer,
             count: keys.len() as u64,
             first: keys.into_iter().take(limit).collect(),
         }
     }
 
+    pub(crate) fn newer_upload(
+        &self,
+        file: Uuid,
+        at: SystemTime,
+        dataset: &str,
+        scope: &str,
+    ) -> Option<Uuid> {
+        self.saved
+            .scopes
+            .get(dataset)
+            .and_then(|s| s.get(scope))
+            .copied()
+            .filter(|p| *p != file && self.saved.uploaded.get(p).is_some_and(|t| *t > at))
+    }
+
     fn missing_keys(
         &self,
         file: Uuid,
+        at: SystemTime,
         dataset: &str,
         scope: &str,
         previous: Option<Uuid>,
@@ -240,7 +284,9 @@ impl RecordBook {
             .unwrap_or(&empty)
             .values()
             .flatten()
-            .filter(|k| !mine.contains(k) && delivered.contains_key(*k))
+            .filter(|k| {
+                !mine.contains(k) && delivered.get(*k).is_some_and(|d| d.not_newer_than(at))
+            })
             .cloned()
             .collect();
         keys.sort_unstable();
@@ -248,9 +294,15 @@ impl RecordBook {
         keys
     }
 
-    pub(crate) fn plan_deletions(&mut self, file: Uuid, dataset: &str, scope: &str) -> u64 {
-        let previous = self.missing(file, dataset, scope, 0).previous;
-        let keys = self.missing_keys(file, dataset, scope, previous);
+    pub(crate) fn plan_deletions(
+        &mut self,
+        file: Uuid,
+        at: SystemTime,
+        dataset: &str,
+        scope: &str,
+    ) -> u64 {
+        let previous = self.missing(file, at, dataset, scope, 0).previous;
+        let keys = self.missing_keys(file, at, dataset, scope, previous);
         let plan = self.plans.entry(file).or_default();
         let mut added = 0;
         for (i, key) in keys.into_iter().enumerate() {
@@ -291,18 +343,34 @@ impl RecordBook {
     pub(crate) fn complete(
         &mut self,
         file: Uuid,
+        at: SystemTime,
         dataset: &str,
         scope: &str,
         remember: bool,
         report: &DeltaReport,
     ) {
         self.finished.entry(file).or_insert_with(|| report.clone());
-        if remember {
-            let scopes = self.saved.scopes.entry(dataset.to_string()).or_default();
-            if let Some(previous) = scopes.insert(scope.to_string(), file) {
-                if previous != file && !self.is_scope_file(previous) {
-                    self.saved.seen.remove(&previous);
-                }
+        if !remember {
+            return;
+        }
+        // The newest upload is the one the scope's next file is compared with.
+        let scopes = self.saved.scopes.entry(dataset.to_string()).or_default();
+        let current = scopes.get(scope).copied();
+        let newer = current
+            .filter(|c| *c != file)
+            .and_then(|c| self.saved.uploaded.get(&c))
+            .is_some_and(|t| *t > at);
+        let forget = if newer {
+            Some(file)
+        } else {
+            scopes.insert(scope.to_string(), file);
+            self.saved.uploaded.insert(file, at);
+            current.filter(|c| *c != file)
+        };
+        if let Some(forget) = forget {
+            if !self.is_scope_file(forget) {
+                self.saved.seen.remove(&forget);
+                self.saved.uploaded.remove(&forget);
             }
         }
     }
@@ -325,7 +393,7 @@ impl RecordBook {
             .unwrap_or_default()
     }
 
-    pub(crate) fn delivered(&mut self, file: Uuid, seq: u32) -> u64 {
+    pub(crate) fn delivered(&mut self, file: Uuid, at: SystemTime, seq: u32) -> u64 {
         let Some(plan) = self.plans.get_mut(&file) else {
             return 0;
         };
@@ -349,6 +417,13 @@ impl RecordBook {
                 .or_default()
                 .entry(row.scope)
                 .or_default();
+            // A key a newer upload delivered meanwhile keeps that upload's state.
+            if delivered
+                .get(&row.key)
+                .is_some_and(|d| !d.not_newer_than(at))
+            {
+                continue;
+            }
             match row.kind {
                 RecordKind::Deleted => {
                     delivered.remove(&row.key);
@@ -359,6 +434,7 @@ impl RecordBook {
                         Delivered {
                             hash: row.hash,
                             file_id: file,
+                            uploaded_at: Some(at),
                         },
                     );
                 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sluice_core::message::{
-    full_from_metadata, DateRange, FileSanitized, REPLAY_OF_METADATA, SITE_METADATA,
+    full_from_metadata, uploaded_at, DateRange, FileSanitized, REPLAY_OF_METADATA, SITE_METADATA,
     UPLOADED_BY_METADATA, V1,
 };
 use sluice_core::sanitize::drive::sanitize_async;
@@ -103,6 +103,7 @@ pub async fn sanitize_object<O: Objects, S: StatusStore, Q: Outbox>(
                 .get(REPLAY_OF_METADATA)
                 .and_then(|v| v.parse().ok()),
             uploaded_by: meta.metadata.get(UPLOADED_BY_METADATA).map(String::as_str),
+            uploaded_at: uploaded_at(&meta.metadata, meta.last_modified),
         })
         .await
         .map_err(Fault::store)?;
@@ -244,6 +245,7 @@ async fn reject_unrouted<O: Objects, S: StatusStore, Q: Outbox>(
             size: meta.size,
             replay_of: None,
             uploaded_by: meta.metadata.get(UPLOADED_BY_METADATA).map(String::as_str),
+            uploaded_at: uploaded_at(&meta.metadata, meta.last_modified),
         })
         .await
         .map_err(Fault::store)?;

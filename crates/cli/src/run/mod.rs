@@ -16,7 +16,7 @@ use futures_util::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice_core::delivery::spec::check_endpoint;
 use sluice_core::drop::quarantine_key;
-use sluice_core::message::FileSanitized;
+use sluice_core::message::{FileSanitized, UPLOADED_AT_METADATA};
 use sluice_core::{Dataset, PipelineConfig, Stage};
 use sluice_local::{EventsFile, FolderObjects, MemoryQueue, MemoryStore};
 use sluice_stages::delivery::{http_client, Targets};
@@ -421,6 +421,11 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
         }
         if self.args.full {
             metadata.insert("sluice-full".into(), "true".into());
+        }
+        // A local file was "uploaded" when it was last written: that orders a delta scope.
+        if let Ok(written) = std::fs::metadata(file).and_then(|m| m.modified()) {
+            let written = chrono::DateTime::<chrono::Utc>::from(written).to_rfc3339();
+            metadata.insert(UPLOADED_AT_METADATA.into(), written);
         }
         self.objects
             .put_file(QUARANTINE, &key, file, metadata)

@@ -173,6 +173,14 @@ pub struct DeltaReport {
     /// Records with a key and content another record is already carrying to the API (a
     /// repeat in this file, or a file being delivered at the same moment): not sent.
     pub repeated: u64,
+    /// Keys a newer upload of the scope delivered with other content: this file's record is
+    /// stale, and not sent (files are compared in upload order, not processing order).
+    #[serde(default)]
+    pub superseded: u64,
+    /// A newer upload of the scope, when there is one: only the newest file of a scope looks
+    /// for missing keys, so `missing` is then `None`.
+    #[serde(default)]
+    pub newer_file: Option<Uuid>,
     /// Keys the previous file in scope had (and the API was sent) that this file has not.
     /// `None` when not looked for (a date-range filter keeps only part of the file).
     pub missing: Option<u64>,

@@ -107,6 +107,7 @@ pub async fn received(store: &Store, name: &str) -> Uuid {
             size: 100,
             replay_of: None,
             uploaded_by: Some("ops@example.com"),
+            uploaded_at: None,
         })
         .await
         .unwrap()

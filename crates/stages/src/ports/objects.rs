@@ -16,6 +16,8 @@ pub struct ObjectMeta {
     pub version_id: Option<String>,
     /// User metadata (`x-amz-meta-*`), names without the prefix.
     pub metadata: HashMap<String, String>,
+    /// When the object was written (S3's `LastModified`, a file's modification time).
+    pub last_modified: Option<std::time::SystemTime>,
 }
 
 /// An object being written: it appears under its key only when [`ObjectUpload::finish`]

@@ -21,6 +21,8 @@ pub enum Compared {
     New,
     Changed,
     Unchanged,
+    /// A newer upload of the scope delivered other content for the key: not sent.
+    Superseded,
 }
 
 /// Why a planned record is sent.
@@ -59,6 +61,9 @@ pub struct PlannedRecord<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Missing {
     pub previous: Option<Uuid>,
+    /// A newer upload the scope has already planned: only the newest file looks for missing
+    /// keys, so none are found for this one.
+    pub newer: Option<Uuid>,
     pub count: u64,
     /// The first `limit` keys, sorted.
     pub first: Vec<String>,
@@ -87,8 +92,9 @@ pub trait RecordState: StatusStore {
         file: Uuid,
     ) -> impl Future<Output = Result<(), <Self as StatusStore>::Error>> + Send;
 
-    /// Compares records with what was delivered for their keys in the scope; with `remember`,
-    /// notes the keys as this file's (chunk `chunk`), for finding missing keys later.
+    /// Compares records with what was delivered for their keys in the scope, in upload order
+    /// (a key a newer upload delivered is [`Compared::Superseded`]); with `remember`, notes
+    /// the keys as this file's (chunk `chunk`), for finding missing keys later.
     #[allow(clippy::too_many_arguments)]
     fn compare_records(
         &self,
@@ -100,6 +106,14 @@ pub trait RecordState: StatusStore {
         hashes: &[RecordHash],
         remember: bool,
     ) -> impl Future<Output = Result<Vec<Compared>, <Self as StatusStore>::Error>> + Send;
+
+    /// The scope's newest planned file, if it was uploaded after this one.
+    fn newer_upload(
+        &self,
+        file: Uuid,
+        dataset: &str,
+        scope: &str,
+    ) -> impl Future<Output = Result<Option<Uuid>, <Self as StatusStore>::Error>> + Send;
 
     /// Adds records to the file's plan; returns the ordinals added. With `exclusive`, a
     /// record whose key and content another plan (of this file or another) is sending now is
@@ -120,7 +134,9 @@ pub trait RecordState: StatusStore {
         seqs: &[(u64, u32)],
     ) -> impl Future<Output = Result<(), <Self as StatusStore>::Error>> + Send;
 
-    /// The keys the previous file of `scope` had and this one has not, among those delivered.
+    /// The keys the previous file of `scope` had and this one has not, among those delivered
+    /// by files uploaded no later than this one; none when a newer upload of the scope has
+    /// already planned ([`Missing::newer`]).
     fn missing_records(
         &self,
         file: Uuid,
@@ -148,7 +164,8 @@ pub trait RecordState: StatusStore {
     ) -> impl Future<Output = Result<Vec<(u64, String)>, <Self as StatusStore>::Error>> + Send;
 
     /// Records the finished plan and its counts on the file; with `remember`, the file becomes
-    /// the one the scope's next file is compared with for missing keys.
+    /// the one the scope's next file is compared with for missing keys, unless a newer upload
+    /// already is.
     fn complete_plan(
         &self,
         file: Uuid,
@@ -167,8 +184,8 @@ pub trait RecordState: StatusStore {
     ) -> impl Future<Output = Result<Vec<Planned>, <Self as StatusStore>::Error>> + Send;
 
     /// Batch `seq` of the file got its 2xx: its records become what was delivered for their
-    /// keys (a "deleted" record removes its key). Returns the records written; a batch done
-    /// before writes none.
+    /// keys (a "deleted" record removes its key), except for keys a newer upload delivered
+    /// meanwhile. Returns the records of the batch; a batch done before has none.
     fn record_delivered(
         &self,
         file: Uuid,

@@ -36,6 +36,10 @@ pub struct NewFile<'a> {
     pub replay_of: Option<Uuid>,
     /// Who uploaded it (`sluice-uploaded-by` metadata), for the dashboard and notifications.
     pub uploaded_by: Option<&'a str>,
+    /// When it was uploaded (see [`sluice_core::message::uploaded_at`]): what orders the files
+    /// of a delta scope. A replay from sanitize keeps its earlier run's; `None` means when it
+    /// is registered.
+    pub uploaded_at: Option<std::time::SystemTime>,
 }
 
 /// What registering a file found.
@@ -93,6 +97,10 @@ pub struct FileRow {
     pub records_changed: Option<i64>,
     pub records_unchanged: Option<i64>,
     pub records_missing: Option<i64>,
+    /// Records not sent because a newer upload of the scope delivered their keys.
+    pub records_superseded: Option<i64>,
+    /// When the file was uploaded (what orders a delta scope's files).
+    pub uploaded_at: Option<SystemTime>,
     /// A replay: the earlier run's file id and the stage it was replayed from.
     pub replay_of: Option<Uuid>,
     pub replay_from: Option<String>,

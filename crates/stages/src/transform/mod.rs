@@ -304,6 +304,7 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
         rows_failed = counted.rows_failed, batches = total,
         records_new = delta.map(|d| d.new), records_changed = delta.map(|d| d.changed),
         records_unchanged = delta.map(|d| d.unchanged),
+        records_superseded = delta.map(|d| d.superseded),
         records_missing = delta.and_then(|d| d.missing), "file transformed");
     Ok(())
 }
@@ -400,6 +401,7 @@ fn summary(report: &TransformReport, batches: u32) -> serde_json::Value {
             "changed": d.changed,
             "unchanged": d.unchanged,
             "repeated": d.repeated,
+            "superseded": d.superseded,
             "missing": d.missing,
             "full": d.full,
         })),

@@ -2,7 +2,9 @@
 //! compared with what was delivered for their keys (one round trip), the new and changed ones
 //! are claimed and given their batches (one more), and at the end the keys the previous file
 //! in scope had and this one has not are counted, listed, and (with `on_missing = "send"`)
-//! planned as "deleted" records.
+//! planned as "deleted" records. Files are compared in upload order: a record whose key a
+//! newer upload delivered is stale (`superseded`) and not sent, and only the scope's newest
+//! file looks for missing keys.
 
 use std::collections::HashSet;
 
@@ -45,6 +47,8 @@ pub(super) struct Planner<'a, S> {
     ordinal: u64,
     chunk: u32,
     report: DeltaReport,
+    /// A newer upload of the scope, looked up with the first chunk.
+    newer: Option<Option<Uuid>>,
 }
 
 impl<'a, S: RecordState> Planner<'a, S> {
@@ -57,6 +61,8 @@ impl<'a, S: RecordState> Planner<'a, S> {
             changed: 0,
             unchanged: 0,
             repeated: 0,
+            superseded: 0,
+            newer_file: None,
             missing: None,
             missing_keys: Vec::new(),
             missing_truncated: false,
@@ -75,12 +81,26 @@ impl<'a, S: RecordState> Planner<'a, S> {
             ordinal: 0,
             chunk: 0,
             report,
+            newer: None,
         }
     }
 
     /// Plans a chunk of records.
     pub async fn chunk(&mut self, chunk: KeyChunk) -> Result<(), String> {
         let store = self.store;
+        let newer = match self.newer {
+            Some(newer) => newer,
+            None => {
+                let newer = store
+                    .newer_upload(self.file, self.dataset, &self.scope)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                *self.newer.insert(newer)
+            }
+        };
+        // Each file a whole snapshot (deletions sent): a key no one delivered that a newer
+        // snapshot has already been planned without is gone, or on its way from that file.
+        let stale_when_new = newer.is_some() && self.delta.on_missing == OnMissing::Send;
         let compared = store
             .compare_records(
                 self.file,
@@ -97,11 +117,20 @@ impl<'a, S: RecordState> Planner<'a, S> {
         let mut sends = Vec::new();
         for (i, compared) in compared.iter().enumerate() {
             let kind = match compared {
+                Compared::New if stale_when_new => {
+                    self.report.superseded += 1;
+                    continue;
+                }
                 Compared::New => RecordKind::New,
                 Compared::Changed => RecordKind::Changed,
                 Compared::Unchanged if self.full => RecordKind::Unchanged,
                 Compared::Unchanged => {
                     self.report.unchanged += 1;
+                    continue;
+                }
+                // Not even on a full replay: the API has a newer upload's record.
+                Compared::Superseded => {
+                    self.report.superseded += 1;
                     continue;
                 }
             };
@@ -163,14 +192,18 @@ impl<'a, S: RecordState> Planner<'a, S> {
                 .await
                 .map_err(|e| e.to_string())?;
             self.report.previous_file = missing.previous;
-            self.report.missing = Some(missing.count);
+            self.report.newer_file = missing.newer;
+            self.report.missing = missing.newer.is_none().then_some(missing.count);
             self.report.missing_truncated = missing.count > missing.first.len() as u64;
             self.report.missing_keys = missing
                 .first
                 .iter()
                 .map(|k| serde_json::from_str(k).unwrap_or_else(|_| k.as_str().into()))
                 .collect();
-            if self.delta.on_missing == OnMissing::Send && missing.count > 0 {
+            if self.delta.on_missing == OnMissing::Send
+                && missing.newer.is_none()
+                && missing.count > 0
+            {
                 self.plan_deletions(&scope).await?;
                 self.report.missing_sent = true;
             }
