@@ -373,9 +373,11 @@ pub async fn file(
             format!("{} / {}", cell(&f.batches_delivered), cell(&f.batches_sent)),
         ),
         (
-            "claims (attempts) / re-drives",
-            format!("{} / {}", f.attempts, f.redrives),
+            "claims (attempts) / re-drives / idle re-sends",
+            format!("{} / {} / {}", f.attempts, f.redrives, f.resends),
         ),
+        ("superseded by a newer upload", cell(&f.records_superseded)),
+        ("uploaded", f.uploaded_at.as_ref().map_or("–".into(), when)),
     ];
     let rejects = f
         .sanitize

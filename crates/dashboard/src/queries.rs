@@ -96,7 +96,8 @@ pub struct Overview {
     pub rejection_rate: Option<f64>,
     /// The file waiting longest for a final status.
     pub oldest_unfinished: Option<FileItem>,
-    /// Files whose stage died (expired lease) or that have not moved for the stale time.
+    /// Files whose stage died (expired lease), or idle long enough that the listener re-sends
+    /// their input (the stale time, doubled with each re-send): the files the sweep acts on.
     pub stuck: Vec<FileItem>,
     pub stuck_count: i64,
 }
@@ -147,6 +148,11 @@ pub struct FileDetail {
     pub batches_delivered: Option<i32>,
     pub attempts: i32,
     pub redrives: i32,
+    /// Times the listener re-sent its input while it waited (never fails it).
+    pub resends: i32,
+    /// Records not sent because a newer upload of the scope delivered their keys.
+    pub records_superseded: Option<i64>,
+    pub uploaded_at: Option<Time>,
     pub lease_owner: Option<String>,
     pub lease_until: Option<Time>,
     pub replay_of: Option<Uuid>,
@@ -268,16 +274,15 @@ impl Queries<'_> {
             .await?
             .as_ref()
             .map(file_item);
-        let stale_before = SystemTime::now() - stale;
-        let stuck_where = "NOT final AND ((lease_until IS NOT NULL AND lease_until < now())
-                           OR (lease_until IS NULL AND updated_at < $1))";
+        let stale = stale.as_secs_f64();
+        let stuck_where = format!("NOT final AND {}", sluice_db::stuck_condition("$1::float8"));
         let stuck = client
             .query(
                 &format!(
                     "SELECT {FILE_ITEM} FROM dashboard_file WHERE {stuck_where}
                      ORDER BY updated_at LIMIT 10"
                 ),
-                &[&stale_before],
+                &[&stale],
             )
             .await?
             .iter()
@@ -286,7 +291,7 @@ impl Queries<'_> {
         let stuck_count: i64 = client
             .query_one(
                 &format!("SELECT count(*) FROM dashboard_file WHERE {stuck_where}"),
-                &[&stale_before],
+                &[&stale],
             )
             .await?
             .get(0);
@@ -370,7 +375,8 @@ impl Queries<'_> {
                         rows_unmapped, records, records_new, records_changed, records_unchanged,
                         records_missing, batches_sent, batches_delivered, attempts, redrives,
                         lease_owner, lease_until, replay_of, replay_from, uploaded_by,
-                        received_at, updated_at, final
+                        received_at, updated_at, final, resends, records_superseded,
+                        uploaded_at
                  FROM dashboard_file WHERE id = $1",
                 &[&id],
             )
@@ -498,6 +504,9 @@ impl Queries<'_> {
             received_at: time(r.get(29)),
             updated_at: time(r.get(30)),
             is_final: r.get(31),
+            resends: r.get(32),
+            records_superseded: r.get(33),
+            uploaded_at: r.get::<_, Option<SystemTime>>(34).map(time),
             events,
             sanitize,
             transform,

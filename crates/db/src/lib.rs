@@ -21,7 +21,7 @@ pub use calls::ApiCallRow;
 pub use connect::{redact_url, Db, DbConfig, Refresh};
 pub use drops::{DropClaim, DropCursor, DropObject};
 pub use migrate::{migrate, pending_migrations};
-pub use redrive::{Redrive, Stuck, StuckFile};
+pub use redrive::{stuck_condition, Redrive, Stuck, StuckFile};
 pub use replay::{Earlier, ReplayError, ReplayFrom, Replayed};
 pub use sluice_stages::ports::{
     file_id, ApiCall, BatchHistory, Claim, EventRow, FileRow, Lease, NewFile, Registered,

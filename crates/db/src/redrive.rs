@@ -87,6 +87,14 @@ fn idle(stale: &str) -> String {
     )
 }
 
+/// The SQL condition for a stuck file of `file_process` (or a view with its `lease_until`,
+/// `updated_at` and `resends`), `stale` being the stale time in seconds (a parameter or a
+/// literal): its worker died, or it is idle and due for a re-send. The dashboard shows the
+/// same files the sweep acts on.
+pub fn stuck_condition(stale: &str) -> String {
+    format!("({} OR {})", lapsed(), idle(stale))
+}
+
 impl Store {
     /// Up to `limit` stuck files, those whose worker died first, then the longest idle.
     pub async fn stuck_files(
