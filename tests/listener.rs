@@ -204,7 +204,7 @@ impl Chain {
         let queue = Queue::new(self.world.clients.sqs.clone(), self.sanitize_queue.clone());
         for key in self.world.keys(&self.world.quarantine).await {
             let event =
-                sluice_listener::redrive::object_created_event(&self.world.quarantine, &key, "");
+                sluice_stages::redrive::object_created_event(&self.world.quarantine, &key, "");
             queue.send_all(&[event.to_string()]).await.unwrap();
         }
     }

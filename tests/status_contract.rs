@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 use sluice_core::{FileStatus, Stage};
 use sluice_stages::ports::{
-    ApiCall, CallLog, Claim, Lease, NewFile, RowCounts, StatusStore, TransformCounts,
+    ApiCall, CallLog, Claim, Lease, NewFile, Redrive, RowCounts, StatusStore, Stuck, Sweep,
+    TransformCounts,
 };
 use uuid::Uuid;
 
@@ -39,6 +40,8 @@ on_both_stores! {
     batches => a_batch_is_claimed_by_one_worker_until_its_2xx_is_recorded,
     settling => delivery_settles_the_file_as_its_batches_get_through,
     plans => a_plan_is_fixed_by_the_first_writer_of_each_of_its_keys,
+    sweep => a_dead_worker_is_redriven_then_given_up_and_an_idle_file_is_only_resent,
+    sweeps_at_once => two_sweeps_deciding_one_file_at_once_decide_it_once,
 }
 
 fn lease(owner: &str, seconds: i64) -> Lease {
@@ -499,4 +502,94 @@ async fn a_plan_is_fixed_by_the_first_writer_of_each_of_its_keys<S: StatusStore>
     let later =
         json!({ "dataset": { "batch": 3 }, "config": "bb", "date_range": null, "full": false });
     assert_eq!(store.fix_plan(id, &later).await.unwrap(), Some(fixed));
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+async fn a_dead_worker_is_redriven_then_given_up_and_an_idle_file_is_only_resent<S: Sweep>(
+    store: &S,
+) {
+    // A worker claimed the file and died: its lease lapsed.
+    let dead = received(store, "dead.csv").await;
+    sanitizing(store, dead, &lease("sanitizer/1", -1)).await;
+    let listed = store.stuck_files(HOUR, 10).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let first = &listed[0];
+    assert_eq!(
+        (first.id, first.stuck, first.redrives),
+        (dead, Stuck::LeaseLapsed, 0)
+    );
+    assert_eq!(
+        store.redrive(first, 1, HOUR, "test").await.unwrap(),
+        Redrive::Go { n: 1 }
+    );
+    // The same listing again (an overlapping sweep): already decided.
+    assert_eq!(
+        store.redrive(first, 1, HOUR, "test").await.unwrap(),
+        Redrive::Moved
+    );
+    // Re-driven, its lease cleared and its time reset: not stuck until it is again.
+    assert!(store.stuck_files(HOUR, 10).await.unwrap().is_empty());
+    sanitizing(store, dead, &lease("sanitizer/2", -1)).await;
+    let again = store.stuck_files(HOUR, 10).await.unwrap();
+    assert_eq!((again[0].stuck, again[0].redrives), (Stuck::LeaseLapsed, 1));
+    assert_eq!(
+        store.redrive(&again[0], 1, HOUR, "test").await.unwrap(),
+        Redrive::GaveUp
+    );
+    let row = store.file(dead).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Failed);
+    assert!(
+        row.error.as_deref().unwrap().contains("after 1 re-drives"),
+        "{row:?}"
+    );
+
+    // A file no worker holds is idle once the stale time has passed (here at once): its
+    // input is re-sent, as often as it stays idle, and it is never failed for it.
+    let idle = received(store, "idle.csv").await;
+    assert!(
+        store.stuck_files(HOUR, 10).await.unwrap().is_empty(),
+        "not idle for an hour"
+    );
+    for n in 1..=3 {
+        let listed = store.stuck_files(Duration::ZERO, 10).await.unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!((listed[0].id, listed[0].stuck), (idle, Stuck::Idle));
+        assert_eq!(listed[0].resends, n - 1);
+        let decided = store
+            .redrive(&listed[0], 0, Duration::ZERO, "test")
+            .await
+            .unwrap();
+        assert_eq!(decided, Redrive::Resend { n });
+    }
+    assert_eq!(
+        store.file(idle).await.unwrap().unwrap().status,
+        FileStatus::Received
+    );
+    let resends: Vec<i64> = store
+        .events(idle)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.detail["resend"].as_i64())
+        .collect();
+    assert_eq!(resends, [1, 2, 3]);
+}
+
+async fn two_sweeps_deciding_one_file_at_once_decide_it_once<S: Sweep>(store: &S) {
+    let id = received(store, "once.csv").await;
+    sanitizing(store, id, &lease("sanitizer/1", -1)).await;
+    let listed = store.stuck_files(HOUR, 10).await.unwrap().remove(0);
+    let decisions =
+        futures_util::future::join_all((0..4).map(|_| store.redrive(&listed, 3, HOUR, "test")))
+            .await;
+    let went = decisions
+        .iter()
+        .filter(|d| matches!(d, Ok(Redrive::Go { n: 1 })))
+        .count();
+    let moved = decisions
+        .iter()
+        .filter(|d| matches!(d, Ok(Redrive::Moved)))
+        .count();
+    assert_eq!((went, moved), (1, 3), "{decisions:?}");
 }

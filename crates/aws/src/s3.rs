@@ -494,6 +494,18 @@ impl sluice_stages::ports::Objects for ObjectStore {
         }
     }
 
+    async fn metadata(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<std::collections::HashMap<String, String>>, AwsError> {
+        match ObjectStore::metadata(self, bucket, key).await {
+            Ok(metadata) => Ok(Some(metadata)),
+            Err(AwsError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn upload(&self, bucket: &str, key: &str, content_type: &str) -> Upload {
         ObjectStore::upload(self, bucket, key, content_type)
     }

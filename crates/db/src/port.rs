@@ -169,3 +169,23 @@ impl StatusStore for Store {
         Store::replay_skip(self, id)
     }
 }
+
+impl sluice_stages::ports::Sweep for Store {
+    fn stuck_files(
+        &self,
+        stale_after: std::time::Duration,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<sluice_stages::ports::StuckFile>, DbError>> + Send {
+        Store::stuck_files(self, stale_after, limit)
+    }
+
+    fn redrive(
+        &self,
+        file: &sluice_stages::ports::StuckFile,
+        max_redrives: i32,
+        stale_after: std::time::Duration,
+        why: &str,
+    ) -> impl Future<Output = Result<sluice_stages::ports::Redrive, DbError>> + Send {
+        Store::redrive(self, file, max_redrives, stale_after, why)
+    }
+}

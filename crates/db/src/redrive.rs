@@ -1,81 +1,19 @@
-//! Finding files that stopped short of a final status, and re-driving them: what the
-//! listener's sweep does with the status store.
-//!
-//! Two kinds of stuck, told apart because only one of them means something died:
-//! - **lease lapsed**: a worker claimed the file and its lease ran out, so the worker died
-//!   mid-stage. Re-driven at most `max_redrives` times, then failed.
-//! - **idle**: no worker holds the file and it has not moved for the stale time. Its stage's
-//!   input is waiting in a queue (a backlog), or was lost. Its input is sent again (the
-//!   stage's claims make a duplicate a no-op), with a spacing that doubles with each re-send
-//!   (stale, 2 x stale, 4 x stale, ... up to 64 x stale), and it is never failed for waiting:
-//!   a message that keeps failing fails its file through the stage's own last-delivery rule.
-//!
-//! Every decision re-checks, in the statement that acts on it, what the listing saw: a file
-//! that moved, was claimed or was re-driven by an overlapping sweep in between is left alone.
+//! The sweep's side of the status store on PostgreSQL (the rules are in
+//! [`sluice_stages::ports::sweep`]): every decision is one conditional UPDATE that re-checks,
+//! in the statement that acts on it, what the listing saw.
 
 use std::time::Duration;
 
 use serde_json::json;
 use sluice_core::{FileStatus, Stage};
-use uuid::Uuid;
+use sluice_stages::ports::sweep::MAX_DOUBLINGS;
+pub use sluice_stages::ports::{Redrive, Stuck, StuckFile};
 
 use crate::store::parse_status;
 use crate::{DbError, Store};
 
-/// Why a file is stuck.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stuck {
-    /// Its worker's lease lapsed: the worker died. Counts toward `max_redrives`.
-    LeaseLapsed,
-    /// No worker holds it and it has not moved for the stale time (times the spacing of its
-    /// re-sends so far): its input waits in a queue, or was lost. Never failed for this.
-    Idle,
-}
-
-impl Stuck {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stuck::LeaseLapsed => "lease lapsed",
-            Stuck::Idle => "idle",
-        }
-    }
-}
-
-/// A file that is not final and not moving.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StuckFile {
-    pub id: Uuid,
-    pub dataset: String,
-    pub status: FileStatus,
-    pub source_bucket: String,
-    pub source_key: String,
-    pub source_etag: String,
-    pub clean_key: Option<String>,
-    pub stuck: Stuck,
-    /// Re-drives after lapsed leases so far.
-    pub redrives: i32,
-    /// Re-sends of an idle file's input so far.
-    pub resends: i32,
-}
-
-/// What to do with a stuck file, decided in the statement that records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Redrive {
-    /// Its worker died: re-send its stage's input; this is re-drive number `n`.
-    Go { n: i32 },
-    /// It is idle: re-send its stage's input; this is re-send number `n`.
-    Resend { n: i32 },
-    /// Its worker died after `max` re-drives already: it is now `failed` with the reason.
-    GaveUp,
-    /// Another sweep, or its own stage, moved or claimed it since it was listed: leave it.
-    Moved,
-}
-
-/// Idle re-sends are spaced `stale x 2^min(resends, MAX_DOUBLINGS)` apart.
-const MAX_DOUBLINGS: i32 = 6;
-
 /// The condition for each kind of stuck, shared by the listing and the statements that act
-/// on it. `$S` is the stale time in seconds.
+/// on it. `stale` is the stale time in seconds.
 fn lapsed() -> &'static str {
     "lease_until < now()"
 }

@@ -13,8 +13,9 @@ use sluice_lambda::setup::deadline_at;
 use sluice_lambda::{invocation_lease, Failure};
 
 use crate::reconcile::{reconcile_quarantine, ReconcileCounts};
-use crate::redrive::{redrive_stuck, RedriveCounts};
+use crate::redrive::redrive_stuck;
 use crate::sweep::{sweep_drops, SweepCounts};
+use sluice_stages::redrive::RedriveCounts;
 
 /// What a run works with, built once per container.
 pub struct Deps {

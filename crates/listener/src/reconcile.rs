@@ -17,7 +17,7 @@ use sluice_db::NewFile;
 use sluice_lambda::Failure;
 
 use crate::handler::{Budget, Deps};
-use crate::redrive::object_created_event;
+use sluice_stages::redrive::object_created_event;
 
 /// Keys per listing request.
 const PAGE: i32 = 1000;

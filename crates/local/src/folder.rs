@@ -202,6 +202,17 @@ impl Objects for FolderObjects {
         Ok(Some((file, object)))
     }
 
+    async fn metadata(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<HashMap<String, String>>, FolderError> {
+        Ok(self
+            .open(bucket, key, None)
+            .await?
+            .map(|(_, meta)| meta.metadata))
+    }
+
     fn upload(&self, bucket: &str, key: &str, _content_type: &str) -> FolderUpload {
         let opened = self.path(bucket, key).and_then(|path| {
             if let Some(dir) = path.parent() {

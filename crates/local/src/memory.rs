@@ -14,10 +14,11 @@ use std::time::{Duration, SystemTime};
 use serde_json::{json, Value};
 use sluice_core::transform::delta::{DeltaReport, RecordHash};
 use sluice_core::{FileStatus, Stage};
+use sluice_stages::ports::sweep::idle_spacing;
 use sluice_stages::ports::{
     file_id, ApiCall, BatchClaim, BatchHistory, CallLog, Claim, Compared, EventRow, FileNotice,
-    FileRow, Lease, Missing, NewFile, Outstanding, Planned, PlannedRecord, RecordState, Registered,
-    RowCounts, StatusStore, TransformCounts,
+    FileRow, Lease, Missing, NewFile, Outstanding, Planned, PlannedRecord, RecordState, Redrive,
+    Registered, RowCounts, StatusStore, Stuck, StuckFile, Sweep, TransformCounts,
 };
 use uuid::Uuid;
 
@@ -62,6 +63,9 @@ struct Entry {
     events: Vec<EventRow>,
     /// The file's plan (see `StatusStore::fix_plan`).
     plan: Option<Value>,
+    /// Re-drives after lapsed leases, and re-sends while idle (see [`Sweep`]).
+    redrives: i32,
+    resends: i32,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +123,21 @@ impl Entry {
 
     fn lease_is_live(&self) -> bool {
         self.lease.as_ref().is_some_and(Held::live)
+    }
+
+    /// How the file is stuck at `now`, if it is (the same rules as PostgreSQL's).
+    fn stuck(&self, now: SystemTime, stale_after: Duration) -> Option<Stuck> {
+        if self.row.status.is_final() {
+            return None;
+        }
+        match self.lease.as_ref().and_then(|h| h.until) {
+            Some(until) if until < now => Some(Stuck::LeaseLapsed),
+            Some(_) => None,
+            None => {
+                let spacing = idle_spacing(stale_after, self.resends);
+                (self.row.updated_at + spacing < now).then_some(Stuck::Idle)
+            }
+        }
     }
 }
 
@@ -308,6 +327,8 @@ impl StatusStore for MemoryStore {
             attempts: 0,
             events: Vec::new(),
             plan: None,
+            redrives: 0,
+            resends: 0,
         };
         let detail = json!({ "bucket": file.bucket, "key": file.key });
         entry.event(Stage::Listener.as_str(), FileStatus::Received, detail);
@@ -767,5 +788,100 @@ impl Outstanding for MemoryStore {
             state.held.remove(&id);
         }
         Ok(())
+    }
+}
+
+impl Sweep for MemoryStore {
+    async fn stuck_files(
+        &self,
+        stale_after: Duration,
+        limit: i64,
+    ) -> Result<Vec<StuckFile>, Never> {
+        let now = SystemTime::now();
+        let state = self.state();
+        let mut stuck: Vec<(SystemTime, StuckFile)> = state
+            .files
+            .values()
+            .filter_map(|entry| {
+                let stuck = entry.stuck(now, stale_after)?;
+                let row = &entry.row;
+                let file = StuckFile {
+                    id: row.id,
+                    dataset: row.dataset.clone().unwrap_or_default(),
+                    status: row.status,
+                    source_bucket: row.source_bucket.clone(),
+                    source_key: row.source_key.clone(),
+                    source_etag: row.source_etag.clone(),
+                    clean_key: row.clean_key.clone(),
+                    stuck,
+                    redrives: entry.redrives,
+                    resends: entry.resends,
+                };
+                Some((row.updated_at, file))
+            })
+            .collect();
+        // Dead workers first, then the longest idle.
+        stuck.sort_by_key(|(at, f)| (f.stuck != Stuck::LeaseLapsed, *at));
+        Ok(stuck
+            .into_iter()
+            .take(limit.max(0) as usize)
+            .map(|(_, f)| f)
+            .collect())
+    }
+
+    async fn redrive(
+        &self,
+        file: &StuckFile,
+        max_redrives: i32,
+        stale_after: Duration,
+        why: &str,
+    ) -> Result<Redrive, Never> {
+        let now = SystemTime::now();
+        let mut state = self.state();
+        let Some(entry) = state.files.get_mut(&file.id) else {
+            return Ok(Redrive::Moved);
+        };
+        // What the listing saw must still hold, as in PostgreSQL's conditional UPDATEs.
+        let unchanged = entry.row.status == file.status
+            && entry.stuck(now, stale_after) == Some(file.stuck)
+            && match file.stuck {
+                Stuck::LeaseLapsed => entry.redrives == file.redrives,
+                Stuck::Idle => entry.resends == file.resends,
+            };
+        if !unchanged {
+            return Ok(Redrive::Moved);
+        }
+        let listener = Stage::Listener.as_str();
+        match file.stuck {
+            Stuck::LeaseLapsed if file.redrives >= max_redrives => {
+                let reason = format!(
+                    "stuck in {} ({why}) after {max_redrives} re-drives: given up",
+                    file.status
+                );
+                drop(state);
+                let extra = Extra {
+                    error: Some(&reason),
+                    ..Extra::default()
+                };
+                let detail = json!({ "error": reason, "redrives": file.redrives });
+                self.transition(file.id, Stage::Listener, FileStatus::Failed, extra, detail);
+                Ok(Redrive::GaveUp)
+            }
+            Stuck::LeaseLapsed => {
+                entry.redrives += 1;
+                entry.lease = None;
+                entry.row.updated_at = now;
+                let n = entry.redrives;
+                entry.event(listener, file.status, json!({ "redrive": n, "why": why }));
+                Ok(Redrive::Go { n })
+            }
+            Stuck::Idle => {
+                entry.resends += 1;
+                entry.row.updated_at = now;
+                let n = entry.resends;
+                entry.event(listener, file.status, json!({ "resend": n, "why": why }));
+                Ok(Redrive::Resend { n })
+            }
+        }
     }
 }

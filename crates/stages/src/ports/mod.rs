@@ -8,6 +8,7 @@ mod post;
 mod records;
 mod secrets;
 pub mod status;
+pub mod sweep;
 
 pub use calls::{ApiCall, CallLog};
 pub use notify::{
@@ -18,3 +19,4 @@ pub use post::Poster;
 pub use records::{Compared, Missing, Planned, PlannedRecord, RecordKind, RecordState};
 pub use secrets::{secret_field, SecretError, SecretFuture, SecretSource};
 pub use status::*;
+pub use sweep::{Redrive, Stuck, StuckFile, Sweep};

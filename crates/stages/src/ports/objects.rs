@@ -46,6 +46,13 @@ pub trait Objects: Send + Sync {
         version: Option<&str>,
     ) -> impl Future<Output = Result<Option<(Self::Reader, ObjectMeta)>, Self::Error>> + Send;
 
+    /// An object's user metadata, without reading the object; `None` when it does not exist.
+    fn metadata(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<HashMap<String, String>>, Self::Error>> + Send;
+
     /// Starts writing an object.
     fn upload(&self, bucket: &str, key: &str, content_type: &str) -> Self::Upload;
 
