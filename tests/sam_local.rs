@@ -209,6 +209,7 @@ async fn every_function_runs_under_sam_local_invoke() {
                 "SLUICE_QUARANTINE_BUCKET": world.quarantine,
                 "SLUICE_SANITIZE_QUEUE_URL": sanitize_queue,
                 "SLUICE_TRANSFORM_QUEUE_URL": world.queue_url,
+                "SLUICE_FORWARD_QUEUE_URL": forward_queue,
             })),
             "SanitizerFunction": with(json!({ "SLUICE_TRANSFORM_QUEUE_URL": world.queue_url })),
             "TransformerFunction": with(json!({ "SLUICE_FORWARD_QUEUE_URL": forward_queue })),

@@ -31,6 +31,11 @@ impl Outbox for Counting {
         self.0.fetch_add(bodies.len(), Ordering::Relaxed);
         Ok(())
     }
+
+    /// It keeps nothing, so nothing waits in it.
+    async fn backlog(&self) -> Result<u64, Self::Error> {
+        Ok(0)
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -99,6 +99,7 @@ async fn measure(drop: &str, quarantine: &str, schema: &str) -> Result<(), Error
         clean_bucket: quarantine.to_string(),
         sanitize_queue: Queue::new(clients.sqs.clone(), "unused"),
         transform_queue: Queue::new(clients.sqs.clone(), "unused"),
+        forward_queue: Queue::new(clients.sqs.clone(), "unused"),
         stale_after: Duration::from_secs(3600),
         max_redrives: 3,
         page_size: 1000,

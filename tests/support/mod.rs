@@ -3,6 +3,7 @@
 //! database schema of each test's own, removed when the test ends.
 
 pub mod api;
+pub mod chaos;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -244,6 +244,33 @@ impl sluice_stages::ports::Outbox for Queue {
     ) -> impl std::future::Future<Output = Result<(), AwsError>> + Send {
         Queue::send_all(self, bodies)
     }
+
+    async fn backlog(&self) -> Result<u64, AwsError> {
+        use aws_sdk_sqs::types::QueueAttributeName as Name;
+        let names = [
+            Name::ApproximateNumberOfMessages,
+            Name::ApproximateNumberOfMessagesNotVisible,
+            Name::ApproximateNumberOfMessagesDelayed,
+        ];
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .set_attribute_names(Some(names.to_vec()))
+            .send()
+            .await
+            .map_err(|e| AwsError::Sqs {
+                op: "GetQueueAttributes",
+                queue: self.url.clone(),
+                message: crate::describe(&e),
+            })?;
+        let attributes = out.attributes();
+        Ok(names
+            .iter()
+            .filter_map(|n| attributes.and_then(|a| a.get(n)))
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum())
+    }
 }
 
 #[cfg(test)]

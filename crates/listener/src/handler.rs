@@ -30,6 +30,8 @@ pub struct Deps {
     pub sanitize_queue: Queue,
     /// The transformer's queue: a stuck file's "file sanitized" message goes here.
     pub transform_queue: Queue,
+    /// The forwarder's queue: its backlog says whether a file past its transform is waiting.
+    pub forward_queue: Queue,
     /// A file that no worker holds and that has not moved for this long is idle: its input
     /// is sent again (with a doubling spacing), and it is never failed for it.
     pub stale_after: Duration,

@@ -17,6 +17,7 @@ pub async fn redrive_stuck(
         objects: &deps.objects,
         sanitize_queue: &deps.sanitize_queue,
         transform_queue: &deps.transform_queue,
+        forward_queue: &deps.forward_queue,
         clean_bucket: &deps.clean_bucket,
         stale_after: deps.stale_after,
         max_redrives: deps.max_redrives,

@@ -23,6 +23,8 @@ pub struct Settings {
     pub sanitize_queue_url: String,
     /// `SLUICE_TRANSFORM_QUEUE_URL`: a stuck file's "file sanitized" message goes here.
     pub transform_queue_url: String,
+    /// `SLUICE_FORWARD_QUEUE_URL`: only its backlog is read.
+    pub forward_queue_url: String,
     /// `SLUICE_STALE_AFTER_SECONDS` (default 3600): no status move for this long is stuck.
     pub stale_after: Duration,
     /// `SLUICE_MAX_REDRIVES` (default 3).
@@ -51,6 +53,7 @@ impl Settings {
             clean_bucket: required("SLUICE_CLEAN_BUCKET")?,
             sanitize_queue_url: required("SLUICE_SANITIZE_QUEUE_URL")?,
             transform_queue_url: required("SLUICE_TRANSFORM_QUEUE_URL")?,
+            forward_queue_url: required("SLUICE_FORWARD_QUEUE_URL")?,
             stale_after: Duration::from_secs(number("SLUICE_STALE_AFTER_SECONDS", 3600, 60)?),
             max_redrives: number("SLUICE_MAX_REDRIVES", 3, 0)? as i32,
             page_size: number("SLUICE_DROP_PAGE_SIZE", 1000, 1)?.min(1000) as i32,
@@ -93,7 +96,8 @@ impl Deps {
             quarantine_bucket: settings.quarantine_bucket,
             clean_bucket: settings.clean_bucket,
             sanitize_queue: Queue::new(common.clients.sqs.clone(), settings.sanitize_queue_url),
-            transform_queue: Queue::new(common.clients.sqs, settings.transform_queue_url),
+            transform_queue: Queue::new(common.clients.sqs.clone(), settings.transform_queue_url),
+            forward_queue: Queue::new(common.clients.sqs, settings.forward_queue_url),
             stale_after: settings.stale_after,
             max_redrives: settings.max_redrives,
             page_size: settings.page_size,

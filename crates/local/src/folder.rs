@@ -23,6 +23,18 @@ pub struct FolderError {
     source: io::Error,
 }
 
+impl FolderError {
+    /// An error of operation `op` on an object, for adapters that wrap a folder.
+    pub fn new(op: &'static str, bucket: &str, key: &str, source: io::Error) -> Self {
+        Self {
+            op,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            source,
+        }
+    }
+}
+
 /// Tags by (bucket, key).
 type Tags = HashMap<(String, String), Vec<(String, String)>>;
 /// User metadata by (bucket, key).

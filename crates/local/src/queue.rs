@@ -81,4 +81,8 @@ impl Outbox for MemoryQueue {
         }
         Ok(())
     }
+
+    async fn backlog(&self) -> Result<u64, Closed> {
+        Ok(self.len() as u64)
+    }
 }

@@ -250,6 +250,10 @@ impl Outbox for DownQueue {
     async fn send_all(&self, _: &[String]) -> Result<(), Down> {
         Err(Down)
     }
+
+    async fn backlog(&self) -> Result<u64, Down> {
+        Err(Down)
+    }
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //! the files that stopped short of a final status ([`Sweep`]) and sends each its stage's input
 //! again. A file whose worker died (its lease lapsed) is re-driven up to `max_redrives` times,
 //! then failed with the reason; a file that is only idle (its input waits behind a backlog, or
-//! was lost) has its input re-sent with a doubling spacing and is never failed for waiting.
+//! was lost) has its input re-sent with a doubling spacing and is never failed for waiting;
+//! while its stage's queue has a backlog, its input is most likely in it, and it is left alone.
 //! Overlapping runs decide each file once: the store re-checks what the listing saw.
 
 use serde::Serialize;
@@ -29,6 +30,8 @@ pub struct RedriveStage<'a, S, O, Q> {
     pub sanitize_queue: &'a Q,
     /// The transformer's queue: a stuck file's "file sanitized" message goes here.
     pub transform_queue: &'a Q,
+    /// The forwarder's queue: only its backlog is read (a file past its transform waits in it).
+    pub forward_queue: &'a Q,
     /// Where sanitize reports are (a "file sanitized" is rebuilt from one).
     pub clean_bucket: &'a str,
     /// A file no worker holds that has not moved for this long is idle.
@@ -48,6 +51,9 @@ pub struct RedriveCounts {
     pub redriven_forward: u64,
     /// Of the above, idle files (no worker died; their input was waiting or lost).
     pub resent_idle: u64,
+    /// Idle files left alone because their stage's queue has a backlog (their input is most
+    /// likely in it); re-sent once the backlog is gone.
+    pub waiting: u64,
     /// Re-drives decided but whose input could not be sent; the next run tries again.
     pub errors: u64,
     /// Files failed after `max_redrives` re-drives of lapsed leases.
@@ -80,6 +86,7 @@ pub async fn redrive_stuck<S: Sweep, O: Objects, Q: Outbox>(
     time_low: impl Fn() -> bool,
     counts: &mut RedriveCounts,
 ) -> Result<bool, Fault> {
+    let backlogs = Backlogs::read(deps).await;
     loop {
         let stuck = deps
             .store
@@ -91,11 +98,57 @@ pub async fn redrive_stuck<S: Sweep, O: Objects, Q: Outbox>(
             if time_low() {
                 return Ok(true);
             }
+            if file.stuck == Stuck::Idle && backlogs.of(file.status) {
+                counts.waiting += 1;
+                continue;
+            }
             redrive_one(deps, file, counts).await?;
         }
-        // Each file handled leaves the stuck list (re-driven, failed or moved on).
-        if !full {
+        // Each file handled leaves the stuck list (re-driven, failed or moved on); a page of
+        // files left waiting would come back as it is.
+        if !full
+            || stuck
+                .iter()
+                .all(|f| f.stuck == Stuck::Idle && backlogs.of(f.status))
+        {
             return Ok(false);
+        }
+    }
+}
+
+/// Which stages' queues have messages waiting or in flight, read once per run. A queue
+/// whose backlog cannot be read counts as empty: re-sending is safe, only wasteful.
+struct Backlogs {
+    sanitize: bool,
+    transform: bool,
+    forward: bool,
+}
+
+impl Backlogs {
+    async fn read<S, O, Q: Outbox>(deps: &RedriveStage<'_, S, O, Q>) -> Self {
+        async fn busy<Q: Outbox>(queue: &Q, name: &str) -> bool {
+            match queue.backlog().await {
+                Ok(n) => n > 0,
+                Err(e) => {
+                    tracing::warn!(queue = name, error = %e, "queue backlog unknown: idle files are re-sent");
+                    false
+                }
+            }
+        }
+        Self {
+            sanitize: busy(deps.sanitize_queue, "sanitize").await,
+            transform: busy(deps.transform_queue, "transform").await,
+            forward: busy(deps.forward_queue, "forward").await,
+        }
+    }
+
+    /// Whether the queue a file in `status` waits in has a backlog.
+    fn of(&self, status: FileStatus) -> bool {
+        match RedriveFrom::for_status(status) {
+            Some(RedriveFrom::Sanitize) => self.sanitize,
+            Some(RedriveFrom::Transform) => self.transform,
+            Some(RedriveFrom::Forward) => self.forward,
+            None => false,
         }
     }
 }

@@ -81,4 +81,9 @@ pub trait Outbox: Send + Sync {
 
     /// Sends every body (in as few requests as the queue allows).
     fn send_all(&self, bodies: &[String]) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Messages waiting in the queue or being worked on (SQS's approximate counts): the
+    /// sweep does not re-send an idle file's input while its stage has a backlog, since the
+    /// input is most likely in it.
+    fn backlog(&self) -> impl Future<Output = Result<u64, Self::Error>> + Send;
 }
