@@ -15,7 +15,9 @@ use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
 use uuid::Uuid;
 
 use crate::fault::{chain, Fault, FaultKind};
-use crate::ports::{Claim, Lease, NewFile, ObjectUpload, Objects, Outbox, RowCounts, StatusStore};
+use crate::ports::{
+    Claim, Lease, NewFile, ObjectMeta, ObjectUpload, Objects, Outbox, RowCounts, StatusStore,
+};
 
 /// One object that was created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,41 +89,10 @@ pub async fn sanitize_object<O: Objects, S: StatusStore, Q: Outbox>(
         }
         Err(e) => return Err(Fault::objects(e)),
     };
-    let registered = deps
-        .store
-        .register(&NewFile {
-            dataset: &dataset.name,
-            // Set by the listener on a drop's copy: which FTP/SFTP site sent it.
-            site: meta.metadata.get(SITE_METADATA).map(String::as_str),
-            bucket: &object.bucket,
-            key: &object.key,
-            etag: &meta.etag,
-            size: meta.size,
-            // Set by `sluice replay --from sanitize` on its copy of the original.
-            replay_of: meta
-                .metadata
-                .get(REPLAY_OF_METADATA)
-                .and_then(|v| v.parse().ok()),
-            uploaded_by: meta.metadata.get(UPLOADED_BY_METADATA).map(String::as_str),
-            uploaded_at: uploaded_at(&meta.metadata, meta.last_modified),
-        })
-        .await
-        .map_err(Fault::store)?;
-    let id = registered.id;
     // One worker sanitizes a file: the claim is one conditional UPDATE. A copy of the event
     // that finds the file claimed by a live worker, or already past this stage, is skipped;
     // one that finds the lease expired (its worker died) takes the work over.
-    let claim = deps
-        .store
-        .claim(
-            id,
-            Stage::Sanitizer,
-            FileStatus::Received,
-            FileStatus::Sanitizing,
-            lease,
-        )
-        .await
-        .map_err(Fault::store)?;
+    let (id, claim) = register_and_claim(deps, object, &meta, &dataset.name, lease).await?;
     if !matches!(claim, Claim::Won { .. }) {
         tracing::info!(file_id = %id, dataset = %dataset.name, bucket = %object.bucket,
             key = %object.key, claim = ?claim, "claimed elsewhere or already handled: duplicate event skipped");
@@ -212,6 +183,49 @@ pub async fn sanitize_object<O: Objects, S: StatusStore, Q: Outbox>(
     ))
 }
 
+/// Registers the object's file (once per bucket, key and ETag, from what its metadata says)
+/// and claims it for the sanitizer: its id, and how the claim went.
+async fn register_and_claim<O: Objects, S: StatusStore, Q: Outbox>(
+    deps: &Sanitize<'_, O, S, Q>,
+    object: &ObjectCreated,
+    meta: &ObjectMeta,
+    dataset: &str,
+    lease: &Lease,
+) -> Result<(Uuid, Claim), Fault> {
+    let registered = deps
+        .store
+        .register(&NewFile {
+            dataset,
+            // Set by the listener on a drop's copy: which FTP/SFTP site sent it.
+            site: meta.metadata.get(SITE_METADATA).map(String::as_str),
+            bucket: &object.bucket,
+            key: &object.key,
+            etag: &meta.etag,
+            size: meta.size,
+            // Set by `sluice replay --from sanitize` on its copy of the original.
+            replay_of: meta
+                .metadata
+                .get(REPLAY_OF_METADATA)
+                .and_then(|v| v.parse().ok()),
+            uploaded_by: meta.metadata.get(UPLOADED_BY_METADATA).map(String::as_str),
+            uploaded_at: uploaded_at(&meta.metadata, meta.last_modified),
+        })
+        .await
+        .map_err(Fault::store)?;
+    let claim = deps
+        .store
+        .claim(
+            registered.id,
+            Stage::Sanitizer,
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            lease,
+        )
+        .await
+        .map_err(Fault::store)?;
+    Ok((registered.id, claim))
+}
+
 /// An object no dataset's prefix matches: a `rejected` row with the reason (so it is on the
 /// dashboard and announced like any final status), the quarantine object tagged and left
 /// there. Returns the file's id (`None` when the object is gone).
@@ -234,33 +248,7 @@ async fn reject_unrouted<O: Objects, S: StatusStore, Q: Outbox>(
         "no dataset's prefix matches the key `{}`: the file is left in quarantine",
         object.key
     );
-    let registered = deps
-        .store
-        .register(&NewFile {
-            dataset: "",
-            site: meta.metadata.get(SITE_METADATA).map(String::as_str),
-            bucket: &object.bucket,
-            key: &object.key,
-            etag: &meta.etag,
-            size: meta.size,
-            replay_of: None,
-            uploaded_by: meta.metadata.get(UPLOADED_BY_METADATA).map(String::as_str),
-            uploaded_at: uploaded_at(&meta.metadata, meta.last_modified),
-        })
-        .await
-        .map_err(Fault::store)?;
-    let id = registered.id;
-    let claim = deps
-        .store
-        .claim(
-            id,
-            Stage::Sanitizer,
-            FileStatus::Received,
-            FileStatus::Sanitizing,
-            lease,
-        )
-        .await
-        .map_err(Fault::store)?;
+    let (id, claim) = register_and_claim(deps, object, &meta, "", lease).await?;
     if !matches!(claim, Claim::Won { .. }) {
         return Ok(Some(id));
     }
