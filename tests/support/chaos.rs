@@ -142,14 +142,14 @@ pub struct Figures {
 }
 
 /// A small seeded generator (SplitMix64): the same seed, the same faults.
-struct Dice(Mutex<u64>);
+pub struct Dice(Mutex<u64>);
 
 impl Dice {
-    fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Self(Mutex::new(seed))
     }
 
-    fn next(&self) -> u64 {
+    pub fn next(&self) -> u64 {
         let mut s = self.0.lock().unwrap();
         *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = *s;
@@ -158,11 +158,11 @@ impl Dice {
         z ^ (z >> 31)
     }
 
-    fn chance(&self, p: f64) -> bool {
+    pub fn chance(&self, p: f64) -> bool {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
 
-    fn below(&self, n: u64) -> u64 {
+    pub fn below(&self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 }
@@ -357,12 +357,13 @@ impl Objects for FlakyObjects {
 }
 
 /// One POST the API saw.
-struct Post {
-    batch_id: String,
-    at: SystemTime,
+pub struct Post {
+    pub batch_id: String,
+    pub at: SystemTime,
     /// The API kept the records (a 2xx, or a batch taken and answered too late).
-    taken: bool,
-    records: Vec<String>,
+    pub taken: bool,
+    /// The records' `orderId`s.
+    pub records: Vec<String>,
 }
 
 /// An API that fails, hangs, or takes a batch and answers after the client gave up.
@@ -724,7 +725,8 @@ pub async fn soak(settings: Settings) -> Figures {
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
         .collect();
-    let mut figures = check(&chain, &uploads, settings.rows, calls).await;
+    let posts = std::mem::take(&mut *chain.api.posts.lock().unwrap());
+    let mut figures = check(&chain.store, &posts, &uploads, settings.rows, calls).await;
     if !finished {
         figures.violations.push(format!(
             "not every file was final with its queues empty after {} s",
@@ -747,7 +749,7 @@ pub async fn soak(settings: Settings) -> Figures {
     figures
 }
 
-async fn all_final(store: &Store, files: usize) -> bool {
+pub async fn all_final(store: &Store, files: usize) -> bool {
     let Ok(rows) = store
         .files(&sluice_db::FileQuery {
             limit: files as i64 * 2 + 10,
@@ -760,9 +762,12 @@ async fn all_final(store: &Store, files: usize) -> bool {
     rows.len() >= files && rows.iter().all(|f| f.status.is_final())
 }
 
-/// What must hold, checked against the store, `api_call` and what the API took.
-async fn check(
-    chain: &Chain,
+/// What must hold, checked against the store, `api_call` (`calls`: file, batch, status, time)
+/// and what the API took (`posts`). Upload `f` (`uploads[f]`) had `rows_per_file` rows with
+/// `orderId`s `F{f}-R{r}`.
+pub async fn check(
+    store: &Store,
+    posts: &[Post],
     uploads: &[String],
     rows_per_file: usize,
     calls: Vec<(uuid::Uuid, String, i32, SystemTime)>,
@@ -774,8 +779,7 @@ async fn check(
     let mut v = Vec::new();
     let rows = loop {
         // The last backend termination may still be in the way.
-        match chain
-            .store
+        match store
             .files(&sluice_db::FileQuery {
                 limit: uploads.len() as i64 * 2 + 10,
                 ..Default::default()
@@ -789,7 +793,6 @@ async fn check(
     let by_key: HashMap<&str, _> = rows.iter().map(|f| (f.source_key.as_str(), f)).collect();
 
     // What the API took, per record: the idempotency keys (batch ids) it came under.
-    let posts = chain.api.posts.lock().unwrap();
     figures.posts = posts.len();
     let mut keys_of: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
     for post in posts.iter().filter(|p| p.taken) {

@@ -4,6 +4,9 @@
 
 pub mod api;
 pub mod chaos;
+pub mod fault_proxy;
+pub mod lambda_emu;
+pub mod lambda_soak;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
