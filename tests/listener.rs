@@ -131,6 +131,7 @@ async fn chain(stale_after: Duration, max_redrives: i32) -> Chain {
         copy_concurrency: 8,
         reconcile_days: 0,
         reconcile_grace: Duration::ZERO,
+        object_dead_letter_queues: Vec::new(),
     };
     Chain {
         world,
@@ -275,6 +276,7 @@ impl Chain {
             copy_concurrency: d.copy_concurrency,
             reconcile_days: d.reconcile_days,
             reconcile_grace: d.reconcile_grace,
+            object_dead_letter_queues: d.object_dead_letter_queues.clone(),
         }
     }
 
@@ -1198,5 +1200,105 @@ async fn an_upload_whose_event_never_arrived_is_registered_and_delivered() {
     let row = c.row(id).await;
     assert_eq!(row.status, FileStatus::Delivered);
     assert_eq!(row.records, Some(2));
+    c.clean_up().await;
+}
+
+#[tokio::test]
+async fn object_events_that_died_are_registered_from_their_dead_letter_queue() {
+    let mut c = chain(Duration::from_secs(3600), 3).await;
+    // No listing: only the dead letters can tell of these objects.
+    c.listener.reconcile_days = 0;
+    let dlq = c.world.new_queue("sluice-object-dlq").await;
+    c.listener.object_dead_letter_queues = vec![dlq.clone()];
+    let dead = |key: &str| {
+        sluice_stages::redrive::object_created_event(&c.world.quarantine, key, "").to_string()
+    };
+    let send = |body: String| {
+        let (sqs, dlq) = (c.world.clients.sqs.clone(), dlq.clone());
+        async move {
+            sqs.send_message()
+                .queue_url(dlq)
+                .message_body(body)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+
+    // A file whose event died before its row (no date in its key: the listing would not
+    // find it), one that has its row and is delivered already, a key no dataset routes, and
+    // a message that is no object event.
+    let lost = format!("incoming/orders/{}-dead.csv", Uuid::new_v4());
+    c.world.put(&lost, orders_csv(&["D-1", "D-2"])).await;
+    let done = format!("incoming/orders/{}-done.csv", Uuid::new_v4());
+    c.world.put(&done, orders_csv(&["D-3"])).await;
+    c.announce_quarantine().await;
+    c.world.drain(&c.sanitize_queue).await;
+    let queue = Queue::new(c.world.clients.sqs.clone(), c.sanitize_queue.clone());
+    queue.send_all(&[dead(&done)]).await.unwrap();
+    c.pump().await;
+    let done_id = c.file_of(&done).await;
+    assert_eq!(c.row(done_id).await.status, FileStatus::Delivered);
+    let unrouted = format!("elsewhere/{}.csv", Uuid::new_v4());
+    c.world.put(&unrouted, orders_csv(&["X-1"])).await;
+    for body in [
+        dead(&lost),
+        dead(&done),
+        dead(&unrouted),
+        "not an event".into(),
+    ] {
+        send(body).await;
+    }
+    let lost_id = c.file_of(&lost).await;
+    assert!(c.store().file(lost_id).await.unwrap().is_none());
+
+    let run = c.listen().await;
+    let d = &run.dead_letters;
+    assert_eq!(
+        (
+            d.dead_letters_returned,
+            d.dead_letters_settled,
+            d.dead_letters_kept
+        ),
+        (2, 1, 1),
+        "{run:?}"
+    );
+    assert_eq!(c.row(lost_id).await.status, FileStatus::Received);
+    // The kept message is still there, visible, and kept again by the next run.
+    let again = c.listen().await;
+    assert_eq!(again.dead_letters.dead_letters_kept, 1, "{again:?}");
+    assert_eq!(again.dead_letters.dead_letters_returned, 0, "{again:?}");
+
+    c.pump().await;
+    let row = c.row(lost_id).await;
+    assert_eq!(row.status, FileStatus::Delivered);
+    assert_eq!(row.records, Some(2));
+    let rejected = c.row(c.file_of(&unrouted).await).await;
+    assert_eq!(rejected.status, FileStatus::Rejected);
+    assert_eq!(c.row(done_id).await.status, FileStatus::Delivered);
+    let left = c
+        .world
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(&dlq)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<_> = left.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(
+        bodies,
+        ["not an event"],
+        "only the message that is no event is left"
+    );
+    c.world
+        .clients
+        .sqs
+        .delete_queue()
+        .queue_url(&dlq)
+        .send()
+        .await
+        .unwrap();
     c.clean_up().await;
 }

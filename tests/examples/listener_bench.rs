@@ -106,6 +106,7 @@ async fn measure(drop: &str, quarantine: &str, schema: &str) -> Result<(), Error
         copy_concurrency: 8,
         reconcile_days: 0,
         reconcile_grace: Duration::ZERO,
+        object_dead_letter_queues: Vec::new(),
     };
     let lease = Lease {
         owner: "listener/bench".into(),

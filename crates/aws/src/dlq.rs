@@ -135,6 +135,9 @@ pub enum Decision {
     Move,
     /// Left in the dead-letter queue, for this reason.
     Keep(String),
+    /// Deleted without being sent anywhere: what it asked for is recorded elsewhere (the
+    /// listener's sweep of an object event whose file already has its row).
+    Remove,
 }
 
 /// A message a redrive left in the dead-letter queue.
@@ -148,6 +151,7 @@ pub struct Kept {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Redriven {
     pub moved: usize,
+    pub removed: usize,
     pub kept: Vec<Kept>,
 }
 
@@ -206,14 +210,17 @@ where
                         kept_handles.extend(message.receipt_handle().map(str::to_string));
                         continue;
                     }
-                    Decision::Move => {}
+                    Decision::Move => {
+                        sqs.send_message()
+                            .queue_url(to_url)
+                            .message_body(body)
+                            .send()
+                            .await
+                            .map_err(|e| sqs_error("SendMessage", to_url, e))?;
+                        done.moved += 1;
+                    }
+                    Decision::Remove => done.removed += 1,
                 }
-                sqs.send_message()
-                    .queue_url(to_url)
-                    .message_body(body)
-                    .send()
-                    .await
-                    .map_err(|e| sqs_error("SendMessage", to_url, e))?;
                 if let Some(handle) = message.receipt_handle() {
                     sqs.delete_message()
                         .queue_url(dlq_url)
@@ -222,7 +229,6 @@ where
                         .await
                         .map_err(|e| sqs_error("DeleteMessage", dlq_url, e))?;
                 }
-                done.moved += 1;
                 tokio::time::sleep(pause).await;
             }
         }

@@ -28,6 +28,11 @@ impl Queue {
         }
     }
 
+    /// The SQS client it sends with.
+    pub fn client(&self) -> &aws_sdk_sqs::Client {
+        &self.client
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -12,6 +12,7 @@ use sluice_db::{Lease, Store};
 use sluice_lambda::setup::deadline_at;
 use sluice_lambda::{invocation_lease, Failure};
 
+use crate::dead_letters::{sweep_dead_letters, DeadLetterCounts};
 use crate::reconcile::{reconcile_quarantine, ReconcileCounts};
 use crate::redrive::redrive_stuck;
 use crate::sweep::{sweep_drops, SweepCounts};
@@ -46,6 +47,9 @@ pub struct Deps {
     /// A quarantine object younger than this may still have its event on the way: the
     /// reconciliation leaves it to the sanitizer.
     pub reconcile_grace: Duration,
+    /// The dead-letter queues of object events (the sanitize queue's, the EventBridge
+    /// target's), swept for files that never got a row.
+    pub object_dead_letter_queues: Vec<String>,
 }
 
 /// What one run did: the return value, and one log line.
@@ -55,6 +59,8 @@ pub struct Summary {
     pub sweep: SweepCounts,
     #[serde(flatten)]
     pub reconcile: ReconcileCounts,
+    #[serde(flatten)]
+    pub dead_letters: DeadLetterCounts,
     #[serde(flatten)]
     pub redrive: RedriveCounts,
     /// The run stopped taking new work because its time ran low; the next run goes on.
@@ -101,7 +107,8 @@ pub async fn handle(event: LambdaEvent<Value>, deps: &Deps) -> Result<Summary, F
     run(deps, &lease, budget).await
 }
 
-/// One run: drops first (new files), then quarantine objects without a row, then stuck files.
+/// One run: drops first (new files), then quarantine objects without a row, then dead object
+/// events, then stuck files.
 pub async fn run(deps: &Deps, lease: &Lease, budget: Budget) -> Result<Summary, Failure> {
     let started = Instant::now();
     let mut summary = Summary::default();
@@ -111,6 +118,9 @@ pub async fn run(deps: &Deps, lease: &Lease, budget: Budget) -> Result<Summary, 
     }
     if !stopped {
         stopped = reconcile_quarantine(deps, budget, &mut summary.reconcile).await?;
+    }
+    if !stopped {
+        stopped = sweep_dead_letters(deps, budget, &mut summary.dead_letters).await?;
     }
     if !stopped {
         stopped = redrive_stuck(deps, budget, &mut summary.redrive).await?;
@@ -140,6 +150,9 @@ pub async fn run(deps: &Deps, lease: &Lease, budget: Budget) -> Result<Summary, 
         reconcile_listed = s.reconcile.reconcile_listed,
         reconcile_registered = s.reconcile.reconcile_registered,
         reconcile_errors = s.reconcile.reconcile_errors,
+        dead_letters_returned = s.dead_letters.dead_letters_returned,
+        dead_letters_settled = s.dead_letters.dead_letters_settled,
+        dead_letters_kept = s.dead_letters.dead_letters_kept,
         redriven_sanitize = s.redrive.redriven_sanitize,
         redriven_transform = s.redrive.redriven_transform,
         redriven_forward = s.redrive.redriven_forward,
@@ -161,9 +174,9 @@ mod tests {
     fn the_summary_names_every_count_once() {
         let json = serde_json::to_value(Summary::default()).unwrap();
         let keys = json.as_object().unwrap().len();
-        // 9 sweep counts, 3 reconcile counts, 7 re-drive counts, stopped_early: none hidden
-        // by another's name.
-        assert_eq!(keys, 9 + 3 + 7 + 1, "{json}");
+        // 9 sweep counts, 3 reconcile counts, 3 dead-letter counts, 7 re-drive counts,
+        // stopped_early: none hidden by another's name.
+        assert_eq!(keys, 9 + 3 + 3 + 7 + 1, "{json}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! have no row ([`reconcile`]) and re-drives files that stopped short of a final status
 //! ([`redrive`]), within its time, and says what it did ([`Summary`]).
 
+pub mod dead_letters;
 mod handler;
 pub mod reconcile;
 pub mod redrive;

@@ -111,6 +111,24 @@ pub async fn reconcile_quarantine(
 /// Registers one object from what HeadObject says of it now, and sends its event. `false`
 /// when it is gone or was registered by someone else meanwhile.
 async fn register(deps: &Deps, dataset: &str, key: &str) -> Result<bool, String> {
+    let Some((created, etag)) = register_row(deps, dataset, key).await? else {
+        return Ok(false);
+    };
+    let event = object_created_event(&deps.quarantine_bucket, key, &etag);
+    deps.sanitize_queue
+        .send_all(&[event.to_string()])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(created)
+}
+
+/// Gives a quarantine object its `received` row from what HeadObject says of it now:
+/// whether the row is new, and the object's ETag; `None` when the object is gone.
+pub(crate) async fn register_row(
+    deps: &Deps,
+    dataset: &str,
+    key: &str,
+) -> Result<Option<(bool, String)>, String> {
     let bucket = &deps.quarantine_bucket;
     let Some(head) = deps
         .objects
@@ -118,7 +136,7 @@ async fn register(deps: &Deps, dataset: &str, key: &str) -> Result<bool, String>
         .await
         .map_err(|e| e.to_string())?
     else {
-        return Ok(false);
+        return Ok(None);
     };
     let meta = |name: &str| head.metadata.get(name).map(String::as_str);
     let registered = deps
@@ -136,12 +154,7 @@ async fn register(deps: &Deps, dataset: &str, key: &str) -> Result<bool, String>
         })
         .await
         .map_err(|e| e.to_string())?;
-    let event = object_created_event(bucket, key, &head.etag);
-    deps.sanitize_queue
-        .send_all(&[event.to_string()])
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(registered.created)
+    Ok(Some((registered.created, head.etag)))
 }
 
 #[cfg(test)]

@@ -39,6 +39,9 @@ pub struct Settings {
     /// `SLUICE_RECONCILE_GRACE_SECONDS` (default 900): younger objects are left to their
     /// event.
     pub reconcile_grace: Duration,
+    /// `SLUICE_OBJECT_DLQ_URLS` (comma-separated, optional): the dead-letter queues of object
+    /// events, swept for files that never got a row.
+    pub object_dead_letter_queues: Vec<String>,
     pub database: DatabaseSettings,
 }
 
@@ -60,6 +63,13 @@ impl Settings {
             copy_concurrency: number("SLUICE_DROP_CONCURRENCY", 8, 1)?.min(64) as usize,
             reconcile_days: number("SLUICE_RECONCILE_DAYS", 2, 0)?.min(31) as u32,
             reconcile_grace: Duration::from_secs(number("SLUICE_RECONCILE_GRACE_SECONDS", 900, 0)?),
+            object_dead_letter_queues: std::env::var("SLUICE_OBJECT_DLQ_URLS")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_string)
+                .collect(),
             database: DatabaseSettings::from_env()?,
         })
     }
@@ -104,6 +114,7 @@ impl Deps {
             copy_concurrency: settings.copy_concurrency,
             reconcile_days: settings.reconcile_days,
             reconcile_grace: settings.reconcile_grace,
+            object_dead_letter_queues: settings.object_dead_letter_queues,
         })
     }
 }
