@@ -40,6 +40,7 @@ on_both_stores! {
     batches => a_batch_is_claimed_by_one_worker_until_its_2xx_is_recorded,
     settling => delivery_settles_the_file_as_its_batches_get_through,
     plans => a_plan_is_fixed_by_the_first_writer_of_each_of_its_keys,
+    plans_at_once => eight_workers_fixing_one_plan_at_once_all_get_the_same_plan,
     sweep => a_dead_worker_is_redriven_then_given_up_and_an_idle_file_is_only_resent,
     sweeps_at_once => two_sweeps_deciding_one_file_at_once_decide_it_once,
 }
@@ -504,6 +505,30 @@ async fn a_plan_is_fixed_by_the_first_writer_of_each_of_its_keys<S: StatusStore>
     assert_eq!(store.fix_plan(id, &later).await.unwrap(), Some(fixed));
 }
 
+/// Take-overs of one file at the same moment (config changed between their containers'
+/// loads): each gets the plan that is on the row, and it is one of theirs, whole.
+async fn eight_workers_fixing_one_plan_at_once_all_get_the_same_plan<S: StatusStore>(store: &S) {
+    let id = received(store, "plans-at-once.csv").await;
+    let proposals: Vec<_> = (0..8)
+        .map(|i| json!({ "dataset": { "batch": i }, "config": format!("v{i}"), "full": false }))
+        .collect();
+    let fixed = futures_util::future::join_all(proposals.iter().map(|p| store.fix_plan(id, p)))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().expect("the row"))
+        .collect::<Vec<_>>();
+    assert!(fixed.iter().all(|p| p == &fixed[0]), "{fixed:#?}");
+    assert!(
+        proposals.contains(&fixed[0]),
+        "one proposal, whole: {}",
+        fixed[0]
+    );
+    assert_eq!(
+        store.fix_plan(id, &json!({})).await.unwrap().as_ref(),
+        Some(&fixed[0])
+    );
+}
+
 const HOUR: Duration = Duration::from_secs(3600);
 
 async fn a_dead_worker_is_redriven_then_given_up_and_an_idle_file_is_only_resent<S: Sweep>(
@@ -592,4 +617,42 @@ async fn two_sweeps_deciding_one_file_at_once_decide_it_once<S: Sweep>(store: &S
         .filter(|d| matches!(d, Ok(Redrive::Moved)))
         .count();
     assert_eq!((went, moved), (1, 3), "{decisions:?}");
+}
+
+/// The same race on PostgreSQL with a connection per worker (one store's statements share a
+/// connection, so the suite above cannot make them meet in the database): eight UPDATEs of
+/// one row, released together by a barrier.
+#[tokio::test]
+async fn eight_connections_fixing_one_plan_at_once_all_get_the_same_plan() {
+    let schema = sluice_e2e::Schema::create().await;
+    let mut stores = Vec::new();
+    for _ in 0..8 {
+        stores.push(schema.store().await);
+    }
+    let id = received(&stores[0], "plans-on-eight.csv").await;
+    let barrier = tokio::sync::Barrier::new(8);
+    let proposals: Vec<_> = (0..8)
+        .map(|i| json!({ "dataset": { "batch": i }, "config": format!("v{i}") }))
+        .collect();
+    let fixed =
+        futures_util::future::join_all(stores.iter().zip(&proposals).map(|(store, proposal)| {
+            let barrier = &barrier;
+            async move {
+                // Each connection is live before the start.
+                store.fix_plan(Uuid::new_v4(), &json!({})).await.unwrap();
+                barrier.wait().await;
+                store
+                    .fix_plan(id, proposal)
+                    .await
+                    .unwrap()
+                    .expect("the row")
+            }
+        }))
+        .await;
+    assert!(fixed.iter().all(|p| p == &fixed[0]), "{fixed:#?}");
+    assert!(
+        proposals.contains(&fixed[0]),
+        "one proposal, whole: {}",
+        fixed[0]
+    );
 }
