@@ -41,6 +41,7 @@ on_both_stores! {
     settling => delivery_settles_the_file_as_its_batches_get_through,
     plans => a_plan_is_fixed_by_the_first_writer_of_each_of_its_keys,
     plans_at_once => eight_workers_fixing_one_plan_at_once_all_get_the_same_plan,
+    batch_marks => a_batch_mark_is_kept_by_the_first_cut_and_the_plan_around_it_stays,
     sweep => a_dead_worker_is_redriven_then_given_up_and_an_idle_file_is_only_resent,
     sweeps_at_once => two_sweeps_deciding_one_file_at_once_decide_it_once,
 }
@@ -503,6 +504,57 @@ async fn a_plan_is_fixed_by_the_first_writer_of_each_of_its_keys<S: StatusStore>
     let later =
         json!({ "dataset": { "batch": 3 }, "config": "bb", "date_range": null, "full": false });
     assert_eq!(store.fix_plan(id, &later).await.unwrap(), Some(fixed));
+}
+
+async fn a_batch_mark_is_kept_by_the_first_cut_and_the_plan_around_it_stays<S: StatusStore>(
+    store: &S,
+) {
+    assert_eq!(
+        store
+            .mark_batches(Uuid::new_v4(), &json!({}))
+            .await
+            .unwrap(),
+        None
+    );
+    let id = received(store, "marks.csv").await;
+    let options = json!({ "date_range": null, "full": false });
+    store.fix_plan(id, &options).await.unwrap();
+    let a = json!({ "first": 0, "records": 2, "sha256": "aa" });
+    let b = json!({ "first": 2, "records": 2, "sha256": "bb" });
+    assert_eq!(
+        store
+            .mark_batches(id, &json!({ "1": a, "2": b }))
+            .await
+            .unwrap(),
+        Some(json!({ "1": a, "2": b }))
+    );
+    // A later cut of batch 2 gets the first one back; only the batches asked about return.
+    let other = json!({ "first": 2, "records": 3, "sha256": "cc" });
+    let c = json!({ "first": 4, "records": 1, "sha256": "dd" });
+    assert_eq!(
+        store
+            .mark_batches(id, &json!({ "2": other, "3": c }))
+            .await
+            .unwrap(),
+        Some(json!({ "2": b, "3": c }))
+    );
+    // The plan is untouched, and fixing the plan keeps the marks.
+    let plan = store
+        .fix_plan(id, &json!({ "config": "x" }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        plan,
+        json!({ "date_range": null, "full": false, "config": "x" })
+    );
+    assert_eq!(
+        store
+            .mark_batches(id, &json!({ "1": c, "3": a }))
+            .await
+            .unwrap(),
+        Some(json!({ "1": a, "3": c }))
+    );
 }
 
 /// Take-overs of one file at the same moment (config changed between their containers'

@@ -66,6 +66,30 @@ impl FilePlan {
     }
 }
 
+/// What a batch was the first time it was cut: its records' place in the file's record
+/// sequence and a hash of its body. A later cut of the same batch id (a take-over, a re-drive,
+/// a resend) must give the same mark, or the id would name other records: the file then
+/// fails rather than send them (a transformer of another version cutting differently, say).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchMark {
+    /// The ordinal (from 0) of the batch's first record among the file's records sent.
+    pub first: u64,
+    pub records: u64,
+    /// The first 16 hex digits of the SHA-256 of the batch's JSON array.
+    pub sha256: String,
+}
+
+impl BatchMark {
+    pub fn of(first: u64, records: u64, body: &[u8]) -> Self {
+        let digest = Sha256::digest(body);
+        Self {
+            first,
+            records,
+            sha256: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+}
+
 /// A stable short hash of a dataset section (serde_json writes object keys sorted).
 fn config_hash(section: &Value) -> String {
     let digest = Sha256::digest(section.to_string().as_bytes());
@@ -109,6 +133,22 @@ mod tests {
         let later = back.apply(&message(true));
         assert_eq!(later.date_range, first.date_range);
         assert!(!later.full);
+    }
+
+    #[test]
+    fn a_batch_mark_names_its_place_and_its_bytes() {
+        let a = BatchMark::of(0, 2, b"[{\"a\":1},{\"a\":2}]");
+        assert_eq!(a, BatchMark::of(0, 2, b"[{\"a\":1},{\"a\":2}]"));
+        assert_ne!(a, BatchMark::of(0, 2, b"[{\"a\":1},{\"a\":3}]"));
+        assert_ne!(a, BatchMark::of(1, 2, b"[{\"a\":1},{\"a\":2}]"));
+        assert_eq!(a.sha256.len(), 16);
+        // A plan with marks still reads as a plan.
+        let plan: FilePlan = serde_json::from_value(serde_json::json!({
+            "dataset": null, "config": null, "date_range": null, "full": false,
+            "batches": { "1": a }
+        }))
+        .unwrap();
+        assert_eq!(plan.dataset, None);
     }
 
     #[test]

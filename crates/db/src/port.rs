@@ -91,6 +91,14 @@ impl StatusStore for Store {
         Store::fix_plan(self, id, proposed)
     }
 
+    fn mark_batches(
+        &self,
+        id: Uuid,
+        marks: &serde_json::Value,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, DbError>> + Send {
+        Store::mark_batches(self, id, marks)
+    }
+
     fn claim(
         &self,
         id: Uuid,

@@ -263,6 +263,42 @@ impl Store {
         Ok(row.map(|r| r.get(0)))
     }
 
+    /// Records batch marks (`batch_mark`), first writer wins per batch; returns the marks
+    /// now recorded for the batches of `marks` (`None` when the file has no row).
+    pub async fn mark_batches(&self, id: Uuid, marks: &Value) -> Result<Option<Value>, DbError> {
+        let client = self.db.client().await?;
+        if client
+            .query_opt("SELECT 1 FROM file_process WHERE id = $1", &[&id])
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        // Two statements: a row a concurrent cut inserted is invisible to the first one's
+        // snapshot (ON CONFLICT waits for it, then skips it), and visible to the second's.
+        client
+            .execute(
+                "INSERT INTO batch_mark (file_id, seq, first_record, records, sha256)
+                 SELECT $1, key::int, (value->>'first')::bigint, (value->>'records')::bigint,
+                        value->>'sha256'
+                 FROM jsonb_each($2::jsonb)
+                 ON CONFLICT (file_id, seq) DO NOTHING",
+                &[&id, marks],
+            )
+            .await?;
+        let row = client
+            .query_one(
+                "SELECT COALESCE(jsonb_object_agg(seq::text, jsonb_build_object(
+                            'first', first_record, 'records', records, 'sha256', sha256)),
+                        '{}'::jsonb)
+                 FROM batch_mark
+                 WHERE file_id = $1 AND seq::text IN (SELECT jsonb_object_keys($2::jsonb))",
+                &[&id, marks],
+            )
+            .await?;
+        Ok(Some(row.get(0)))
+    }
+
     async fn transition(
         &self,
         id: Uuid,

@@ -63,6 +63,8 @@ struct Entry {
     events: Vec<EventRow>,
     /// The file's plan (see `StatusStore::fix_plan`).
     plan: Option<Value>,
+    /// Its batches' marks by sequence number (see `StatusStore::mark_batches`).
+    marks: std::collections::BTreeMap<String, Value>,
     /// Re-drives after lapsed leases, and re-sends while idle (see [`Sweep`]).
     redrives: i32,
     resends: i32,
@@ -327,6 +329,7 @@ impl StatusStore for MemoryStore {
             attempts: 0,
             events: Vec::new(),
             plan: None,
+            marks: Default::default(),
             redrives: 0,
             resends: 0,
         };
@@ -421,6 +424,22 @@ impl StatusStore for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn mark_batches(&self, id: Uuid, marks: &Value) -> Result<Option<Value>, Never> {
+        let mut state = self.state();
+        let Some(entry) = state.files.get_mut(&id) else {
+            return Ok(None);
+        };
+        let mut recorded = serde_json::Map::new();
+        for (seq, mark) in marks.as_object().into_iter().flatten() {
+            let kept = entry
+                .marks
+                .entry(seq.clone())
+                .or_insert_with(|| mark.clone());
+            recorded.insert(seq.clone(), kept.clone());
+        }
+        Ok(Some(Value::Object(recorded)))
     }
 
     async fn fix_plan(&self, id: Uuid, proposed: &Value) -> Result<Option<Value>, Never> {

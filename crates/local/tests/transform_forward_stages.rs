@@ -293,6 +293,66 @@ async fn a_config_changed_while_a_file_is_in_flight_leaves_its_batches_as_planne
 }
 
 #[tokio::test]
+async fn a_batch_cut_other_than_its_recorded_mark_fails_the_file_and_is_not_sent() {
+    let (local, message) = sanitized("marks").await;
+    let message: sluice_core::message::FileSanitized = serde_json::from_str(&message).unwrap();
+    let queue = MemoryQueue::new();
+    transform_file(&transform_stage(&local, &queue), &message, &lease("t"))
+        .await
+        .unwrap();
+    assert_eq!(queue.take_all().len(), 3);
+    let id = message.file_id;
+    // Each batch's first cut is on the plan: its place and its hash.
+    let plan = local
+        .store
+        .mark_batches(id, &serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!(plan, Some(serde_json::json!({})));
+    let recorded = local
+        .store
+        .mark_batches(
+            id,
+            &serde_json::json!({ "2": { "first": 9, "records": 9, "sha256": "x" } }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(recorded["2"]["first"], 2, "the first cut wins: {recorded}");
+    assert_eq!(recorded["2"]["records"], 2);
+
+    // A transformer that cut batch 2 differently (another version, say) took the plan first:
+    // the resend finds batch 2 differs, sends nothing of it or after it, and fails the file.
+    let (local, message) = sanitized("marks-other").await;
+    let message: sluice_core::message::FileSanitized = serde_json::from_str(&message).unwrap();
+    let other =
+        serde_json::json!({ "2": { "first": 2, "records": 2, "sha256": "0000000000000000" } });
+    local
+        .store
+        .mark_batches(message.file_id, &other)
+        .await
+        .unwrap();
+    transform_file(&transform_stage(&local, &queue), &message, &lease("t2"))
+        .await
+        .unwrap();
+    let sent = queue.take_all();
+    assert!(
+        sent.is_empty(),
+        "batches 1 and 2 are flushed together: none sent: {sent:?}"
+    );
+    let row = local.store.file(message.file_id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Failed);
+    assert!(
+        row.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("batch 2 came out other than"),
+        "{:?}",
+        row.error
+    );
+}
+
+#[tokio::test]
 async fn a_refused_batch_is_retried_and_on_its_last_delivery_fails_the_file() {
     let (local, message) = sanitized("refused").await;
     let message: sluice_core::message::FileSanitized = serde_json::from_str(&message).unwrap();

@@ -250,6 +250,16 @@ pub trait StatusStore: CallLog<Error = <Self as StatusStore>::Error> + Send + Sy
         proposed: &serde_json::Value,
     ) -> impl Future<Output = Result<Option<serde_json::Value>, <Self as StatusStore>::Error>> + Send;
 
+    /// Records the marks of some of file `id`'s batches (`marks`: an object of batch sequence
+    /// numbers to [`sluice_core::plan::BatchMark`]s) in its plan's `batches`, each kept if one
+    /// is there already (first writer wins). Returns the marks now recorded for those
+    /// sequence numbers (`None` if there is no row).
+    fn mark_batches(
+        &self,
+        id: Uuid,
+        marks: &serde_json::Value,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, <Self as StatusStore>::Error>> + Send;
+
     /// Claims file `id` for `stage`: moves it `from` -> `to`, or takes `to` over when its
     /// lease expired, setting the lease.
     fn claim(

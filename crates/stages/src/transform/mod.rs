@@ -238,21 +238,29 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
     }
 
     // Pass two sends: batch ids are the file id and sequence, the same on every run.
-    let mut sender = Sender {
-        objects: deps.objects,
-        queue: deps.queue,
-        message: sanitized,
+    let mut sender = Sender::new(
+        deps.objects,
+        deps.store,
+        deps.queue,
+        sanitized,
         total,
-        pending: Vec::new(),
-        delivered: &delivered,
-        resent: 0,
-    };
+        &delivered,
+    );
     let sent = match &mapping.delta {
         None => send_all(deps, &source, &mut sender).await,
         // A plan that sends nothing needs no second read.
         Some(_) if total == 0 => Ok(counted.clone()),
         Some(delta) => send_planned(deps, &source, delta, &mut sender).await,
     };
+    if let Some(reason) = sender.mismatch.take() {
+        deps.store
+            .fail(id, Stage::Transformer, &reason)
+            .await
+            .map_err(Fault::store)?;
+        tracing::error!(file_id = %id, dataset = %dataset.name, reason = %reason,
+            "a batch differs from its plan: file failed");
+        return Ok(());
+    }
     let sent = match sent {
         Ok(report) => report,
         Err(PassError::File(reason) | PassError::Retry(reason)) => {
@@ -476,10 +484,10 @@ async fn plan_once<O: Objects, S: RecordState, Q>(
 }
 
 /// Pass two of a dataset without a record key: every record.
-async fn send_all<O: Objects, S, Q: Outbox>(
+async fn send_all<O: Objects, S: StatusStore, Q: Outbox>(
     deps: &Transform<'_, O, S, Q>,
     source: &Source<'_>,
-    sender: &mut Sender<'_, O, Q>,
+    sender: &mut Sender<'_, O, S, Q>,
 ) -> Result<TransformReport, PassError> {
     let pass = source.batches(deps.objects).await?;
     let (mut items, worker) = (pass.items, pass.worker);
@@ -502,7 +510,7 @@ async fn send_planned<O: Objects, S: RecordState, Q: Outbox>(
     deps: &Transform<'_, O, S, Q>,
     source: &Source<'_>,
     delta: &Delta,
-    sender: &mut Sender<'_, O, Q>,
+    sender: &mut Sender<'_, O, S, Q>,
 ) -> Result<TransformReport, PassError> {
     let (pages, plan) = mpsc::channel(2);
     let pass = source
