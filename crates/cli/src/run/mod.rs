@@ -22,7 +22,8 @@ use sluice_local::{EventsFile, FolderObjects, MemoryQueue, MemoryStore};
 use sluice_stages::delivery::{http_client, Targets};
 use sluice_stages::final_status::{message_failed, Delivery};
 use sluice_stages::forward::{forward_batch, Forward};
-use sluice_stages::ports::{flush, Lease, Outstanding, RecordState};
+use sluice_stages::ports::{flush, Lease, Outstanding, RecordState, Sweep};
+use sluice_stages::redrive::{redrive_stuck, RedriveCounts, RedriveStage};
 use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
 use sluice_stages::transform::{transform_file, Transform};
 use uuid::Uuid;
@@ -35,6 +36,9 @@ const QUARANTINE: &str = "quarantine";
 const CLEAN: &str = "clean";
 /// Record batches waiting for the forwarder at most (a few MB at the default batch size).
 const FORWARD_QUEUE_MESSAGES: usize = 16;
+/// With --watch: re-drives of a file whose run died before it is failed (as the listener's
+/// default).
+const MAX_REDRIVES: i32 = 3;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -49,6 +53,11 @@ pub struct Args {
     /// With --watch: seconds between looks at the folder.
     #[arg(long, default_value_t = 5)]
     interval: u64,
+    /// With --watch: a file an earlier run left unfinished (it died, or was stopped) that no
+    /// run holds and that has not moved for this many seconds is taken up again, as the
+    /// listener's re-drive does in AWS.
+    #[arg(long, default_value_t = 900)]
+    stale_after: u64,
     /// Pipeline config file.
     #[arg(long, env = "SLUICE_CONFIG", default_value = "pipelines.toml")]
     config: PathBuf,
@@ -190,7 +199,7 @@ async fn watch(args: &Args) -> Result<std::convert::Infallible> {
     }
 }
 
-async fn watch_with<S: RecordState + Keep + Outstanding>(
+async fn watch_with<S: RecordState + Keep + Outstanding + Sweep>(
     args: &Args,
     config: &PipelineConfig,
     store: &S,
@@ -213,8 +222,35 @@ async fn watch_with<S: RecordState + Keep + Outstanding>(
                 print!("{}", summary.table());
             }
         }
+        // Files an earlier run left unfinished (with PostgreSQL, whose rows outlive a run).
+        if let Some((counts, summary)) = chain.redrive().await? {
+            if args.json {
+                let line = serde_json::json!({ "redrive": counts, "files": summary.files });
+                println!("{line}");
+            } else {
+                println!(
+                    "re-driven: {} to sanitize, {} to transform, {} re-sent, {} given up",
+                    counts.redriven_sanitize,
+                    counts.redriven_transform,
+                    counts.resent_idle,
+                    counts.given_up
+                );
+                print!("{}", summary.table());
+            }
+        }
         tokio::time::sleep(Duration::from_secs(args.interval.max(1))).await;
     }
+}
+
+/// The bucket and key of an "Object Created" event (what a re-drive sends the sanitizer).
+fn object_of(body: &str) -> Option<ObjectCreated> {
+    let event: serde_json::Value = serde_json::from_str(body).ok()?;
+    Some(ObjectCreated {
+        bucket: event["detail"]["bucket"]["name"].as_str()?.to_string(),
+        key: event["detail"]["object"]["key"].as_str()?.to_string(),
+        size: 0,
+        version_id: None,
+    })
 }
 
 /// What a watched folder held: a file is taken once it looks the same (size and
@@ -282,7 +318,85 @@ struct Chain<'a, S> {
     targets: Targets,
     poster: LocalPoster,
     destination: String,
-    lease: Lease,
+}
+
+impl<'a, S: RecordState + Keep + Outstanding + Sweep> Chain<'a, S> {
+    /// The listener's re-drive over this run's store: files that no run holds and that have
+    /// not moved for `--stale-after` (or whose run's lease lapsed) get their stage's input
+    /// again, and go through the chain here. `None` when there were none.
+    async fn redrive(&self) -> Result<Option<(RedriveCounts, Summary)>> {
+        let sanitize_queue = MemoryQueue::new();
+        let transform_queue = MemoryQueue::new();
+        let forward_queue = MemoryQueue::bounded(FORWARD_QUEUE_MESSAGES);
+        let stage = RedriveStage {
+            store: self.store,
+            objects: &self.objects,
+            sanitize_queue: &sanitize_queue,
+            transform_queue: &transform_queue,
+            forward_queue: &forward_queue,
+            clean_bucket: CLEAN,
+            stale_after: Duration::from_secs(self.args.stale_after),
+            max_redrives: MAX_REDRIVES,
+        };
+        let mut counts = RedriveCounts::default();
+        redrive_stuck(&stage, || false, &mut counts)
+            .await
+            .map_err(|fault| anyhow::anyhow!("re-driving unfinished files: {}", fault.message))?;
+        let lease = self.lease();
+        let sanitize = Sanitize {
+            config: self.config,
+            store: self.store,
+            objects: &self.objects,
+            queue: &transform_queue,
+            clean_bucket: CLEAN,
+        };
+        let mut ids = Vec::new();
+        for body in sanitize_queue.take_all() {
+            let Some(object) = object_of(&body) else {
+                continue;
+            };
+            match sanitize_object(&sanitize, &object, None, &lease).await {
+                Ok(outcome) => ids.extend(outcome.file_id),
+                Err(fault) => {
+                    message_failed(self.store, Stage::Sanitizer, None, Delivery::ONLY, &fault)
+                        .await;
+                }
+            }
+        }
+        let sanitized = transform_queue.take_all();
+        ids.extend(
+            sanitized
+                .iter()
+                .filter_map(|b| serde_json::from_str::<FileSanitized>(b).ok())
+                .map(|m| m.file_id),
+        );
+        if ids.is_empty() && counts == RedriveCounts::default() {
+            return Ok(None);
+        }
+        let progress = ProgressBar::hidden();
+        let transforming = async {
+            self.transform_all(sanitized, &forward_queue, &lease).await;
+            forward_queue.close();
+        };
+        tokio::join!(
+            transforming,
+            self.forward_all(&forward_queue, &progress, &lease)
+        );
+        self.store.keep()?;
+        self.notify().await?;
+        ids.sort();
+        ids.dedup();
+        let mut lines = Vec::new();
+        for id in ids {
+            let name = PathBuf::from(format!("(re-driven) {id}"));
+            lines.push(FileLine::of(&name, id, self.store, &self.args.out).await);
+        }
+        let summary = Summary {
+            files: lines,
+            destination: self.destination.clone(),
+        };
+        Ok(Some((counts, summary)))
+    }
 }
 
 impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
@@ -311,14 +425,20 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
             targets,
             poster,
             destination,
-            lease: Lease {
-                owner: format!("run/{}", Uuid::new_v4()),
-                until: SystemTime::now() + Duration::from_secs(24 * 3600),
-            },
         })
     }
 
+    /// A round's lease: its own owner, and long enough for any file (a local run has no
+    /// deadline; a run that dies leaves its files to `--watch`'s re-drive once it lapses).
+    fn lease(&self) -> Lease {
+        Lease {
+            owner: format!("run/{}", Uuid::new_v4()),
+            until: SystemTime::now() + Duration::from_secs(24 * 3600),
+        }
+    }
+
     async fn run(&self, files: &[PathBuf]) -> Result<Summary> {
+        let lease = &self.lease();
         // This run's queues: one "file sanitized" message per file, and the record batches.
         let transform_queue = MemoryQueue::new();
         let forward_queue = MemoryQueue::bounded(FORWARD_QUEUE_MESSAGES);
@@ -340,7 +460,7 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
         let progress = progress_bar(created.len());
         let outcomes: Vec<_> = stream::iter(&created)
             .map(|(file, object)| async {
-                let outcome = sanitize_object(&sanitize, object, None, &self.lease).await;
+                let outcome = sanitize_object(&sanitize, object, None, lease).await;
                 // Each event has its only delivery here: a failure fails its file.
                 if let Err(fault) = &outcome {
                     message_failed(self.store, Stage::Sanitizer, None, Delivery::ONLY, fault).await;
@@ -354,22 +474,17 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
         // The forwarder takes batches as the transformer makes them: the forward queue is
         // bounded, so memory stays flat whatever the file size.
         let transforming = async {
-            self.transform_all(&transform_queue, &forward_queue).await;
+            self.transform_all(transform_queue.take_all(), &forward_queue, lease)
+                .await;
             forward_queue.close();
         };
-        tokio::join!(transforming, self.forward_all(&forward_queue, &progress));
+        tokio::join!(
+            transforming,
+            self.forward_all(&forward_queue, &progress, lease)
+        );
         progress.finish_and_clear();
         self.store.keep()?;
-        // Every final status as the event EventBridge would carry, for whoever watches.
-        let events = EventsFile::new(&self.args.out.join(EVENTS_FILE));
-        let notified = flush(self.store, &events, 100, usize::MAX).await;
-        if notified.failed > 0 {
-            bail!(
-                "{} notification(s) could not be written to {}",
-                notified.failed,
-                events.path().display()
-            );
-        }
+        self.notify().await?;
         for (file, outcome) in outcomes {
             let line = match outcome {
                 Ok(outcome) => match outcome.file_id {
@@ -438,9 +553,23 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
         })
     }
 
+    /// Every final status as the event EventBridge would carry, for whoever watches.
+    async fn notify(&self) -> Result<()> {
+        let events = EventsFile::new(&self.args.out.join(EVENTS_FILE));
+        let notified = flush(self.store, &events, 100, usize::MAX).await;
+        if notified.failed > 0 {
+            bail!(
+                "{} notification(s) could not be written to {}",
+                notified.failed,
+                events.path().display()
+            );
+        }
+        Ok(())
+    }
+
     /// Every "file sanitized" message through the transform stage. Each message is on its
     /// only delivery: a failure fails its file (there is no queue to bring it back).
-    async fn transform_all(&self, from: &MemoryQueue, to: &MemoryQueue) {
+    async fn transform_all(&self, messages: Vec<String>, to: &MemoryQueue, lease: &Lease) {
         let stage = Transform {
             config: self.config,
             store: self.store,
@@ -448,11 +577,11 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
             queue: to,
             clean_bucket: CLEAN,
         };
-        for body in from.take_all() {
+        for body in messages {
             let Ok(message) = serde_json::from_str::<FileSanitized>(&body) else {
                 continue;
             };
-            if let Err(fault) = transform_file(&stage, &message, &self.lease).await {
+            if let Err(fault) = transform_file(&stage, &message, lease).await {
                 let id = Some(message.file_id);
                 message_failed(self.store, Stage::Transformer, id, Delivery::ONLY, &fault).await;
             }
@@ -461,7 +590,7 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
 
     /// Every record batch through the forward stage, on its last delivery (a batch not
     /// delivered after its attempts fails its file).
-    async fn forward_all(&self, from: &MemoryQueue, progress: &ProgressBar) {
+    async fn forward_all(&self, from: &MemoryQueue, progress: &ProgressBar, lease: &Lease) {
         let stage = Forward {
             config: self.config,
             targets: &self.targets,
@@ -480,7 +609,7 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
                 async move {
                     // A batch not delivered after its attempts fails its file; the summary
                     // shows it.
-                    if let Err(fault) = forward_batch(stage, &body, None, &self.lease).await {
+                    if let Err(fault) = forward_batch(stage, &body, None, lease).await {
                         let store = self.store;
                         message_failed(store, Stage::Forwarder, None, Delivery::ONLY, &fault).await;
                     }
