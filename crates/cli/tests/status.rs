@@ -162,6 +162,7 @@ async fn seed(store: &Store) -> (Uuid, Uuid, Uuid) {
                 latency_ms: 12,
                 response_excerpt: None,
                 error,
+                simulated: false,
             })
             .await
             .unwrap();

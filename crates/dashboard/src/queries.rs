@@ -538,13 +538,13 @@ impl Queries<'_> {
                      SELECT COALESCE(c.dataset, ''), sluice_latency_bucket(c.latency_ms),
                             count(*), count(*) FILTER (WHERE c.ok)
                      FROM dashboard_api_call c, w
-                     WHERE c.at >= $1 AND c.at < w.from_h
+                     WHERE c.at >= $1 AND c.at < w.from_h AND NOT c.simulated
                      GROUP BY 1, 2
                      UNION ALL
                      SELECT COALESCE(c.dataset, ''), sluice_latency_bucket(c.latency_ms),
                             count(*), count(*) FILTER (WHERE c.ok)
                      FROM dashboard_api_call c, w
-                     WHERE c.at >= $1 AND c.at >= w.to_h
+                     WHERE c.at >= $1 AND c.at >= w.to_h AND NOT c.simulated
                      GROUP BY 1, 2)
                  SELECT dataset, bucket, sum(calls)::bigint, sum(ok)::bigint
                  FROM parts GROUP BY 1, 2 ORDER BY 1, 2",
@@ -566,7 +566,7 @@ impl Queries<'_> {
             let last_error = client
                 .query_opt(
                     "SELECT error FROM dashboard_api_call
-                     WHERE dataset = $1 AND at >= $2
+                     WHERE dataset = $1 AND at >= $2 AND NOT simulated
                        AND (http_status IS NULL OR http_status NOT BETWEEN 200 AND 299)
                      ORDER BY at DESC LIMIT 1",
                     &[&dataset, &since],

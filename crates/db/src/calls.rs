@@ -19,8 +19,8 @@ use crate::{DbError, Store};
 /// and the claim is still released. `first` and `again` never touch the same row.)
 const RECORD_CALL: &str = "WITH call AS (
          INSERT INTO api_call (file_id, batch_id, attempt, http_status, latency_ms,
-                               response_excerpt, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)),
+                               response_excerpt, error, simulated)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
      first AS (
          UPDATE batch_claim SET lease_owner = NULL, lease_until = NULL, delivered_at = now()
          WHERE batch_id = $2 AND $4 BETWEEN 200 AND 299 AND delivered_at IS NULL
@@ -69,6 +69,7 @@ impl Store {
                     &call.latency_ms,
                     &call.response_excerpt,
                     &call.error,
+                    &call.simulated,
                 ],
             )
             .await?;

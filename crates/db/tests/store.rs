@@ -362,6 +362,7 @@ async fn call(store: &Store, id: uuid::Uuid, batch: &str, attempt: i32, status: 
             latency_ms: 3,
             response_excerpt: status.map(|_| "{\"ok\":true}"),
             error: (!ok).then_some("HTTP 500"),
+            simulated: false,
         })
         .await
         .unwrap();
@@ -770,6 +771,7 @@ async fn duplicate_2xx_at_the_same_moment_count_a_batch_once_and_settles_never_l
                         latency_ms: 1,
                         response_excerpt: None,
                         error: None,
+                        simulated: false,
                     })
                     .await
                     .unwrap();
@@ -1010,6 +1012,7 @@ async fn ok_call(store: &Store, id: uuid::Uuid, batch: &str, attempt: i32) -> Op
             latency_ms: 1,
             response_excerpt: None,
             error: None,
+            simulated: false,
         })
         .await
         .unwrap()

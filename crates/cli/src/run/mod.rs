@@ -88,7 +88,32 @@ pub struct Args {
     /// Print the summary as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Required with DATABASE_URL and no --api, when requests only go to files: `keep`
+    /// records them in PostgreSQL as delivered (you send the request files yourself; API
+    /// health never counts them); `skip` makes the run a trial on an embedded store, and
+    /// PostgreSQL is not written at all.
+    #[arg(long, value_enum)]
+    record_state: Option<RecordStateChoice>,
 }
+
+/// What the shared status store learns of a run whose requests only go to files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecordStateChoice {
+    Keep,
+    Skip,
+}
+
+/// A run the options do not allow; exits with the usage code.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
 
 pub fn run(args: Args) -> u8 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -101,10 +126,16 @@ pub fn run(args: Args) -> u8 {
             return exit::OPERATIONAL;
         }
     };
+    let failed = |e: anyhow::Error| {
+        eprintln!("sluice: {e:#}");
+        match e.downcast_ref::<Usage>() {
+            Some(_) => exit::USAGE,
+            None => exit::OPERATIONAL,
+        }
+    };
     if args.watch.is_some() {
         let Err(e) = runtime.block_on(watch(&args));
-        eprintln!("sluice: {e:#}");
-        return exit::OPERATIONAL;
+        return failed(e);
     }
     match runtime.block_on(run_all(&args)) {
         Ok(summary) => {
@@ -115,10 +146,7 @@ pub fn run(args: Args) -> u8 {
             }
             summary.exit_code()
         }
-        Err(e) => {
-            eprintln!("sluice: {e:#}");
-            exit::OPERATIONAL
-        }
+        Err(e) => failed(e),
     }
 }
 
@@ -128,7 +156,7 @@ async fn run_all(args: &Args) -> Result<Summary> {
     if files.is_empty() {
         bail!("no files found under the given paths");
     }
-    match database_store().await? {
+    match database_store(args).await? {
         Some(store) => Chain::new(args, &config, &store).await?.run(&files).await,
         None => {
             let store = embedded_store(args)?;
@@ -177,23 +205,49 @@ fn load_config(args: &Args) -> Result<PipelineConfig> {
     Ok(config)
 }
 
-/// PostgreSQL (migrated) when `DATABASE_URL` is set.
-async fn database_store() -> Result<Option<sluice_db::Store>> {
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => {
-            let db = sluice_db::Db::new(sluice_db::DbConfig::parse(&url, None)?);
-            sluice_db::migrate(&db).await?;
-            Ok(Some(sluice_db::Store::new(db)))
+/// PostgreSQL (migrated) when `DATABASE_URL` is set, unless the run sends nothing and was
+/// told not to write it (`--record-state=skip`); says on standard error which store it uses.
+async fn database_store(args: &Args) -> Result<Option<sluice_db::Store>> {
+    let url = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => {
+            eprintln!(
+                "sluice: status store: embedded (in memory; record state in {})",
+                args.out.join(RECORD_STATE_FILE).display()
+            );
+            return Ok(None);
         }
-        _ => Ok(None),
+    };
+    let shown = sluice_db::redact_url(&url);
+    if args.api.is_none() {
+        match args.record_state {
+            None => {
+                return Err(Usage(format!(
+                    "DATABASE_URL is set ({shown}) but there is no --api: the requests only go                      to files, and PostgreSQL would record them as delivered, so the same                      records uploaded later through the Lambdas would not be sent.\n                     fix: --record-state=skip for a trial (an embedded store; PostgreSQL is                      not written), or --record-state=keep if you will send the request files                      yourself (API health does not count them)"
+                ))
+                .into())
+            }
+            Some(RecordStateChoice::Skip) => {
+                eprintln!(
+                    "sluice: status store: embedded (a trial: PostgreSQL at {shown} is not                      written; record state in {})",
+                    args.out.join(RECORD_STATE_FILE).display()
+                );
+                return Ok(None);
+            }
+            Some(RecordStateChoice::Keep) => {}
+        }
     }
+    eprintln!("sluice: status store: PostgreSQL at {shown}");
+    let db = sluice_db::Db::new(sluice_db::DbConfig::parse(&url, None)?);
+    sluice_db::migrate(&db).await?;
+    Ok(Some(sluice_db::Store::new(db)))
 }
 
 /// `--watch`: looks at the folder every interval and runs the files that have settled; a
 /// summary per round. Returns only on an error.
 async fn watch(args: &Args) -> Result<std::convert::Infallible> {
     let config = load_config(args)?;
-    match database_store().await? {
+    match database_store(args).await? {
         Some(store) => watch_with(args, &config, &store).await,
         None => watch_with(args, &config, &embedded_store(args)?).await,
     }

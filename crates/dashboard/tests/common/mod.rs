@@ -184,6 +184,7 @@ pub async fn call(store: &Store, file: Uuid, seq: u32, attempt: i32, status: i32
             latency_ms: 10 * attempt,
             response_excerpt: None,
             error: error.as_deref(),
+            simulated: false,
         })
         .await
         .unwrap();

@@ -87,7 +87,9 @@ pub async fn deliver<L: CallLog>(
         };
         let attempt = client.post(target, batch, body.clone(), timeout).await;
         made += 1;
-        let settled = record(log, batch, first_attempt + made as i32 - 1, &attempt).await?;
+        let number = first_attempt + made as i32 - 1;
+        let simulated = target.endpoint.scheme() == "file";
+        let settled = record(log, batch, number, &attempt, simulated).await?;
         last_error = attempt.error.clone().unwrap_or_default();
         match attempt.class {
             AttemptClass::Delivered => {
@@ -168,6 +170,7 @@ async fn record<L: CallLog>(
     batch: &BatchHeader<'_>,
     number: i32,
     attempt: &Attempt,
+    simulated: bool,
 ) -> Result<Option<FileStatus>, L::Error> {
     let latency_ms = attempt.latency.as_millis().min(i32::MAX as u128) as i32;
     // Operators see the outcome in the log; the response excerpt stays in the table, as an
@@ -192,6 +195,7 @@ async fn record<L: CallLog>(
         latency_ms,
         response_excerpt: attempt.excerpt.as_deref(),
         error: attempt.error.as_deref(),
+        simulated,
     })
     .await
 }
