@@ -48,53 +48,117 @@ pub async fn queue_url(sqs: &Client, queue: &str) -> Result<String, AwsError> {
         })
 }
 
-/// Messages in the queue, up to `max`, left in it: each is received with a visibility timeout
-/// of 0, so it is visible again at once (SQS counts the look as a receive). SQS returns a
-/// sample each time; looking stops after three rounds that show nothing new.
+/// How long a look hides what it has seen, so one look receives each message once; it is
+/// shown again at the end of the look.
+const LOOK_VISIBILITY_SECONDS: i32 = 30;
+
+/// Messages in the queue, up to `max`, left in it. Each is received once (SQS counts a look as
+/// a receive: there is no other way to read a message) and hidden for the rest of the look, so
+/// the next rounds find the others; at the end every one is made visible again at once. SQS
+/// returns a sample each time; looking stops after three rounds that show nothing new.
 pub async fn peek(sqs: &Client, url: &str, max: usize) -> Result<Vec<Peeked>, AwsError> {
     let mut seen = HashSet::new();
     let mut found = Vec::new();
+    let mut handles = Vec::new();
     let mut quiet_rounds = 0;
-    while found.len() < max && quiet_rounds < 3 {
-        let received = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .visibility_timeout(0)
-            .wait_time_seconds(0)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await
-            .map_err(|e| sqs_error("ReceiveMessage", url, e))?;
-        let before = found.len();
-        for message in received.messages() {
-            let Some(id) = message.message_id() else {
-                continue;
-            };
-            if found.len() == max || !seen.insert(id.to_string()) {
-                continue;
+    let looked = async {
+        while found.len() < max && quiet_rounds < 3 {
+            let received = sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .visibility_timeout(LOOK_VISIBILITY_SECONDS)
+                .wait_time_seconds(0)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .map_err(|e| sqs_error("ReceiveMessage", url, e))?;
+            let before = found.len();
+            for message in received.messages() {
+                handles.extend(message.receipt_handle().map(str::to_string));
+                let Some(id) = message.message_id() else {
+                    continue;
+                };
+                if found.len() == max || !seen.insert(id.to_string()) {
+                    continue;
+                }
+                let attribute = |name: MessageSystemAttributeName| {
+                    message.attributes().and_then(|a| a.get(&name)).cloned()
+                };
+                found.push(Peeked {
+                    message_id: id.to_string(),
+                    body: message.body().unwrap_or_default().to_string(),
+                    sent_at: attribute(MessageSystemAttributeName::SentTimestamp)
+                        .and_then(|ms| ms.parse::<u64>().ok())
+                        .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
+                    receive_count: attribute(MessageSystemAttributeName::ApproximateReceiveCount)
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0),
+                });
             }
-            let attribute = |name: MessageSystemAttributeName| {
-                message.attributes().and_then(|a| a.get(&name)).cloned()
+            quiet_rounds = if found.len() == before {
+                quiet_rounds + 1
+            } else {
+                0
             };
-            found.push(Peeked {
-                message_id: id.to_string(),
-                body: message.body().unwrap_or_default().to_string(),
-                sent_at: attribute(MessageSystemAttributeName::SentTimestamp)
-                    .and_then(|ms| ms.parse::<u64>().ok())
-                    .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
-                receive_count: attribute(MessageSystemAttributeName::ApproximateReceiveCount)
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0),
-            });
         }
-        quiet_rounds = if found.len() == before {
-            quiet_rounds + 1
-        } else {
-            0
-        };
+        Ok::<(), AwsError>(())
     }
-    Ok(found)
+    .await;
+    for handle in handles {
+        let shown = sqs
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(handle)
+            .visibility_timeout(0)
+            .send()
+            .await;
+        if let Err(e) = shown {
+            tracing::warn!(queue = url, error = %describe(&e),
+                "a message looked at stays hidden until its visibility timeout ends");
+        }
+    }
+    looked.map(|()| found)
+}
+
+/// What a queue is, for tools that should only look at dead-letter queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueRole {
+    /// Some queue's redrive policy names it.
+    DeadLetter { sources: Vec<String> },
+    /// It has a redrive policy of its own: its messages go to its dead-letter queue after
+    /// `max_receives` receives, and every look counts as one.
+    Source { max_receives: Option<u32> },
+    /// Neither.
+    Plain,
+}
+
+/// Whether `url` is a dead-letter queue, a queue with one, or neither.
+pub async fn queue_role(sqs: &Client, url: &str) -> Result<QueueRole, AwsError> {
+    let sources = source_queues(sqs, url).await?;
+    if !sources.is_empty() {
+        return Ok(QueueRole::DeadLetter { sources });
+    }
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .map_err(|e| sqs_error("GetQueueAttributes", url, e))?;
+    let policy = attributes
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok());
+    Ok(match policy {
+        Some(policy) => QueueRole::Source {
+            max_receives: policy["maxReceiveCount"]
+                .as_u64()
+                .or_else(|| policy["maxReceiveCount"].as_str()?.parse().ok())
+                .map(|n| n as u32),
+        },
+        None => QueueRole::Plain,
+    })
 }
 
 /// The queues whose redrive policy names this dead-letter queue.

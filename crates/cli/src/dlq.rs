@@ -10,7 +10,7 @@ use sluice_core::message::{FileSanitized, RecordBatchRef, RecordsAt};
 use sluice_db::{Db, DbConfig, Store};
 use uuid::Uuid;
 
-use crate::exit;
+use crate::exit::{self, Usage};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -39,6 +39,10 @@ enum Sub {
         max: usize,
         #[arg(long)]
         json: bool,
+        /// Look at a queue that is not a dead-letter queue (each look counts as a receive
+        /// there, and receives decide when a message is dead-lettered).
+        #[arg(long)]
+        force: bool,
     },
     /// One message in full: its envelope and its body.
     Show {
@@ -46,6 +50,9 @@ enum Sub {
         message_id: String,
         #[arg(long)]
         json: bool,
+        /// Look at a queue that is not a dead-letter queue (see `list --force`).
+        #[arg(long)]
+        force: bool,
     },
     /// Moves the messages back to the queue they failed on (or to --to), at most --rate a
     /// second, each after a look: a message that cannot do any good there (not one Sluice
@@ -87,9 +94,32 @@ pub fn run(args: Args) -> u8 {
         }
         Err(e) => {
             eprintln!("sluice dlq: {e:#}");
-            exit::OPERATIONAL
+            exit::of(&e)
         }
     }
+}
+
+/// Looking receives each message once: harmless in a dead-letter queue, a step toward the
+/// dead-letter queue anywhere else. Refuses any other queue unless `force`.
+async fn only_dead_letters(sqs: &aws_sdk_sqs::Client, url: &str, force: bool) -> Result<()> {
+    let why = match dlq::queue_role(sqs, url).await? {
+        dlq::QueueRole::DeadLetter { .. } => return Ok(()),
+        _ if force => return Ok(()),
+        dlq::QueueRole::Source { max_receives } => format!(
+            "{url} is not a dead-letter queue: it moves a message to its own dead-letter queue \
+             after {} receives, and SQS counts every look as a receive, so looking could send \
+             live messages there",
+            max_receives.map_or("some".to_string(), |n| n.to_string())
+        ),
+        dlq::QueueRole::Plain => {
+            format!("{url} is not a dead-letter queue: no queue's redrive policy names it")
+        }
+    };
+    Err(Usage(format!(
+        "{why}\nfix: name a dead-letter queue (the stack's outputs list them), or add --force \
+         to look anyway"
+    ))
+    .into())
 }
 
 /// What to print, and the exit code.
@@ -97,8 +127,14 @@ async fn dispatch(command: Sub) -> Result<(String, u8)> {
     let clients = Clients::from_env().await;
     let sqs = clients.sqs.clone();
     match command {
-        Sub::List { queue, max, json } => {
+        Sub::List {
+            queue,
+            max,
+            json,
+            force,
+        } => {
             let url = dlq::queue_url(&sqs, &queue).await?;
+            only_dead_letters(&sqs, &url, force).await?;
             let messages = dlq::peek(&sqs, &url, max).await?;
             let text = match json {
                 true => format!(
@@ -113,8 +149,10 @@ async fn dispatch(command: Sub) -> Result<(String, u8)> {
             queue,
             message_id,
             json,
+            force,
         } => {
             let url = dlq::queue_url(&sqs, &queue).await?;
+            only_dead_letters(&sqs, &url, force).await?;
             let messages = dlq::peek(&sqs, &url, usize::MAX).await?;
             let Some(message) = messages.iter().find(|m| m.message_id == message_id) else {
                 bail!("no message {message_id} in {url} (it may have been moved or expired)");

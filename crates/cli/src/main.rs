@@ -25,6 +25,27 @@ pub mod exit {
     pub const OPERATIONAL: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const REJECTED: u8 = 3;
+
+    /// An error that is the user's to fix by asking differently: exits with [`USAGE`].
+    #[derive(Debug)]
+    pub struct Usage(pub String);
+
+    impl std::fmt::Display for Usage {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl std::error::Error for Usage {}
+
+    /// The exit code of a failed command: [`USAGE`] for a [`Usage`] error, else
+    /// [`OPERATIONAL`].
+    pub fn of(e: &anyhow::Error) -> u8 {
+        match e.downcast_ref::<Usage>() {
+            Some(_) => USAGE,
+            None => OPERATIONAL,
+        }
+    }
 }
 
 #[derive(Debug, Parser)]

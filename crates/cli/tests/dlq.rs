@@ -355,3 +355,56 @@ async fn a_redrive_leaves_behind_what_would_do_no_good_and_says_what_to_run() {
         .unwrap();
     drop_schema(&name).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn looking_receives_each_message_once_and_a_live_queue_is_refused_unless_forced() {
+    let clients = Clients::from_env().await;
+    let suffix = Uuid::new_v4().simple().to_string();
+    let (dead, source) = dead_letter_queue(&clients, &suffix).await;
+    let plain = queue(&clients, &format!("sluice-plain-{suffix}")).await;
+    let bodies: Vec<String> = (0..15).map(|i| format!("{{\"n\":{i}}}")).collect();
+    send(&clients, &dead, &bodies).await;
+    send(&clients, &source, &bodies[..3]).await;
+
+    // One look, one receive per message (SQS has no other way to read one), all found.
+    let listed = json_of(&dlq(&["list", &dead, "--json"]));
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 15);
+    assert!(
+        listed.iter().all(|m| m["receive_count"] == 1),
+        "{listed:#?}"
+    );
+    let again = json_of(&dlq(&["list", &dead, "--json"]));
+    assert!(
+        again
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["receive_count"] == 2),
+        "each look one receive: {again:#}"
+    );
+
+    // A queue with a dead-letter queue of its own: refused, nothing received.
+    let refused = dlq(&["list", &source]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not a dead-letter queue"), "{stderr}");
+    assert!(stderr.contains("after 5 receives"), "{stderr}");
+    assert!(stderr.contains("fix:"), "{stderr}");
+    let refused = dlq(&["show", &plain, "x"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no queue's redrive policy names it"),
+        "{stderr}"
+    );
+    // Forced, it looks.
+    let forced = json_of(&dlq(&["list", &source, "--json", "--force"]));
+    let forced = forced.as_array().unwrap();
+    assert_eq!(forced.len(), 3);
+    assert!(
+        forced.iter().all(|m| m["receive_count"] == 1),
+        "the refusals received nothing: {forced:#?}"
+    );
+    delete_queues(&clients, &[&dead, &source, &plain]).await;
+}

@@ -28,7 +28,7 @@ use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
 use sluice_stages::transform::{transform_file, Transform};
 use uuid::Uuid;
 
-use crate::exit;
+use crate::exit::{self, Usage};
 use requests::{LocalPoster, RequestFiles};
 use summary::{FileLine, Summary};
 
@@ -103,18 +103,6 @@ pub enum RecordStateChoice {
     Skip,
 }
 
-/// A run the options do not allow; exits with the usage code.
-#[derive(Debug)]
-struct Usage(String);
-
-impl std::fmt::Display for Usage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Usage {}
-
 pub fn run(args: Args) -> u8 {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -128,10 +116,7 @@ pub fn run(args: Args) -> u8 {
     };
     let failed = |e: anyhow::Error| {
         eprintln!("sluice: {e:#}");
-        match e.downcast_ref::<Usage>() {
-            Some(_) => exit::USAGE,
-            None => exit::OPERATIONAL,
-        }
+        exit::of(&e)
     };
     if args.watch.is_some() {
         let Err(e) = runtime.block_on(watch(&args));
