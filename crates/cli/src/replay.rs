@@ -17,16 +17,16 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use serde::Serialize;
-use sluice_aws::{Clients, CopySource, ObjectStore, Queue};
+use sluice_aws::{Clients, CopySource, Head as ObjectHead, ObjectStore, Queue};
 use sluice_core::layout;
 use sluice_core::message::{
-    full_from_metadata, CleanFile, DateRange, FileSanitized, MAX_SANITIZE_REPORT_BYTES,
-    REPLAY_OF_METADATA,
+    full_from_metadata, uploaded_at, CleanFile, DateRange, FileSanitized,
+    MAX_SANITIZE_REPORT_BYTES, REPLAY_OF_METADATA, SITE_METADATA, UPLOADED_BY_METADATA,
 };
 use sluice_core::plan::RunOptions;
 use sluice_core::transform::delta::original_name;
 use sluice_core::FileStatus;
-use sluice_db::{file_id, Db, DbConfig, Earlier, ReplayError, ReplayFrom, Store};
+use sluice_db::{Db, DbConfig, Earlier, NewFile, ReplayError, ReplayFrom, Store};
 use uuid::Uuid;
 
 use crate::exit;
@@ -203,12 +203,13 @@ fn check_usage(args: &Args) -> Result<(), String> {
             return Err(format!("--start {start} is after --end {end}"));
         }
     }
+    // A dry run looks at the clean file too, so it needs the bucket as much as the real one.
+    if args.from != ReplayFrom::Sanitize && args.clean_bucket.is_none() {
+        return Err("--from transform or forward needs the clean bucket: set \
+                    SLUICE_CLEAN_BUCKET or --clean-bucket"
+            .into());
+    }
     if args.from != ReplayFrom::Sanitize && !args.dry_run {
-        if args.clean_bucket.is_none() {
-            return Err("--from transform or forward needs the clean bucket: set \
-                        SLUICE_CLEAN_BUCKET or --clean-bucket"
-                .into());
-        }
         if args.transform_queue_url.is_none() {
             return Err(
                 "--from transform or forward needs the transform queue: set \
@@ -302,16 +303,28 @@ impl Replayer<'_> {
             Ok(None) => return refused(id, from, format!("no file {id} in the status store")),
             Err(e) => return failed(id, from, format!("reading file_process: {e}")),
         };
-        if let Err(e) = earlier.check(from) {
-            return refused(id, from, e.to_string());
+        // The same checks for a dry run as for the real one: what the status store says of the
+        // file, then that what the replay copies is still there.
+        match self.store.check_replay(id, from).await {
+            Ok(()) => {}
+            Err(ReplayError::Refused(why)) => return refused(id, from, why),
+            Err(e) => return failed(id, from, format!("reading file_process: {e}")),
         }
+        let head = match self.source_of(&earlier, from).await {
+            Ok(head) => head,
+            Err((result, why)) => {
+                let mut line = Line::new(id, from, result);
+                line.reason = Some(why);
+                return line;
+            }
+        };
         if self.args.dry_run {
             return Line::new(id, from, "would replay");
         }
         let replayed = match from {
-            ReplayFrom::Sanitize => self.copy_original(&earlier).await,
+            ReplayFrom::Sanitize => self.copy_original(&earlier, head).await,
             ReplayFrom::Transform | ReplayFrom::Forward => {
-                self.copy_clean_run(&earlier, from).await
+                self.copy_clean_run(&earlier, from, head).await
             }
         };
         replayed.unwrap_or_else(|(result, why)| {
@@ -321,25 +334,74 @@ impl Replayer<'_> {
         })
     }
 
-    /// A copy of the original beside it in quarantine, under a new name, naming the earlier
-    /// run; the sanitizer takes it from its Object Created event.
-    async fn copy_original(&self, earlier: &Earlier) -> Result<Line, (&'static str, String)> {
-        let (bucket, key) = (&earlier.source_bucket, &earlier.source_key);
-        let head = self
-            .objects
-            .head(bucket, key)
-            .await
-            .map_err(|e| ("failed", e.to_string()))?
-            .ok_or_else(|| {
-                (
-                    "refused",
-                    format!(
-                        "the original s3://{bucket}/{key} is gone from quarantine (expired?): \
-                         replay it --from transform"
+    /// What the replay copies, if it is still there: the original in quarantine (from
+    /// sanitize) or the clean file (from transform or forward). When it is gone, the refusal
+    /// names the other replay only if that one can still be made.
+    async fn source_of(
+        &self,
+        earlier: &Earlier,
+        from: ReplayFrom,
+    ) -> Result<ObjectHead, (&'static str, String)> {
+        let original = || async {
+            let (bucket, key) = (&earlier.source_bucket, &earlier.source_key);
+            self.objects
+                .head(bucket, key)
+                .await
+                .map_err(|e| ("failed", e.to_string()))
+        };
+        let clean = || async {
+            let (Some(bucket), Some(key)) = (&self.args.clean_bucket, &earlier.clean_key) else {
+                return Ok(None);
+            };
+            self.objects
+                .head(bucket, key)
+                .await
+                .map_err(|e| ("failed", e.to_string()))
+        };
+        let id = earlier.id;
+        match from {
+            ReplayFrom::Sanitize => {
+                if let Some(head) = original().await? {
+                    return Ok(head);
+                }
+                let gone = format!(
+                    "the original s3://{}/{} is gone from quarantine (expired?)",
+                    earlier.source_bucket, earlier.source_key
+                );
+                Err(match clean().await? {
+                    Some(_) => ("refused", format!("{gone}: replay it --from transform (its clean file is still there)")),
+                    None => ("refused", format!("{gone}, and file {id} has no clean file left: it cannot be replayed; upload the source file again")),
+                })
+            }
+            ReplayFrom::Transform | ReplayFrom::Forward => {
+                if let Some(head) = clean().await? {
+                    return Ok(head);
+                }
+                let gone = match &self.args.clean_bucket {
+                    Some(bucket) => format!(
+                        "the clean file s3://{bucket}/{} is gone",
+                        earlier.clean_key.as_deref().unwrap_or("-")
                     ),
-                )
-            })?;
-        let mut metadata = self.metadata_for_copy(head.metadata);
+                    None => "no clean bucket given (SLUICE_CLEAN_BUCKET or --clean-bucket)".into(),
+                };
+                Err(match original().await? {
+                    Some(_) => ("refused", format!("{gone}: replay it --from sanitize (its original is still in quarantine)")),
+                    None => ("refused", format!("{gone}, and the original is gone from quarantine too: file {id} cannot be replayed; upload the source file again")),
+                })
+            }
+        }
+    }
+
+    /// A copy of the original beside it in quarantine, under a new name, naming the earlier
+    /// run, and the new run's row (`received`, so `sluice status` knows it at once); the
+    /// sanitizer takes it from its Object Created event.
+    async fn copy_original(
+        &self,
+        earlier: &Earlier,
+        head: ObjectHead,
+    ) -> Result<Line, (&'static str, String)> {
+        let (bucket, key) = (&earlier.source_bucket, &earlier.source_key);
+        let mut metadata = self.metadata_for_copy(head.metadata.clone());
         metadata.insert(REPLAY_OF_METADATA.into(), earlier.id.to_string());
         let metadata: Vec<(&str, &str)> = metadata
             .iter()
@@ -357,7 +419,26 @@ impl Replayer<'_> {
             .copy(source, bucket, &new_key, &metadata)
             .await
             .map_err(|e| ("failed", e.to_string()))?;
-        let new = file_id(bucket, &new_key, &etag);
+        let uploaded_by = head.metadata.get(UPLOADED_BY_METADATA).map(String::as_str);
+        let registered = self
+            .store
+            .register(&NewFile {
+                dataset: earlier.dataset.as_deref().unwrap_or_default(),
+                site: head.metadata.get(SITE_METADATA).map(String::as_str),
+                bucket,
+                key: &new_key,
+                etag: &etag,
+                size: head.size,
+                replay_of: Some(earlier.id),
+                uploaded_by,
+                uploaded_at: uploaded_at(&head.metadata, head.last_modified),
+            })
+            .await
+            .map_err(|e| {
+                let why = format!("copied to {new_key}, but registering its run failed: {e} (the sanitizer registers it when it takes the copy)");
+                ("failed", why)
+            })?;
+        let new = registered.id;
         self.store
             .note_replay(earlier.id, new, ReplayFrom::Sanitize)
             .await
@@ -397,6 +478,7 @@ impl Replayer<'_> {
         &self,
         earlier: &Earlier,
         from: ReplayFrom,
+        head: ObjectHead,
     ) -> Result<Line, (&'static str, String)> {
         let fail = |e: &dyn std::fmt::Display| ("failed", e.to_string());
         let (Some(clean_bucket), Some(queue)) = (&self.args.clean_bucket, &self.queue) else {
@@ -405,18 +487,6 @@ impl Replayer<'_> {
         let (date_range, full) = self.date_range_of(earlier).await?;
         let dataset = earlier.dataset.clone().unwrap_or_default();
         let earlier_clean = earlier.clean_key.clone().unwrap_or_default();
-        let head = self
-            .objects
-            .head(clean_bucket, &earlier_clean)
-            .await
-            .map_err(|e| fail(&e))?
-            .ok_or_else(|| {
-                let why = format!(
-                    "the clean file s3://{clean_bucket}/{earlier_clean} is gone: replay it \
-                     --from sanitize"
-                );
-                ("refused", why)
-            })?;
         // On the new row, so a re-drive of the run keeps them.
         let options = RunOptions {
             date_range: date_range.clone(),

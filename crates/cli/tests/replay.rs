@@ -504,6 +504,10 @@ async fn a_failed_file_is_replayed_from_each_stage_as_new_runs_and_its_history_s
         key,
         "incoming/orders/2026/11/24/0b7a6f1c-2d3e-4c8e-9d41-2a6b3c4d5e6f-orders.csv"
     );
+    // Known at once, before the sanitizer has seen the copy.
+    let known = w.status(sanitize_run).await;
+    assert_eq!(known.status, FileStatus::Received);
+    assert_eq!(known.replay_of, Some(earlier));
     assert_eq!(w.sanitize(&key).await, sanitize_run);
     let row = w.status(sanitize_run).await;
     assert_eq!(row.replay_of, Some(earlier));
@@ -548,6 +552,70 @@ async fn a_failed_file_is_replayed_from_each_stage_as_new_runs_and_its_history_s
     assert_eq!(replays.len(), 3);
     assert_eq!(replays["sanitize"], sanitize_run.to_string());
     assert_eq!(replays["transform"], transform_run.to_string());
+    w.clean_up().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_refuses_what_the_real_replay_would_and_the_advice_leads_somewhere() {
+    let w = World::new().await;
+    let key = "incoming/orders/2026/11/24/expiring-orders.csv";
+    let earlier = w.upload(key).await;
+    w.transform(1).await;
+    *w.api.refuse_seq.lock().unwrap() = Some(1);
+    w.forward().await;
+    *w.api.refuse_seq.lock().unwrap() = None;
+    assert_eq!(w.status(earlier).await.status, FileStatus::Failed);
+    let id = earlier.to_string();
+    let result = |output: &Output| {
+        let line = lines(output).remove(0);
+        (
+            line["result"].as_str().unwrap().to_string(),
+            line["reason"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+
+    // The original expires from quarantine: both runs refuse the replay from sanitize, and
+    // send the operator to the clean file, which is there.
+    w.clients
+        .s3
+        .delete_object()
+        .bucket(&w.quarantine)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    for dry in [true, false] {
+        let mut args = vec![id.as_str(), "--from", "sanitize", "--json"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let out = w.replay(&args);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let (result, reason) = result(&out);
+        assert_eq!(result, "refused", "dry run {dry}: {reason}");
+        assert!(reason.contains("replay it --from transform"), "{reason}");
+    }
+    let dry = w.replay(&[&id, "--from", "transform", "--dry-run", "--json"]);
+    assert_eq!(result(&dry).0, "would replay");
+
+    // The clean file goes too: no advice that leads back, and no replay either way.
+    let clean_key = w.status(earlier).await.clean_key.unwrap();
+    w.clients
+        .s3
+        .delete_object()
+        .bucket(&w.clean)
+        .key(&clean_key)
+        .send()
+        .await
+        .unwrap();
+    for from in ["sanitize", "transform", "forward"] {
+        let out = w.replay(&[&id, "--from", from, "--dry-run", "--json"]);
+        let (result, reason) = result(&out);
+        assert_eq!(result, "refused", "{from}: {reason}");
+        assert!(!reason.contains("replay it --from"), "{from}: {reason}");
+        assert!(reason.contains("cannot be replayed"), "{from}: {reason}");
+    }
+    assert!(drain(&w.clients, &w.transform_url).await.is_empty());
     w.clean_up().await;
 }
 

@@ -212,27 +212,7 @@ impl Store {
         }
         let mut client = self.db.client().await?;
         let tx = client.transaction().await?;
-        let row = tx
-            .query_opt(
-                "SELECT NULLIF(dataset, ''), status, clean_key, batches_sent, records, rows_in,
-                        rows_out, rows_rejected, source_bucket, source_key, source_etag,
-                        source_size, site, uploaded_by
-                 FROM file_process WHERE id = $1 FOR UPDATE",
-                &[&earlier],
-            )
-            .await?
-            .ok_or_else(|| {
-                ReplayError::Refused(format!("no file {earlier} in the status store"))
-            })?;
-        let shown = Earlier {
-            id: earlier,
-            dataset: row.get(0),
-            status: parse_status(row.get(1))?,
-            source_bucket: row.get(8),
-            source_key: row.get(9),
-            source_etag: row.get(10),
-            clean_key: row.get(2),
-        };
+        let (row, shown) = earlier_run(&tx, earlier, "FOR UPDATE").await?;
         shown.check(from)?;
         let dataset = shown.dataset.clone().unwrap_or_default();
         let skip = match from {
@@ -314,6 +294,21 @@ impl Store {
             rows: rows_out.unwrap_or(0),
             skip,
         })
+    }
+
+    /// The checks a replay of `earlier` from `from` makes before it writes anything (the
+    /// file is final, has a dataset, a clean file for transform and forward, batches left to
+    /// re-send for forward), made without writing: what `sluice replay --dry-run` runs.
+    pub async fn check_replay(&self, earlier: Uuid, from: ReplayFrom) -> Result<(), ReplayError> {
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        let (row, shown) = earlier_run(&tx, earlier, "").await?;
+        shown.check(from)?;
+        if from == ReplayFrom::Forward {
+            self.delivered_snapshot(&tx, earlier, &row).await?;
+        }
+        tx.rollback().await?;
+        Ok(())
     }
 
     /// The earlier run's delivered batches and counts, for a replay from forward.
@@ -403,4 +398,34 @@ mod tests {
         }
         assert!("deliver".parse::<ReplayFrom>().is_err());
     }
+}
+
+/// The earlier run's row (`lock`: `FOR UPDATE` or nothing) and what a replay needs of it.
+async fn earlier_run(
+    tx: &tokio_postgres::Transaction<'_>,
+    earlier: Uuid,
+    lock: &str,
+) -> Result<(tokio_postgres::Row, Earlier), ReplayError> {
+    let row = tx
+        .query_opt(
+            &format!(
+                "SELECT NULLIF(dataset, ''), status, clean_key, batches_sent, records, rows_in,
+                        rows_out, rows_rejected, source_bucket, source_key, source_etag,
+                        source_size, site, uploaded_by
+                 FROM file_process WHERE id = $1 {lock}"
+            ),
+            &[&earlier],
+        )
+        .await?
+        .ok_or_else(|| ReplayError::Refused(format!("no file {earlier} in the status store")))?;
+    let shown = Earlier {
+        id: earlier,
+        dataset: row.get(0),
+        status: parse_status(row.get(1))?,
+        source_bucket: row.get(8),
+        source_key: row.get(9),
+        source_etag: row.get(10),
+        clean_key: row.get(2),
+    };
+    Ok((row, shown))
 }
