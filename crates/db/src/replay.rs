@@ -373,33 +373,6 @@ fn sequence_of(batch_id: &str) -> Option<u32> {
     batch_id.rsplit('-').next()?.parse().ok()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_batch_id_gives_its_sequence() {
-        let id = Uuid::nil();
-        assert_eq!(
-            sequence_of(&sluice_core::message::batch_id(id, 12)),
-            Some(12)
-        );
-        assert_eq!(sequence_of("nonsense"), None);
-    }
-
-    #[test]
-    fn stages_read_as_written() {
-        for from in [
-            ReplayFrom::Sanitize,
-            ReplayFrom::Transform,
-            ReplayFrom::Forward,
-        ] {
-            assert_eq!(from.as_str().parse::<ReplayFrom>(), Ok(from));
-        }
-        assert!("deliver".parse::<ReplayFrom>().is_err());
-    }
-}
-
 /// The earlier run's row (`lock`: `FOR UPDATE` or nothing) and what a replay needs of it.
 async fn earlier_run(
     tx: &tokio_postgres::Transaction<'_>,
@@ -428,4 +401,31 @@ async fn earlier_run(
         clean_key: row.get(2),
     };
     Ok((row, shown))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_id_gives_its_sequence() {
+        let id = Uuid::nil();
+        assert_eq!(
+            sequence_of(&sluice_core::message::batch_id(id, 12)),
+            Some(12)
+        );
+        assert_eq!(sequence_of("nonsense"), None);
+    }
+
+    #[test]
+    fn stages_read_as_written() {
+        for from in [
+            ReplayFrom::Sanitize,
+            ReplayFrom::Transform,
+            ReplayFrom::Forward,
+        ] {
+            assert_eq!(from.as_str().parse::<ReplayFrom>(), Ok(from));
+        }
+        assert!("deliver".parse::<ReplayFrom>().is_err());
+    }
 }
