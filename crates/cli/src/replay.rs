@@ -209,14 +209,12 @@ fn check_usage(args: &Args) -> Result<(), String> {
                     SLUICE_CLEAN_BUCKET or --clean-bucket"
             .into());
     }
-    if args.from != ReplayFrom::Sanitize && !args.dry_run {
-        if args.transform_queue_url.is_none() {
-            return Err(
-                "--from transform or forward needs the transform queue: set \
-                        SLUICE_TRANSFORM_QUEUE_URL or --transform-queue-url"
-                    .into(),
-            );
-        }
+    if args.from != ReplayFrom::Sanitize && !args.dry_run && args.transform_queue_url.is_none() {
+        return Err(
+            "--from transform or forward needs the transform queue: set \
+                    SLUICE_TRANSFORM_QUEUE_URL or --transform-queue-url"
+                .into(),
+        );
     }
     statuses(args)?;
     Ok(())
