@@ -6,6 +6,7 @@ mod dlq;
 mod doctor;
 mod duration;
 mod forward;
+mod ids;
 mod migrate;
 mod presign;
 mod replay;

@@ -51,9 +51,10 @@ or forward; AWS credentials (or AWS_ENDPOINT_URL for a local stand-in).
 Exit codes: 0 every file replayed (or listed with --dry-run); 1 a file was refused or could not
 be replayed (each line says why), or the database or AWS could not be reached; 2 bad usage.")]
 pub struct Args {
-    /// Files to replay (ids from `sluice status`).
+    /// Files to replay (ids from `sluice status`, whole or a unique start of at least 4 hex
+    /// digits).
     #[arg(required_unless_present = "dataset")]
-    file_ids: Vec<Uuid>,
+    file_ids: Vec<String>,
     /// The stage to run again from: sanitize (the original), transform (the clean file) or
     /// forward (the batches the earlier run did not deliver).
     #[arg(long, default_value = "sanitize")]
@@ -178,7 +179,7 @@ pub fn run(args: Args) -> u8 {
         Ok(false) => exit::OPERATIONAL,
         Err(e) => {
             eprintln!("sluice replay: {e:#}");
-            exit::OPERATIONAL
+            exit::of(&e)
         }
     }
 }
@@ -238,7 +239,13 @@ async fn replay_all(args: &Args) -> Result<bool> {
         DbConfig::parse(&args.database_url, args.ca_file.as_deref()).context("DATABASE_URL")?;
     let store = Store::new(Db::new(config));
     let ids = match &args.dataset {
-        None => args.file_ids.clone(),
+        None => {
+            let mut ids = Vec::new();
+            for text in &args.file_ids {
+                ids.push(crate::ids::resolve(&store, text).await?);
+            }
+            ids
+        }
         Some(dataset) => {
             let since = args.since.as_deref().unwrap_or_default();
             let since =

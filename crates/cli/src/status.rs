@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use sluice_core::transform::delta::original_name;
 use sluice_core::FileStatus;
 use sluice_db::{ApiCallRow, Db, DbConfig, EventRow, FileQuery, FileRow, Store};
 use uuid::Uuid;
@@ -25,8 +26,9 @@ const SHOWN_CALLS: usize = 20;
 
 Exit codes: 0 shown; 1 no such file, or the database could not be read; 2 bad usage.")]
 pub struct Args {
-    /// One file: its row, its history (file_event) and its API calls.
-    file_id: Option<Uuid>,
+    /// One file: its row, its history (file_event) and its API calls (what each failed call
+    /// got back). A whole id, or its start (at least 4 hex digits) if only one file has it.
+    file_id: Option<String>,
     /// Only this dataset's files.
     #[arg(long, conflicts_with = "file_id")]
     dataset: Option<String>,
@@ -93,8 +95,13 @@ fn show(args: &Args) -> Result<String, Stop> {
         .status
         .as_deref()
         .map(|s| {
-            s.parse::<FileStatus>()
-                .map_err(|_| Stop::Usage(format!("unknown status {s:?}")))
+            s.parse::<FileStatus>().map_err(|_| {
+                let all: Vec<&str> = FileStatus::ALL.iter().map(|s| s.as_str()).collect();
+                Stop::Usage(format!(
+                    "unknown status {s:?}: give one of {}",
+                    all.join(", ")
+                ))
+            })
         })
         .transpose()?;
     let since = args
@@ -110,8 +117,17 @@ fn show(args: &Args) -> Result<String, Stop> {
         .context("starting the async runtime")?;
     runtime.block_on(async {
         let store = Store::new(Db::new(config));
-        match args.file_id {
-            Some(id) => one_file(&store, id, args.json).await,
+        match &args.file_id {
+            Some(text) => {
+                let id =
+                    crate::ids::resolve(&store, text).await.map_err(|e| match e
+                        .downcast_ref::<crate::exit::Usage>()
+                    {
+                        Some(usage) => Stop::Usage(usage.to_string()),
+                        None => Stop::Failed(e),
+                    })?;
+                one_file(&store, id, args.json).await
+            }
             None => {
                 let files = if args.stuck {
                     stuck(&store, args, since).await?
@@ -192,6 +208,7 @@ fn file_json(f: &FileRow) -> Value {
         "status": f.status.as_str(),
         "failed_stage": f.failed_stage,
         "error": f.error,
+        "name": original_name(&f.source_key),
         "source": format!("s3://{}/{}", f.source_bucket, f.source_key),
         "source_size": f.source_size,
         "clean_key": f.clean_key,
@@ -227,13 +244,49 @@ fn call_json(c: &ApiCallRow) -> Value {
         "http_status": c.http_status,
         "latency_ms": c.latency_ms,
         "error": c.error,
+        "response_excerpt": c.response_excerpt,
     })
+}
+
+/// An error as a list shows it: the cause first, without the dead-letter boilerplate, ids
+/// cut to their first 8 digits, at most 100 characters.
+fn cause(error: &str) -> String {
+    let error = error
+        .split("; delivery ")
+        .next()
+        .unwrap_or(error)
+        .trim_end();
+    let mut out = String::new();
+    let mut rest = error;
+    // A file or batch id is 36 characters (8-4-4-4-12); keep its first 8.
+    while let Some(at) = rest.find(|c: char| c.is_ascii_hexdigit()) {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        match tail.get(..36).and_then(|t| Uuid::parse_str(t).ok()) {
+            Some(_) => {
+                out.push_str(&tail[..8]);
+                out.push('…');
+                rest = &tail[36..];
+            }
+            None => {
+                let next = tail.chars().next().map_or(1, char::len_utf8);
+                out.push_str(&tail[..next]);
+                rest = &tail[next..];
+            }
+        }
+    }
+    out.push_str(rest);
+    match out.char_indices().nth(100) {
+        Some((cut, _)) => format!("{}…", &out[..cut]),
+        None => out,
+    }
 }
 
 fn file_table(files: &[FileRow]) -> String {
     let mut out = format!(
-        "{:<36}  {:<16} {:<12} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<20}  {}\n",
+        "{:<36}  {:<24} {:<14} {:<12} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<20}  {}\n",
         "file",
+        "name",
         "dataset",
         "status",
         "rows_in",
@@ -242,16 +295,17 @@ fn file_table(files: &[FileRow]) -> String {
         "records",
         "batches",
         "updated",
-        "error"
+        "cause"
     );
     for f in files {
         let batches = match (f.batches_delivered, f.batches_sent) {
             (d, Some(b)) => format!("{}/{b}", d.unwrap_or(0)),
             _ => "-".into(),
         };
-        let error: String = f.error.as_deref().unwrap_or("").chars().take(60).collect();
+        let name: String = original_name(&f.source_key).chars().take(24).collect();
+        let cause = f.error.as_deref().map(cause).unwrap_or_default();
         out.push_str(&format!(
-            "{:<36}  {:<16} {:<12} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<20}  {error}\n",
+            "{:<36}  {name:<24} {:<14} {:<12} {:>8} {:>8} {:>8} {:>8} {:>9}  {:<20}  {cause}\n",
             f.id,
             f.dataset.as_deref().unwrap_or("-"),
             f.status.as_str(),
@@ -341,6 +395,29 @@ fn file_text(f: &FileRow, events: &[EventRow], calls: &[ApiCallRow]) -> String {
             cell(c.latency_ms),
             c.error.as_deref().unwrap_or(""),
         ));
+        let failed = !c.http_status.is_some_and(|s| (200..300).contains(&s));
+        if let (true, Some(answer)) = (failed, &c.response_excerpt) {
+            out.push_str(&format!("      the API answered: {answer}\n"));
+        }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_cause_comes_first_with_short_ids_and_no_boilerplate() {
+        let error = "batch 6f1c2d3e-0b7a-5c8e-9d41-2a6b3c4d5e6f-000002 refused: HTTP 422 \
+                     field customer.email: invalid address; delivery 5 of 5, so the message goes \
+                     to the dead-letter queue";
+        assert_eq!(
+            cause(error),
+            "batch 6f1c2d3e…-000002 refused: HTTP 422 field customer.email: invalid address"
+        );
+        let long = "x".repeat(150);
+        assert_eq!(cause(&long).chars().count(), 101);
+        assert_eq!(cause("café: naïve"), "café: naïve");
+    }
 }

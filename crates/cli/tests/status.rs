@@ -152,7 +152,11 @@ async fn seed(store: &Store) -> (Uuid, Uuid, Uuid) {
         .await
         .unwrap();
     let batch = format!("{delivered}-000001");
-    for (attempt, status, error) in [(1, 503, Some("HTTP 503")), (2, 200, None)] {
+    let busy = Some("{\"error\": \"field customer.email: invalid address\"}");
+    for (attempt, status, error, excerpt) in [
+        (1, 503, Some("HTTP 503"), busy),
+        (2, 200, None, Some("{\"ok\": true}")),
+    ] {
         store
             .record_call(&ApiCall {
                 file_id: delivered,
@@ -160,7 +164,7 @@ async fn seed(store: &Store) -> (Uuid, Uuid, Uuid) {
                 attempt,
                 http_status: Some(status),
                 latency_ms: 12,
-                response_excerpt: None,
+                response_excerpt: excerpt,
                 error,
                 simulated: false,
             })
@@ -291,17 +295,44 @@ async fn status_lists_filters_and_shows_a_delivered_a_rejected_and_a_stuck_file(
         text.contains("HTTP 503") && text.contains("HTTP 200"),
         "{text}"
     );
+    // What the API answered to the failed call, not to the delivered one.
+    assert!(
+        text.contains("the API answered: {\"error\": \"field customer.email: invalid address\"}"),
+        "{text}"
+    );
+    assert!(!text.contains("the API answered: {\"ok\""), "{text}");
+    assert_eq!(
+        one["api_calls"][0]["response_excerpt"],
+        "{\"error\": \"field customer.email: invalid address\"}"
+    );
     let table = String::from_utf8(status(&url, &[]).stdout).unwrap();
     assert!(
         table.contains("3 file(s)") && table.contains("rejected"),
         "{table}"
     );
+    // The file's name, and the cause.
+    assert!(table.contains("rejected.xlsx"), "{table}");
+    assert!(table.contains("not a CSV: an XLSX spreadsheet"), "{table}");
+
+    // A short id: the start of one file's id; too short, or the start of two, is usage.
+    let short = &delivered.to_string()[..8];
+    let by_short = json_of(&status(&url, &[short, "--json"]));
+    assert_eq!(by_short["file"]["id"], delivered.to_string());
+    assert_eq!(status(&url, &["6f1"]).status.code(), Some(2));
+    let unknown = status(&url, &["ffffffff-ffff"]);
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
 
     // Errors: no such file (1), a bad status or --since (2), an unreachable database (1).
     let missing = status(&url, &[&Uuid::new_v4().to_string()]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no file"));
-    assert_eq!(status(&url, &["--status", "lost"]).status.code(), Some(2));
+    let lost = status(&url, &["--status", "lost"]);
+    assert_eq!(lost.status.code(), Some(2));
+    let why = String::from_utf8_lossy(&lost.stderr);
+    assert!(
+        why.contains("received, sanitizing") && why.contains("failed"),
+        "{why}"
+    );
     assert_eq!(
         status(&url, &["--since", "yesterday"]).status.code(),
         Some(2)

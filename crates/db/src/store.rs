@@ -372,6 +372,32 @@ impl Store {
         Ok(moved)
     }
 
+    /// Up to `limit` file ids that start with `hex` (hex digits, no dashes, at most 32), in
+    /// order: what a short id names. A range on the primary key, so it reads no more rows
+    /// than it returns.
+    pub async fn ids_starting_with(&self, hex: &str, limit: i64) -> Result<Vec<Uuid>, DbError> {
+        let hex = hex.to_ascii_lowercase();
+        let bound = |fill: char| {
+            let padded: String = hex
+                .chars()
+                .chain(std::iter::repeat(fill))
+                .take(32)
+                .collect();
+            Uuid::parse_str(&padded)
+        };
+        let (Ok(low), Ok(high)) = (bound('0'), bound('f')) else {
+            return Ok(Vec::new());
+        };
+        let client = self.db.client().await?;
+        let rows = client
+            .query(
+                "SELECT id FROM file_process WHERE id BETWEEN $1 AND $2 ORDER BY id LIMIT $3",
+                &[&low, &high, &limit],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// The file's row, if there is one.
     pub async fn file(&self, id: Uuid) -> Result<Option<FileRow>, DbError> {
         let (client, select) = self.db.prepared(SELECT_FILE).await?;
