@@ -460,3 +460,103 @@ async fn no_batch_of_a_final_file_is_posted_and_the_drop_is_in_its_history() {
         "three batches and one late message: {dropped:?}"
     );
 }
+
+#[tokio::test]
+async fn a_message_dead_lettered_ahead_of_its_file_leaves_the_file_to_its_re_drive() {
+    use sluice_stages::ports::NewFile;
+    use sluice_stages::Fault;
+    let store = MemoryStore::new();
+    let new = |key: &'static str| NewFile {
+        dataset: "orders",
+        site: None,
+        bucket: "quarantine",
+        key,
+        etag: "e",
+        size: 1,
+        replay_of: None,
+        uploaded_by: None,
+        uploaded_at: None,
+    };
+    let last = Delivery {
+        receive_count: 8,
+        max_receive_count: 8,
+    };
+    let fault = Fault::new(FaultKind::Store, "database: connection closed");
+    // A sanitizer sent "file sanitized" and died before recording it: the file is still
+    // sanitizing when the transform message runs out of deliveries.
+    let early = store
+        .register(&new("incoming/orders/early.csv"))
+        .await
+        .unwrap()
+        .id;
+    store
+        .claim(
+            early,
+            sluice_core::Stage::Sanitizer,
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            &lease("s"),
+        )
+        .await
+        .unwrap();
+    let failed = message_failed(
+        &store,
+        sluice_core::Stage::Transformer,
+        Some(early),
+        last,
+        &fault,
+    )
+    .await;
+    assert!(!failed);
+    let row = store.file(early).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Sanitizing);
+    assert!(
+        row.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("while the file was still sanitizing"),
+        "{:?}",
+        row.error
+    );
+    // The same message for a file that did reach its stage fails it, with the reason.
+    let due = store
+        .register(&new("incoming/orders/due.csv"))
+        .await
+        .unwrap()
+        .id;
+    store
+        .claim(
+            due,
+            sluice_core::Stage::Sanitizer,
+            FileStatus::Received,
+            FileStatus::Sanitizing,
+            &lease("s"),
+        )
+        .await
+        .unwrap();
+    store
+        .finish_sanitize(
+            due,
+            FileStatus::Sanitized,
+            Some("clean/orders/due.csv"),
+            sluice_stages::ports::RowCounts::default(),
+            None,
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    assert!(
+        message_failed(
+            &store,
+            sluice_core::Stage::Transformer,
+            Some(due),
+            last,
+            &fault
+        )
+        .await
+    );
+    assert_eq!(
+        store.file(due).await.unwrap().unwrap().status,
+        FileStatus::Failed
+    );
+}

@@ -51,11 +51,23 @@ impl Delivery {
     }
 }
 
+/// Whether a message for `stage` is ahead of a file in `status`: the file has not reached the
+/// stage's input yet (a transform before `sanitized`, a batch before `transforming`).
+fn ahead_of(stage: Stage, status: FileStatus) -> bool {
+    use FileStatus::*;
+    match stage {
+        Stage::Transformer => matches!(status, Received | Sanitizing),
+        Stage::Forwarder => matches!(status, Received | Sanitizing | Sanitized),
+        _ => false,
+    }
+}
+
 /// The one last-delivery rule, for every consumer of a queue (and for local runs): a message
 /// whose work failed with `fault` on its last delivery fails its file (`fault.file`, else
 /// `file`) with the stage and the reason, so no file waits for ever on a message that is gone.
 /// A [`FaultKind::Waiting`] fault never fails a file: the work is another worker's, or not
-/// ready yet. Returns whether the file was failed now.
+/// ready yet; nor does a message that is ahead of its file (see [`ahead_of`]). Returns whether
+/// the file was failed now.
 pub async fn message_failed<S: StatusStore>(
     store: &S,
     stage: Stage,
@@ -80,6 +92,26 @@ pub async fn message_failed<S: StatusStore>(
             fault.message
         ),
     };
+    // A message that ran out of deliveries while its file was still in an earlier stage came
+    // too early (that stage's worker sent it, then died before recording its status): the
+    // earlier stage's re-drive sends it again, so the file is not failed for it.
+    if let Ok(Some(row)) = store.file(id).await {
+        if ahead_of(stage, row.status) {
+            let why = format!(
+                "a {} message ran out of deliveries while the file was still {}: {reason}; \
+                 the re-drive of its {} stage sends it again",
+                stage.as_str(),
+                row.status,
+                row.status
+            );
+            tracing::warn!(file_id = %id, status = %row.status, error = %fault.message,
+                "message dead-lettered ahead of its file: the file is left to its re-drive");
+            if let Err(e) = store.note_error(id, stage, &why).await {
+                tracing::error!(file_id = %id, error = %e, "could not note the error");
+            }
+            return false;
+        }
+    }
     match store.fail(id, stage, &reason).await {
         Ok(failed) => failed,
         Err(e) => {
