@@ -220,14 +220,17 @@ impl Slot {
             let f = &self.function;
             let arn = format!("arn:aws:lambda:us-east-1:123456789012:function:{}", f.name);
             let api = RuntimeApi::start(arn).await;
-            let stderr = match &f.log {
-                Some(path) => std::fs::OpenOptions::new()
+            // The JSON logs go to stdout, as in Lambda; a panic to stderr. Both to the log.
+            let log = f.log.as_ref().and_then(|path| {
+                std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map(Stdio::from)
-                    .unwrap_or_else(|_| Stdio::null()),
-                None => Stdio::null(),
+                    .ok()
+            });
+            let (stdout, stderr) = match log.and_then(|l| Some((l.try_clone().ok()?, l))) {
+                Some((out, err)) => (Stdio::from(out), Stdio::from(err)),
+                None => (Stdio::null(), Stdio::null()),
             };
             let child = Command::new(&f.binary)
                 .envs(f.env.iter().map(|(k, v)| (k, v)))
@@ -241,7 +244,7 @@ impl Slot {
                 )
                 .env("AWS_LAMBDA_LOG_STREAM_NAME", "emulated")
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
+                .stdout(stdout)
                 .stderr(stderr)
                 .kill_on_drop(true)
                 .spawn()
