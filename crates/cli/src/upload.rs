@@ -8,7 +8,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -72,13 +72,23 @@ pub struct Args {
     /// files' notifications (default: the USER environment variable).
     #[arg(long, env = "SLUICE_UPLOADED_BY")]
     uploaded_by: Option<String>,
+    /// Send nothing: check that each file's content is in S3 under the key this machine
+    /// uploaded it to (its SHA-256 against the object's `sluice-sha256`). Exit 1 if one is
+    /// not.
+    #[arg(long)]
+    verify: bool,
     /// Print one JSON object per file (path, result, key, bytes, parts) and a summary object
     /// last, instead of the summary line.
     #[arg(long)]
     json: bool,
 }
 
-/// What is kept on disk per file content (`<state>/<sha256>.json`).
+/// The object's metadata holding its content's SHA-256 (hex).
+const CONTENT_HASH_METADATA: &str = "sluice-sha256";
+
+/// What is kept on disk per file content (`<state>/<sha256>.json`). The key is chosen and
+/// saved before anything is sent, so a run that dies at any point resumes under the same key:
+/// the same content never goes to two keys (two files in the pipeline).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Uploading {
     bucket: String,
@@ -103,6 +113,37 @@ enum Outcome {
     Skipped {
         key: String,
     },
+    /// An earlier run's upload had finished, though its state was not saved: found in S3
+    /// with this content's hash, and nothing sent.
+    Found {
+        key: String,
+    },
+}
+
+/// What S3 has under a key, as far as this content goes.
+enum AtKey {
+    Absent,
+    /// The object is there with this content's hash.
+    Ours,
+    /// Something else is there.
+    Other,
+}
+
+async fn at_key(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, hash: &str) -> Result<AtKey> {
+    match s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(head) => {
+            let theirs = head
+                .metadata()
+                .and_then(|m| m.get(CONTENT_HASH_METADATA))
+                .map(String::as_str);
+            Ok(match theirs == Some(hash) {
+                true => AtKey::Ours,
+                false => AtKey::Other,
+            })
+        }
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(AtKey::Absent),
+        Err(e) => Err(anyhow!(describe(&e))).context(format!("HeadObject s3://{bucket}/{key}")),
+    }
 }
 
 pub fn run(args: Args) -> u8 {
@@ -125,7 +166,7 @@ pub fn run(args: Args) -> u8 {
         Ok(false) => exit::OPERATIONAL,
         Err(e) => {
             eprintln!("sluice upload: {e:#}");
-            exit::OPERATIONAL
+            exit::of(&e)
         }
     }
 }
@@ -133,7 +174,13 @@ pub fn run(args: Args) -> u8 {
 /// Uploads every file; returns whether all of them got there.
 async fn upload_all(args: &Args) -> Result<bool> {
     let config = PipelineConfig::load(&args.config)?;
-    let prefix = config.dataset(&args.dataset)?.prefix.clone();
+    let prefix = match config.dataset(&args.dataset) {
+        Ok(dataset) => dataset.prefix.clone(),
+        Err(e) => return Err(crate::exit::Usage(e.to_string()).into()),
+    };
+    if args.verify {
+        return verify_all(args).await;
+    }
     std::fs::create_dir_all(&args.state)
         .with_context(|| format!("cannot create {}", args.state.display()))?;
     let clients = Clients::from_env().await;
@@ -194,6 +241,20 @@ async fn upload_all(args: &Args) -> Result<bool> {
                 line["bytes"] = json!(b);
                 line["parts"] = json!(parts);
                 line["resumed_parts"] = json!(resumed_parts);
+            }
+            Ok(Outcome::Found { key }) => {
+                skipped += 1;
+                if !args.json {
+                    say(
+                        &overall,
+                        format!(
+                            "found {key} complete in S3 (an earlier run's upload): nothing sent"
+                        ),
+                    );
+                }
+                line["result"] = json!("found");
+                line["key"] = json!(key);
+                line["bytes"] = json!(0);
             }
             Ok(Outcome::Skipped { key }) => {
                 skipped += 1;
@@ -273,6 +334,7 @@ async fn upload_file(ctx: &Ctx<'_>, path: &Path) -> Result<Outcome> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let saved_key = saved.as_ref().map(|s| s.key.clone());
     let mut state = saved.unwrap_or_else(|| Uploading {
         bucket: args.bucket.clone(),
         key: quarantine_key(
@@ -286,10 +348,28 @@ async fn upload_file(ctx: &Ctx<'_>, path: &Path) -> Result<Outcome> {
         parts: Vec::new(),
         done: false,
     });
-    let metadata = metadata(args, &name);
+    let metadata = metadata(args, &name, &hash);
     let s3 = &ctx.clients.s3;
+    // Saved before the first byte is sent: a rerun after a crash anywhere below finds the
+    // key, and looks at it before sending anything.
+    if saved_key.is_none() {
+        save(&state_file, &state)?;
+    } else {
+        match at_key(s3, &state.bucket, &state.key, &hash).await? {
+            // The earlier run got through (a PUT, or a completion) and died before saying so.
+            AtKey::Ours => return found(&state_file, state),
+            AtKey::Other => bail!(
+                "s3://{}/{} holds other content than this file: delete {} to upload it afresh",
+                state.bucket,
+                state.key,
+                state_file.display()
+            ),
+            AtKey::Absent => {}
+        }
+    }
     let multipart = size >= args.multipart_threshold * 1024 * 1024;
     let (mut resumed_parts, mut parts) = (0, 1);
+    let mut sent_bytes = size;
     if !multipart {
         let body = tokio::fs::read(path)
             .await
@@ -350,6 +430,7 @@ async fn upload_file(ctx: &Ctx<'_>, path: &Path) -> Result<Outcome> {
             false => Vec::new(),
         };
         resumed_parts = already.len();
+        sent_bytes = size.saturating_sub((resumed_parts as u64 * part_size).min(size));
         let bar = ctx.bars.add(ProgressBar::new(size));
         if let Ok(style) = ProgressStyle::with_template("  {msg} {bytes}/{total_bytes} {bar:30}") {
             bar.set_style(style);
@@ -407,7 +488,7 @@ async fn upload_file(ctx: &Ctx<'_>, path: &Path) -> Result<Outcome> {
                     .collect(),
             ))
             .build();
-        retry(|| {
+        let completed = retry(|| {
             let request = s3
                 .complete_multipart_upload()
                 .bucket(&state.bucket)
@@ -422,8 +503,21 @@ async fn upload_file(ctx: &Ctx<'_>, path: &Path) -> Result<Outcome> {
                     .map_err(|e| anyhow!(describe(&e)))
             }
         })
-        .await
-        .context("CompleteMultipartUpload")?;
+        .await;
+        if let Err(e) = completed {
+            // A completion that timed out may have happened (a retry then finds no upload).
+            if let AtKey::Ours = at_key(s3, &state.bucket, &state.key, &hash).await? {
+                return found(&state_file, state);
+            }
+            // Gone without an object: the next run starts the parts again, same key.
+            state.upload_id = None;
+            state.parts.clear();
+            save(&state_file, &state)?;
+            return Err(e.context(
+                "CompleteMultipartUpload (the upload is gone and nothing is under its key: \
+                 run the same command again to send it afresh under the same key)",
+            ));
+        }
     }
     state.done = true;
     state.upload_id = None;
@@ -431,10 +525,65 @@ async fn upload_file(ctx: &Ctx<'_>, path: &Path) -> Result<Outcome> {
     save(&state_file, &state)?;
     Ok(Outcome::Uploaded {
         key: state.key,
-        bytes: size,
+        bytes: sent_bytes,
         resumed_parts,
         parts,
     })
+}
+
+/// `--verify`: each file's content against the object this machine uploaded it to.
+async fn verify_all(args: &Args) -> Result<bool> {
+    let clients = Clients::from_env().await;
+    let (mut good, mut bad) = (0u64, 0u64);
+    for path in walk(&args.paths) {
+        let path = path?;
+        let (hash, _) = hash_file(&path).await?;
+        let state_file = args.state.join(format!("{hash}.json"));
+        let saved: Option<Uploading> = std::fs::read(&state_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let (result, key) = match saved {
+            None => ("not uploaded from here", None),
+            Some(state) if state.bucket != args.bucket => ("uploaded to another bucket", None),
+            Some(state) => {
+                let there = at_key(&clients.s3, &state.bucket, &state.key, &hash).await?;
+                let result = match (there, state.done) {
+                    (AtKey::Ours, _) => "verified",
+                    (AtKey::Other, _) => "DIFFERENT content in S3",
+                    (AtKey::Absent, true) => "MISSING from S3",
+                    (AtKey::Absent, false) => "not finished (run the upload again)",
+                };
+                (result, Some(state.key))
+            }
+        };
+        match result {
+            "verified" => good += 1,
+            _ => bad += 1,
+        }
+        let line = json!({ "path": path.display().to_string(), "result": result, "key": key });
+        match args.json {
+            true => println!("{line}"),
+            false => println!(
+                "{result}: {}{}",
+                path.display(),
+                key.map(|k| format!(" (s3://{}/{k})", args.bucket))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+    if !args.json {
+        println!("{good} verified, {bad} not");
+    }
+    Ok(bad == 0)
+}
+
+/// An upload an earlier run finished: its state saved as done, nothing sent.
+fn found(state_file: &Path, mut state: Uploading) -> Result<Outcome> {
+    state.done = true;
+    state.upload_id = None;
+    state.parts.clear();
+    save(state_file, &state)?;
+    Ok(Outcome::Found { key: state.key })
 }
 
 fn note_unlisted(file: &str, e: &anyhow::Error) {
@@ -443,8 +592,13 @@ fn note_unlisted(file: &str, e: &anyhow::Error) {
     );
 }
 
-fn metadata(args: &Args, name: &str) -> Vec<(String, String)> {
-    let mut out = vec![("sluice-source-name".to_string(), name.to_string())];
+/// The object's metadata: what the pipeline reads, and the content's SHA-256, by which a
+/// resumed or verified upload recognises its object.
+fn metadata(args: &Args, name: &str, hash: &str) -> Vec<(String, String)> {
+    let mut out = vec![
+        ("sluice-source-name".to_string(), name.to_string()),
+        (CONTENT_HASH_METADATA.to_string(), hash.to_string()),
+    ];
     let who = args
         .uploaded_by
         .clone()

@@ -199,3 +199,106 @@ async fn an_interrupted_upload_resumes_and_a_finished_one_is_skipped() {
 
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Marks every saved upload unfinished, as a run killed after sending (a PUT, or a
+/// completion) and before saving that it was done would have left it.
+fn forget_done(state: &Path, upload_id: Option<&str>) {
+    for entry in std::fs::read_dir(state).unwrap() {
+        let path = entry.unwrap().path();
+        let mut saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        saved["done"] = serde_json::json!(false);
+        if let Some(id) = upload_id {
+            if saved["size"].as_u64().unwrap() > PART as u64 {
+                saved["upload_id"] = serde_json::json!(id);
+            }
+        }
+        std::fs::write(&path, serde_json::to_vec(&saved).unwrap()).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_killed_after_sending_is_found_not_sent_again_and_verify_checks_it() {
+    let clients = Clients::from_env().await;
+    let id = Uuid::new_v4().simple().to_string();
+    let bucket = format!("sluice-upload-{id}");
+    clients
+        .s3
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let root = std::env::temp_dir().join(format!("sluice-upload-{id}"));
+    let (dir, state) = (root.join("drop"), root.join("state"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("small.csv"), "order_id\nA-1\n").unwrap();
+    std::fs::write(dir.join("big.csv"), noise(2 * PART + 10, 3)).unwrap();
+    let first = upload_command(&dir, &state, &bucket).output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let keys = |clients: &Clients| {
+        let (s3, bucket) = (clients.s3.clone(), bucket.clone());
+        async move {
+            let listed = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
+            let mut keys: Vec<String> = listed
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string))
+                .collect();
+            keys.sort();
+            keys
+        }
+    };
+    let before = keys(&clients).await;
+    assert_eq!(before.len(), 2);
+
+    // Killed after the small file's PUT and during the big one's completion (which went
+    // through, then its upload is gone): the rerun finds both in S3 and sends nothing.
+    forget_done(&state, Some("an-upload-that-completed"));
+    let rerun = upload_command(&dir, &state, &bucket)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let said = text(&rerun);
+    assert_eq!(rerun.status.code(), Some(0), "{said}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&rerun.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for file in &lines[..2] {
+        assert_eq!(file["result"], "found", "{file}");
+        assert_eq!(file["bytes"], 0, "{file}");
+    }
+    assert_eq!(lines[2]["uploaded"], 0, "{said}");
+    assert_eq!(lines[2]["bytes"], 0, "nothing was sent: {said}");
+    assert_eq!(keys(&clients).await, before, "no file under a second key");
+
+    // --verify: both there; one deleted, it says so and exits 1.
+    let verify = |clients: &Clients| {
+        let _ = clients;
+        upload_command(&dir, &state, &bucket)
+            .arg("--verify")
+            .output()
+            .unwrap()
+    };
+    let ok = verify(&clients);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    assert!(text(&ok).contains("2 verified, 0 not"), "{}", text(&ok));
+    let small = before.iter().find(|k| k.ends_with("-small.csv")).unwrap();
+    clients
+        .s3
+        .delete_object()
+        .bucket(&bucket)
+        .key(small)
+        .send()
+        .await
+        .unwrap();
+    let missing = verify(&clients);
+    assert_eq!(missing.status.code(), Some(1), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("MISSING from S3: "),
+        "{}",
+        text(&missing)
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
