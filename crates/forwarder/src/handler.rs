@@ -64,7 +64,7 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
         stage: Stage::Forwarder,
         store: &deps.store,
         max_receive_count: deps.max_receive_count,
-        backoff: Backoff::DELIVERY,
+        backoff: Backoff::DELIVERY.configured(),
         visibility: deps.visibility.as_ref(),
     };
     Ok(shell

@@ -78,6 +78,31 @@ impl Backoff {
         base: Duration::from_secs(120),
         max: Duration::from_secs(900),
     };
+    /// This backoff, with its first wait from `SLUICE_RETRY_BASE_SECONDS` when that is set
+    /// (1 to 3600; read once per container): a local stack or a test that wants failures to
+    /// come back in seconds, or an operator whose API needs longer.
+    pub fn configured(self) -> Backoff {
+        static BASE: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+        let base = *BASE.get_or_init(|| {
+            let text = std::env::var("SLUICE_RETRY_BASE_SECONDS").ok()?;
+            match text.trim().parse::<u64>() {
+                Ok(n) if (1..=3600).contains(&n) => Some(Duration::from_secs(n)),
+                _ => {
+                    tracing::warn!(value = %text,
+                        "SLUICE_RETRY_BASE_SECONDS is not a whole number from 1 to 3600: ignored");
+                    None
+                }
+            }
+        });
+        match base {
+            Some(base) => Backoff {
+                base,
+                max: self.max.max(base),
+            },
+            None => self,
+        }
+    }
+
     /// Work that waits for another worker (a claim held, a status not there yet).
     const WAITING_STEP: Duration = Duration::from_secs(5);
     const WAITING_MAX: Duration = Duration::from_secs(60);

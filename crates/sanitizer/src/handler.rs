@@ -76,7 +76,7 @@ pub async fn handle(event: LambdaEvent<Value>, deps: &Deps) -> Result<Response, 
                 stage: Stage::Sanitizer,
                 store: &deps.store,
                 max_receive_count: deps.max_receive_count,
-                backoff: Backoff::STAGE,
+                backoff: Backoff::STAGE.configured(),
                 visibility: deps.visibility.as_ref(),
             };
             let response = shell

@@ -51,7 +51,7 @@ pub async fn handle(event: LambdaEvent<SqsEvent>, deps: &Deps) -> Result<SqsBatc
         stage: Stage::Transformer,
         store: &deps.store,
         max_receive_count: deps.max_receive_count,
-        backoff: Backoff::STAGE,
+        backoff: Backoff::STAGE.configured(),
         visibility: deps.visibility.as_ref(),
     };
     Ok(shell

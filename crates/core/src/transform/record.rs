@@ -66,16 +66,21 @@ enum Step {
 }
 
 impl<'m> RecordMapper<'m> {
-    /// Binds `mapping` to a header; `Err` names the columns the file lacks.
+    /// Binds `mapping` to a header; `Err` names the columns of required fields the file lacks.
+    /// An optional field whose column is not in the file reads as an empty cell in every row
+    /// (an export without its optional columns is still an export).
     pub fn new(mapping: &'m Mapping, header: &[String]) -> Result<Self, String> {
         let mut missing = Vec::new();
         let columns = mapping
             .fields
             .iter()
             .map(|f| match &f.source {
-                Source::Column { column, .. } => {
+                Source::Column { column, empty, .. } => {
                     header.iter().position(|h| h == column).unwrap_or_else(|| {
-                        missing.push(column.as_str());
+                        // A required field (an empty cell fails the row) needs its column.
+                        if *empty == Empty::Error {
+                            missing.push(column.as_str());
+                        }
                         usize::MAX
                     })
                 }
@@ -86,7 +91,7 @@ impl<'m> RecordMapper<'m> {
             missing.sort_unstable();
             missing.dedup();
             return Err(format!(
-                "the clean file lacks column(s) the mapping reads: {}",
+                "the clean file lacks column(s) that required fields read: {}",
                 missing.join(", ")
             ));
         }
