@@ -61,6 +61,8 @@ up() {
     .venv/bin/pip install -q --disable-pip-version-check 'moto[server]>=5.1,<6'
   fi
   if ! python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$moto_port/moto-api/')" 2>/dev/null; then
+    # A new moto has empty buckets: upload state kept for the old ones would skip files.
+    rm -rf "$state/uploads"
     .venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$state/logs/moto.log" 2>&1 &
     echo $! >"$state/moto.pid"
     for _ in $(seq 100); do
@@ -94,6 +96,7 @@ down() {
   pkill -f "examples/lambda_service" 2>/dev/null || true
   rm -f "$state/env"
   if [ "${1:-}" = "--wipe" ]; then
+    rm -rf "$state/uploads"
     # shellcheck source=lib/postgres.sh
     unset DATABASE_URL
     . scripts/lib/postgres.sh

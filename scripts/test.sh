@@ -62,6 +62,10 @@ cargo clippy -p sluice-core --all-targets --all-features --locked --target "$ARM
 cargo test -p sluice-core --lib --locked --target "$ARM64_TARGET" -- sanitize::plain sanitize::rows \
   2>&1 | tee -a "$log"
 
+# The README's operator walkthrough, command by command, on the local stack.
+step "the README's walkthrough (scripts/test-walkthrough.sh)"
+bash scripts/test-walkthrough.sh
+
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "\ntests: %d passed, %d failed\n", p, f }' "$log"

@@ -92,10 +92,20 @@ async fn main() {
          (logs in {}); Ctrl-C stops",
         logs.display()
     );
-    let _ = tokio::signal::ctrl_c().await;
+    // Ctrl-C, or `scripts/local-stack.sh down` (SIGTERM): the containers go with it.
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     eprintln!("lambdas: stopping");
-    for task in tasks {
+    for task in &tasks {
         task.abort();
+    }
+    // Each aborted poller drops its container, which kills its process.
+    for task in tasks {
+        let _ = task.await;
     }
 }

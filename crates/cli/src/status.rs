@@ -50,6 +50,11 @@ pub struct Args {
     /// Files listed at most.
     #[arg(long, default_value_t = 50)]
     limit: i64,
+    /// With a file id: wait up to this many seconds for the file to be final (delivered,
+    /// rejected or failed), then show it; exit 1 if it is not final by then. A file not yet
+    /// in the status store (an upload the sanitizer has not seen) is waited for too.
+    #[arg(long, requires = "file_id")]
+    wait: Option<u64>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -126,6 +131,9 @@ fn show(args: &Args) -> Result<String, Stop> {
                         Some(usage) => Stop::Usage(usage.to_string()),
                         None => Stop::Failed(e),
                     })?;
+                if let Some(seconds) = args.wait {
+                    wait_final(&store, id, Duration::from_secs(seconds)).await?;
+                }
                 one_file(&store, id, args.json).await
             }
             None => {
@@ -169,6 +177,29 @@ async fn stuck(store: &Store, args: &Args, since: Option<SystemTime>) -> Result<
         }
     }
     Ok(files)
+}
+
+/// Waits for file `id` to be final, looking once a second.
+async fn wait_final(store: &Store, id: Uuid, limit: Duration) -> Result<(), Stop> {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        let status = store
+            .file(id)
+            .await
+            .context("reading file_process")?
+            .map(|f| f.status);
+        if status.is_some_and(|s| s.is_final()) {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= until {
+            let now = status.map_or("not in the status store".into(), |s| format!("still {s}"));
+            return Err(Stop::Failed(anyhow::anyhow!(
+                "file {id} is {now} after {} s",
+                limit.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn one_file(store: &Store, id: Uuid, json: bool) -> Result<String, Stop> {

@@ -228,6 +228,19 @@ async fn upload_all(args: &Args) -> Result<bool> {
             }) => {
                 uploaded += 1;
                 bytes += b;
+                let id = file_of(&clients.s3, &args.bucket, &key).await;
+                line["file_id"] = json!(id);
+                if !args.json {
+                    say(
+                        &overall,
+                        format!(
+                            "uploaded {} as s3://{}/{key} (file {})",
+                            path.display(),
+                            args.bucket,
+                            id.map_or("-".to_string(), |id| id.to_string())
+                        ),
+                    );
+                }
                 if resumed_parts > 0 && !args.json {
                     say(
                         &overall,
@@ -253,6 +266,7 @@ async fn upload_all(args: &Args) -> Result<bool> {
                     );
                 }
                 line["result"] = json!("found");
+                line["file_id"] = json!(file_of(&clients.s3, &args.bucket, &key).await);
                 line["key"] = json!(key);
                 line["bytes"] = json!(0);
             }
@@ -262,6 +276,7 @@ async fn upload_all(args: &Args) -> Result<bool> {
                     say(&overall, format!("skipped (already uploaded as {key})"));
                 }
                 line["result"] = json!("skipped");
+                line["file_id"] = json!(file_of(&clients.s3, &args.bucket, &key).await);
                 line["key"] = json!(key);
             }
             Err(e) => {
@@ -575,6 +590,13 @@ async fn verify_all(args: &Args) -> Result<bool> {
         println!("{good} verified, {bad} not");
     }
     Ok(bad == 0)
+}
+
+/// The id the pipeline gives the object now under `key` (from its bucket, key and ETag), as
+/// `sluice status` takes it; `None` if it cannot be read.
+async fn file_of(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Uuid> {
+    let head = s3.head_object().bucket(bucket).key(key).send().await.ok()?;
+    Some(sluice_db::file_id(bucket, key, head.e_tag()?))
 }
 
 /// An upload an earlier run finished: its state saved as done, nothing sent.
