@@ -56,7 +56,7 @@ pub fn run(args: Args) -> u8 {
     match runtime.block_on(serve(args)) {
         Ok(()) => exit::ACCEPTED,
         Err(e) => {
-            eprintln!("sluice dashboard: {e:#}");
+            eprintln!("sluice dashboard: {}", crate::exit::describe(&e));
             exit::OPERATIONAL
         }
     }

@@ -93,7 +93,7 @@ pub fn run(args: Args) -> u8 {
             code
         }
         Err(e) => {
-            eprintln!("sluice dlq: {e:#}");
+            eprintln!("sluice dlq: {}", crate::exit::describe(&e));
             exit::of(&e)
         }
     }

@@ -115,7 +115,7 @@ pub fn run(args: Args) -> u8 {
     let destination = match runtime.block_on(destination(&args, &dataset)) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("sluice: {e:#}");
+            eprintln!("sluice: {}", crate::exit::describe(&e));
             // An output file that cannot be made is the machine's problem; a bad endpoint or
             // a header without its value is the caller's.
             return match args.output {
@@ -149,7 +149,7 @@ pub fn run(args: Args) -> u8 {
             }
         }
         Err(e) => {
-            eprintln!("sluice: {e:#}");
+            eprintln!("sluice: {}", crate::exit::describe(&e));
             exit::OPERATIONAL
         }
     }

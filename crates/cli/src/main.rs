@@ -39,6 +39,24 @@ pub mod exit {
 
     impl std::error::Error for Usage {}
 
+    /// An error as the CLI prints it: each cause once, outermost first, joined by ": " (a cause
+    /// whose words the message already has, as an I/O error repeated by its context, is left
+    /// out).
+    pub fn describe(e: &anyhow::Error) -> String {
+        let mut out = String::new();
+        for cause in e.chain() {
+            let text = cause.to_string();
+            if text.is_empty() || out.contains(&text) {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        out
+    }
+
     /// The exit code of a failed command: [`USAGE`] for a [`Usage`] error, else
     /// [`OPERATIONAL`].
     pub fn of(e: &anyhow::Error) -> u8 {
@@ -113,4 +131,23 @@ fn main() -> ExitCode {
         Command::Dashboard(args) => dashboard::run(args),
     };
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit::describe;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "No such file or directory (os error 2)",
+        );
+        let e = anyhow::Error::new(io).context("No such file or directory (os error 2)");
+        assert_eq!(describe(&e), "No such file or directory (os error 2)");
+        let e = anyhow::anyhow!("NotFound")
+            .context("reading s3://b/k")
+            .context("replay");
+        assert_eq!(describe(&e), "replay: reading s3://b/k: NotFound");
+    }
 }

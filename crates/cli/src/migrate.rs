@@ -28,7 +28,7 @@ pub fn run(args: Args) -> u8 {
             exit::ACCEPTED
         }
         Err(e) => {
-            eprintln!("sluice: {e:#}");
+            eprintln!("sluice: {}", crate::exit::describe(&e));
             exit::OPERATIONAL
         }
     }

@@ -75,7 +75,7 @@ pub fn run(args: Args) -> u8 {
             exit::ACCEPTED
         }
         Err(e) => {
-            eprintln!("sluice presign: {e:#}");
+            eprintln!("sluice presign: {}", crate::exit::describe(&e));
             exit::OPERATIONAL
         }
     }

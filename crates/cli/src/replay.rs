@@ -178,7 +178,7 @@ pub fn run(args: Args) -> u8 {
         Ok(true) => exit::ACCEPTED,
         Ok(false) => exit::OPERATIONAL,
         Err(e) => {
-            eprintln!("sluice replay: {e:#}");
+            eprintln!("sluice replay: {}", crate::exit::describe(&e));
             exit::of(&e)
         }
     }

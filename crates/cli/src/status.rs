@@ -89,7 +89,7 @@ pub fn run(args: Args) -> u8 {
             exit::USAGE
         }
         Err(Stop::Failed(e)) => {
-            eprintln!("sluice status: {e:#}");
+            eprintln!("sluice status: {}", crate::exit::describe(&e));
             exit::OPERATIONAL
         }
     }

@@ -77,7 +77,7 @@ pub fn run(args: Args) -> u8 {
             }
         }
         Err(e) => {
-            eprintln!("sluice: {e:#}");
+            eprintln!("sluice: {}", crate::exit::describe(&e));
             exit::OPERATIONAL
         }
     }

@@ -165,7 +165,7 @@ pub fn run(args: Args) -> u8 {
         Ok(true) => exit::ACCEPTED,
         Ok(false) => exit::OPERATIONAL,
         Err(e) => {
-            eprintln!("sluice upload: {e:#}");
+            eprintln!("sluice upload: {}", crate::exit::describe(&e));
             exit::of(&e)
         }
     }
@@ -282,10 +282,13 @@ async fn upload_all(args: &Args) -> Result<bool> {
             Err(e) => {
                 failed += 1;
                 if !args.json {
-                    say(&overall, format!("FAILED {}: {e:#}", path.display()));
+                    say(
+                        &overall,
+                        format!("FAILED {}: {}", path.display(), crate::exit::describe(&e)),
+                    );
                 }
                 line["result"] = json!("failed");
-                line["error"] = json!(format!("{e:#}"));
+                line["error"] = json!(crate::exit::describe(&e));
             }
         }
         if args.json {

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use futures_util::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
-use sluice_core::delivery::spec::check_endpoint;
+use sluice_core::delivery::spec::check_url;
 use sluice_core::drop::quarantine_key;
 use sluice_core::message::{FileSanitized, UPLOADED_AT_METADATA};
 use sluice_core::{Dataset, PipelineConfig, Stage};
@@ -115,7 +115,7 @@ pub fn run(args: Args) -> u8 {
         }
     };
     let failed = |e: anyhow::Error| {
-        eprintln!("sluice: {e:#}");
+        eprintln!("sluice: {}", crate::exit::describe(&e));
         exit::of(&e)
     };
     if args.watch.is_some() {
@@ -442,7 +442,7 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
     async fn new(args: &'a Args, config: &'a PipelineConfig, store: &'a S) -> Result<Self> {
         let (targets, poster, destination) = match &args.api {
             Some(api) => {
-                let url = check_endpoint("--api", api).context("--api")?;
+                let url = check_url(api).map_err(|why| Usage(format!("--api {api}: {why}")))?;
                 // A local run reads no AWS secrets: a header from Secrets Manager fails its
                 // dataset's batches, with the reason.
                 let targets = Targets::resolve_to(config, None, Some(&url)).await;

@@ -250,20 +250,19 @@ fn millis(
 /// Checks an endpoint for dataset `ds`: HTTPS, or plain HTTP to this machine only (a
 /// credential header must never cross a network in the clear), and no credentials in it.
 pub fn check_endpoint(ds: &str, text: &str) -> Result<Url, ConfigError> {
-    let field = "delivery.endpoint";
-    let url = Url::parse(text).map_err(|e| invalid(ds, field, format!("not a URL: {e}")))?;
+    check_url(text).map_err(|why| invalid(ds, "delivery.endpoint", why))
+}
+
+/// Whether `text` is an endpoint records may be sent to: https, or http to this machine; no
+/// credentials in it; never a metadata or link-local address. `Err` says why not.
+pub fn check_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid(
-            ds,
-            field,
-            "must not carry credentials: use a header from `env` or `secret`",
-        ));
+        return Err("must not carry credentials: use a header from `env` or `secret`".into());
     }
     if let Some(why) = metadata_or_link_local(url.host()) {
-        return Err(invalid(
-            ds,
-            field,
-            format!("{why}: records are never sent there (instance credentials live there)"),
+        return Err(format!(
+            "{why}: records are never sent there (instance credentials live there)"
         ));
     }
     let loopback = match url.host() {
@@ -275,16 +274,8 @@ pub fn check_endpoint(ds: &str, text: &str) -> Result<Url, ConfigError> {
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),
-        "http" => Err(invalid(
-            ds,
-            field,
-            "plain http is only allowed to localhost: use https",
-        )),
-        other => Err(invalid(
-            ds,
-            field,
-            format!("scheme {other:?} is not http(s)"),
-        )),
+        "http" => Err("plain http is only allowed to localhost: use https".into()),
+        other => Err(format!("scheme {other:?} is not http(s)")),
     }
 }
 
