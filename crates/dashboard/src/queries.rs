@@ -100,6 +100,8 @@ pub struct Overview {
     /// their input (the stale time, doubled with each re-send): the files the sweep acts on.
     pub stuck: Vec<FileItem>,
     pub stuck_count: i64,
+    /// The last files that failed or were rejected in the window, newest first, with why.
+    pub recent_failures: Vec<FileItem>,
 }
 
 /// Which files the list shows.
@@ -204,6 +206,8 @@ pub struct Call {
     pub latency_ms: Option<i32>,
     pub error: Option<String>,
     pub ok: bool,
+    /// What the API answered (the start of its body), for a call that did not deliver.
+    pub answer: Option<String>,
 }
 
 /// One dataset's API calls over a window.
@@ -295,6 +299,19 @@ impl Queries<'_> {
             )
             .await?
             .get(0);
+        let recent_failures = client
+            .query(
+                &format!(
+                    "SELECT {FILE_ITEM} FROM dashboard_file
+                     WHERE status IN ('failed', 'rejected') AND updated_at >= $1
+                     ORDER BY updated_at DESC LIMIT 10"
+                ),
+                &[&since],
+            )
+            .await?
+            .iter()
+            .map(file_item)
+            .collect();
         Ok(Overview {
             since: time(since),
             counts,
@@ -314,6 +331,7 @@ impl Queries<'_> {
             oldest_unfinished: oldest,
             stuck,
             stuck_count,
+            recent_failures,
         })
     }
 
@@ -446,7 +464,8 @@ impl Queries<'_> {
             .get(0);
         let mut calls: Vec<Call> = client
             .query(
-                "SELECT id, at, batch_id, attempt, http_status, latency_ms, error, ok
+                "SELECT id, at, batch_id, attempt, http_status, latency_ms, error, ok,
+                        CASE WHEN NOT ok THEN response_excerpt END
                  FROM dashboard_api_call WHERE file_id = $1 AND id > $2
                  ORDER BY id LIMIT $3",
                 &[&id, &calls_after.unwrap_or(0), &(CALLS_PER_PAGE + 1)],
@@ -462,6 +481,7 @@ impl Queries<'_> {
                 latency_ms: c.get(5),
                 error: c.get(6),
                 ok: c.get(7),
+                answer: c.get(8),
             })
             .collect();
         let calls_next = if calls.len() as i64 > CALLS_PER_PAGE {

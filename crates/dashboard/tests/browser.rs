@@ -169,6 +169,16 @@ async fn an_operator_finds_where_a_file_is_and_why_in_a_browser() {
     assert!(text(&client, "table#stuck")
         .await
         .contains("orders-stuck.csv"));
+    // The failures of the window, each with why.
+    let failures = text(&client, "table#recent-failures").await;
+    assert!(
+        failures.contains("orders-pm.csv") && failures.contains("HTTP 422"),
+        "{failures}"
+    );
+    assert!(
+        failures.contains("orders.xlsx") && failures.contains("not a CSV file"),
+        "{failures}"
+    );
     screenshot(&client, "overview").await;
 
     // The file list, filtered to rejected files with its form.
@@ -226,6 +236,13 @@ async fn an_operator_finds_where_a_file_is_and_why_in_a_browser() {
         .starts_with("at the forwarder: batch 2/2 not delivered: HTTP 422"));
     assert!(text(&client, "table#batches").await.contains("HTTP 422"));
     assert!(text(&client, "table#timeline").await.contains("failed"));
+    // What the API said, under the call it refused (and under no other).
+    let calls = text(&client, "table#calls").await;
+    assert!(
+        calls.contains(r#"the API answered: {"error": "record 2: customer.email is required"}"#),
+        "{calls}"
+    );
+    assert_eq!(calls.matches("the API answered").count(), 1, "{calls}");
     screenshot(&client, "file-failed").await;
 
     // API health.

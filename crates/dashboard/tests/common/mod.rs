@@ -175,6 +175,8 @@ pub async fn transformed(store: &Store, id: Uuid, batches: i32) {
 pub async fn call(store: &Store, file: Uuid, seq: u32, attempt: i32, status: i32) {
     let batch = format!("{file}-{seq:06}");
     let error = (status >= 300).then(|| format!("HTTP {status}"));
+    // What a strict API says of a record it refuses.
+    let answer = (status == 422).then_some(r#"{"error": "record 2: customer.email is required"}"#);
     store
         .record_call(&ApiCall {
             file_id: file,
@@ -182,7 +184,7 @@ pub async fn call(store: &Store, file: Uuid, seq: u32, attempt: i32, status: i32
             attempt,
             http_status: Some(status),
             latency_ms: 10 * attempt,
-            response_excerpt: None,
+            response_excerpt: answer,
             error: error.as_deref(),
             simulated: false,
         })
