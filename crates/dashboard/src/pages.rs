@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::dlq::DlqDepth;
@@ -330,6 +330,8 @@ struct FilePageView {
     cells: Vec<(String, String)>,
     transform_figures: Vec<(String, String)>,
     events: Vec<(String, String, String, String)>,
+    /// For a file not final: what is happening to it, and what the listener will do.
+    progress: Option<String>,
 }
 
 fn cell<T: ToString>(v: &Option<T>) -> String {
@@ -424,14 +426,11 @@ pub async fn file(
                 when(&e.at),
                 e.stage.clone(),
                 e.status.clone(),
-                if e.detail == json!({}) {
-                    String::new()
-                } else {
-                    e.detail.to_string()
-                },
+                readable(&e.detail),
             )
         })
         .collect();
+    let progress = progress(&f, state.stale_after, chrono::Utc::now());
     Ok(render(&FilePageView {
         f,
         figures,
@@ -439,7 +438,82 @@ pub async fn file(
         cells,
         transform_figures,
         events,
+        progress,
     }))
+}
+
+/// An event's detail as words: `key: value` pairs (nested objects flattened with dots, strings
+/// without quotes), not JSON.
+fn readable(detail: &Value) -> String {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                for (k, v) in o {
+                    let key = match prefix {
+                        "" => k.replace('_', " "),
+                        p => format!("{p}.{}", k.replace('_', " ")),
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            Value::Null => {}
+            // A list: each item in words, in parentheses.
+            Value::Array(items) => {
+                let items: Vec<String> =
+                    items.iter().map(|i| format!("({})", readable(i))).collect();
+                match prefix {
+                    "" => out.push(items.join(" ")),
+                    p => out.push(format!("{p}: {}", items.join(" "))),
+                }
+            }
+            other if prefix.is_empty() => out.push(plain(other)),
+            other => out.push(format!("{prefix}: {}", plain(other))),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", detail, &mut out);
+    out.join(", ")
+}
+
+/// What is happening to a file that is not final, and what the listener will do about it,
+/// by the same rules as its sweep (`sluice_db::stuck_condition`).
+fn progress(f: &FileDetail, stale: std::time::Duration, now: Time) -> Option<String> {
+    const FINAL: [&str; 3] = ["delivered", "rejected", "failed"];
+    if FINAL.contains(&f.status.as_str()) {
+        return None;
+    }
+    if let (Some(owner), Some(until)) = (&f.lease_owner, &f.lease_until) {
+        return Some(match *until > now {
+            true => format!(
+                "{owner} is working on it (its lease runs until {}).",
+                when(until)
+            ),
+            false => format!(
+                "Stuck: the lease of its worker ({owner}) lapsed at {}, so that worker died. The \
+                 listener's next run re-drives it (re-drives so far: {}); after the limit of \
+                 re-drives the file fails with the reason.",
+                when(until),
+                f.redrives
+            ),
+        });
+    }
+    let spacing = stale.as_secs_f64() * 2f64.powi(f.resends.clamp(0, 6));
+    let idle_since = (now - f.updated_at).num_seconds() as f64;
+    Some(match idle_since >= spacing {
+        true => format!(
+            "Idle since {}: no worker holds it. Its work is most likely waiting in its stage's \
+             queue; the listener re-sends its input once that queue has no backlog (re-sends so \
+             far: {}). A file is never failed for waiting.",
+            when(&f.updated_at),
+            f.resends
+        ),
+        false => format!(
+            "Waiting for its next stage (last moved {}); if nothing moves it for {} s the \
+             listener looks at it.",
+            when(&f.updated_at),
+            spacing as u64
+        ),
+    })
 }
 
 fn plain(v: &Value) -> String {
@@ -640,5 +714,23 @@ impl crate::queries::Call {
 
     pub fn error(&self) -> String {
         self.error.clone().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_detail_reads_as_words() {
+        let detail = serde_json::json!({
+            "owner": "sanitizer/1", "cells": {"formulas_neutralized": 2}, "reason": null,
+            "first_rejects": [{"line": 7}]
+        });
+        assert_eq!(
+            readable(&detail),
+            "cells.formulas neutralized: 2, first rejects: (line: 7), owner: sanitizer/1"
+        );
+        assert_eq!(readable(&serde_json::json!({})), "");
     }
 }

@@ -245,6 +245,22 @@ async fn an_operator_finds_where_a_file_is_and_why_in_a_browser() {
     assert_eq!(calls.matches("the API answered").count(), 1, "{calls}");
     screenshot(&client, "file-failed").await;
 
+    // The timeline in words, not JSON.
+    let timeline = text(&client, "table#timeline").await;
+    assert!(!timeline.contains("{\""), "{timeline}");
+
+    // A stuck file says why, and what the listener will do.
+    client
+        .goto(&format!("{base}/files/{}", seeded.stuck))
+        .await
+        .unwrap();
+    let progress = text(&client, "#progress").await;
+    assert!(
+        progress.starts_with("Stuck: the lease of its worker") && progress.contains("re-drives"),
+        "{progress}"
+    );
+    screenshot(&client, "file-stuck").await;
+
     // API health.
     client.goto(&format!("{base}/health")).await.unwrap();
     assert!(text(&client, "table#health").await.contains("orders"));
