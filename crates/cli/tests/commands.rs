@@ -790,3 +790,54 @@ fn run_watch_takes_each_dropped_file_once_it_settles_and_again_when_rewritten() 
         first["records"].as_i64().unwrap() + 1
     );
 }
+
+#[test]
+fn errors_say_each_cause_once_with_no_debug_output_and_usage_is_exit_2() {
+    let missing = sluice(&[
+        "sanitize",
+        "/nonexistent.csv",
+        "-o",
+        "/tmp/x",
+        "-r",
+        "/tmp/y",
+    ]);
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(
+        said.matches("No such file or directory").count(),
+        1,
+        "{said}"
+    );
+    assert!(
+        !said.contains("Error {") && !said.contains("Os {"),
+        "{said}"
+    );
+
+    let scratch = Scratch::new();
+    let out = scratch.path("out");
+    let api = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "run",
+            "examples/orders/orders-messy.csv",
+            "--api",
+            "http://10.0.0.1/x",
+            "--out",
+        ])
+        .arg(&out)
+        .current_dir(repo())
+        .env_remove("SLUICE_CONFIG")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&api.stderr);
+    assert_eq!(api.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("--api http://10.0.0.1/x: plain http is only allowed to localhost"),
+        "{said}"
+    );
+    assert!(!said.contains("dataset `--api`"), "{said}");
+
+    let unknown = sluice(&["upload", "README.md", "--dataset", "nope", "--bucket", "b"]);
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(2), "{said}");
+    assert!(said.contains("dataset `nope`"), "{said}");
+}

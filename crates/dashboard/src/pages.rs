@@ -430,7 +430,11 @@ pub async fn file(
             )
         })
         .collect();
-    let progress = progress(&f, state.stale_after, chrono::Utc::now());
+    let progress = progress(
+        &f,
+        state.stale_after,
+        Time::from(std::time::SystemTime::now()),
+    );
     Ok(render(&FilePageView {
         f,
         figures,
