@@ -48,10 +48,13 @@ pub struct FileItem {
     pub batches_delivered: Option<i32>,
     pub received_at: Time,
     pub updated_at: Time,
+    /// The run this one replays, and from which stage.
+    pub replay_of: Option<Uuid>,
+    pub replay_from: Option<String>,
 }
 
 const FILE_ITEM: &str = "id, dataset, site, name, status, error, rows_in, rows_rejected, records,
-     batches_sent, batches_delivered, received_at, updated_at";
+     batches_sent, batches_delivered, received_at, updated_at, replay_of, replay_from";
 
 /// A file's dataset: `None` for a drop that matched none (stored as '').
 fn dataset(r: &Row, i: usize) -> Option<String> {
@@ -73,6 +76,8 @@ fn file_item(r: &Row) -> FileItem {
         batches_delivered: r.get(10),
         received_at: time(r.get(11)),
         updated_at: time(r.get(12)),
+        replay_of: r.get(13),
+        replay_from: r.get(14),
     }
 }
 
