@@ -470,7 +470,7 @@ pub async fn soak(settings: Settings) -> Figures {
         let (dice, p) = (dice.clone(), settings.kill);
         Arc::new(move || {
             dice.chance(p)
-                .then(|| Duration::from_millis(dice.below(1500)))
+                .then(|| Duration::from_millis(dice.below(250)))
         })
     };
     let mut tasks = Vec::new();

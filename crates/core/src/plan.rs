@@ -67,9 +67,10 @@ impl FilePlan {
 }
 
 /// What a batch was the first time it was cut: its records' place in the file's record
-/// sequence and a hash of its body. A later cut of the same batch id (a take-over, a re-drive,
-/// a resend) must give the same mark, or the id would name other records: the file then
-/// fails rather than send them (a transformer of another version cutting differently, say).
+/// sequence (kept for operators), its record count and a hash of its body. A later cut of the
+/// same batch id (a take-over, a re-drive, a resend) must give the same count and hash, or the
+/// id would name other records: the file then fails rather than send them (a transformer of
+/// another version cutting differently, say).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchMark {
     /// The ordinal (from 0) of the batch's first record among the file's records sent.
