@@ -2,7 +2,8 @@
 # The local stack: Sluice's AWS side on this machine, for trying the operator commands end to
 # end (README: "Operating Sluice: a day on the local stack").
 #
-#   scripts/local-stack.sh up          moto server (S3, SQS, Secrets Manager) on 127.0.0.1:4566,
+#   scripts/local-stack.sh up          builds sluice and the Lambda binaries (debug), and starts
+#                                      moto server (S3, SQS, Secrets Manager) on 127.0.0.1:4566,
 #                                      PostgreSQL database `sluice_local` (migrated), the
 #                                      template's buckets, queues (with dead-letter queues) and
 #                                      secret, the example API on 127.0.0.1:8765, and
@@ -74,7 +75,10 @@ up() {
   .venv/bin/python scripts/lib/local_stack.py "http://127.0.0.1:$moto_port" "$state" "$db" \
     "http://127.0.0.1:$api_port"
   start_api
-  cargo build --quiet --locked -p sluice-cli
+  # Everything `lambdas` runs is built now, so the Lambdas start at once.
+  cargo build --quiet --locked -p sluice-cli -p sluice-sanitizer -p sluice-transformer \
+    -p sluice-forwarder -p sluice-listener
+  cargo build --quiet --locked -p sluice-e2e --example lambda_service
   DATABASE_URL="$db" target/debug/sluice migrate
   echo
   echo "ready: . $state/env   (then sluice ..., or target/debug/sluice ...)"
@@ -83,6 +87,7 @@ up() {
 lambdas() {
   # shellcheck source=/dev/null
   . "$state/env"
+  # Built by `up`; this only checks they are current.
   cargo build --quiet --locked -p sluice-sanitizer -p sluice-transformer -p sluice-forwarder \
     -p sluice-listener
   cargo build --quiet --locked -p sluice-e2e --example lambda_service
