@@ -75,7 +75,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// About two minutes on two cores: 24 files, every fault.
+    /// Two to seven minutes on two cores: 24 files, every fault.
     pub fn small(seed: u64, binaries: PathBuf) -> Self {
         Self {
             files: 24,
@@ -94,7 +94,9 @@ impl Settings {
             listener_every: Duration::from_secs(5),
             stale_after_s: 60,
             max_redrives: 3,
-            limit: Duration::from_secs(420),
+            // Each kill costs a visibility timeout (25 s) and a re-drive waits out the 60 s
+            // stale time, doubling: a run with many kills needs minutes to converge.
+            limit: Duration::from_secs(900),
             logs: None,
         }
     }
@@ -470,7 +472,7 @@ pub async fn soak(settings: Settings) -> Figures {
         let (dice, p) = (dice.clone(), settings.kill);
         Arc::new(move || {
             dice.chance(p)
-                .then(|| Duration::from_millis(dice.below(250)))
+                .then(|| Duration::from_millis(dice.below(600)))
         })
     };
     let mut tasks = Vec::new();
