@@ -412,6 +412,9 @@ pub async fn soak(settings: Settings) -> Figures {
         ("SLUICE_MAX_REDRIVES", settings.max_redrives.to_string()),
         ("SLUICE_RECONCILE_GRACE_SECONDS", "3".into()),
         ("SLUICE_RECONCILE_DAYS", "1".into()),
+        // Retries in seconds, as on the local stack: the forwarder's production backoff (2, 4,
+        // 8 min) would make a batch that failed three deliveries wait longer than the soak.
+        ("SLUICE_RETRY_BASE_SECONDS", "2".into()),
         ("RUST_LOG", "info".into()),
     ]
     .into_iter()
@@ -472,7 +475,7 @@ pub async fn soak(settings: Settings) -> Figures {
         let (dice, p) = (dice.clone(), settings.kill);
         Arc::new(move || {
             dice.chance(p)
-                .then(|| Duration::from_millis(dice.below(600)))
+                .then(|| Duration::from_millis(dice.below(150)))
         })
     };
     let mut tasks = Vec::new();
