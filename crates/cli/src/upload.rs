@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -338,6 +339,10 @@ struct Ctx<'a> {
 async fn upload_file(ctx: &Ctx<'_>, path: &Path) -> Result<Outcome> {
     let args = ctx.args;
     let (hash, size) = hash_file(path).await?;
+    // Held until this content is sent or given up: another run of the same command (an
+    // overlapping cron job), or a copy of the file in the same folder, waits for it here and
+    // then finds it done, instead of choosing a second key for it.
+    let _held = hold(&args.state, &hash, path).await?;
     let state_file = args.state.join(format!("{hash}.json"));
     let saved: Option<Uploading> = std::fs::read(&state_file)
         .ok()
@@ -411,94 +416,24 @@ async fn upload_file(ctx: &Ctx<'_>, path: &Path) -> Result<Outcome> {
         .await
         .context("PutObject")?;
     } else {
-        // Parts are listed only for an upload an earlier run started: a new one has none.
-        let resuming = state.upload_id.is_some();
-        if !resuming {
-            let mut create = s3
-                .create_multipart_upload()
-                .bucket(&state.bucket)
-                .key(&state.key);
-            for (k, v) in &metadata {
-                create = create.metadata(k, v);
+        let sent = match send_parts(ctx, path, &name, &mut state, &state_file, &metadata).await {
+            // S3 dropped the upload an earlier run started (a lifecycle rule aborts old ones;
+            // nothing is under the key, checked above): start it again under the same key.
+            Err(e) if e.is::<UploadGone>() => {
+                eprintln!(
+                    "{}: the multipart upload an earlier run started is gone from S3 (aborted \
+                     after it expired?): sending the file again under the same key",
+                    path.display()
+                );
+                state.upload_id = None;
+                state.parts.clear();
+                save(&state_file, &state)?;
+                send_parts(ctx, path, &name, &mut state, &state_file, &metadata).await?
             }
-            let created = create
-                .send()
-                .await
-                .map_err(|e| anyhow!(describe(&e)))
-                .context("CreateMultipartUpload")?;
-            state.upload_id = created.upload_id().map(str::to_string);
-            save(&state_file, &state)?;
-        }
-        let upload_id = state
-            .upload_id
-            .clone()
-            .ok_or_else(|| anyhow!("no upload id"))?;
-        let part_size = args.part_size * 1024 * 1024;
-        parts = size.div_ceil(part_size).max(1) as usize;
-        // What S3 says it has; else (a server without ListParts, such as moto, whose
-        // answer the SDK cannot read) the parts this machine saw through.
-        let already = match resuming {
-            true => match listed_parts(ctx, &state, &upload_id).await {
-                Ok(listed) => listed,
-                Err(e) => {
-                    note_unlisted(&path.display().to_string(), &e);
-                    state.parts.clone()
-                }
-            },
-            false => Vec::new(),
+            other => other?,
         };
-        resumed_parts = already.len();
-        sent_bytes = size.saturating_sub((resumed_parts as u64 * part_size).min(size));
-        let bar = ctx.bars.add(ProgressBar::new(size));
-        if let Ok(style) = ProgressStyle::with_template("  {msg} {bytes}/{total_bytes} {bar:30}") {
-            bar.set_style(style);
-        }
-        bar.set_message(name.clone());
-        let todo: Vec<i32> = (1..=parts as i32)
-            .filter(|n| !already.iter().any(|(p, _)| p == n))
-            .collect();
-        bar.inc((resumed_parts as u64 * part_size).min(size));
-        state.parts = already.clone();
-        let shared = std::sync::Mutex::new(state.clone());
-        let mut done: Vec<(i32, String)> = already;
-        let sent: Vec<(i32, String)> = stream::iter(todo)
-            .map(|number| {
-                let (state, upload_id, bar, shared, state_file) =
-                    (&state, &upload_id, &bar, &shared, &state_file);
-                async move {
-                    let offset = (number as u64 - 1) * part_size;
-                    let len = part_size.min(size - offset);
-                    let body = read_range(path, offset, len).await?;
-                    let etag = retry(|| {
-                        let request = s3
-                            .upload_part()
-                            .bucket(&state.bucket)
-                            .key(&state.key)
-                            .upload_id(upload_id)
-                            .part_number(number)
-                            .body(ByteStream::from(body.clone()));
-                        async move {
-                            let sent = request.send().await.map_err(|e| anyhow!(describe(&e)))?;
-                            Ok(sent.e_tag().unwrap_or_default().to_string())
-                        }
-                    })
-                    .await
-                    .with_context(|| format!("UploadPart {number}"))?;
-                    {
-                        let mut saved = shared.lock().unwrap_or_else(|e| e.into_inner());
-                        saved.parts.push((number, etag.clone()));
-                        save(state_file, &saved)?;
-                    }
-                    bar.inc(len);
-                    Ok::<_, anyhow::Error>((number, etag))
-                }
-            })
-            .buffer_unordered(args.concurrency)
-            .try_collect()
-            .await?;
-        done.extend(sent);
-        done.sort();
-        bar.finish_and_clear();
+        (resumed_parts, parts, sent_bytes) = (sent.resumed, sent.parts, sent.bytes);
+        let (upload_id, done) = (sent.upload_id, sent.done);
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 done.iter()
@@ -513,13 +448,7 @@ async fn upload_file(ctx: &Ctx<'_>, path: &Path) -> Result<Outcome> {
                 .key(&state.key)
                 .upload_id(&upload_id)
                 .multipart_upload(completed.clone());
-            async move {
-                request
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| anyhow!(describe(&e)))
-            }
+            async move { request.send().await.map(|_| ()).map_err(s3_error) }
         })
         .await;
         if let Err(e) = completed {
@@ -546,6 +475,152 @@ async fn upload_file(ctx: &Ctx<'_>, path: &Path) -> Result<Outcome> {
         bytes: sent_bytes,
         resumed_parts,
         parts,
+    })
+}
+
+/// What the parts of a multipart upload came to.
+struct PartsSent {
+    upload_id: String,
+    /// Every part, (number, ETag), in order.
+    done: Vec<(i32, String)>,
+    /// Parts an earlier run had sent.
+    resumed: usize,
+    parts: usize,
+    /// Bytes this run sent.
+    bytes: u64,
+}
+
+/// S3 no longer has the multipart upload (a lifecycle rule aborts old ones, or someone did).
+#[derive(Debug)]
+struct UploadGone;
+
+impl std::fmt::Display for UploadGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the multipart upload is gone from S3 (NoSuchUpload)")
+    }
+}
+
+impl std::error::Error for UploadGone {}
+
+/// An S3 call's error in words; `NoSuchUpload` as [`UploadGone`], which is not retried.
+fn s3_error<E, R>(e: aws_sdk_s3::error::SdkError<E, R>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match e.code() {
+        Some("NoSuchUpload") => anyhow!(UploadGone),
+        _ => anyhow!(describe(&e)),
+    }
+}
+
+/// Sends the parts S3 does not have yet, starting the multipart upload if none is under way,
+/// and saving each part as it gets through. Fails with [`UploadGone`] when the upload an
+/// earlier run started is no longer in S3.
+async fn send_parts(
+    ctx: &Ctx<'_>,
+    path: &Path,
+    name: &str,
+    state: &mut Uploading,
+    state_file: &Path,
+    metadata: &[(String, String)],
+) -> Result<PartsSent> {
+    let (args, s3) = (ctx.args, &ctx.clients.s3);
+    let size = state.size;
+    // Parts are listed only for an upload an earlier run started: a new one has none.
+    let resuming = state.upload_id.is_some();
+    if !resuming {
+        let mut create = s3
+            .create_multipart_upload()
+            .bucket(&state.bucket)
+            .key(&state.key);
+        for (k, v) in metadata {
+            create = create.metadata(k, v);
+        }
+        let created = create
+            .send()
+            .await
+            .map_err(s3_error)
+            .context("CreateMultipartUpload")?;
+        state.upload_id = created.upload_id().map(str::to_string);
+        save(state_file, state)?;
+    }
+    let upload_id = state
+        .upload_id
+        .clone()
+        .ok_or_else(|| anyhow!("no upload id"))?;
+    let part_size = args.part_size * 1024 * 1024;
+    let parts = size.div_ceil(part_size).max(1) as usize;
+    // What S3 says it has; else (a server without ListParts, such as moto, whose answer the
+    // SDK cannot read) the parts this machine saw through.
+    let already = match resuming {
+        true => match listed_parts(ctx, state, &upload_id).await {
+            Ok(listed) => listed,
+            Err(e) if e.is::<UploadGone>() => return Err(e),
+            Err(e) => {
+                note_unlisted(&path.display().to_string(), &e);
+                state.parts.clone()
+            }
+        },
+        false => Vec::new(),
+    };
+    let resumed = already.len();
+    let bar = ctx.bars.add(ProgressBar::new(size));
+    if let Ok(style) = ProgressStyle::with_template("  {msg} {bytes}/{total_bytes} {bar:30}") {
+        bar.set_style(style);
+    }
+    bar.set_message(name.to_string());
+    let todo: Vec<i32> = (1..=parts as i32)
+        .filter(|n| !already.iter().any(|(p, _)| p == n))
+        .collect();
+    bar.inc((resumed as u64 * part_size).min(size));
+    state.parts = already.clone();
+    let shared = std::sync::Mutex::new(state.clone());
+    let sent: Result<Vec<(i32, String)>> = stream::iter(todo)
+        .map(|number| {
+            let (state, upload_id, bar, shared) = (&*state, &upload_id, &bar, &shared);
+            async move {
+                let offset = (number as u64 - 1) * part_size;
+                let len = part_size.min(size - offset);
+                let body = read_range(path, offset, len).await?;
+                let etag = retry(|| {
+                    let request = s3
+                        .upload_part()
+                        .bucket(&state.bucket)
+                        .key(&state.key)
+                        .upload_id(upload_id)
+                        .part_number(number)
+                        .body(ByteStream::from(body.clone()));
+                    async move {
+                        let sent = request.send().await.map_err(s3_error)?;
+                        Ok(sent.e_tag().unwrap_or_default().to_string())
+                    }
+                })
+                .await
+                .with_context(|| format!("UploadPart {number}"))?;
+                {
+                    let mut saved = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    saved.parts.push((number, etag.clone()));
+                    save(state_file, &saved)?;
+                }
+                bar.inc(len);
+                Ok::<_, anyhow::Error>((number, etag))
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .try_collect()
+        .await;
+    bar.finish_and_clear();
+    *state = shared.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut done = already;
+    done.extend(sent?);
+    done.sort();
+    Ok(PartsSent {
+        upload_id,
+        done,
+        resumed,
+        parts,
+        bytes: size.saturating_sub((resumed as u64 * part_size).min(size)),
     })
 }
 
@@ -660,7 +735,7 @@ async fn listed_parts(
             .set_part_number_marker(marker.clone())
             .send()
             .await
-            .map_err(|e| anyhow!(describe(&e)))
+            .map_err(s3_error)
             .context("ListParts (delete the state file under --state to start this file again)")?;
         for part in listed.parts() {
             if let (Some(n), Some(etag)) = (part.part_number(), part.e_tag()) {
@@ -672,6 +747,32 @@ async fn listed_parts(
             _ => return Ok(parts),
         }
     }
+}
+
+/// Takes the lock on one content's upload state (`<state>/<sha256>.lock`, an OS file lock
+/// that ends with the process), waiting while another run or task holds it.
+async fn hold(state: &Path, hash: &str, path: &Path) -> Result<std::fs::File> {
+    let lock_path = state.join(format!("{hash}.lock"));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => return Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => eprintln!(
+            "{}: another upload of the same content is under way; waiting for it",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()))
+        }
+    }
+    tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+        .await
+        .context("waiting for the upload lock")?
+        .with_context(|| format!("cannot lock {}", lock_path.display()))
 }
 
 async fn hash_file(path: &Path) -> Result<(String, u64)> {
@@ -732,6 +833,7 @@ where
     loop {
         match call().await {
             Ok(value) => return Ok(value),
+            Err(e) if e.is::<UploadGone>() => return Err(e),
             Err(e) => match waits.next() {
                 Some(wait) => tokio::time::sleep(wait).await,
                 None => return Err(e),
