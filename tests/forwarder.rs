@@ -250,6 +250,7 @@ Authorization = {{ env = "SLUICE_TEST_ORDERS_TOKEN", prefix = "Bearer " }}
         );
         assert_eq!(c.response_excerpt.as_deref(), Some(r#"{"ok":true}"#));
         assert!(c.latency_ms.is_some());
+        assert_eq!(c.endpoint.as_deref(), Some(api.url().as_str()));
     }
     let row = s.row(id).await;
     assert_eq!(row.status, FileStatus::Delivered);

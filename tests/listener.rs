@@ -1302,3 +1302,64 @@ async fn object_events_that_died_are_registered_from_their_dead_letter_queue() {
         .unwrap();
     c.clean_up().await;
 }
+
+#[tokio::test]
+async fn two_listener_runs_at_once_return_each_dead_object_event_once() {
+    let mut c = chain(Duration::from_secs(3600), 3).await;
+    c.listener.reconcile_days = 0;
+    let dlq = c.world.new_queue("sluice-object-dlq").await;
+    c.listener.object_dead_letter_queues = vec![dlq.clone()];
+    let mut keys = Vec::new();
+    for i in 0..6 {
+        let key = format!("incoming/orders/{}-dead-{i}.csv", Uuid::new_v4());
+        c.world.put(&key, orders_csv(&[&format!("E-{i}")])).await;
+        let event = sluice_stages::redrive::object_created_event(&c.world.quarantine, &key, "");
+        c.world
+            .clients
+            .sqs
+            .send_message()
+            .queue_url(&dlq)
+            .message_body(event.to_string())
+            .send()
+            .await
+            .unwrap();
+        keys.push(key);
+    }
+
+    // Two runs on their own connections, started together.
+    let other = c.another_listener().await;
+    let (one, two) = tokio::join!(c.listen(), c.listen_with(&other));
+    let returned = one.dead_letters.dead_letters_returned + two.dead_letters.dead_letters_returned;
+    assert_eq!(
+        returned, 6,
+        "each dead event returned once: {one:?} {two:?}"
+    );
+    let sent = c.world.drain(&c.sanitize_queue).await;
+    assert_eq!(sent.len(), 6, "{sent:?}");
+    for key in &keys {
+        assert_eq!(
+            sent.iter()
+                .filter(|b| b["detail"]["object"]["key"] == key.as_str())
+                .count(),
+            1,
+            "{key}"
+        );
+        let id = c.file_of(key).await;
+        assert_eq!(c.row(id).await.status, FileStatus::Received);
+    }
+    assert_eq!(
+        sluice_aws::dlq::depth(&c.world.clients.sqs, &dlq)
+            .await
+            .unwrap(),
+        0
+    );
+    c.world
+        .clients
+        .sqs
+        .delete_queue()
+        .queue_url(&dlq)
+        .send()
+        .await
+        .unwrap();
+    c.clean_up().await;
+}

@@ -140,6 +140,7 @@ async fn call<S: StatusStore>(store: &S, id: Uuid, batch: &str, attempt: i32, st
         latency_ms: 3,
         response_excerpt: None,
         error: None,
+        endpoint: "https://api.example.com/v1/records",
         simulated: false,
     };
     CallLog::record_call(store, &record).await.unwrap();

@@ -664,26 +664,13 @@ pub async fn soak(settings: Settings) -> Figures {
     }
     // Database backends terminated now and then, whatever they were doing.
     let terminated = Arc::new(AtomicU64::new(0));
-    let killer = {
-        let (stop, terminated, app) = (stop.clone(), terminated.clone(), app.clone());
-        let every = settings.db_kill_every;
-        tokio::spawn(async move {
-            let mut next = Instant::now() + every;
-            while !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if Instant::now() < next {
-                    continue;
-                }
-                next = Instant::now() + every;
-                let sql = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                           WHERE application_name = $1";
-                if let Ok(row) = admin_client.query_one(sql, &[&app]).await {
-                    terminated.fetch_add(row.get::<_, i64>(0) as u64, Ordering::Relaxed);
-                }
-            }
-            admin_client
-        })
-    };
+    let killer = terminate_backends(
+        admin_client,
+        app.clone(),
+        settings.db_kill_every,
+        stop.clone(),
+        terminated.clone(),
+    );
     // The listener's sweep, on a short schedule.
     let mut redrives = RedriveCounts::default();
     let stage = RedriveStage {
@@ -879,4 +866,31 @@ pub async fn check(
     }
     figures.violations = v;
     figures
+}
+
+/// Terminates every PostgreSQL backend of application `app` every `every` until `stop`,
+/// whatever it is doing, counting them in `terminated`; gives the admin connection back.
+pub fn terminate_backends(
+    admin: tokio_postgres::Client,
+    app: String,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+    terminated: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<tokio_postgres::Client> {
+    tokio::spawn(async move {
+        let mut next = Instant::now() + every;
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if Instant::now() < next {
+                continue;
+            }
+            next = Instant::now() + every;
+            let sql = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                       WHERE application_name = $1";
+            if let Ok(row) = admin.query_one(sql, &[&app]).await {
+                terminated.fetch_add(row.get::<_, i64>(0) as u64, Ordering::Relaxed);
+            }
+        }
+        admin
+    })
 }

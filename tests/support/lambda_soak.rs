@@ -34,7 +34,7 @@ use sluice_db::{migrate, Db, DbConfig, Store};
 use sluice_stages::redrive::object_created_event;
 use tokio::net::TcpListener;
 
-use crate::chaos::{all_final, check, Dice, Post};
+use crate::chaos::{self, all_final, check, Dice, Post};
 use crate::database_url;
 use crate::fault_proxy::{Fault, FaultProxy};
 use crate::lambda_emu::{poll, schedule, Counters, Function, Killer, Mapping};
@@ -515,26 +515,13 @@ pub async fn soak(settings: Settings) -> Figures {
 
     // Database backends terminated now and then, whatever they were doing.
     let terminated = Arc::new(AtomicU64::new(0));
-    let db_killer = {
-        let (stop, terminated, app) = (stop.clone(), terminated.clone(), app.clone());
-        let every = settings.db_kill_every;
-        tokio::spawn(async move {
-            let mut next = Instant::now() + every;
-            while !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                if Instant::now() < next {
-                    continue;
-                }
-                next = Instant::now() + every;
-                let sql = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                           WHERE application_name = $1";
-                if let Ok(row) = admin_client.query_one(sql, &[&app]).await {
-                    terminated.fetch_add(row.get::<_, i64>(0) as u64, Ordering::Relaxed);
-                }
-            }
-            admin_client
-        })
-    };
+    let db_killer = chaos::terminate_backends(
+        admin_client,
+        app.clone(),
+        settings.db_kill_every,
+        stop.clone(),
+        terminated.clone(),
+    );
 
     let mut finished = false;
     while started.elapsed() < settings.limit {

@@ -172,6 +172,26 @@ pub async fn source_queues(sqs: &Client, dlq_url: &str) -> Result<Vec<String>, A
     Ok(listed.queue_urls().to_vec())
 }
 
+/// The messages a queue holds that are visible now (SQS's approximate count).
+pub async fn depth(sqs: &Client, url: &str) -> Result<i64, AwsError> {
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .map_err(|e| sqs_error("GetQueueAttributes", url, e))?;
+    attributes
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| AwsError::Sqs {
+            op: "GetQueueAttributes",
+            queue: url.to_string(),
+            message: "no ApproximateNumberOfMessages in the answer".into(),
+        })
+}
+
 /// The queue's ARN.
 pub async fn queue_arn(sqs: &Client, url: &str) -> Result<String, AwsError> {
     let attributes = sqs

@@ -241,6 +241,27 @@ impl ObjectStore {
         Ok(dropped)
     }
 
+    /// A URL that downloads the object for `expires` (at most 7 days; no longer than the
+    /// signing credentials live), signed here without a call to S3.
+    pub async fn presigned_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires: std::time::Duration,
+    ) -> Result<String, AwsError> {
+        let presigning = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+            .map_err(|e| s3_error("presign GetObject", bucket, key, e))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(presigning)
+            .await
+            .map_err(|e| s3_error("presign GetObject", bucket, key, e))?;
+        Ok(request.uri().to_string())
+    }
+
     /// The object's tags.
     pub async fn tags(&self, bucket: &str, key: &str) -> Result<Vec<(String, String)>, AwsError> {
         let out = self

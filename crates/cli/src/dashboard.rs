@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sluice_aws::Clients;
-use sluice_dashboard::{router, Dlqs, State};
+use sluice_aws::{Clients, ObjectStore};
+use sluice_dashboard::{router, Dlqs, Links, State};
 use sluice_db::DbConfig;
 
 use crate::exit;
@@ -16,10 +16,12 @@ use crate::exit;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test sluice dashboard
-  sluice dashboard --listen 0.0.0.0:8080 --dlq-urls \"$FORWARD_DLQ_URL,$TRANSFORM_DLQ_URL\"
+  sluice dashboard --listen 0.0.0.0:8080 --dlq-urls \"$FORWARD_DLQ_URL,$TRANSFORM_DLQ_URL\" \\
+    --clean-bucket sluice-clean-123456789012
 
-Open http://127.0.0.1:8080/ (overview), /files, /files/<id>, /health; the same data as JSON
-under /api/. It reads the dashboard views as the read-only role sluice_dashboard (made by the
+Open http://127.0.0.1:8080/ (overview), /files, /files/<id>, /health, /dlq; the same data as
+JSON under /api/. With --clean-bucket (and AWS credentials), a file's page links to its
+original, its clean CSV and its reports (presigned, 15 minutes). It reads the dashboard views as the read-only role sluice_dashboard (made by the
 migrations; run `sluice migrate` first).
 Exit codes: 0 stopped with Ctrl-C; 1 the port or the database could not be used; 2 bad usage.")]
 pub struct Args {
@@ -36,6 +38,10 @@ pub struct Args {
     /// credentials or AWS_ENDPOINT_URL).
     #[arg(long, env = "SLUICE_DLQ_URLS")]
     dlq_urls: Option<String>,
+    /// The clean bucket: a file's page then links to its objects (presigned GETs signed with
+    /// these AWS credentials, valid 15 minutes).
+    #[arg(long, env = "SLUICE_CLEAN_BUCKET")]
+    clean_bucket: Option<String>,
     /// Seconds without a move that make an unfinished file with no lease stuck.
     #[arg(long, env = "SLUICE_STALE_AFTER_SECONDS", default_value_t = 3600)]
     stale_after: u64,
@@ -65,14 +71,23 @@ pub fn run(args: Args) -> u8 {
 async fn serve(args: Args) -> Result<()> {
     let config =
         DbConfig::parse(&args.database_url, args.ca_file.as_deref()).context("DATABASE_URL")?;
-    let dlqs = match args.dlq_urls.as_deref().filter(|u| !u.trim().is_empty()) {
-        Some(urls) => Some(Dlqs {
-            sqs: Clients::from_env().await.sqs,
+    let clients = Clients::from_env().await;
+    let dlqs = args
+        .dlq_urls
+        .as_deref()
+        .filter(|u| !u.trim().is_empty())
+        .map(|urls| Dlqs {
+            sqs: clients.sqs.clone(),
             urls: urls.split(',').map(|u| u.trim().to_string()).collect(),
-        }),
-        None => None,
-    };
-    let state = State::new(config, dlqs, Duration::from_secs(args.stale_after));
+        });
+    let links = args
+        .clean_bucket
+        .filter(|b| !b.trim().is_empty())
+        .map(|clean_bucket| Links {
+            objects: ObjectStore::new(clients.s3.clone()),
+            clean_bucket,
+        });
+    let state = State::new(config, dlqs, Duration::from_secs(args.stale_after)).with_links(links);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

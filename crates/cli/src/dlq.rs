@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use sluice_aws::dlq::{self, Decision, Peeked, Redriven};
 use sluice_aws::{Clients, ObjectStore};
-use sluice_core::message::{FileSanitized, RecordBatchRef, RecordsAt};
+use sluice_core::message::{about, FileSanitized, MessageKind, RecordBatchRef, RecordsAt};
 use sluice_db::{Db, DbConfig, Store};
 use uuid::Uuid;
 
@@ -253,8 +253,8 @@ impl Look<'_> {
 
     /// Why the message would do no good back on its queue, if it would not.
     async fn why_not(&self, body: &str) -> Result<(), String> {
-        match describe(body).0 {
-            "record batch" => {
+        match about(body).kind {
+            MessageKind::RecordBatch => {
                 let batch = RecordBatchRef::parse(body)?;
                 let id = batch.file_id;
                 let replay =
@@ -276,7 +276,7 @@ impl Look<'_> {
                 }
                 Ok(())
             }
-            "file sanitized" => {
+            MessageKind::FileSanitized => {
                 let message: FileSanitized = serde_json::from_str(body)
                     .map_err(|e| format!("not a \"file sanitized\" message: {e}"))?;
                 let id = message.file_id;
@@ -284,9 +284,10 @@ impl Look<'_> {
                 self.live(id, "it is not transformed again", &replay).await
             }
             // The sanitizer registers an object once, whatever the copies.
-            "object created" | "s3 event" => Ok(()),
+            MessageKind::ObjectCreated | MessageKind::S3Event => Ok(()),
             other => Err(format!(
-                "{other}: not a message Sluice reads (see it with `sluice dlq show`)"
+                "{}: not a message Sluice reads (see it with `sluice dlq show`)",
+                other.as_str()
             )),
         }
     }
@@ -307,49 +308,16 @@ impl Look<'_> {
     }
 }
 
-/// What a message is and which file it belongs to, from its body: a record batch, a "file
-/// sanitized" message, an EventBridge "Object Created" event or an S3 event.
-fn describe(body: &str) -> (&'static str, Option<String>, Option<String>, Option<String>) {
-    let Ok(v) = serde_json::from_str::<Value>(body) else {
-        return ("not JSON", None, None, None);
-    };
-    let text = |v: &Value| v.as_str().map(str::to_string);
-    if v.get("batch_id").is_some() {
-        return (
-            "record batch",
-            text(&v["file_id"]),
-            text(&v["dataset"]),
-            text(&v["batch_id"]),
-        );
-    }
-    if v.get("clean_key").is_some() {
-        return (
-            "file sanitized",
-            text(&v["file_id"]),
-            text(&v["dataset"]),
-            text(&v["clean_key"]),
-        );
-    }
-    if v["detail-type"] == "Object Created" {
-        let key = text(&v["detail"]["object"]["key"]);
-        return ("object created", None, None, key);
-    }
-    if let Some(record) = v["Records"].get(0) {
-        return ("s3 event", None, None, text(&record["s3"]["object"]["key"]));
-    }
-    ("unknown", None, None, None)
-}
-
 fn message_json(m: &Peeked) -> Value {
-    let (kind, file_id, dataset, what) = describe(&m.body);
+    let about = about(&m.body);
     json!({
         "message_id": m.message_id,
         "sent_at": m.sent_at.map(|t| DateTime::<Utc>::from(t).format("%Y-%m-%dT%H:%M:%SZ").to_string()),
         "receive_count": m.receive_count,
-        "kind": kind,
-        "file_id": file_id,
-        "dataset": dataset,
-        "what": what,
+        "kind": about.kind.as_str(),
+        "file_id": about.file_id,
+        "dataset": about.dataset,
+        "what": about.what,
         "bytes": m.body.len(),
     })
 }

@@ -99,17 +99,7 @@ async fn queue(clients: &Clients, name: &str) -> String {
 }
 
 async fn count(clients: &Clients, url: &str) -> usize {
-    let attributes = clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await
-        .unwrap();
-    attributes.attributes().unwrap()[&QueueAttributeName::ApproximateNumberOfMessages]
-        .parse()
-        .unwrap()
+    sluice_aws::dlq::depth(&clients.sqs, url).await.unwrap() as usize
 }
 
 async fn dead_letter_queue(clients: &Clients, suffix: &str) -> (String, String) {

@@ -166,6 +166,7 @@ async fn seed(store: &Store) -> (Uuid, Uuid, Uuid) {
                 latency_ms: 12,
                 response_excerpt: excerpt,
                 error,
+                endpoint: "https://api.example.com/v1/records",
                 simulated: false,
             })
             .await

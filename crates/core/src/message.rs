@@ -271,6 +271,83 @@ pub fn batch_id(file_id: Uuid, seq: u32) -> String {
     format!("{file_id}-{seq:06}")
 }
 
+/// What a queue message is, as far as an operator needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    RecordBatch,
+    FileSanitized,
+    /// An EventBridge "Object Created" event (the sanitize queue).
+    ObjectCreated,
+    /// An S3 notification (`Records[]`).
+    S3Event,
+    /// JSON, but not a message Sluice reads.
+    Unknown,
+    NotJson,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::RecordBatch => "record batch",
+            MessageKind::FileSanitized => "file sanitized",
+            MessageKind::ObjectCreated => "object created",
+            MessageKind::S3Event => "s3 event",
+            MessageKind::Unknown => "unknown",
+            MessageKind::NotJson => "not JSON",
+        }
+    }
+}
+
+/// A queue message described from its body alone, for the operator tools: its kind, the file
+/// it belongs to when it names one, and what in the file (a batch id, a clean or source key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageAbout {
+    pub kind: MessageKind,
+    pub file_id: Option<Uuid>,
+    pub dataset: Option<String>,
+    pub what: Option<String>,
+}
+
+/// Describes a message body (never fails: a body that is not a message says so in its kind).
+pub fn about(body: &str) -> MessageAbout {
+    let described = |kind, file_id: Option<Uuid>, dataset: Option<String>, what| MessageAbout {
+        kind,
+        file_id,
+        dataset,
+        what,
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return described(MessageKind::NotJson, None, None, None);
+    };
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    let id = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse().ok());
+    if v.get("batch_id").is_some() {
+        return described(
+            MessageKind::RecordBatch,
+            id(&v["file_id"]),
+            text(&v["dataset"]),
+            text(&v["batch_id"]),
+        );
+    }
+    if v.get("clean_key").is_some() {
+        return described(
+            MessageKind::FileSanitized,
+            id(&v["file_id"]),
+            text(&v["dataset"]),
+            text(&v["clean_key"]),
+        );
+    }
+    if v["detail-type"] == "Object Created" {
+        let key = text(&v["detail"]["object"]["key"]);
+        return described(MessageKind::ObjectCreated, None, None, key);
+    }
+    if let Some(record) = v["Records"].get(0) {
+        let key = text(&record["s3"]["object"]["key"]);
+        return described(MessageKind::S3Event, None, None, key);
+    }
+    described(MessageKind::Unknown, None, None, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,5 +496,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("version 2"), "{err}");
+    }
+
+    #[test]
+    fn a_message_is_described_from_its_body() {
+        let id = Uuid::new_v4();
+        let batch =
+            format!(r#"{{"v":1,"file_id":"{id}","dataset":"orders","batch_id":"{id}-000001"}}"#);
+        let about = about(&batch);
+        assert_eq!(about.kind, MessageKind::RecordBatch);
+        assert_eq!(about.file_id, Some(id));
+        assert_eq!(about.what, Some(format!("{id}-000001")));
+        let event =
+            r#"{"detail-type":"Object Created","detail":{"object":{"key":"incoming/a.csv"}}}"#;
+        assert_eq!(super::about(event).kind, MessageKind::ObjectCreated);
+        assert_eq!(super::about(event).what.as_deref(), Some("incoming/a.csv"));
+        assert_eq!(super::about("{oops").kind, MessageKind::NotJson);
+        assert_eq!(super::about("{}").kind, MessageKind::Unknown);
+        let not_an_id = r#"{"batch_id":"x","file_id":"nope"}"#;
+        assert_eq!(super::about(not_an_id).file_id, None);
     }
 }

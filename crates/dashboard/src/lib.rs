@@ -8,9 +8,11 @@
 //! | `/` overview of a window | `/api/overview` |
 //! | `/files` filterable list | `/api/files` |
 //! | `/files/{id}` one file | `/api/files/{id}` |
-//! | `/health` API health per dataset | `/api/health` |
+//! | `/health` API health per dataset and endpoint, with a trend | `/api/health` |
+//! | `/dlq` the messages in the dead-letter queues, each with its file | `/api/dlq` |
 
 mod dlq;
+mod links;
 mod pages;
 pub mod queries;
 mod window;
@@ -22,7 +24,8 @@ use axum::routing::get;
 use axum::Router;
 use sluice_db::{Db, DbConfig};
 
-pub use dlq::{DlqDepth, Dlqs};
+pub use dlq::{DeadLetter, DlqDepth, DlqMessages, Dlqs};
+pub use links::{Link, Links, LINK_LIFE};
 pub use window::Window;
 
 /// The role the dashboard reads as: it may read the dashboard views and nothing else.
@@ -33,6 +36,8 @@ pub struct State {
     pub db: Db,
     /// Dead-letter queues whose depth the overview shows (none configured: not shown).
     pub dlqs: Option<Dlqs>,
+    /// What a file's page signs links to its objects with (none: no links).
+    pub links: Option<Links>,
     /// No move for this long makes an unfinished file with no lease stuck (the listener's
     /// `SLUICE_STALE_AFTER_SECONDS`).
     pub stale_after: Duration,
@@ -45,8 +50,15 @@ impl State {
         State {
             db: Db::new(config.read_only_as(ROLE)),
             dlqs,
+            links: None,
             stale_after,
         }
+    }
+
+    /// Links to each file's objects on its page, signed with `links`.
+    pub fn with_links(mut self, links: Option<Links>) -> Self {
+        self.links = links;
+        self
     }
 }
 
@@ -57,10 +69,12 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/files", get(pages::files))
         .route("/files/{id}", get(pages::file))
         .route("/health", get(pages::health))
+        .route("/dlq", get(pages::dead_letters))
         .route("/api/overview", get(pages::overview_json))
         .route("/api/files", get(pages::files_json))
         .route("/api/files/{id}", get(pages::file_json))
         .route("/api/health", get(pages::health_json))
+        .route("/api/dlq", get(pages::dead_letters_json))
         .route("/style.css", get(pages::style))
         .fallback(pages::not_found)
         .with_state(state)

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_aws::Clients;
-use sluice_dashboard::{router, Dlqs, State};
+use sluice_aws::{Clients, ObjectStore};
+use sluice_dashboard::{router, Dlqs, Links, State};
 use sluice_lambda::init_tracing;
 use sluice_lambda::setup::{database_config, DatabaseSettings};
 
@@ -40,5 +40,6 @@ async fn state() -> Result<State, Box<dyn std::error::Error + Send + Sync>> {
         config,
         Dlqs::from_env(clients.sqs.clone()),
         Duration::from_secs(stale),
-    ))
+    )
+    .with_links(Links::from_env(ObjectStore::new(clients.s3.clone()))))
 }

@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::dlq::DlqDepth;
+use crate::dlq::{DeadLetter, DlqDepth, DlqMessages};
+use crate::links::Link;
 use crate::queries::{
     parse_cursor, FileDetail, FileFilter, FileItem, FilePage, Health, Overview, Queries, Time,
+    TrendSlot,
 };
 use crate::window::{Window, WINDOWS};
 use crate::State;
@@ -332,6 +334,8 @@ struct FilePageView {
     events: Vec<(String, String, String, String)>,
     /// For a file not final: what is happening to it, and what the listener will do.
     progress: Option<String>,
+    /// Presigned links to its objects; `None` when the dashboard signs none.
+    links: Option<Vec<Link>>,
 }
 
 fn cell<T: ToString>(v: &Option<T>) -> String {
@@ -435,6 +439,10 @@ pub async fn file(
         state.stale_after,
         Time::from(std::time::SystemTime::now()),
     );
+    let links = match &state.links {
+        Some(links) => Some(links.for_file(&f).await),
+        None => None,
+    };
     Ok(render(&FilePageView {
         f,
         figures,
@@ -443,6 +451,7 @@ pub async fn file(
         transform_figures,
         events,
         progress,
+        links,
     }))
 }
 
@@ -574,6 +583,100 @@ pub async fn health_json(
     }))
 }
 
+#[derive(Template)]
+#[template(path = "dlq.html")]
+struct DeadLettersPage {
+    queues: Option<Vec<DlqMessages>>,
+}
+
+/// The messages in the dead-letter queues; `None` when no queue is configured.
+async fn dead_letter_data(state: &State) -> Option<Vec<DlqMessages>> {
+    match &state.dlqs {
+        Some(dlqs) => Some(dlqs.messages().await),
+        None => None,
+    }
+}
+
+pub async fn dead_letters(Shared(state): Shared_) -> Response {
+    render(&DeadLettersPage {
+        queues: dead_letter_data(&state).await,
+    })
+}
+
+#[derive(Serialize)]
+pub struct DeadLetterData {
+    /// `null` when no dead-letter queue is configured (`SLUICE_DLQ_URLS`).
+    queues: Option<Vec<DlqMessages>>,
+}
+
+pub async fn dead_letters_json(Shared(state): Shared_) -> Json<DeadLetterData> {
+    Json(DeadLetterData {
+        queues: dead_letter_data(&state).await,
+    })
+}
+
+impl DeadLetter {
+    /// The search of the file list for an object event's key.
+    pub fn search_link(&self) -> Option<String> {
+        self.search
+            .as_deref()
+            .map(|key| format!("/files?q={}", percent(key)))
+    }
+}
+
+/// One bar of a trend's picture: where it stands, its height, its colour class and what it
+/// says on hover.
+pub struct Bar {
+    pub x: usize,
+    pub y: u32,
+    pub height: u32,
+    pub class: &'static str,
+    pub title: String,
+}
+
+/// Pixels of a trend's picture.
+const TREND_HEIGHT: u32 = 24;
+const BAR_STEP: usize = 8;
+
+fn bars(trend: &[TrendSlot]) -> Vec<Bar> {
+    let most = trend.iter().map(|t| t.calls).max().unwrap_or(0).max(1);
+    trend
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let height = match t.calls {
+                0 => 1,
+                n => ((n as f64 / most as f64) * TREND_HEIGHT as f64)
+                    .ceil()
+                    .max(2.0) as u32,
+            };
+            let rate = (t.calls > 0).then(|| t.ok as f64 / t.calls as f64);
+            let class = match rate {
+                None => "none",
+                Some(r) if r >= 0.99 => "good",
+                Some(r) if r >= 0.9 => "fair",
+                Some(_) => "poor",
+            };
+            let title = match rate {
+                None => format!("from {}: no call", when(&t.from)),
+                Some(r) => format!(
+                    "from {}: {} call(s), {:.1} % 2xx",
+                    when(&t.from),
+                    t.calls,
+                    r * 100.0
+                ),
+            };
+            Bar {
+                x: i * BAR_STEP,
+                y: TREND_HEIGHT - height,
+                height,
+                class,
+                title,
+            }
+        })
+        .collect()
+}
+
 fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |v| format!("{:.1} %", v * 100.0))
 }
@@ -611,6 +714,28 @@ impl Health {
 
     pub fn error(&self) -> String {
         self.last_error.clone().unwrap_or_default()
+    }
+
+    /// The trend as bars of an inline picture (oldest left).
+    pub fn bars(&self) -> Vec<Bar> {
+        bars(&self.trend)
+    }
+
+    /// The trend's picture width in pixels.
+    pub fn trend_width(&self) -> usize {
+        self.trend.len() * BAR_STEP
+    }
+
+    /// The trend in words, for readers that do not see the picture.
+    pub fn trend_words(&self) -> String {
+        self.trend
+            .iter()
+            .map(|t| match t.calls {
+                0 => "–".to_string(),
+                n => format!("{:.0}%", t.ok as f64 * 100.0 / n as f64),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 

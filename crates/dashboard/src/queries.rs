@@ -140,6 +140,8 @@ pub struct FileDetail {
     pub failed_stage: Option<String>,
     pub error: Option<String>,
     pub source: String,
+    pub source_bucket: String,
+    pub source_key: String,
     pub source_size: i64,
     pub clean_key: Option<String>,
     pub rows_in: Option<i64>,
@@ -215,16 +217,32 @@ pub struct Call {
     pub answer: Option<String>,
 }
 
-/// One dataset's API calls over a window.
+/// Slots in an API health trend.
+pub const TREND_SLOTS: usize = 12;
+
+/// One dataset's API calls to one endpoint over a window.
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
     pub dataset: String,
+    /// Scheme, host, port and path (calls from before endpoints were recorded: "(not
+    /// recorded)").
+    pub endpoint: String,
     pub calls: i64,
     pub ok: i64,
     pub success_rate: f64,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub last_error: Option<String>,
+    /// The window in [`TREND_SLOTS`] equal slots, oldest first.
+    pub trend: Vec<TrendSlot>,
+}
+
+/// A slot of a health trend: its calls and their 2xx.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrendSlot {
+    pub from: Time,
+    pub calls: i64,
+    pub ok: i64,
 }
 
 /// The dashboard's reads.
@@ -506,6 +524,8 @@ impl Queries<'_> {
             failed_stage: r.get(5),
             error: r.get(6),
             source: format!("s3://{bucket}/{key}"),
+            source_bucket: bucket,
+            source_key: key,
             source_size: r.get(9),
             clean_key: r.get(10),
             rows_in: r.get(11),
@@ -543,11 +563,14 @@ impl Queries<'_> {
         }))
     }
 
-    /// API calls per dataset since `since`: whole hours from the hourly roll-up, the rest
-    /// (the window's first part hour, and what is not rolled up yet) from the calls; latency
-    /// percentiles from the merged histogram (within 5 %).
+    /// API calls per dataset and endpoint since `since`: whole hours from the hourly roll-up,
+    /// the rest (the window's first part hour, and what is not rolled up yet) from the calls;
+    /// latency percentiles from the merged histogram (within 5 %); and the trend: the window
+    /// cut in [`TREND_SLOTS`] equal slots (a rolled-up hour counts in the slot its start is in).
     pub async fn health(&self, since: SystemTime) -> Result<Vec<Health>, DbError> {
         let client = self.db.client().await?;
+        let length = SystemTime::now().duration_since(since).unwrap_or_default();
+        let slot = (length.as_secs_f64() / TREND_SLOTS as f64).max(1.0);
         let rows = client
             .query(
                 "WITH w AS (
@@ -556,45 +579,57 @@ impl Queries<'_> {
                                 AS to_h
                      FROM (SELECT date_trunc('hour', $1::timestamptz) + interval '1 hour' AS h) x),
                  parts AS (
-                     SELECT r.dataset, r.bucket, r.calls::bigint AS calls, r.ok::bigint AS ok
+                     SELECT r.dataset, r.endpoint, r.bucket, r.hour AS at,
+                            r.calls::bigint AS calls, r.ok::bigint AS ok
                      FROM dashboard_api_call_hour r, w
                      WHERE r.hour >= w.from_h AND r.hour < w.to_h
                      UNION ALL
-                     SELECT COALESCE(c.dataset, ''), sluice_latency_bucket(c.latency_ms),
-                            count(*), count(*) FILTER (WHERE c.ok)
+                     SELECT COALESCE(c.dataset, ''), COALESCE(c.endpoint, ''),
+                            sluice_latency_bucket(c.latency_ms), c.at, 1, c.ok::int
                      FROM dashboard_api_call c, w
-                     WHERE c.at >= $1 AND c.at < w.from_h AND NOT c.simulated
-                     GROUP BY 1, 2
-                     UNION ALL
-                     SELECT COALESCE(c.dataset, ''), sluice_latency_bucket(c.latency_ms),
-                            count(*), count(*) FILTER (WHERE c.ok)
-                     FROM dashboard_api_call c, w
-                     WHERE c.at >= $1 AND c.at >= w.to_h AND NOT c.simulated
-                     GROUP BY 1, 2)
-                 SELECT dataset, bucket, sum(calls)::bigint, sum(ok)::bigint
-                 FROM parts GROUP BY 1, 2 ORDER BY 1, 2",
-                &[&since],
+                     WHERE c.at >= $1 AND (c.at < w.from_h OR c.at >= w.to_h)
+                       AND NOT c.simulated)
+                 SELECT dataset, endpoint, bucket,
+                        LEAST($2::int - 1, GREATEST(0,
+                            floor(extract(epoch FROM (at - $1::timestamptz)) / $3::float8)))::int,
+                        sum(calls)::bigint, sum(ok)::bigint
+                 FROM parts GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+                &[&since, &(TREND_SLOTS as i32), &slot],
             )
             .await?;
-        let mut out: Vec<(String, Histogram)> = Vec::new();
+        let mut out: Vec<(String, String, Histogram, Vec<TrendSlot>)> = Vec::new();
         for r in &rows {
-            let dataset: String = r.get(0);
-            if out.last().map(|(d, _)| d) != Some(&dataset) {
-                out.push((dataset.clone(), Histogram::default()));
+            let (dataset, endpoint): (String, String) = (r.get(0), r.get(1));
+            let (bucket, at, calls, ok): (i32, i32, i64, i64) =
+                (r.get(2), r.get(3), r.get(4), r.get(5));
+            if out.last().map(|(d, e, _, _)| (d, e)) != Some((&dataset, &endpoint)) {
+                let trend = (0..TREND_SLOTS)
+                    .map(|i| TrendSlot {
+                        from: time(since + Duration::from_secs_f64(slot * i as f64)),
+                        calls: 0,
+                        ok: 0,
+                    })
+                    .collect();
+                out.push((dataset, endpoint, Histogram::default(), trend));
             }
-            if let Some((_, h)) = out.last_mut() {
-                h.add(r.get(1), r.get(2), r.get(3));
+            if let Some((_, _, h, trend)) = out.last_mut() {
+                h.add(bucket, calls, ok);
+                if let Some(t) = trend.get_mut(at as usize) {
+                    t.calls += calls;
+                    t.ok += ok;
+                }
             }
         }
         let mut health = Vec::with_capacity(out.len());
-        for (dataset, h) in out {
+        for (dataset, endpoint, h, trend) in out {
             let last_error = client
                 .query_opt(
                     "SELECT error FROM dashboard_api_call
-                     WHERE dataset = $1 AND at >= $2 AND NOT simulated
+                     WHERE dataset = $1 AND COALESCE(endpoint, '') = $2 AND at >= $3
+                       AND NOT simulated
                        AND (http_status IS NULL OR http_status NOT BETWEEN 200 AND 299)
                      ORDER BY at DESC LIMIT 1",
-                    &[&dataset, &since],
+                    &[&dataset, &endpoint, &since],
                 )
                 .await?
                 .and_then(|r| r.get(0));
@@ -603,6 +638,11 @@ impl Queries<'_> {
                     "(no dataset)".into()
                 } else {
                     dataset
+                },
+                endpoint: if endpoint.is_empty() {
+                    "(not recorded)".into()
+                } else {
+                    endpoint
                 },
                 calls: h.calls,
                 ok: h.ok,
@@ -614,6 +654,7 @@ impl Queries<'_> {
                 p50_ms: h.percentile(0.5),
                 p95_ms: h.percentile(0.95),
                 last_error,
+                trend,
             });
         }
         Ok(health)

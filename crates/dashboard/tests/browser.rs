@@ -11,11 +11,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{seed, Schema};
+use common::{dead_letter_queue, seed, Schema};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
-use sluice_dashboard::{router, State};
+use sluice_aws::{Clients, ObjectStore};
+use sluice_dashboard::{router, Dlqs, Links, State};
 
 fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
@@ -151,7 +152,46 @@ async fn an_operator_finds_where_a_file_is_and_why_in_a_browser() {
     }
     let schema = Schema::create().await;
     let seeded = seed(&schema).await;
-    let state = State::new(schema.config.clone(), None, Duration::from_secs(3600));
+    // The busy file is a replay of the failed one, from its forward stage.
+    schema
+        .config
+        .connect()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE file_process SET replay_of = $1, replay_from = 'forward' WHERE id = $2",
+            &[&seeded.failed, &seeded.busy],
+        )
+        .await
+        .unwrap();
+    // A dead-letter queue in moto holding the failed file's last batch, and links signed
+    // for a clean bucket.
+    let clients = Clients::from_env().await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (dead, source) = dead_letter_queue(&clients, &format!("browser-{suffix}")).await;
+    clients
+        .sqs
+        .send_message()
+        .queue_url(&dead)
+        .message_body(format!(
+            r#"{{"v":1,"file_id":"{0}","dataset":"orders","batch_id":"{0}-000002","seq":2,"total":2,"records":[]}}"#,
+            seeded.failed
+        ))
+        .send()
+        .await
+        .unwrap();
+    let state = State::new(
+        schema.config.clone(),
+        Some(Dlqs {
+            sqs: clients.sqs.clone(),
+            urls: vec![dead.clone()],
+        }),
+        Duration::from_secs(3600),
+    )
+    .with_links(Some(Links {
+        objects: ObjectStore::new(clients.s3.clone()),
+        clean_bucket: format!("sluice-clean-{suffix}"),
+    }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
@@ -188,6 +228,10 @@ async fn an_operator_finds_where_a_file_is_and_why_in_a_browser() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 5);
+    // The replay is marked as one.
+    assert!(text(&client, "table#files")
+        .await
+        .contains("orders-busy.csv replay from forward"));
     client
         .find(Locator::Css("select[name=status]"))
         .await
@@ -243,6 +287,24 @@ async fn an_operator_finds_where_a_file_is_and_why_in_a_browser() {
         "{calls}"
     );
     assert_eq!(calls.matches("the API answered").count(), 1, "{calls}");
+    // Its objects, each with a download link; its replay, linked.
+    let objects = text(&client, "table#objects").await;
+    for label in [
+        "original upload",
+        "clean CSV",
+        "sanitize report",
+        "transform report",
+    ] {
+        assert!(objects.contains(label), "{objects}");
+    }
+    let downloads = client
+        .find_all(Locator::Css("table#objects a"))
+        .await
+        .unwrap();
+    assert_eq!(downloads.len(), 4);
+    assert!(text(&client, "table#facts")
+        .await
+        .contains(&seeded.busy.to_string()));
     screenshot(&client, "file-failed").await;
 
     // The timeline in words, not JSON.
@@ -261,14 +323,49 @@ async fn an_operator_finds_where_a_file_is_and_why_in_a_browser() {
     );
     screenshot(&client, "file-stuck").await;
 
-    // API health.
+    // API health per endpoint, each with its trend.
     client.goto(&format!("{base}/health")).await.unwrap();
-    assert!(text(&client, "table#health").await.contains("orders"));
+    let health = text(&client, "table#health").await;
+    assert!(
+        health.contains("https://api.example.com/v1/records")
+            && health.contains("https://slow.example.com/ingest"),
+        "{health}"
+    );
+    let bars = client
+        .find_all(Locator::Css("table#health td.trend svg rect"))
+        .await
+        .unwrap();
+    assert_eq!(bars.len(), 24, "12 slots for each of the two endpoints");
     screenshot(&client, "health").await;
+
+    // The dead letters: the batch's message, linked to its file.
+    client.goto(&format!("{base}/")).await.unwrap();
+    client
+        .find(Locator::Id("dlq-messages"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_url(&client, "/dlq").await;
+    let letters = text(&client, "table.dead-letters").await;
+    assert!(letters.contains("record batch"), "{letters}");
+    screenshot(&client, "dead-letters").await;
+    client
+        .find(Locator::Css("table.dead-letters a.file"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_url(&client, &format!("/files/{}", seeded.failed)).await;
 
     let errors = console_errors(&driver, &client).await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     client.close().await.unwrap();
     server.abort();
+    for url in [&dead, &source] {
+        let _ = clients.sqs.delete_queue().queue_url(url).send().await;
+    }
     schema.drop().await;
 }

@@ -160,15 +160,45 @@ async fn the_pages_say_where_each_file_is_and_why() {
     let (_, page) = get(&app, &format!("/files/{}", s.busy)).await;
     assert!(page.contains(r#"id="more-calls""#), "{page}");
 
-    // API health per dataset.
+    // API health per dataset and endpoint, each with its trend over the window.
     let health = json(&app, "/api/health").await;
-    let orders = &health["datasets"][0];
-    assert_eq!(orders["dataset"], "orders");
-    assert_eq!(orders["calls"], 3004);
-    assert_eq!(orders["ok"], 302);
-    assert!(orders["p95_ms"].as_f64().unwrap() >= orders["p50_ms"].as_f64().unwrap());
+    let rows = health["datasets"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{health}");
+    let (api, slow) = (&rows[0], &rows[1]);
+    assert_eq!(
+        (&api["dataset"], &api["endpoint"], &api["calls"], &api["ok"]),
+        (
+            &json!("orders"),
+            &json!("https://api.example.com/v1/records"),
+            &json!(4),
+            &json!(2)
+        )
+    );
+    assert_eq!(
+        (&slow["endpoint"], &slow["calls"], &slow["ok"]),
+        (
+            &json!("https://slow.example.com/ingest"),
+            &json!(3000),
+            &json!(300)
+        )
+    );
+    assert!(slow["p95_ms"].as_f64().unwrap() >= slow["p50_ms"].as_f64().unwrap());
+    let trend = slow["trend"].as_array().unwrap();
+    assert_eq!(trend.len(), 12);
+    let in_trend: i64 = trend.iter().map(|t| t["calls"].as_i64().unwrap()).sum();
+    assert_eq!(in_trend, 3000, "every call is in a slot: {trend:?}");
+    assert_eq!(
+        trend[11]["calls"], 3000,
+        "the last 50 minutes are the last slot"
+    );
     let (_, page) = get(&app, "/health").await;
-    assert!(page.contains("10.1 %"), "{page}");
+    assert!(page.contains("10.0 %"), "{page}");
+    assert!(
+        page.contains("<code>https://slow.example.com/ingest</code>"),
+        "{page}"
+    );
+    assert!(page.contains(r#"<rect class="poor""#), "{page}");
+    assert!(page.contains("no call"), "{page}");
     schema.drop().await;
 }
 
@@ -239,11 +269,14 @@ async fn api_health_is_the_same_from_rolled_up_hours_and_from_the_calls() {
     let schema = Schema::create().await;
     seed(&schema).await;
     let app = schema.app();
-    let before = json(&app, "/api/health").await["datasets"][0].clone();
-    assert_eq!(
-        (&before["calls"], &before["ok"]),
-        (&json!(3004), &json!(302))
-    );
+    let totals = |health: &Value| {
+        let rows = health["datasets"].as_array().unwrap();
+        let sum = |k: &str| rows.iter().map(|r| r[k].as_i64().unwrap()).sum::<i64>();
+        (sum("calls"), sum("ok"))
+    };
+    let before = json(&app, "/api/health").await;
+    assert_eq!(totals(&before), (3004, 302));
+    let before = before["datasets"][1].clone();
 
     // Half the calls three hours back, the roll-up started a day ago, then run (twice: the
     // second finds nothing new).
@@ -268,18 +301,25 @@ async fn api_health_is_the_same_from_rolled_up_hours_and_from_the_calls() {
         .get(0);
     assert!(rolled >= 1500, "{rolled} calls rolled up");
 
-    let after = json(&app, "/api/health").await["datasets"][0].clone();
-    assert_eq!(
-        (&after["calls"], &after["ok"]),
-        (&json!(3004), &json!(302)),
-        "{after}"
-    );
+    let after = json(&app, "/api/health").await;
+    assert_eq!(totals(&after), (3004, 302), "{after}");
+    let after = after["datasets"][1].clone();
+    // The trend still counts every call, now in two slots (the calls three hours back in an
+    // earlier one).
+    let trend = after["trend"].as_array().unwrap();
+    let in_trend: i64 = trend.iter().map(|t| t["calls"].as_i64().unwrap()).sum();
+    assert_eq!(in_trend, 3000, "{trend:?}");
+    let slots = trend
+        .iter()
+        .filter(|t| t["calls"].as_i64().unwrap() > 0)
+        .count();
+    assert!(slots >= 2, "{trend:?}");
     for p in ["p50_ms", "p95_ms"] {
         let (b, a) = (before[p].as_f64().unwrap(), after[p].as_f64().unwrap());
         assert!((a - b).abs() <= b * 0.1, "{p}: {b} then {a}");
     }
     // The dashboard's role reads the roll-up too (through its views).
     let (_, page) = get(&app, "/health?window=7d").await;
-    assert!(page.contains("3004"), "{page}");
+    assert!(page.contains("3000"), "{page}");
     schema.drop().await;
 }

@@ -19,8 +19,8 @@ use crate::{DbError, Store};
 /// and the claim is still released. `first` and `again` never touch the same row.)
 const RECORD_CALL: &str = "WITH call AS (
          INSERT INTO api_call (file_id, batch_id, attempt, http_status, latency_ms,
-                               response_excerpt, error, simulated)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)),
+                               response_excerpt, error, simulated, endpoint)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)),
      first AS (
          UPDATE batch_claim SET lease_owner = NULL, lease_until = NULL, delivered_at = now()
          WHERE batch_id = $2 AND $4 BETWEEN 200 AND 299 AND delivered_at IS NULL
@@ -50,6 +50,8 @@ pub struct ApiCallRow {
     pub latency_ms: Option<i32>,
     pub response_excerpt: Option<String>,
     pub error: Option<String>,
+    /// Where it went (scheme, host, port, path); `None` for calls from before V18.
+    pub endpoint: Option<String>,
 }
 
 impl Store {
@@ -70,6 +72,7 @@ impl Store {
                     &call.response_excerpt,
                     &call.error,
                     &call.simulated,
+                    &call.endpoint,
                 ],
             )
             .await?;
@@ -123,7 +126,7 @@ impl Store {
         let rows = client
             .query(
                 "SELECT file_id, batch_id, attempt, at, http_status, latency_ms,
-                        response_excerpt, error
+                        response_excerpt, error, endpoint
                  FROM api_call WHERE file_id = $1 ORDER BY id",
                 &[&file_id],
             )
@@ -139,6 +142,7 @@ impl Store {
                 latency_ms: r.get(5),
                 response_excerpt: r.get(6),
                 error: r.get(7),
+                endpoint: r.get(8),
             })
             .collect())
     }

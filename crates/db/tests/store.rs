@@ -362,6 +362,7 @@ async fn call(store: &Store, id: uuid::Uuid, batch: &str, attempt: i32, status: 
             latency_ms: 3,
             response_excerpt: status.map(|_| "{\"ok\":true}"),
             error: (!ok).then_some("HTTP 500"),
+            endpoint: "https://api.example.com/v1/records",
             simulated: false,
         })
         .await
@@ -771,6 +772,7 @@ async fn duplicate_2xx_at_the_same_moment_count_a_batch_once_and_settles_never_l
                         latency_ms: 1,
                         response_excerpt: None,
                         error: None,
+                        endpoint: "https://api.example.com/v1/records",
                         simulated: false,
                     })
                     .await
@@ -1012,6 +1014,7 @@ async fn ok_call(store: &Store, id: uuid::Uuid, batch: &str, attempt: i32) -> Op
             latency_ms: 1,
             response_excerpt: None,
             error: None,
+            endpoint: "https://api.example.com/v1/records",
             simulated: false,
         })
         .await
@@ -1271,4 +1274,47 @@ async fn a_file_waiting_behind_a_backlog_is_never_failed_by_the_sweep() {
     let row = store.file(id).await.unwrap().unwrap();
     assert_eq!(row.status, FileStatus::Failed);
     assert!(row.error.unwrap().contains("after 1 re-drives"));
+}
+
+#[tokio::test]
+async fn eight_cuts_marking_one_files_batches_at_once_all_read_back_the_same_marks() {
+    let schema = Schema::create().await;
+    let first = store(&schema).await;
+    let id = transforming_file(&first, "marks").await;
+    // Eight transformer runs, each on its own warm connection, mark batches 1 to 3 at the
+    // same moment, each with marks of its own (as cuts of a changed config would differ).
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let mut cuts = Vec::new();
+    for n in 0..8 {
+        let (store, barrier) = (
+            Store::new(Db::new(schema.config())),
+            std::sync::Arc::clone(&barrier),
+        );
+        cuts.push(tokio::spawn(async move {
+            store.file(id).await.unwrap();
+            let marks = json!({
+                "1": {"first": 0, "records": 10 + n, "sha256": format!("{n:016x}")},
+                "2": {"first": 10 + n, "records": 10, "sha256": format!("{:016x}", 100 + n)},
+                "3": {"first": 20 + n, "records": 5, "sha256": format!("{:016x}", 200 + n)},
+            });
+            barrier.wait().await;
+            store.mark_batches(id, &marks).await.unwrap().unwrap()
+        }));
+    }
+    let mut seen = Vec::new();
+    for cut in cuts {
+        seen.push(cut.await.unwrap());
+    }
+    // Every run reads back the marks on record, the same for all, one writer's per batch.
+    assert!(seen.iter().all(|m| *m == seen[0]), "{seen:#?}");
+    for seq in ["1", "2", "3"] {
+        assert!(seen[0][seq]["sha256"].is_string(), "{:#}", seen[0]);
+    }
+    let client = schema.config().connect().await.unwrap();
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM batch_mark WHERE file_id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 3);
 }

@@ -186,6 +186,7 @@ pub async fn call(store: &Store, file: Uuid, seq: u32, attempt: i32, status: i32
             latency_ms: 10 * attempt,
             response_excerpt: answer,
             error: error.as_deref(),
+            endpoint: "https://api.example.com/v1/records",
             simulated: false,
         })
         .await
@@ -266,18 +267,20 @@ pub async fn seed(schema: &Schema) -> Seeded {
         .await
         .unwrap();
 
-    // Thousands of attempts on one file (an API that kept failing), written in one go.
+    // Thousands of attempts on one file (another endpoint, that kept failing), in one go.
     let busy = received(&store, "orders-busy.csv").await;
     sanitized(&store, busy, report).await;
     transformed(&store, busy, 300).await;
     let client = schema.config.connect().await.unwrap();
     client
         .execute(
-            "INSERT INTO api_call (file_id, batch_id, attempt, at, http_status, latency_ms, error)
+            "INSERT INTO api_call (file_id, batch_id, attempt, at, http_status, latency_ms, error,
+                                   endpoint)
              SELECT $1::uuid, $1::uuid::text || '-' || lpad((1 + i % 300)::text, 6, '0'), 1 + i / 300,
                     now() - (i || ' seconds')::interval,
                     CASE WHEN i % 10 = 0 THEN 200 ELSE 503 END, 20 + i % 50,
-                    CASE WHEN i % 10 = 0 THEN NULL ELSE 'HTTP 503' END
+                    CASE WHEN i % 10 = 0 THEN NULL ELSE 'HTTP 503' END,
+                    'https://slow.example.com/ingest'
              FROM generate_series(0, 2999) i",
             &[&busy],
         )
@@ -290,4 +293,38 @@ pub async fn seed(schema: &Schema) -> Seeded {
         stuck,
         busy,
     }
+}
+
+/// A queue and the dead-letter queue its redrive policy names, in moto.
+pub async fn dead_letter_queue(clients: &sluice_aws::Clients, suffix: &str) -> (String, String) {
+    let create = |name: String| {
+        let sqs = clients.sqs.clone();
+        async move {
+            sqs.create_queue()
+                .queue_name(name)
+                .send()
+                .await
+                .unwrap()
+                .queue_url()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let dead = create(format!("sluice-{suffix}-dlq")).await;
+    let source = create(format!("sluice-{suffix}")).await;
+    let arn = sluice_aws::dlq::queue_arn(&clients.sqs, &dead)
+        .await
+        .unwrap();
+    clients
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&source)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
+            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#),
+        )
+        .send()
+        .await
+        .unwrap();
+    (dead, source)
 }

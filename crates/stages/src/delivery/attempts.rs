@@ -88,8 +88,7 @@ pub async fn deliver<L: CallLog>(
         let attempt = client.post(target, batch, body.clone(), timeout).await;
         made += 1;
         let number = first_attempt + made as i32 - 1;
-        let simulated = target.endpoint.scheme() == "file";
-        let settled = record(log, batch, number, &attempt, simulated).await?;
+        let settled = record(log, target, batch, number, &attempt).await?;
         last_error = attempt.error.clone().unwrap_or_default();
         match attempt.class {
             AttemptClass::Delivered => {
@@ -167,10 +166,10 @@ fn out_of_time(made: u32, last_error: &str) -> Outcome {
 
 async fn record<L: CallLog>(
     log: &L,
+    target: &Target,
     batch: &BatchHeader<'_>,
     number: i32,
     attempt: &Attempt,
-    simulated: bool,
 ) -> Result<Option<FileStatus>, L::Error> {
     let latency_ms = attempt.latency.as_millis().min(i32::MAX as u128) as i32;
     // Operators see the outcome in the log; the response excerpt stays in the table, as an
@@ -195,7 +194,8 @@ async fn record<L: CallLog>(
         latency_ms,
         response_excerpt: attempt.excerpt.as_deref(),
         error: attempt.error.as_deref(),
-        simulated,
+        endpoint: &target.label(),
+        simulated: target.endpoint.scheme() == "file",
     })
     .await
 }

@@ -104,6 +104,25 @@ pub struct Target {
     pub has_credentials: bool,
 }
 
+impl Target {
+    /// Where batches go, as recorded with each call and shown in API health: scheme, host,
+    /// port and path, never a query string or credentials (either may carry a secret).
+    pub fn label(&self) -> String {
+        endpoint_label(&self.endpoint)
+    }
+}
+
+/// `url` without its query, fragment or credentials.
+pub fn endpoint_label(url: &Url) -> String {
+    match url.host_str() {
+        Some(host) => match url.port() {
+            Some(port) => format!("{}://{host}:{port}{}", url.scheme(), url.path()),
+            None => format!("{}://{host}{}", url.scheme(), url.path()),
+        },
+        None => format!("{}:{}", url.scheme(), url.path()),
+    }
+}
+
 /// A header that could not be resolved. Names the dataset, the header and where its value
 /// should have come from; never the value.
 #[derive(Debug, thiserror::Error)]
@@ -212,5 +231,25 @@ impl Targets {
         let mut by_dataset = self.by_dataset.write().unwrap_or_else(|e| e.into_inner());
         by_dataset.insert(dataset.name.clone(), fresh.clone());
         fresh
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_label_keeps_no_query_and_no_credentials() {
+        let url: Url = "https://user:pw@api.example.com:8443/v1/orders?token=secret#x"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            endpoint_label(&url),
+            "https://api.example.com:8443/v1/orders"
+        );
+        let plain: Url = "http://127.0.0.1/ingest".parse().unwrap();
+        assert_eq!(endpoint_label(&plain), "http://127.0.0.1/ingest");
+        let file: Url = "file:///tmp/requests.jsonl".parse().unwrap();
+        assert_eq!(endpoint_label(&file), "file:/tmp/requests.jsonl");
     }
 }

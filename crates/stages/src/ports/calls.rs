@@ -19,6 +19,8 @@ pub struct ApiCall<'a> {
     pub response_excerpt: Option<&'a str>,
     /// Why the attempt did not deliver, in words; `None` when it did.
     pub error: Option<&'a str>,
+    /// Where it was sent: scheme, host, port and path (`Target::label`).
+    pub endpoint: &'a str,
     /// Not sent to an API: written to a requests file by a local run (`sluice run` without
     /// `--api`). Kept for the file's history, never counted in API health.
     pub simulated: bool,
