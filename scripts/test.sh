@@ -38,7 +38,7 @@ ensure_moto
 # stand-in provided.al2023 image (no registry here), reached through docker0.
 ensure_docker
 cargo build --locked -p sluice-sanitizer -p sluice-transformer -p sluice-forwarder -p sluice-listener \
-  -p sluice-dashboard
+  -p sluice-dashboard-lambda
 build_base_image target/debug/sluice-sanitizer
 export SLUICE_SAM_LOCAL=1 SLUICE_SAM_HOST_IP
 SLUICE_SAM_HOST_IP=$(docker_host_ip)

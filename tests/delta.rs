@@ -13,7 +13,7 @@ use sluice_core::delivery::{AttemptClass, BatchHeader};
 use sluice_core::message::FileSanitized;
 use sluice_core::{FileStatus, PipelineConfig};
 use sluice_local::{FolderObjects, MemoryQueue};
-use sluice_stages::delivery::client::Attempt;
+use sluice_stages::delivery::Attempt;
 use sluice_stages::delivery::{Target, Targets};
 use sluice_stages::final_status::{message_failed, Delivery};
 use sluice_stages::forward::{forward_batch, Forward};

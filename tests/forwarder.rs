@@ -16,7 +16,7 @@ use sluice_db::{ApiCallRow, Store, TransformCounts};
 use sluice_e2e::api::{MockApi, Reply};
 use sluice_e2e::{unique, World};
 use sluice_forwarder::{handle, Deps, Targets};
-use sluice_stages::delivery::http_client;
+use sluice_http::HttpPoster;
 use uuid::Uuid;
 
 /// A config whose `orders` dataset delivers to `endpoint`, with `extra` lines added to its
@@ -55,7 +55,7 @@ async fn setup(config_text: &str) -> Setup {
         targets,
         store: world.store().await,
         objects: ObjectStore::new(world.clients.s3.clone()),
-        http: http_client().unwrap(),
+        http: HttpPoster::new().unwrap(),
         concurrency: 4,
         max_receive_count: 3,
         visibility: None,
@@ -1045,7 +1045,7 @@ async fn eight_copies_of_one_batch_at_the_same_moment_post_it_once() {
             config,
             store: s.world.store().await,
             objects: ObjectStore::new(s.world.clients.s3.clone()),
-            http: http_client().unwrap(),
+            http: HttpPoster::new().unwrap(),
             concurrency: 4,
             max_receive_count: 3,
             visibility: None,

@@ -17,8 +17,8 @@ use sluice_db::{Claim, FileRow, Lease, Store};
 use sluice_e2e::api::{MockApi, Reply};
 use sluice_e2e::{unique, World};
 use sluice_forwarder::Targets;
+use sluice_http::HttpPoster;
 use sluice_listener::{Budget, Summary};
-use sluice_stages::delivery::http_client;
 use uuid::Uuid;
 
 fn config(api: &str) -> String {
@@ -109,7 +109,7 @@ async fn chain(stale_after: Duration, max_redrives: i32) -> Chain {
         config: config.clone(),
         store: world.store().await,
         objects: ObjectStore::new(s3.clone()),
-        http: http_client().unwrap(),
+        http: HttpPoster::new().unwrap(),
         concurrency: 2,
         max_receive_count: 3,
         visibility: None,
@@ -1120,7 +1120,7 @@ async fn the_aws_and_the_local_adapters_give_the_same_records_and_statuses() {
         transform_file(&transform, &message, &lease).await.unwrap();
     }
     let targets = Targets::resolve(&config, None).await;
-    let http = http_client().unwrap();
+    let http = HttpPoster::new().unwrap();
     let forward = Forward {
         config: &config,
         targets: &targets,

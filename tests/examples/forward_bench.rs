@@ -20,7 +20,7 @@ use sluice_core::{FileStatus, PipelineConfig, Stage};
 use sluice_db::{migrate, Db, DbConfig, NewFile, RowCounts, Store, TransformCounts};
 use sluice_e2e::api::{MockApi, Reply};
 use sluice_forwarder::{handle, Deps, Targets};
-use sluice_stages::delivery::http_client;
+use sluice_http::HttpPoster;
 use uuid::Uuid;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -85,7 +85,7 @@ async fn main() -> Result<(), Error> {
                 config,
                 store: store.take().unwrap(),
                 objects: objects.take().unwrap(),
-                http: http_client()?,
+                http: HttpPoster::new()?,
                 concurrency,
                 max_receive_count: 5,
                 visibility: None,

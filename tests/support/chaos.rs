@@ -24,7 +24,7 @@ use sluice_core::message::FileSanitized;
 use sluice_core::{FileStatus, PipelineConfig, Stage};
 use sluice_db::{migrate, Db, DbConfig, Store};
 use sluice_local::{FolderError, FolderObjects};
-use sluice_stages::delivery::client::Attempt;
+use sluice_stages::delivery::Attempt;
 use sluice_stages::delivery::{Target, Targets};
 use sluice_stages::final_status::{message_failed, Delivery};
 use sluice_stages::forward::{forward_batch, Forward};

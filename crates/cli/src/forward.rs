@@ -15,7 +15,8 @@ use sluice_core::message::batch_id;
 use sluice_core::transform::batch::{Batch, Batcher};
 use sluice_core::Dataset;
 use sluice_core::FileStatus;
-use sluice_stages::delivery::{deliver, http_client, target, Outcome, Target};
+use sluice_http::HttpPoster;
+use sluice_stages::delivery::{deliver, target, Outcome, Target};
 use sluice_stages::ports::{ApiCall, CallLog};
 use uuid::Uuid;
 
@@ -190,7 +191,7 @@ async fn forward_file(
         ..Default::default()
     };
     let log = Attempts::default();
-    let http = http_client()?;
+    let http = HttpPoster::new()?;
     report.destination = match &destination {
         Destination::File(_, path) => path.display().to_string(),
         Destination::Api(target) => target.endpoint.to_string(),

@@ -29,7 +29,7 @@ pub struct Deps {
     pub targets: Targets,
     pub store: Store,
     pub objects: ObjectStore,
-    pub http: reqwest::Client,
+    pub http: sluice_http::HttpPoster,
     /// Messages delivered at the same time.
     pub concurrency: usize,
     /// The queue's `maxReceiveCount`: a message that fails on this delivery goes to the

@@ -6,7 +6,8 @@ use sluice_aws::secrets::SecretsManager;
 use sluice_lambda::setup::{required, Common, DatabaseSettings, SetupError};
 
 use crate::Deps;
-use sluice_stages::delivery::{http_client, Targets};
+use sluice_http::HttpPoster;
+use sluice_stages::delivery::Targets;
 
 /// Everything the forwarder needs from its environment (see README, "Configuration").
 #[derive(Debug, Clone)]
@@ -66,7 +67,8 @@ impl Deps {
             Some(Arc::new(SecretsManager(common.clients.secrets.clone()))),
         )
         .await;
-        let http = http_client().map_err(|e| SetupError::Config(format!("HTTP client: {e}")))?;
+        let http =
+            HttpPoster::new().map_err(|e| SetupError::Config(format!("HTTP client: {e}")))?;
         Ok(Deps {
             config: common.config,
             targets,

@@ -18,8 +18,9 @@ use sluice_core::delivery::spec::check_url;
 use sluice_core::drop::quarantine_key;
 use sluice_core::message::{FileSanitized, UPLOADED_AT_METADATA};
 use sluice_core::{Dataset, PipelineConfig, Stage};
+use sluice_http::HttpPoster;
 use sluice_local::{EventsFile, FolderObjects, MemoryQueue, MemoryStore};
-use sluice_stages::delivery::{http_client, Targets};
+use sluice_stages::delivery::Targets;
 use sluice_stages::final_status::{message_failed, Delivery};
 use sluice_stages::forward::{forward_batch, Forward};
 use sluice_stages::ports::{flush, Lease, Outstanding, RecordState, Sweep};
@@ -446,11 +447,15 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
                 // A local run reads no AWS secrets: a header from Secrets Manager fails its
                 // dataset's batches, with the reason.
                 let targets = Targets::resolve_to(config, None, Some(&url)).await;
-                (targets, LocalPoster::Http(http_client()?), url.to_string())
+                (
+                    targets,
+                    LocalPoster::Http(HttpPoster::new()?),
+                    url.to_string(),
+                )
             }
             None => {
                 let dir = args.out.join("requests");
-                let here = reqwest::Url::parse("file:///requests").expect("a valid URL");
+                let here = url::Url::parse("file:///requests").expect("a valid URL");
                 let targets = Targets::headless(config, &here);
                 let shown = dir.display().to_string();
                 (targets, LocalPoster::Files(RequestFiles::new(dir)), shown)

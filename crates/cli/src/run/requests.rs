@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_core::delivery::{AttemptClass, BatchHeader};
-use sluice_stages::delivery::client::Attempt;
+use sluice_stages::delivery::Attempt;
 use sluice_stages::delivery::Target;
 use sluice_stages::ports::Poster;
 
 pub enum LocalPoster {
-    Http(reqwest::Client),
+    Http(sluice_http::HttpPoster),
     Files(RequestFiles),
 }
 

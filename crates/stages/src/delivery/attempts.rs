@@ -8,8 +8,8 @@ use bytes::Bytes;
 use sluice_core::delivery::{next_wait, AttemptClass, BatchHeader};
 use sluice_core::FileStatus;
 
-use crate::delivery::client::Attempt;
 use crate::delivery::targets::Target;
+use crate::delivery::Attempt;
 use crate::ports::{ApiCall, CallLog, Poster};
 
 /// Below this much time left, an attempt is not started: it could only time out.

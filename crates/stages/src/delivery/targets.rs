@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::Url;
 use sluice_core::delivery::{BodyShape, HeaderSource, RetryPolicy};
 use sluice_core::{Dataset, PipelineConfig};
+use url::Url;
 
 use crate::ports::{secret_field, SecretSource};
 
@@ -31,7 +30,7 @@ async fn resolve_target(
     cache: &mut SecretCache,
 ) -> Result<Target, TargetError> {
     let delivery = &dataset.delivery;
-    let mut headers = HeaderMap::new();
+    let mut headers = Vec::with_capacity(delivery.headers.len());
     for (name, source) in &delivery.headers {
         let error = |reason: String| TargetError {
             dataset: dataset.name.clone(),
@@ -67,13 +66,15 @@ async fn resolve_target(
                 (format!("{prefix}{value}"), true)
             }
         };
-        let header = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| error("not a valid header name".into()))?;
-        let mut value = HeaderValue::from_str(&text).map_err(|_| {
-            error("its value is not a valid header value (printable ASCII only)".into())
-        })?;
-        value.set_sensitive(sensitive);
-        headers.insert(header, value);
+        if !is_token(name) {
+            return Err(error("not a valid header name".into()));
+        }
+        if !is_header_value(&text) {
+            return Err(error(
+                "its value is not a valid header value (printable ASCII only)".into(),
+            ));
+        }
+        headers.push(Header::new(name, &text, sensitive));
     }
     let has_credentials = delivery
         .headers
@@ -93,9 +94,9 @@ async fn resolve_target(
 #[derive(Debug, Clone)]
 pub struct Target {
     pub endpoint: Url,
-    /// The dataset's own headers; values from secrets are marked sensitive, so they never
-    /// show in debug output.
-    pub headers: HeaderMap,
+    /// The dataset's own headers; values from the environment or secrets are marked
+    /// sensitive, so they never show in debug output.
+    pub headers: Vec<Header>,
     pub timeout: Duration,
     pub retry: RetryPolicy,
     pub body: BodyShape,
@@ -121,6 +122,58 @@ pub fn endpoint_label(url: &Url) -> String {
         },
         None => format!("{}:{}", url.scheme(), url.path()),
     }
+}
+
+/// One of a target's own headers, its name and value checked as HTTP allows them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    value: String,
+    /// From the environment or a secret: never shown.
+    pub sensitive: bool,
+}
+
+impl Header {
+    pub fn new(name: &str, value: &str, sensitive: bool) -> Self {
+        Header {
+            name: name.to_string(),
+            value: value.to_string(),
+            sensitive,
+        }
+    }
+
+    /// The value, to send.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+impl std::fmt::Debug for Header {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = match self.sensitive {
+            true => "<sensitive>",
+            false => self.value.as_str(),
+        };
+        f.debug_struct("Header")
+            .field("name", &self.name)
+            .field("value", &value)
+            .finish()
+    }
+}
+
+/// An HTTP token (RFC 9110): what a header name may be.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Visible ASCII, spaces and tabs: what a header value may hold.
+fn is_header_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
 /// A header that could not be resolved. Names the dataset, the header and where its value
@@ -189,7 +242,7 @@ impl Targets {
                 let delivery = &dataset.delivery;
                 let target = Target {
                     endpoint: endpoint.clone(),
-                    headers: HeaderMap::new(),
+                    headers: Vec::new(),
                     has_credentials: false,
                     timeout: delivery.timeout,
                     retry: delivery.retry,
@@ -251,5 +304,17 @@ mod tests {
         assert_eq!(endpoint_label(&plain), "http://127.0.0.1/ingest");
         let file: Url = "file:///tmp/requests.jsonl".parse().unwrap();
         assert_eq!(endpoint_label(&file), "file:/tmp/requests.jsonl");
+    }
+
+    #[test]
+    fn header_names_and_values_are_checked_and_secret_values_never_shown() {
+        assert!(is_token("x-api-key") && is_token("Authorization"));
+        assert!(!is_token("") && !is_token("bad header") && !is_token("x:y"));
+        assert!(is_header_value("Bearer abc.def\t1"));
+        assert!(!is_header_value("line\nbreak") && !is_header_value("é"));
+        let shown = format!("{:?}", Header::new("authorization", "Bearer s3cr3t", true));
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        let plain = format!("{:?}", Header::new("x-source", "sluice", false));
+        assert!(plain.contains("sluice"), "{plain}");
     }
 }

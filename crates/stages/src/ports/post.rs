@@ -1,5 +1,5 @@
-//! Delivery: one POST of one batch (HTTPS to the API in AWS; locally, also a file of the
-//! requests that would be sent).
+//! Delivery: one POST of one batch (HTTPS to the API through `sluice-http`; locally, also a
+//! file of the requests that would be sent).
 
 use std::future::Future;
 use std::time::Duration;
@@ -7,8 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sluice_core::delivery::BatchHeader;
 
-use crate::delivery::client::{post, Attempt};
-use crate::delivery::Target;
+use crate::delivery::{Attempt, Target};
 
 /// Sends one batch once and says what came of it.
 pub trait Poster: Send + Sync {
@@ -19,17 +18,4 @@ pub trait Poster: Send + Sync {
         body: Bytes,
         timeout: Duration,
     ) -> impl Future<Output = Attempt> + Send;
-}
-
-/// HTTP, with the client every delivery shares.
-impl Poster for reqwest::Client {
-    fn post(
-        &self,
-        target: &Target,
-        batch: &BatchHeader<'_>,
-        body: Bytes,
-        timeout: Duration,
-    ) -> impl Future<Output = Attempt> + Send {
-        post(self, target, batch, body, timeout)
-    }
 }
