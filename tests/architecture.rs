@@ -95,7 +95,10 @@ impl Graph {
         let mut out = Vec::new();
         let mut forbid = |from: &str, what: &str, rule: &str| {
             if self.members.contains(from) && self.reaches(from).contains(what) {
-                out.push(format!("{from} reaches {what} ({rule}): {}", self.path(from, what)));
+                out.push(format!(
+                    "{from} reaches {what} ({rule}): {}",
+                    self.path(from, what)
+                ));
             }
         };
         for engine in ENGINES {
@@ -116,8 +119,16 @@ impl Graph {
             }
         }
         for runtime in LAMBDA_RUNTIME {
-            forbid("sluice-cli", runtime, "the sluice binary links no Lambda crate");
-            forbid("sluice-dashboard", runtime, "the dashboard library links no Lambda crate");
+            forbid(
+                "sluice-cli",
+                runtime,
+                "the sluice binary links no Lambda crate",
+            );
+            forbid(
+                "sluice-dashboard",
+                runtime,
+                "the dashboard library links no Lambda crate",
+            );
         }
         for member in self.members.iter().filter(|m| m.as_str() != "sluice-e2e") {
             for lambda in LAMBDAS.iter().filter(|l| *l != member) {
@@ -159,7 +170,10 @@ impl Graph {
 /// neither linked here nor downloaded).
 fn host() -> String {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let output = Command::new(rustc).arg("-vV").output().expect("rustc -vV runs");
+    let output = Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .expect("rustc -vV runs");
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("host: "))
@@ -190,7 +204,11 @@ fn the_workspace_keeps_its_shape() {
         assert!(graph.members.contains(crate_), "{crate_} is a member");
     }
     let broken = graph.violations();
-    assert!(broken.is_empty(), "the rules of shape:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "the rules of shape:\n{}",
+        broken.join("\n")
+    );
 }
 
 /// A small graph in `cargo metadata`'s form: `(package, [normal deps])`, each a member.
@@ -242,7 +260,10 @@ fn each_broken_rule_is_named_with_its_path() {
         has("sluice-stages reaches reqwest (the stages reach no engine): sluice-stages -> sluice-http -> reqwest"),
         "{broken:#?}"
     );
-    assert!(has("sluice-aws reaches sluice-db (an adapter reaches no other adapter)"), "{broken:#?}");
+    assert!(
+        has("sluice-aws reaches sluice-db (an adapter reaches no other adapter)"),
+        "{broken:#?}"
+    );
     assert!(
         has("sluice-cli reaches lambda_runtime (the sluice binary links no Lambda crate): sluice-cli -> sluice-dashboard -> sluice-lambda -> lambda_runtime"),
         "{broken:#?}"

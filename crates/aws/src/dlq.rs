@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use aws_sdk_sqs::Client;
 
-use crate::{describe, AwsError};
+use crate::AwsError;
+use sluice_core::errors::chain;
 
 /// A message seen in a queue, left there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +24,7 @@ fn sqs_error(op: &'static str, queue: &str, e: impl std::error::Error + 'static)
     AwsError::Sqs {
         op,
         queue: queue.to_string(),
-        message: describe(&e),
+        message: chain(&e),
     }
 }
 
@@ -114,7 +115,7 @@ pub async fn peek(sqs: &Client, url: &str, max: usize) -> Result<Vec<Peeked>, Aw
             .send()
             .await;
         if let Err(e) = shown {
-            tracing::warn!(queue = url, error = %describe(&e),
+            tracing::warn!(queue = url, error = %chain(&e),
                 "a message looked at stays hidden until its visibility timeout ends");
         }
     }
@@ -328,7 +329,7 @@ where
             .send()
             .await;
         if let Err(e) = shown {
-            tracing::warn!(queue = dlq_url, error = %describe(&e),
+            tracing::warn!(queue = dlq_url, error = %chain(&e),
                 "a kept message stays hidden until its visibility timeout ends");
         }
     }

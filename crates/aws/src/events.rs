@@ -60,7 +60,7 @@ impl EventBus {
                 let why = format!(
                     "EventBridge PutEvents on {}: {}",
                     self.bus,
-                    crate::describe(&e)
+                    sluice_core::errors::chain(&e)
                 );
                 return notices
                     .iter()

@@ -44,15 +44,3 @@ pub enum AwsError {
     #[error("message of {size} bytes is over SQS's limit of {limit} bytes")]
     MessageTooLarge { size: usize, limit: usize },
 }
-
-/// The full error chain of an SDK error, which its `Display` alone hides.
-pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}

@@ -12,7 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
 
 use crate::ranged::{read_ranges, total_size, Pinned, RANGE_BYTES};
-use crate::{describe, AwsError};
+use crate::AwsError;
+use sluice_core::errors::chain;
 
 /// Parts are this big (S3 wants at least 5 MiB for all but the last).
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
@@ -69,7 +70,7 @@ pub(crate) fn s3_error(
         op,
         bucket: bucket.to_string(),
         key: key.to_string(),
-        message: describe(&e),
+        message: chain(&e),
     }
 }
 
@@ -413,7 +414,7 @@ impl Upload {
             .await;
         if let Err(e) = result {
             // The bucket's lifecycle rule for incomplete uploads cleans up what is left.
-            tracing::warn!(bucket = %self.bucket, key = %self.key, error = %describe(&e),
+            tracing::warn!(bucket = %self.bucket, key = %self.key, error = %chain(&e),
                 "could not abort multipart upload");
         }
     }

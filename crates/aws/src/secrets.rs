@@ -2,7 +2,8 @@
 
 use serde::Deserialize;
 
-use crate::{describe, AwsError};
+use crate::AwsError;
+use sluice_core::errors::chain;
 
 /// A database secret as RDS writes it: `username` and `password` for an RDS-managed master
 /// secret; rotation-style secrets also carry `host`, `port` and `dbname`.
@@ -42,7 +43,7 @@ pub async fn secret_string(
         .await
         .map_err(|e| AwsError::Secret {
             secret: secret_id.to_string(),
-            message: describe(&e),
+            message: chain(&e),
         })?;
     value
         .secret_string()
@@ -67,7 +68,7 @@ pub async fn database_secret(
         .secret_id(secret_id)
         .send()
         .await
-        .map_err(|e| error(describe(&e)))?;
+        .map_err(|e| error(chain(&e)))?;
     let text = value
         .secret_string()
         .ok_or_else(|| error("the secret has no string value".into()))?;

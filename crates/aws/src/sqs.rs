@@ -6,7 +6,8 @@ use std::sync::Mutex;
 
 use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, SendMessageBatchRequestEntry};
 
-use crate::{describe, AwsError};
+use crate::AwsError;
+use sluice_core::errors::chain;
 
 /// At most this many messages go in one SendMessageBatch.
 pub const MAX_BATCH_MESSAGES: usize = 10;
@@ -92,7 +93,7 @@ impl Queue {
         AwsError::Sqs {
             op,
             queue: self.url.clone(),
-            message: describe(e),
+            message: chain(e),
         }
     }
 }
@@ -128,7 +129,7 @@ impl Visibility {
         let error = |e: &(dyn std::error::Error + 'static)| AwsError::Sqs {
             op: "ChangeMessageVisibilityBatch",
             queue: url.clone(),
-            message: describe(e),
+            message: chain(e),
         };
         for chunk in messages.chunks(MAX_BATCH_MESSAGES) {
             let entries = chunk
@@ -191,7 +192,7 @@ impl Visibility {
             .queue_owner_aws_account_id(account)
             .send()
             .await
-            .map_err(|e| bad(describe(&e)))?;
+            .map_err(|e| bad(chain(&e)))?;
         let url = out
             .queue_url()
             .ok_or_else(|| bad("no queue URL in the answer".into()))?
@@ -267,7 +268,7 @@ impl sluice_stages::ports::Outbox for Queue {
             .map_err(|e| AwsError::Sqs {
                 op: "GetQueueAttributes",
                 queue: self.url.clone(),
-                message: crate::describe(&e),
+                message: sluice_core::errors::chain(&e),
             })?;
         let attributes = out.attributes();
         Ok(names

@@ -48,14 +48,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::start(crate::runtime::Threads::Many) {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("sluice dashboard: {e}");
+            eprintln!("sluice dashboard: {}", crate::exit::describe(&e));
             return exit::OPERATIONAL;
         }
     };

@@ -77,13 +77,10 @@ enum Sub {
 }
 
 pub fn run(args: Args) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::start(crate::runtime::Threads::One) {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("sluice dlq: starting the async runtime: {e}");
+            eprintln!("sluice dlq: {}", crate::exit::describe(&e));
             return exit::OPERATIONAL;
         }
     };

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Value};
-use sluice_aws::{describe, Clients};
+use sluice_aws::Clients;
 use sluice_core::delivery::HeaderSource;
+use sluice_core::errors::chain as describe;
 use sluice_core::PipelineConfig;
 use sluice_db::{pending_migrations, Db, DbConfig};
 
@@ -87,13 +88,10 @@ fn setting(name: &str) -> Option<String> {
 }
 
 pub fn run(args: Args) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::start(crate::runtime::Threads::One) {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("sluice doctor: {e}");
+            eprintln!("sluice doctor: {}", crate::exit::describe(&e));
             return exit::OPERATIONAL;
         }
     };

@@ -103,13 +103,10 @@ pub fn run(args: Args) -> u8 {
         Ok(dataset) => dataset,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::start(crate::runtime::Threads::One) {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("sluice: cannot start the async runtime: {e}");
+            eprintln!("sluice: {}", crate::exit::describe(&e));
             return exit::OPERATIONAL;
         }
     };

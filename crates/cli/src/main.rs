@@ -11,6 +11,7 @@ mod migrate;
 mod presign;
 mod replay;
 mod run;
+mod runtime;
 mod sanitize;
 mod status;
 mod transform;
@@ -43,18 +44,7 @@ pub mod exit {
     /// whose words the message already has, as an I/O error repeated by its context, is left
     /// out).
     pub fn describe(e: &anyhow::Error) -> String {
-        let mut out = String::new();
-        for cause in e.chain() {
-            let text = cause.to_string();
-            if text.is_empty() || out.contains(&text) {
-                continue;
-            }
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-        out
+        sluice_core::errors::chain(e.as_ref())
     }
 
     /// The exit code of a failed command: [`USAGE`] for a [`Usage`] error, else

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use sluice_db::{migrate, Db, DbConfig};
 
 use crate::exit;
@@ -36,9 +36,6 @@ pub fn run(args: Args) -> u8 {
 
 fn apply(args: &Args) -> Result<Vec<u32>> {
     let config = DbConfig::parse(&args.database_url, args.ca_file.as_deref())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = crate::runtime::start(crate::runtime::Threads::One)?;
     runtime.block_on(async { Ok(migrate(&Db::new(config)).await?) })
 }

@@ -59,13 +59,10 @@ pub fn run(args: Args) -> u8 {
             return exit::USAGE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::start(crate::runtime::Threads::One) {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("sluice presign: {e}");
+            eprintln!("sluice presign: {}", crate::exit::describe(&e));
             return exit::OPERATIONAL;
         }
     };

@@ -164,13 +164,10 @@ pub fn run(args: Args) -> u8 {
         eprintln!("sluice replay: {why}");
         return exit::USAGE;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::start(crate::runtime::Threads::One) {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("sluice replay: starting the async runtime: {e}");
+            eprintln!("sluice replay: {}", crate::exit::describe(&e));
             return exit::OPERATIONAL;
         }
     };

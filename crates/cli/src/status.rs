@@ -116,10 +116,7 @@ fn show(args: &Args) -> Result<String, Stop> {
         .transpose()?;
     let config =
         DbConfig::parse(&args.database_url, args.ca_file.as_deref()).context("DATABASE_URL")?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = crate::runtime::start(crate::runtime::Threads::One)?;
     runtime.block_on(async {
         let store = Store::new(Db::new(config));
         match &args.file_id {

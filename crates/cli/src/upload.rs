@@ -19,8 +19,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sluice_aws::{describe, Clients};
+use sluice_aws::Clients;
 use sluice_core::drop::quarantine_key;
+use sluice_core::errors::chain as describe;
 use sluice_core::message::UPLOADED_BY_METADATA;
 use sluice_core::PipelineConfig;
 use uuid::Uuid;
@@ -152,13 +153,10 @@ pub fn run(args: Args) -> u8 {
         eprintln!("sluice upload: --part-size is at least 5 (MiB) and --concurrency at least 1");
         return exit::USAGE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::start(crate::runtime::Threads::Many) {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("sluice upload: {e}");
+            eprintln!("sluice upload: {}", crate::exit::describe(&e));
             return exit::OPERATIONAL;
         }
     };

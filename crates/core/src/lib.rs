@@ -7,6 +7,7 @@
 pub mod config;
 pub mod delivery;
 pub mod drop;
+pub mod errors;
 pub mod layout;
 pub mod message;
 pub mod plan;

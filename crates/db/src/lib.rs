@@ -49,5 +49,5 @@ pub enum DbError {
 
 /// An error and its chain of sources, as one line.
 fn with_causes(error: &tokio_postgres::Error) -> String {
-    sluice_stages::fault::chain(error)
+    sluice_core::errors::chain(error)
 }

@@ -3,7 +3,8 @@
 //! `errorMessage` says what failed with which object, never a record.
 
 use lambda_runtime::Diagnostic;
-use sluice_aws::{describe, AwsError};
+use sluice_aws::AwsError;
+use sluice_core::errors::chain;
 use sluice_db::DbError;
 use sluice_stages::{Fault, FaultKind};
 
@@ -101,7 +102,7 @@ impl Failure {
 
     /// A failure of the kind `error`'s type says, with its whole chain as the message.
     pub fn from_error(error: &(dyn std::error::Error + 'static)) -> Self {
-        Self::new(FailureKind::of(error), describe(error))
+        Self::new(FailureKind::of(error), chain(error))
     }
 }
 

@@ -1,6 +1,8 @@
 //! Why a stage could not finish its work this time: the kind (what an operator alarms on)
 //! and the cause, kept whole so an adapter's error type stays visible to the Lambda's wiring.
 
+use sluice_core::errors::chain;
+
 /// What failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
@@ -70,19 +72,4 @@ impl Fault {
     pub fn queue(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::caused(FaultKind::Queue, error)
     }
-}
-
-/// An error and its sources, as one line.
-pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

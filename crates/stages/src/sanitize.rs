@@ -14,10 +14,11 @@ use sluice_core::sanitize::drive::sanitize_async;
 use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
 use uuid::Uuid;
 
-use crate::fault::{chain, Fault, FaultKind};
+use crate::fault::{Fault, FaultKind};
 use crate::ports::{
     Claim, Lease, NewFile, ObjectMeta, ObjectUpload, Objects, Outbox, RowCounts, StatusStore,
 };
+use sluice_core::errors::chain;
 
 /// One object that was created.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -105,13 +105,10 @@ pub enum RecordStateChoice {
 }
 
 pub fn run(args: Args) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runtime::start(crate::runtime::Threads::Many) {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("sluice: cannot start the async runtime: {e}");
+            eprintln!("sluice: {}", crate::exit::describe(&e));
             return exit::OPERATIONAL;
         }
     };
