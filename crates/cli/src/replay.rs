@@ -10,7 +10,6 @@
 //! - `--from forward`: the same, but the transformer sends only the batches the earlier run
 //!   did not deliver (a snapshot taken now), after checking it makes the same batches.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -19,10 +18,8 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use sluice_aws::{Clients, CopySource, Head as ObjectHead, ObjectStore, Queue};
 use sluice_core::layout;
-use sluice_core::message::{
-    full_from_metadata, uploaded_at, CleanFile, DateRange, FileSanitized,
-    MAX_SANITIZE_REPORT_BYTES, REPLAY_OF_METADATA, SITE_METADATA, UPLOADED_BY_METADATA,
-};
+use sluice_core::message::{CleanFile, DateRange, FileSanitized, MAX_SANITIZE_REPORT_BYTES};
+use sluice_core::metadata::UploadMetadata;
 use sluice_core::plan::RunOptions;
 use sluice_core::transform::delta::original_name;
 use sluice_core::FileStatus;
@@ -403,8 +400,10 @@ impl Replayer<'_> {
         head: ObjectHead,
     ) -> Result<Line, (&'static str, String)> {
         let (bucket, key) = (&earlier.source_bucket, &earlier.source_key);
-        let mut metadata = self.metadata_for_copy(head.metadata.clone());
-        metadata.insert(REPLAY_OF_METADATA.into(), earlier.id.to_string());
+        let mut said = self.metadata_for_copy(UploadMetadata::read(&head.metadata));
+        said.replay_of = Some(earlier.id.to_string());
+        let mut metadata = head.metadata.clone();
+        said.write_into(&mut metadata);
         let metadata: Vec<(&str, &str)> = metadata
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -421,19 +420,18 @@ impl Replayer<'_> {
             .copy(source, bucket, &new_key, &metadata)
             .await
             .map_err(|e| ("failed", e.to_string()))?;
-        let uploaded_by = head.metadata.get(UPLOADED_BY_METADATA).map(String::as_str);
         let registered = self
             .store
             .register(&NewFile {
                 dataset: earlier.dataset.as_deref().unwrap_or_default(),
-                site: head.metadata.get(SITE_METADATA).map(String::as_str),
+                site: said.site.as_deref(),
                 bucket,
                 key: &new_key,
                 etag: &etag,
                 size: head.size,
                 replay_of: Some(earlier.id),
-                uploaded_by,
-                uploaded_at: uploaded_at(&head.metadata, head.last_modified),
+                uploaded_by: said.uploaded_by.as_deref(),
+                uploaded_at: said.uploaded_at(head.last_modified),
             })
             .await
             .map_err(|e| {
@@ -456,22 +454,13 @@ impl Replayer<'_> {
     }
 
     /// The upload's metadata with this replay's date range and full flag.
-    fn metadata_for_copy(&self, mut metadata: HashMap<String, String>) -> HashMap<String, String> {
+    fn metadata_for_copy(&self, mut said: UploadMetadata) -> UploadMetadata {
         let args = self.args;
         if args.all_dates || args.start.is_some() || args.end.is_some() {
-            metadata.remove("sluice-date-start");
-            metadata.remove("sluice-date-end");
+            said.date_range = DateRange::between(args.start, args.end);
         }
-        if let Some(start) = args.start {
-            metadata.insert("sluice-date-start".into(), start.to_string());
-        }
-        if let Some(end) = args.end {
-            metadata.insert("sluice-date-end".into(), end.to_string());
-        }
-        if args.full {
-            metadata.insert("sluice-full".into(), "true".into());
-        }
-        metadata
+        said.full |= args.full;
+        said
     }
 
     /// The earlier clean file and report copied to the new run's keys, its row at
@@ -543,10 +532,7 @@ impl Replayer<'_> {
         earlier: &Earlier,
     ) -> Result<(Option<DateRange>, bool), (&'static str, String)> {
         let args = self.args;
-        let asked = (args.start.is_some() || args.end.is_some()).then(|| DateRange {
-            start: args.start.map(|d| d.to_string()),
-            end: args.end.map(|d| d.to_string()),
-        });
+        let asked = DateRange::between(args.start, args.end);
         let (bucket, key) = (&earlier.source_bucket, &earlier.source_key);
         let head = self
             .objects
@@ -555,13 +541,14 @@ impl Replayer<'_> {
             .map_err(|e| ("failed", e.to_string()))?;
         match head {
             Some(head) => {
-                let uploaded = DateRange::from_metadata(&head.metadata);
+                let said = UploadMetadata::read(&head.metadata);
+                let uploaded = said.date_range;
                 let range = match (args.all_dates, asked) {
                     (true, _) => None,
                     (false, Some(asked)) => Some(asked),
                     (false, None) => uploaded,
                 };
-                Ok((range, args.full || full_from_metadata(&head.metadata)))
+                Ok((range, args.full || said.full))
             }
             None if args.all_dates || asked.is_some() => Ok((asked, args.full)),
             None => Err((

@@ -22,7 +22,8 @@ use sha2::{Digest, Sha256};
 use sluice_aws::Clients;
 use sluice_core::drop::quarantine_key;
 use sluice_core::errors::chain as describe;
-use sluice_core::message::UPLOADED_BY_METADATA;
+use sluice_core::message::DateRange;
+use sluice_core::metadata::UploadMetadata;
 use sluice_core::PipelineConfig;
 use uuid::Uuid;
 
@@ -85,9 +86,6 @@ pub struct Args {
     json: bool,
 }
 
-/// The object's metadata holding its content's SHA-256 (hex).
-const CONTENT_HASH_METADATA: &str = "sluice-sha256";
-
 /// What is kept on disk per file content (`<state>/<sha256>.json`). The key is chosen and
 /// saved before anything is sent, so a run that dies at any point resumes under the same key:
 /// the same content never goes to two keys (two files in the pipeline).
@@ -136,7 +134,7 @@ async fn at_key(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, hash: &str) ->
         Ok(head) => {
             let theirs = head
                 .metadata()
-                .and_then(|m| m.get(CONTENT_HASH_METADATA))
+                .and_then(|m| m.get(sluice_core::metadata::CONTENT_SHA256))
                 .map(String::as_str);
             Ok(match theirs == Some(hash) {
                 true => AtKey::Ours,
@@ -693,25 +691,22 @@ fn note_unlisted(file: &str, e: &anyhow::Error) {
 /// The object's metadata: what the pipeline reads, and the content's SHA-256, by which a
 /// resumed or verified upload recognises its object.
 fn metadata(args: &Args, name: &str, hash: &str) -> Vec<(String, String)> {
-    let mut out = vec![
-        ("sluice-source-name".to_string(), name.to_string()),
-        (CONTENT_HASH_METADATA.to_string(), hash.to_string()),
-    ];
     let who = args
         .uploaded_by
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .filter(|w| !w.trim().is_empty());
-    if let Some(who) = who {
-        out.push((UPLOADED_BY_METADATA.into(), who));
-    }
-    if let Some(start) = args.start {
-        out.push(("sluice-date-start".into(), start.to_string()));
-    }
-    if let Some(end) = args.end {
-        out.push(("sluice-date-end".into(), end.to_string()));
-    }
-    out
+    let (start, end) = (args.start, args.end);
+    let said = UploadMetadata {
+        source_name: Some(name.to_string()),
+        content_sha256: Some(hash.to_string()),
+        uploaded_by: who,
+        date_range: DateRange::between(start, end),
+        ..UploadMetadata::default()
+    };
+    let mut pairs: Vec<(String, String)> = said.to_map().into_iter().collect();
+    pairs.sort();
+    pairs
 }
 
 /// Parts S3 already has for the upload: (number, ETag).

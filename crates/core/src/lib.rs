@@ -10,6 +10,7 @@ pub mod drop;
 pub mod errors;
 pub mod layout;
 pub mod message;
+pub mod metadata;
 pub mod plan;
 pub mod sanitize;
 pub mod status;

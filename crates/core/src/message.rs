@@ -31,48 +31,16 @@ pub struct DateRange {
     pub end: Option<String>,
 }
 
-/// Quarantine object metadata (`x-amz-meta-…`) naming the FTP/SFTP site of a dropped file.
-pub const SITE_METADATA: &str = "sluice-site";
-
-/// Object metadata naming the earlier run a quarantine object replays (`sluice replay --from
-/// sanitize` copies the original to a new key with it).
-pub const REPLAY_OF_METADATA: &str = "sluice-replay-of";
-
-/// Object metadata naming who uploaded a file (`sluice upload` sets it), passed on in the
-/// file's final-status notification.
-pub const UPLOADED_BY_METADATA: &str = "sluice-uploaded-by";
-/// Quarantine object metadata naming the drop object a file was copied from (`s3://…`).
-pub const SOURCE_METADATA: &str = "sluice-source";
-
-/// Quarantine object metadata: when the file was first put anywhere (RFC 3339), for a copy
-/// whose own `LastModified` is later: the listener's copy of an FTP/SFTP drop.
-pub const UPLOADED_AT_METADATA: &str = "sluice-uploaded-at";
-
-/// When a quarantine object's file was uploaded: its `sluice-uploaded-at` metadata, else the
-/// object's own write time. What orders the files of a delta scope.
-pub fn uploaded_at(
-    metadata: &std::collections::HashMap<String, String>,
-    last_modified: Option<std::time::SystemTime>,
-) -> Option<std::time::SystemTime> {
-    metadata
-        .get(UPLOADED_AT_METADATA)
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(std::time::SystemTime::from)
-        .or(last_modified)
-}
-
 impl DateRange {
-    /// A date-range filter asked for at upload time with `x-amz-meta-sluice-date-start` /
-    /// `-end` (`YYYY-MM-DD`); anything else is ignored.
-    pub fn from_metadata(metadata: &std::collections::HashMap<String, String>) -> Option<Self> {
-        let date = |name: &str| {
-            metadata
-                .get(name)
-                .filter(|v| v.len() == 10 && v.as_bytes()[4] == b'-' && v.as_bytes()[7] == b'-')
-                .cloned()
-        };
-        let (start, end) = (date("sluice-date-start"), date("sluice-date-end"));
-        (start.is_some() || end.is_some()).then_some(Self { start, end })
+    /// The range between two dates, either open; `None` when neither is given.
+    pub fn between(
+        start: Option<chrono::NaiveDate>,
+        end: Option<chrono::NaiveDate>,
+    ) -> Option<Self> {
+        (start.is_some() || end.is_some()).then(|| DateRange {
+            start: start.map(|d| d.format("%Y-%m-%d").to_string()),
+            end: end.map(|d| d.format("%Y-%m-%d").to_string()),
+        })
     }
 }
 
@@ -152,13 +120,6 @@ impl FileSanitized {
             full: options.full,
         }
     }
-}
-
-/// Whether an upload asked for a full replay (`sluice-full: true` in its metadata).
-pub fn full_from_metadata(metadata: &std::collections::HashMap<String, String>) -> bool {
-    metadata
-        .get("sluice-full")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 /// Where a record batch's records are: in the message, or (when they would pass SQS's

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Datelike, Duration as Days, Utc};
 use serde::Serialize;
-use sluice_core::message::{uploaded_at, REPLAY_OF_METADATA, SITE_METADATA, UPLOADED_BY_METADATA};
+use sluice_core::metadata::UploadMetadata;
 use sluice_db::NewFile;
 use sluice_lambda::Failure;
 
@@ -138,19 +138,19 @@ pub(crate) async fn register_row(
     else {
         return Ok(None);
     };
-    let meta = |name: &str| head.metadata.get(name).map(String::as_str);
+    let said = UploadMetadata::read(&head.metadata);
     let registered = deps
         .store
         .register(&NewFile {
             dataset,
-            site: meta(SITE_METADATA),
+            site: said.site.as_deref(),
             bucket,
             key,
             etag: &head.etag,
             size: head.size,
-            replay_of: meta(REPLAY_OF_METADATA).and_then(|v| v.parse().ok()),
-            uploaded_by: meta(UPLOADED_BY_METADATA),
-            uploaded_at: uploaded_at(&head.metadata, head.last_modified),
+            replay_of: said.replay_of.as_deref().and_then(|v| v.parse().ok()),
+            uploaded_by: said.uploaded_by.as_deref(),
+            uploaded_at: said.uploaded_at(head.last_modified),
         })
         .await
         .map_err(|e| e.to_string())?;

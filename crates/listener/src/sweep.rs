@@ -8,7 +8,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use sluice_aws::{CopySource, Listed};
 use sluice_core::drop::{quarantine_key, AfterCopy};
-use sluice_core::message::{SITE_METADATA, SOURCE_METADATA, UPLOADED_AT_METADATA};
+use sluice_core::metadata::UploadMetadata;
 use sluice_core::{Dataset, DropRoute};
 use sluice_db::{file_id, DropClaim, DropCursor, DropObject, Lease};
 use sluice_lambda::Failure;
@@ -286,15 +286,15 @@ impl Copy<'_> {
         if !already_copied {
             let origin = format!("s3://{}/{}", drop.bucket, drop.key);
             let dropped_at = chrono::DateTime::<chrono::Utc>::from(self.dropped_at).to_rfc3339();
-            let mut metadata = vec![
-                (SOURCE_METADATA, ascii(&origin)),
-                (UPLOADED_AT_METADATA, dropped_at),
-            ];
-            if let Some(site) = self.site {
-                metadata.push((SITE_METADATA, site.to_string()));
+            let said = UploadMetadata {
+                source: Some(ascii(&origin)),
+                uploaded_at: Some(dropped_at),
+                site: self.site.map(str::to_string),
+                ..UploadMetadata::default()
             }
+            .to_map();
             let metadata: Vec<(&str, &str)> =
-                metadata.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                said.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let quarantine = &deps.quarantine_bucket;
             let etag = deps
                 .objects

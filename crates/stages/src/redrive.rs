@@ -8,9 +8,8 @@
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use sluice_core::message::{
-    full_from_metadata, CleanFile, DateRange, FileSanitized, MAX_SANITIZE_REPORT_BYTES,
-};
+use sluice_core::message::{CleanFile, FileSanitized, MAX_SANITIZE_REPORT_BYTES};
+use sluice_core::metadata::UploadMetadata;
 use sluice_core::plan::RunOptions;
 use sluice_core::{layout, FileStatus};
 use std::time::Duration;
@@ -262,10 +261,13 @@ async fn resend_sanitized<S, O: Objects, Q: Outbox>(
         .await
         .map_err(|e| e.to_string())?
     {
-        Some(metadata) => RunOptions {
-            date_range: DateRange::from_metadata(&metadata),
-            full: full_from_metadata(&metadata),
-        },
+        Some(metadata) => {
+            let said = UploadMetadata::read(&metadata);
+            RunOptions {
+                date_range: said.date_range,
+                full: said.full,
+            }
+        }
         None => RunOptions {
             date_range: None,
             full: false,

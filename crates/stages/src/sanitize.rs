@@ -6,10 +6,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use sluice_core::message::{
-    full_from_metadata, uploaded_at, DateRange, FileSanitized, REPLAY_OF_METADATA, SITE_METADATA,
-    UPLOADED_BY_METADATA, V1,
-};
+use sluice_core::message::{FileSanitized, V1};
+use sluice_core::metadata::UploadMetadata;
 use sluice_core::sanitize::drive::sanitize_async;
 use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
 use uuid::Uuid;
@@ -193,23 +191,21 @@ async fn register_and_claim<O: Objects, S: StatusStore, Q: Outbox>(
     dataset: &str,
     lease: &Lease,
 ) -> Result<(Uuid, Claim), Fault> {
+    let said = UploadMetadata::read(&meta.metadata);
     let registered = deps
         .store
         .register(&NewFile {
             dataset,
             // Set by the listener on a drop's copy: which FTP/SFTP site sent it.
-            site: meta.metadata.get(SITE_METADATA).map(String::as_str),
+            site: said.site.as_deref(),
             bucket: &object.bucket,
             key: &object.key,
             etag: &meta.etag,
             size: meta.size,
             // Set by `sluice replay --from sanitize` on its copy of the original.
-            replay_of: meta
-                .metadata
-                .get(REPLAY_OF_METADATA)
-                .and_then(|v| v.parse().ok()),
-            uploaded_by: meta.metadata.get(UPLOADED_BY_METADATA).map(String::as_str),
-            uploaded_at: uploaded_at(&meta.metadata, meta.last_modified),
+            replay_of: said.replay_of.as_deref().and_then(|v| v.parse().ok()),
+            uploaded_by: said.uploaded_by.as_deref(),
+            uploaded_at: said.uploaded_at(meta.last_modified),
         })
         .await
         .map_err(Fault::store)?;
@@ -332,6 +328,7 @@ async fn publish<O: Objects, S: StatusStore, Q: Outbox>(
         .await
         .map_err(Fault::objects)?;
     if report.verdict == Verdict::Accepted {
+        let said = UploadMetadata::read(metadata);
         let message = FileSanitized {
             v: V1,
             file_id: id,
@@ -340,9 +337,9 @@ async fn publish<O: Objects, S: StatusStore, Q: Outbox>(
             clean_key: clean_key.to_string(),
             rows: report.rows_out,
             columns: report.headers.clone(),
-            date_range: DateRange::from_metadata(metadata),
+            date_range: said.date_range,
             resend: false,
-            full: full_from_metadata(metadata),
+            full: said.full,
         };
         let body = serde_json::to_string(&message).unwrap_or_default();
         deps.queue.send_all(&[body]).await.map_err(Fault::queue)?;

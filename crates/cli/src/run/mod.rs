@@ -16,7 +16,8 @@ use futures_util::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice_core::delivery::spec::check_url;
 use sluice_core::drop::quarantine_key;
-use sluice_core::message::{FileSanitized, UPLOADED_AT_METADATA};
+use sluice_core::message::{DateRange, FileSanitized};
+use sluice_core::metadata::UploadMetadata;
 use sluice_core::{Dataset, PipelineConfig, Stage};
 use sluice_http::HttpPoster;
 use sluice_local::{EventsFile, FolderObjects, MemoryQueue, MemoryStore};
@@ -568,21 +569,18 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
             .unwrap_or_default();
         let now = chrono::DateTime::<chrono::Utc>::from(SystemTime::now());
         let key = quarantine_key(&dataset.prefix, now, Uuid::new_v4(), &name);
-        let mut metadata = HashMap::new();
-        if let Some(start) = self.args.start {
-            metadata.insert("sluice-date-start".into(), start.to_string());
+        let (start, end) = (self.args.start, self.args.end);
+        let metadata = UploadMetadata {
+            date_range: DateRange::between(start, end),
+            full: self.args.full,
+            // A local file was "uploaded" when it was last written: that orders a delta scope.
+            uploaded_at: std::fs::metadata(file)
+                .and_then(|m| m.modified())
+                .ok()
+                .map(|written| chrono::DateTime::<chrono::Utc>::from(written).to_rfc3339()),
+            ..UploadMetadata::default()
         }
-        if let Some(end) = self.args.end {
-            metadata.insert("sluice-date-end".into(), end.to_string());
-        }
-        if self.args.full {
-            metadata.insert("sluice-full".into(), "true".into());
-        }
-        // A local file was "uploaded" when it was last written: that orders a delta scope.
-        if let Ok(written) = std::fs::metadata(file).and_then(|m| m.modified()) {
-            let written = chrono::DateTime::<chrono::Utc>::from(written).to_rfc3339();
-            metadata.insert(UPLOADED_AT_METADATA.into(), written);
-        }
+        .to_map();
         self.objects
             .put_file(QUARANTINE, &key, file, metadata)
             .await?;
