@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds Sluice's functions and deploys the stack with AWS SAM; then applies the database
-# migrations and prints the stack's outputs. README.md, "Deployment", has the details.
+# migrations and prints the stack's outputs. docs/src/deploying.md has the details.
 set -euo pipefail
 cd "$(dirname "$0")"
 

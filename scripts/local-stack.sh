@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local stack: Sluice's AWS side on this machine, for trying the operator commands end to
-# end (README: "Operating Sluice: a day on the local stack").
+# end (the book: docs/src/walkthrough.md).
 #
 #   scripts/local-stack.sh up          builds sluice and the Lambda binaries (debug), and starts
 #                                      moto server (S3, SQS, Secrets Manager) on 127.0.0.1:4566,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the arm64 deployment zips of every function (what `sam build` packages for
 # Architecture=arm64) with cargo-lambda and zig, and prints their sizes. Not part of every
-# test run (a cold release cross-build takes many minutes); README: "Deployment".
+# test run (a cold release cross-build takes many minutes); the book: docs/src/deploying.md.
 #
 #   scripts/package.sh [x86_64|arm64]      (default arm64) -> target/lambda/<function>/bootstrap.zip
 set -euo pipefail

@@ -62,8 +62,14 @@ cargo clippy -p sluice-core --all-targets --all-features --locked --target "$ARM
 cargo test -p sluice-core --lib --locked --target "$ARM64_TARGET" -- sanitize::plain sanitize::rows \
   2>&1 | tee -a "$log"
 
-# The README's operator walkthrough, command by command, on the local stack.
-step "the README's walkthrough (scripts/test-walkthrough.sh)"
+# The book (docs/): it builds, and no link between its pages is broken.
+step "the book: mdbook build docs, and its links"
+# shellcheck source=lib/mdbook.sh
+. scripts/lib/mdbook.sh
+build_book
+
+# The book's operator walkthrough, command by command, on the local stack.
+step "the walkthrough (docs/src/walkthrough.md, by scripts/test-walkthrough.sh)"
 bash scripts/test-walkthrough.sh
 
 # One closing line for the whole run (cargo prints one per test binary).

@@ -1,5 +1,5 @@
 //! Runs the sanitizer Lambda's handler once, in-process, on one S3 object, with the same
-//! environment the Lambda reads (see README, "Configuration"). For measuring it on big
+//! environment the Lambda reads (the book: docs/src/sanitizer.md, "Configuration"). For measuring it on big
 //! objects (`/usr/bin/time -v`) and for trying it against moto without a Lambda emulator.
 //!
 //! usage: sanitize_object BUCKET KEY

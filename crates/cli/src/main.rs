@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit codes, as documented in the README.
+/// Exit codes, as each command's --help and the book (docs/src/running-locally.md) document them.
 pub mod exit {
     pub const ACCEPTED: u8 = 0;
     pub const OPERATIONAL: u8 = 1;

@@ -841,3 +841,38 @@ fn errors_say_each_cause_once_with_no_debug_output_and_usage_is_exit_2() {
     assert_eq!(unknown.status.code(), Some(2), "{said}");
     assert!(said.contains("dataset `nope`"), "{said}");
 }
+
+/// The front page's command list (README.md, "The commands") names real subcommands and flags:
+/// each `sluice X` line's flags appear in `sluice X --help`.
+#[test]
+fn the_readme_command_list_matches_the_commands() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let block = readme
+        .split("## The commands")
+        .nth(1)
+        .and_then(|rest| rest.split("```").nth(1))
+        .expect("a code block under \"The commands\"");
+    let mut checked = 0;
+    for line in block.lines().filter(|l| l.starts_with("sluice ")) {
+        // "sluice a | b | c   what" names several subcommands; else the first word is the one.
+        let synopsis = line.split("  ").next().unwrap();
+        let words: Vec<&str> = synopsis.split_whitespace().skip(1).collect();
+        let subcommands: Vec<&str> = match words.get(1) {
+            Some(&"|") => words.iter().copied().filter(|w| *w != "|").collect(),
+            _ => vec![words[0]],
+        };
+        for sub in subcommands {
+            let help = sluice(&[sub, "--help"]);
+            assert_eq!(help.status.code(), Some(0), "sluice {sub} --help: {line}");
+            let text = String::from_utf8_lossy(&help.stdout);
+            for flag in synopsis
+                .split(|c: char| c.is_whitespace() || "[]|".contains(c))
+                .filter(|w| w.starts_with("--"))
+            {
+                assert!(text.contains(flag), "sluice {sub} has no {flag}: {line}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "{checked} subcommands checked");
+}

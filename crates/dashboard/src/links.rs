@@ -26,8 +26,13 @@ pub struct Link {
     pub label: &'static str,
     pub object: String,
     pub url: Option<String>,
-    pub error: Option<String>,
+    pub no_link: Option<String>,
 }
+
+/// Why an upload the sanitizer has not accepted gets no link.
+const UNACCEPTED: &str = "not downloadable: until the sanitizer accepts an upload, the \
+    quarantine bucket lets only the sanitizer and the listener read it (its report says why \
+    it was not accepted)";
 
 impl Links {
     /// From `SLUICE_CLEAN_BUCKET`; `None` when it is not set.
@@ -45,6 +50,10 @@ impl Links {
     /// report once its stage has an outcome.
     pub async fn for_file(&self, f: &FileDetail) -> Vec<Link> {
         let clean = &self.clean_bucket;
+        let accepted = f
+            .sanitize
+            .as_ref()
+            .is_some_and(|s| s["verdict"].as_str() == Some("accepted"));
         let mut objects = vec![(
             "original upload",
             f.source_bucket.clone(),
@@ -69,11 +78,22 @@ impl Links {
         }
         let mut links = Vec::with_capacity(objects.len());
         for (label, bucket, key) in objects {
+            let object = format!("s3://{bucket}/{key}");
+            // The bucket policy would refuse the link's GET: say so rather than link to a 403.
+            if label == "original upload" && !accepted {
+                links.push(Link {
+                    label,
+                    object,
+                    url: None,
+                    no_link: Some(UNACCEPTED.into()),
+                });
+                continue;
+            }
             let signed = self.objects.presigned_get(&bucket, &key, LINK_LIFE).await;
             links.push(Link {
                 label,
-                object: format!("s3://{bucket}/{key}"),
-                error: signed.as_ref().err().map(ToString::to_string),
+                object,
+                no_link: signed.as_ref().err().map(ToString::to_string),
                 url: signed.ok(),
             });
         }

@@ -132,6 +132,37 @@ async fn a_file_page_links_to_its_objects_and_each_link_downloads_it() {
     // The JSON of the file does not carry links (they are the page's, signed when shown).
     assert!(json(&app, &format!("/api/files/{file}")).await["source_key"] == key.as_str());
 
+    // An upload the sanitizer rejected gets no link to its original (the bucket policy lets
+    // only the sanitizer and the listener read it), and says why.
+    let rejected = common::received(&store, "orders.xlsx").await;
+    common::claim(
+        &store,
+        rejected,
+        sluice_core::Stage::Sanitizer,
+        sluice_core::FileStatus::Received,
+        sluice_core::FileStatus::Sanitizing,
+    )
+    .await;
+    store
+        .finish_sanitize(
+            rejected,
+            sluice_core::FileStatus::Rejected,
+            None,
+            sluice_db::RowCounts::default(),
+            Some("not a CSV file"),
+            serde_json::json!({"verdict": "rejected"}),
+        )
+        .await
+        .unwrap();
+    let (_, page) = get(&app, &format!("/files/{rejected}")).await;
+    assert!(page.contains("not downloadable"), "{page}");
+    assert!(
+        signed_links(&page)
+            .iter()
+            .all(|l| !l.contains("orders.xlsx")),
+        "{page}"
+    );
+
     // Without links configured, no object section at all.
     let (_, page) = get(&schema.app(), &format!("/files/{file}")).await;
     assert!(!page.contains("original upload"), "{page}");

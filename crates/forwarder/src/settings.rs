@@ -9,7 +9,7 @@ use crate::Deps;
 use sluice_http::HttpPoster;
 use sluice_stages::delivery::Targets;
 
-/// Everything the forwarder needs from its environment (see README, "Configuration").
+/// Everything the forwarder needs from its environment (the book: docs/src/forwarder.md).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `SLUICE_CONFIG`: pipeline config path or `s3://bucket/key`.

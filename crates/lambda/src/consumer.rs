@@ -250,7 +250,7 @@ mod tests {
             .map(|i| b.delay(FaultKind::Internal, 3, &format!("m-{i}")))
             .collect();
         assert!(spread.len() > 10, "copies come back at different times");
-        // The worst case of five deliveries, documented in the README: at most 150 s of
+        // The worst case of five deliveries, documented in the book (docs/src/status-and-messages.md): at most 150 s of
         // waiting on the stage queues, and at most 2,040 s (34 min) on the forward queue.
         let total = |b: Backoff| -> u64 {
             (1..5)

@@ -185,7 +185,7 @@ pub async fn database_config(
         .map_err(|e| invalid(&e))
 }
 
-/// The status-store settings every stage reads (see README, "Configuration").
+/// The status-store settings every stage reads (the book: the stages' chapters under docs/src/).
 #[derive(Clone)]
 pub struct DatabaseSettings {
     /// `DATABASE_URL` (its password may come from the secret instead).

@@ -7,7 +7,7 @@ use sluice_lambda::setup::{required, Common, DatabaseSettings, SetupError};
 
 use crate::Deps;
 
-/// Everything the listener needs from its environment (see README, "Configuration").
+/// Everything the listener needs from its environment (the book: docs/src/listener.md).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `SLUICE_CONFIG`: pipeline config path or `s3://bucket/key`.

@@ -5,7 +5,7 @@ use sluice_lambda::setup::{receive_count_setting, required, Common, DatabaseSett
 
 use crate::Deps;
 
-/// Everything the sanitizer needs from its environment (see README, "Configuration").
+/// Everything the sanitizer needs from its environment (the book: docs/src/sanitizer.md, "Configuration").
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `SLUICE_CONFIG`: pipeline config path (beside the bootstrap) or `s3://bucket/key`.

@@ -5,7 +5,7 @@ use sluice_lambda::setup::{receive_count_setting, required, Common, DatabaseSett
 
 use crate::Deps;
 
-/// Everything the transformer needs from its environment (see README, "Configuration").
+/// Everything the transformer needs from its environment (the book: docs/src/transformer.md).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `SLUICE_CONFIG`: pipeline config path or `s3://bucket/key`.
