@@ -31,3 +31,20 @@ impl Clients {
         }
     }
 }
+
+/// How long the credentials of this environment still work, when they expire at all
+/// (temporary credentials: an assumed role, SSO); `None` for long-lived keys or none.
+pub async fn credentials_left() -> Option<std::time::Duration> {
+    use aws_sdk_s3::config::ProvideCredentials;
+    let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let credentials = shared
+        .credentials_provider()?
+        .provide_credentials()
+        .await
+        .ok()?;
+    let end = credentials.expiry()?;
+    Some(
+        end.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}

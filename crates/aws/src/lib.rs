@@ -9,12 +9,13 @@ mod clients;
 pub mod copy;
 pub mod dlq;
 pub mod events;
+pub mod probe;
 mod ranged;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;
 
-pub use clients::Clients;
+pub use clients::{credentials_left, Clients};
 pub use copy::{CopySource, Head, ListPage, Listed};
 pub use events::EventBus;
 pub use s3::{ObjectMeta, ObjectStore, Upload};

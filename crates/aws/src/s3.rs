@@ -263,6 +263,26 @@ impl ObjectStore {
         Ok(request.uri().to_string())
     }
 
+    /// A URL that uploads (PUT) to the key for `expires`, signed here without a call to S3.
+    pub async fn presigned_put(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires: std::time::Duration,
+    ) -> Result<String, AwsError> {
+        let presigning = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+            .map_err(|e| s3_error("presign PutObject", bucket, key, e))?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .presigned(presigning)
+            .await
+            .map_err(|e| s3_error("presign PutObject", bucket, key, e))?;
+        Ok(request.uri().to_string())
+    }
+
     /// The object's tags.
     pub async fn tags(&self, bucket: &str, key: &str) -> Result<Vec<(String, String)>, AwsError> {
         let out = self

@@ -4,11 +4,9 @@
 
 use std::path::PathBuf;
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Value};
-use sluice_aws::Clients;
+use sluice_aws::{probe, Clients};
 use sluice_core::delivery::HeaderSource;
-use sluice_core::errors::chain as describe;
 use sluice_core::PipelineConfig;
 use sluice_db::{pending_migrations, Db, DbConfig};
 
@@ -188,30 +186,11 @@ async fn checks(args: &Args) -> Vec<Check> {
 }
 
 async fn credentials() -> Check {
-    use aws_credential_types::provider::ProvideCredentials;
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
-    let Some(provider) = shared.credentials_provider() else {
-        return Check::fail(
-            "credentials",
-            "no credentials provider",
-            "configure AWS credentials (aws configure, AWS_PROFILE, SSO)",
-        );
-    };
-    match provider.provide_credentials().await {
-        Ok(c) => Check::pass(
-            "credentials",
-            match c.expiry() {
-                Some(_) => "temporary credentials found",
-                None => "credentials found",
-            },
-        ),
-        Err(e) => Check::fail(
-            "credentials",
-            describe(&e),
-            "configure AWS credentials (aws configure, AWS_PROFILE, SSO)",
-        ),
+    let fix = "configure AWS credentials (aws configure, AWS_PROFILE, SSO)";
+    match probe::credentials().await {
+        Ok(true) => Check::pass("credentials", "temporary credentials found"),
+        Ok(false) => Check::pass("credentials", "credentials found"),
+        Err(why) => Check::fail("credentials", why, fix),
     }
 }
 
@@ -221,27 +200,19 @@ async fn bucket_checks(
     bucket: &str,
     eventbridge: bool,
 ) -> Vec<Check> {
-    let s3 = &clients.s3;
     let label = format!("{name} {bucket}");
-    if let Err(e) = s3.head_bucket().bucket(bucket).send().await {
-        return vec![Check::fail(
-            &label,
-            format!("not reachable: {}", describe(&e)),
-            "create it (template.yaml does) or fix the name in the setting",
-        )];
-    }
+    let facts = match probe::bucket(clients, bucket).await {
+        Ok(facts) => facts,
+        Err(why) => {
+            return vec![Check::fail(
+                &label,
+                format!("not reachable: {why}"),
+                "create it (template.yaml does) or fix the name in the setting",
+            )]
+        }
+    };
     let mut out = vec![Check::pass(&label, "exists")];
-    let lifecycle = s3
-        .get_bucket_lifecycle_configuration()
-        .bucket(bucket)
-        .send()
-        .await;
-    let aborts = lifecycle.as_ref().is_ok_and(|l| {
-        l.rules()
-            .iter()
-            .any(|r| r.abort_incomplete_multipart_upload().is_some())
-    });
-    out.push(match aborts {
+    out.push(match facts.aborts_incomplete_uploads {
         true => Check::pass(
             format!("{label} lifecycle"),
             "incomplete multipart uploads are aborted",
@@ -253,15 +224,7 @@ async fn bucket_checks(
         ),
     });
     if eventbridge {
-        let notifications = s3
-            .get_bucket_notification_configuration()
-            .bucket(bucket)
-            .send()
-            .await;
-        let on = notifications
-            .as_ref()
-            .is_ok_and(|n| n.event_bridge_configuration().is_some());
-        out.push(match on {
+        out.push(match facts.eventbridge {
             true => Check::pass(format!("{label} events"), "EventBridge notifications are on"),
             // moto takes the setting and does not keep it: no fix would make this pass there.
             false if stand_in().is_some() => Check::skip(
@@ -277,66 +240,42 @@ async fn bucket_checks(
 }
 
 async fn queue_checks(clients: &Clients, name: &str, url: &str, timeout: u64) -> Vec<Check> {
-    let sqs = &clients.sqs;
     let label = format!("{name} {}", url.rsplit('/').next().unwrap_or(url));
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::RedrivePolicy)
-        .attribute_names(QueueAttributeName::VisibilityTimeout)
-        .send()
-        .await;
-    let attributes = match attributes {
-        Ok(a) => a,
-        Err(e) => {
+    let facts = match probe::queue(clients, url).await {
+        Ok(facts) => facts,
+        Err(why) => {
             return vec![Check::fail(
                 &label,
-                format!("not reachable: {}", describe(&e)),
+                format!("not reachable: {why}"),
                 "create it (template.yaml does) or fix the URL in the setting",
             )]
         }
     };
-    let get = |n: QueueAttributeName| attributes.attributes().and_then(|a| a.get(&n)).cloned();
     let mut out = vec![Check::pass(&label, "exists")];
-    let visibility: u64 = get(QueueAttributeName::VisibilityTimeout)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let visibility = facts.visibility_seconds;
     out.push(match visibility >= 6 * timeout {
         true => Check::pass(format!("{label} visibility"), format!("{visibility} s, at least 6x the consumer's {timeout} s")),
         false => Check::fail(format!("{label} visibility"), format!("{visibility} s is under 6x the consumer's {timeout} s: a message could come back while it is still being worked on"), format!("set VisibilityTimeout to at least {}", 6 * timeout)),
     });
-    let policy: Option<Value> =
-        get(QueueAttributeName::RedrivePolicy).and_then(|p| serde_json::from_str(&p).ok());
-    let dlq_arn = policy
-        .as_ref()
-        .and_then(|p| p["deadLetterTargetArn"].as_str().map(str::to_string));
-    let Some(dlq_arn) = dlq_arn else {
+    let Some(dead) = facts.dead_letters else {
         out.push(Check::fail(format!("{label} dead-letter queue"), "no redrive policy: a message that keeps failing is retried forever", "set a RedrivePolicy with a dead-letter queue and maxReceiveCount (= SLUICE_MAX_RECEIVE_COUNT)"));
         return out;
     };
-    let dlq_name = dlq_arn.rsplit(':').next().unwrap_or(&dlq_arn).to_string();
-    out.push(
-        match sqs.get_queue_url().queue_name(&dlq_name).send().await {
-            Ok(_) => Check::pass(
-                format!("{label} dead-letter queue"),
-                format!(
-                    "{dlq_name}, after {} deliveries",
-                    policy
-                        .as_ref()
-                        .map(|p| p["maxReceiveCount"].to_string())
-                        .unwrap_or_default()
-                ),
+    let dlq_name = dead.queue;
+    out.push(match dead.exists {
+        Ok(()) => Check::pass(
+            format!("{label} dead-letter queue"),
+            format!(
+                "{dlq_name}, after {} deliveries",
+                dead.max_receive_count.unwrap_or_default()
             ),
-            Err(e) => Check::fail(
-                format!("{label} dead-letter queue"),
-                format!(
-                    "the redrive policy names {dlq_name}, which is not there: {}",
-                    describe(&e)
-                ),
-                "create the dead-letter queue or fix the redrive policy",
-            ),
-        },
-    );
+        ),
+        Err(why) => Check::fail(
+            format!("{label} dead-letter queue"),
+            format!("the redrive policy names {dlq_name}, which is not there: {why}"),
+            "create the dead-letter queue or fix the redrive policy",
+        ),
+    });
     out
 }
 
@@ -369,22 +308,14 @@ async fn secret_checks(clients: &Clients, args: &Args) -> Vec<Check> {
     let mut out = Vec::new();
     for (what, secret) in names {
         let label = format!("secret for {what}");
-        out.push(
-            match clients
-                .secrets
-                .get_secret_value()
-                .secret_id(&secret)
-                .send()
-                .await
-            {
-                Ok(_) => Check::pass(&label, format!("{secret} is readable")),
-                Err(e) => Check::fail(
-                    &label,
-                    format!("{secret}: {}", describe(&e)),
-                    "create the secret or allow secretsmanager:GetSecretValue on it",
-                ),
-            },
-        );
+        out.push(match probe::secret_readable(clients, &secret).await {
+            Ok(()) => Check::pass(&label, format!("{secret} is readable")),
+            Err(why) => Check::fail(
+                &label,
+                format!("{secret}: {why}"),
+                "create the secret or allow secretsmanager:GetSecretValue on it",
+            ),
+        });
     }
     out
 }

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use aws_sdk_s3::presigning::PresigningConfig;
+use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
-use sluice_aws::Clients;
+use sluice_aws::{credentials_left, Clients, ObjectStore};
 use sluice_core::drop::quarantine_key;
 use sluice_core::PipelineConfig;
 use uuid::Uuid;
@@ -80,8 +79,7 @@ pub fn run(args: Args) -> u8 {
 
 async fn presign(args: &Args, expires: Duration) -> Result<String> {
     let env_bucket = |name: &str| std::env::var(name).ok().filter(|b| !b.trim().is_empty());
-    let clients = Clients::from_env().await;
-    let presigning = PresigningConfig::expires_in(expires).context("the URL's expiry")?;
+    let objects = ObjectStore::new(Clients::from_env().await.s3);
     warn_if_credentials_end_sooner(expires).await;
     if args.put {
         let Some(bucket) = args
@@ -100,18 +98,11 @@ async fn presign(args: &Args, expires: Duration) -> Result<String> {
             Uuid::new_v4(),
             &args.key,
         );
-        let request = clients
-            .s3
-            .put_object()
-            .bucket(&bucket)
-            .key(&key)
-            .presigned(presigning)
-            .await
-            .context("presigning the PUT")?;
+        let url = objects.presigned_put(&bucket, &key, expires).await?;
         if args.json {
-            return Ok(url_json("PUT", request.uri(), &bucket, &key, expires));
+            return Ok(url_json("PUT", &url, &bucket, &key, expires));
         }
-        return Ok(format!("{}\nkey: s3://{bucket}/{key}\n", request.uri()));
+        return Ok(format!("{url}\nkey: s3://{bucket}/{key}\n"));
     }
     let Some(bucket) = args
         .bucket
@@ -120,18 +111,11 @@ async fn presign(args: &Args, expires: Duration) -> Result<String> {
     else {
         bail!("no clean bucket: pass --bucket or set SLUICE_CLEAN_BUCKET");
     };
-    let request = clients
-        .s3
-        .get_object()
-        .bucket(&bucket)
-        .key(&args.key)
-        .presigned(presigning)
-        .await
-        .context("presigning the GET")?;
+    let url = objects.presigned_get(&bucket, &args.key, expires).await?;
     if args.json {
-        return Ok(url_json("GET", request.uri(), &bucket, &args.key, expires));
+        return Ok(url_json("GET", &url, &bucket, &args.key, expires));
     }
-    Ok(format!("{}\n", request.uri()))
+    Ok(format!("{url}\n"))
 }
 
 fn url_json(method: &str, url: &str, bucket: &str, key: &str, expires: Duration) -> String {
@@ -149,26 +133,12 @@ fn url_json(method: &str, url: &str, bucket: &str, key: &str, expires: Duration)
 /// A URL signed with temporary credentials stops working when they expire, whatever its own
 /// expiry says.
 async fn warn_if_credentials_end_sooner(expires: Duration) {
-    use aws_config::BehaviorVersion;
-    use aws_credential_types::provider::ProvideCredentials;
-    let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let Some(provider) = shared.credentials_provider() else {
-        return;
-    };
-    let Ok(credentials) = provider.provide_credentials().await else {
-        return;
-    };
-    if let Some(end) = credentials.expiry() {
-        let left = end
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or_default();
-        if left < expires {
-            eprintln!(
-                "sluice presign: warning: these are temporary credentials that expire in {} min; \
-                 the URL stops working then, before the {} min asked for",
-                left.as_secs() / 60,
-                expires.as_secs() / 60
-            );
-        }
+    if let Some(left) = credentials_left().await.filter(|left| *left < expires) {
+        eprintln!(
+            "sluice presign: warning: these are temporary credentials that expire in {} min; \
+             the URL stops working then, before the {} min asked for",
+            left.as_secs() / 60,
+            expires.as_secs() / 60
+        );
     }
 }
