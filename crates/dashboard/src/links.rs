@@ -51,9 +51,8 @@ impl Links {
     pub async fn for_file(&self, f: &FileDetail) -> Vec<Link> {
         let clean = &self.clean_bucket;
         let accepted = f
-            .sanitize
-            .as_ref()
-            .is_some_and(|s| s["verdict"].as_str() == Some("accepted"));
+            .sanitize_summary()
+            .is_some_and(|s| s.verdict == sluice_core::Verdict::Accepted);
         let mut objects = vec![(
             "original upload",
             f.source_bucket.clone(),

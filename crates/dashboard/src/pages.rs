@@ -10,6 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sluice_core::sanitize::SanitizeSummary;
 use uuid::Uuid;
 
 use crate::dlq::{DeadLetter, DlqDepth, DlqMessages};
@@ -385,29 +386,29 @@ pub async fn file(
         ("superseded by a newer upload", cell(&f.records_superseded)),
         ("uploaded", f.uploaded_at.as_ref().map_or("–".into(), when)),
     ];
-    let rejects = f
-        .sanitize
+    let summary = f.sanitize_summary();
+    let rejects = summary
         .as_ref()
-        .and_then(|s| s["first_rejects"].as_array())
-        .map(|rows| {
-            rows.iter()
+        .map(|s| {
+            s.first_rejects
+                .iter()
                 .map(|r| {
                     (
-                        r["line"].to_string(),
-                        r["column"].as_str().unwrap_or("").to_string(),
-                        r["reason"].as_str().unwrap_or("").to_string(),
+                        r.line.to_string(),
+                        r.column.clone().unwrap_or_default(),
+                        r.reason.clone(),
                     )
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let cells = f
-        .sanitize
+    let cells = summary
         .as_ref()
-        .and_then(|s| s["cells"].as_object())
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| (k.replace('_', " "), v.to_string()))
+        .map(|s| {
+            s.cells
+                .named()
+                .iter()
+                .map(|(name, n)| (name.to_string(), n.to_string()))
                 .collect()
         })
         .unwrap_or_default();
@@ -792,6 +793,13 @@ impl FileItem {
 }
 
 impl FileDetail {
+    /// The sanitize outcome, read as the stage wrote it; `None` when there is none yet.
+    pub fn sanitize_summary(&self) -> Option<SanitizeSummary> {
+        self.sanitize
+            .as_ref()
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
     pub fn dataset(&self) -> &str {
         self.dataset.as_deref().unwrap_or("– (no dataset matched)")
     }

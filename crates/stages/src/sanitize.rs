@@ -5,10 +5,11 @@
 use std::time::Instant;
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sluice_core::message::{FileSanitized, V1};
 use sluice_core::metadata::UploadMetadata;
 use sluice_core::sanitize::drive::sanitize_async;
+use sluice_core::sanitize::SanitizeSummary;
 use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
 use uuid::Uuid;
 
@@ -347,34 +348,10 @@ async fn publish<O: Objects, S: StatusStore, Q: Outbox>(
     Ok(())
 }
 
-/// Rejected rows named in the event (the report has them all).
-const REJECTS_IN_EVENT: usize = 10;
-
 /// The event detail: the report's figures and its first rejected rows (line, column and
 /// reason), no cell contents.
 fn summary(report: &Report) -> Value {
-    let first_rejects: Vec<Value> = report
-        .rejects
-        .iter()
-        .take(REJECTS_IN_EVENT)
-        .map(|r| json!({ "line": r.line, "end_line": r.end_line, "column": r.column, "reason": r.reason }))
-        .collect();
-    json!({
-        "verdict": report.verdict,
-        "reason": report.reason,
-        "encoding": report.encoding,
-        "delimiter": report.delimiter,
-        "bytes_in": report.bytes_in,
-        "bytes_out": report.bytes_out,
-        "rows_in": report.rows_in,
-        "rows_out": report.rows_out,
-        "rows_rejected": report.rows_rejected,
-        "rows_blank": report.rows_blank,
-        "cells": report.cells,
-        "sha256_in": report.sha256_in,
-        "sha256_out": report.sha256_out,
-        "first_rejects": first_rejects,
-    })
+    serde_json::to_value(SanitizeSummary::of(report)).unwrap_or(Value::Null)
 }
 
 /// Notes a retryable error on the file (best effort: the database may be what failed) and

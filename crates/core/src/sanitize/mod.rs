@@ -26,7 +26,9 @@ use sha2::{Digest, Sha256};
 
 pub use encoding::Encoding;
 pub use policy::{CellPolicy, Limits, MarkupPolicy, NumberFormat, Policy, RaggedRows};
-pub use report::{CellCounts, ColumnReport, Report, RowReject, Verdict, MAX_LISTED_REJECTS};
+pub use report::{
+    CellCounts, ColumnReport, Report, RowReject, SanitizeSummary, Verdict, MAX_LISTED_REJECTS,
+};
 
 use encoding::TextDecoder;
 use rows::Rows;

@@ -39,8 +39,9 @@ pub struct ColumnReport {
     pub control_chars_removed: u64,
 }
 
-/// Counts of cells changed, over the whole file.
+/// Counts of cells changed, over the whole file (a count missing from older JSON reads as 0).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CellCounts {
     pub formulas_neutralized: u64,
     pub markup_neutralized: u64,
@@ -48,6 +49,77 @@ pub struct CellCounts {
     pub control_chars_removed: u64,
     /// Invalid byte sequences replaced by U+FFFD.
     pub invalid_encoding_replaced: u64,
+}
+
+/// What the sanitize stage records with its outcome (the `file_event` detail): the report's
+/// figures and its first rejected rows, never cell contents. The stage writes it; the dashboard
+/// reads it back with this type (fields it lacks, in older events, read as empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SanitizeSummary {
+    pub verdict: Verdict,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub encoding: Option<String>,
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    #[serde(default)]
+    pub bytes_in: u64,
+    #[serde(default)]
+    pub bytes_out: u64,
+    #[serde(default)]
+    pub rows_in: u64,
+    #[serde(default)]
+    pub rows_out: u64,
+    #[serde(default)]
+    pub rows_rejected: u64,
+    #[serde(default)]
+    pub rows_blank: u64,
+    #[serde(default)]
+    pub cells: CellCounts,
+    #[serde(default)]
+    pub sha256_in: Option<String>,
+    #[serde(default)]
+    pub sha256_out: Option<String>,
+    /// The first [`SanitizeSummary::REJECTS`] rejected rows (the report has them all).
+    #[serde(default)]
+    pub first_rejects: Vec<RowReject>,
+}
+
+impl SanitizeSummary {
+    /// Rejected rows named in a summary.
+    pub const REJECTS: usize = 10;
+
+    pub fn of(report: &Report) -> Self {
+        SanitizeSummary {
+            verdict: report.verdict,
+            reason: report.reason.clone(),
+            encoding: report.encoding.clone(),
+            delimiter: report.delimiter.clone(),
+            bytes_in: report.bytes_in,
+            bytes_out: report.bytes_out,
+            rows_in: report.rows_in,
+            rows_out: report.rows_out,
+            rows_rejected: report.rows_rejected,
+            rows_blank: report.rows_blank,
+            cells: report.cells.clone(),
+            sha256_in: report.sha256_in.clone(),
+            sha256_out: report.sha256_out.clone(),
+            first_rejects: report.rejects.iter().take(Self::REJECTS).cloned().collect(),
+        }
+    }
+}
+
+impl CellCounts {
+    /// Each count with its name in words, in a fixed order.
+    pub fn named(&self) -> [(&'static str, u64); 4] {
+        [
+            ("formulas neutralized", self.formulas_neutralized),
+            ("markup neutralized", self.markup_neutralized),
+            ("control chars removed", self.control_chars_removed),
+            ("invalid encoding replaced", self.invalid_encoding_replaced),
+        ]
+    }
 }
 
 /// The JSON report written beside every sanitized file, accepted or not.
@@ -86,4 +158,50 @@ pub struct Report {
     pub sha256_in: Option<String>,
     /// SHA-256 of the clean output, hex; `null` when the file was rejected.
     pub sha256_out: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_reads_back_and_older_partial_ones_read_too() {
+        let summary = SanitizeSummary {
+            verdict: Verdict::Accepted,
+            reason: None,
+            encoding: Some("utf-8".into()),
+            delimiter: Some(",".into()),
+            bytes_in: 120,
+            bytes_out: 118,
+            rows_in: 3,
+            rows_out: 2,
+            rows_rejected: 1,
+            rows_blank: 0,
+            cells: CellCounts {
+                formulas_neutralized: 1,
+                ..CellCounts::default()
+            },
+            sha256_in: None,
+            sha256_out: None,
+            first_rejects: vec![RowReject {
+                line: 3,
+                end_line: 3,
+                column: None,
+                reason: "ragged row".into(),
+            }],
+        };
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(
+            serde_json::from_value::<SanitizeSummary>(json).unwrap(),
+            summary
+        );
+        let older = serde_json::json!({
+            "verdict": "rejected", "cells": {"formulas_neutralized": 2},
+            "first_rejects": [{"line": 7, "end_line": 7, "column": null, "reason": "x"}]
+        });
+        let read: SanitizeSummary = serde_json::from_value(older).unwrap();
+        assert_eq!(read.verdict, Verdict::Rejected);
+        assert_eq!(read.cells.named()[0], ("formulas neutralized", 2));
+        assert_eq!(read.first_rejects[0].line, 7);
+    }
 }
