@@ -11,6 +11,7 @@ pub mod dlq;
 pub mod events;
 pub mod probe;
 mod ranged;
+mod resumable;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;
@@ -27,6 +28,9 @@ pub enum AwsError {
     /// The object is not there (deleted since the event, or never written).
     #[error("S3 object s3://{bucket}/{key} does not exist")]
     NotFound { bucket: String, key: String },
+    /// A multipart upload S3 no longer has (aborted by a lifecycle rule, or completed).
+    #[error("the multipart upload of s3://{bucket}/{key} is gone from S3 (NoSuchUpload)")]
+    UploadGone { bucket: String, key: String },
     #[error("S3 {op} s3://{bucket}/{key}: {message}")]
     S3 {
         op: &'static str,

@@ -9,9 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
-use aws_sdk_s3::error::ProvideErrorMetadata;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
@@ -19,9 +16,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sluice_aws::Clients;
+use sluice_aws::{AwsError, Clients, ObjectStore};
 use sluice_core::drop::quarantine_key;
-use sluice_core::errors::chain as describe;
 use sluice_core::message::DateRange;
 use sluice_core::metadata::UploadMetadata;
 use sluice_core::PipelineConfig;
@@ -129,21 +125,15 @@ enum AtKey {
     Other,
 }
 
-async fn at_key(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, hash: &str) -> Result<AtKey> {
-    match s3.head_object().bucket(bucket).key(key).send().await {
-        Ok(head) => {
-            let theirs = head
-                .metadata()
-                .and_then(|m| m.get(sluice_core::metadata::CONTENT_SHA256))
-                .map(String::as_str);
-            Ok(match theirs == Some(hash) {
-                true => AtKey::Ours,
-                false => AtKey::Other,
-            })
-        }
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(AtKey::Absent),
-        Err(e) => Err(anyhow!(describe(&e))).context(format!("HeadObject s3://{bucket}/{key}")),
-    }
+async fn at_key(objects: &ObjectStore, bucket: &str, key: &str, hash: &str) -> Result<AtKey> {
+    let head = objects.head(bucket, key).await?;
+    Ok(match head {
+        None => AtKey::Absent,
+        Some(head) => match head.metadata.get(sluice_core::metadata::CONTENT_SHA256) {
+            Some(theirs) if theirs == hash => AtKey::Ours,
+            _ => AtKey::Other,
+        },
+    })
 }
 
 pub fn run(args: Args) -> u8 {
@@ -180,7 +170,7 @@ async fn upload_all(args: &Args) -> Result<bool> {
     }
     std::fs::create_dir_all(&args.state)
         .with_context(|| format!("cannot create {}", args.state.display()))?;
-    let clients = Clients::from_env().await;
+    let objects = ObjectStore::new(Clients::from_env().await.s3);
     let bars = MultiProgress::new();
     let overall = bars.add(ProgressBar::new_spinner());
     if let Ok(style) =
@@ -193,7 +183,7 @@ async fn upload_all(args: &Args) -> Result<bool> {
     let ctx = Ctx {
         args,
         prefix: &prefix,
-        clients: &clients,
+        objects: &objects,
         bars: &bars,
     };
     // Paths are walked lazily and a bounded number are in flight: memory does not grow with
@@ -225,7 +215,7 @@ async fn upload_all(args: &Args) -> Result<bool> {
             }) => {
                 uploaded += 1;
                 bytes += b;
-                let id = file_of(&clients.s3, &args.bucket, &key).await;
+                let id = file_of(&objects, &args.bucket, &key).await;
                 line["file_id"] = json!(id);
                 if !args.json {
                     say(
@@ -263,7 +253,7 @@ async fn upload_all(args: &Args) -> Result<bool> {
                     );
                 }
                 line["result"] = json!("found");
-                line["file_id"] = json!(file_of(&clients.s3, &args.bucket, &key).await);
+                line["file_id"] = json!(file_of(&objects, &args.bucket, &key).await);
                 line["key"] = json!(key);
                 line["bytes"] = json!(0);
             }
@@ -273,7 +263,7 @@ async fn upload_all(args: &Args) -> Result<bool> {
                     say(&overall, format!("skipped (already uploaded as {key})"));
                 }
                 line["result"] = json!("skipped");
-                line["file_id"] = json!(file_of(&clients.s3, &args.bucket, &key).await);
+                line["file_id"] = json!(file_of(&objects, &args.bucket, &key).await);
                 line["key"] = json!(key);
             }
             Err(e) => {
@@ -328,7 +318,7 @@ fn say(bar: &ProgressBar, line: String) {
 struct Ctx<'a> {
     args: &'a Args,
     prefix: &'a str,
-    clients: &'a Clients,
+    objects: &'a ObjectStore,
     bars: &'a MultiProgress,
 }
 
@@ -368,13 +358,13 @@ async fn upload_file(ctx: &Ctx<'_>, path: &Path) -> Result<Outcome> {
         done: false,
     });
     let metadata = metadata(args, &name, &hash);
-    let s3 = &ctx.clients.s3;
+    let objects = ctx.objects;
     // Saved before the first byte is sent: a rerun after a crash anywhere below finds the
     // key, and looks at it before sending anything.
     if saved_key.is_none() {
         save(&state_file, &state)?;
     } else {
-        match at_key(s3, &state.bucket, &state.key, &hash).await? {
+        match at_key(objects, &state.bucket, &state.key, &hash).await? {
             // The earlier run got through (a PUT, or a completion) and died before saying so.
             AtKey::Ours => return found(&state_file, state),
             AtKey::Other => bail!(
@@ -393,29 +383,18 @@ async fn upload_file(ctx: &Ctx<'_>, path: &Path) -> Result<Outcome> {
         let body = tokio::fs::read(path)
             .await
             .with_context(|| path.display().to_string())?;
-        retry(|| {
-            let mut put = s3
-                .put_object()
-                .bucket(&state.bucket)
-                .key(&state.key)
-                .body(ByteStream::from(body.clone()));
-            for (k, v) in &metadata {
-                put = put.metadata(k, v);
-            }
-            async move {
-                put.send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| anyhow!(describe(&e)))
-            }
+        retry(|| async {
+            objects
+                .put_with_metadata(&state.bucket, &state.key, body.clone(), &metadata)
+                .await
+                .map_err(anyhow::Error::from)
         })
-        .await
-        .context("PutObject")?;
+        .await?;
     } else {
         let sent = match send_parts(ctx, path, &name, &mut state, &state_file, &metadata).await {
             // S3 dropped the upload an earlier run started (a lifecycle rule aborts old ones;
             // nothing is under the key, checked above): start it again under the same key.
-            Err(e) if e.is::<UploadGone>() => {
+            Err(e) if gone(&e) => {
                 eprintln!(
                     "{}: the multipart upload an earlier run started is gone from S3 (aborted \
                      after it expired?): sending the file again under the same key",
@@ -430,26 +409,16 @@ async fn upload_file(ctx: &Ctx<'_>, path: &Path) -> Result<Outcome> {
         };
         (resumed_parts, parts, sent_bytes) = (sent.resumed, sent.parts, sent.bytes);
         let (upload_id, done) = (sent.upload_id, sent.done);
-        let completed = CompletedMultipartUpload::builder()
-            .set_parts(Some(
-                done.iter()
-                    .map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(e).build())
-                    .collect(),
-            ))
-            .build();
-        let completed = retry(|| {
-            let request = s3
-                .complete_multipart_upload()
-                .bucket(&state.bucket)
-                .key(&state.key)
-                .upload_id(&upload_id)
-                .multipart_upload(completed.clone());
-            async move { request.send().await.map(|_| ()).map_err(s3_error) }
+        let completed = retry(|| async {
+            objects
+                .complete_upload(&state.bucket, &state.key, &upload_id, &done)
+                .await
+                .map_err(anyhow::Error::from)
         })
         .await;
         if let Err(e) = completed {
             // A completion that timed out may have happened (a retry then finds no upload).
-            if let AtKey::Ours = at_key(s3, &state.bucket, &state.key, &hash).await? {
+            if let AtKey::Ours = at_key(objects, &state.bucket, &state.key, &hash).await? {
                 return found(&state_file, state);
             }
             // Gone without an object: the next run starts the parts again, same key.
@@ -487,27 +456,11 @@ struct PartsSent {
 }
 
 /// S3 no longer has the multipart upload (a lifecycle rule aborts old ones, or someone did).
-#[derive(Debug)]
-struct UploadGone;
-
-impl std::fmt::Display for UploadGone {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the multipart upload is gone from S3 (NoSuchUpload)")
-    }
-}
-
-impl std::error::Error for UploadGone {}
-
-/// An S3 call's error in words; `NoSuchUpload` as [`UploadGone`], which is not retried.
-fn s3_error<E, R>(e: aws_sdk_s3::error::SdkError<E, R>) -> anyhow::Error
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    match e.code() {
-        Some("NoSuchUpload") => anyhow!(UploadGone),
-        _ => anyhow!(describe(&e)),
-    }
+fn gone(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<AwsError>(),
+        Some(AwsError::UploadGone { .. })
+    )
 }
 
 /// Sends the parts S3 does not have yet, starting the multipart upload if none is under way,
@@ -521,24 +474,15 @@ async fn send_parts(
     state_file: &Path,
     metadata: &[(String, String)],
 ) -> Result<PartsSent> {
-    let (args, s3) = (ctx.args, &ctx.clients.s3);
+    let (args, objects) = (ctx.args, ctx.objects);
     let size = state.size;
     // Parts are listed only for an upload an earlier run started: a new one has none.
     let resuming = state.upload_id.is_some();
     if !resuming {
-        let mut create = s3
-            .create_multipart_upload()
-            .bucket(&state.bucket)
-            .key(&state.key);
-        for (k, v) in metadata {
-            create = create.metadata(k, v);
-        }
-        let created = create
-            .send()
-            .await
-            .map_err(s3_error)
-            .context("CreateMultipartUpload")?;
-        state.upload_id = created.upload_id().map(str::to_string);
+        let id = objects
+            .start_upload(&state.bucket, &state.key, metadata)
+            .await?;
+        state.upload_id = Some(id);
         save(state_file, state)?;
     }
     let upload_id = state
@@ -550,9 +494,13 @@ async fn send_parts(
     // What S3 says it has; else (a server without ListParts, such as moto, whose answer the
     // SDK cannot read) the parts this machine saw through.
     let already = match resuming {
-        true => match listed_parts(ctx, state, &upload_id).await {
+        true => match objects
+            .listed_parts(&state.bucket, &state.key, &upload_id)
+            .await
+            .map_err(anyhow::Error::from)
+        {
             Ok(listed) => listed,
-            Err(e) if e.is::<UploadGone>() => return Err(e),
+            Err(e) if gone(&e) => return Err(e),
             Err(e) => {
                 note_unlisted(&path.display().to_string(), &e);
                 state.parts.clone()
@@ -579,18 +527,11 @@ async fn send_parts(
                 let offset = (number as u64 - 1) * part_size;
                 let len = part_size.min(size - offset);
                 let body = read_range(path, offset, len).await?;
-                let etag = retry(|| {
-                    let request = s3
-                        .upload_part()
-                        .bucket(&state.bucket)
-                        .key(&state.key)
-                        .upload_id(upload_id)
-                        .part_number(number)
-                        .body(ByteStream::from(body.clone()));
-                    async move {
-                        let sent = request.send().await.map_err(s3_error)?;
-                        Ok(sent.e_tag().unwrap_or_default().to_string())
-                    }
+                let etag = retry(|| async {
+                    objects
+                        .upload_part(&state.bucket, &state.key, upload_id, number, body.clone())
+                        .await
+                        .map_err(anyhow::Error::from)
                 })
                 .await
                 .with_context(|| format!("UploadPart {number}"))?;
@@ -622,7 +563,7 @@ async fn send_parts(
 
 /// `--verify`: each file's content against the object this machine uploaded it to.
 async fn verify_all(args: &Args) -> Result<bool> {
-    let clients = Clients::from_env().await;
+    let objects = ObjectStore::new(Clients::from_env().await.s3);
     let (mut good, mut bad) = (0u64, 0u64);
     for path in walk(&args.paths) {
         let path = path?;
@@ -635,7 +576,7 @@ async fn verify_all(args: &Args) -> Result<bool> {
             None => ("not uploaded from here", None),
             Some(state) if state.bucket != args.bucket => ("uploaded to another bucket", None),
             Some(state) => {
-                let there = at_key(&clients.s3, &state.bucket, &state.key, &hash).await?;
+                let there = at_key(&objects, &state.bucket, &state.key, &hash).await?;
                 let result = match (there, state.done) {
                     (AtKey::Ours, _) => "verified",
                     (AtKey::Other, _) => "DIFFERENT content in S3",
@@ -668,9 +609,9 @@ async fn verify_all(args: &Args) -> Result<bool> {
 
 /// The id the pipeline gives the object now under `key` (from its bucket, key and ETag), as
 /// `sluice status` takes it; `None` if it cannot be read.
-async fn file_of(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Uuid> {
-    let head = s3.head_object().bucket(bucket).key(key).send().await.ok()?;
-    Some(sluice_db::file_id(bucket, key, head.e_tag()?))
+async fn file_of(objects: &ObjectStore, bucket: &str, key: &str) -> Option<Uuid> {
+    let head = objects.head(bucket, key).await.ok()??;
+    Some(sluice_db::file_id(bucket, key, &head.etag))
 }
 
 /// An upload an earlier run finished: its state saved as done, nothing sent.
@@ -707,39 +648,6 @@ fn metadata(args: &Args, name: &str, hash: &str) -> Vec<(String, String)> {
     let mut pairs: Vec<(String, String)> = said.to_map().into_iter().collect();
     pairs.sort();
     pairs
-}
-
-/// Parts S3 already has for the upload: (number, ETag).
-async fn listed_parts(
-    ctx: &Ctx<'_>,
-    state: &Uploading,
-    upload_id: &str,
-) -> Result<Vec<(i32, String)>> {
-    let mut parts = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let listed = ctx
-            .clients
-            .s3
-            .list_parts()
-            .bucket(&state.bucket)
-            .key(&state.key)
-            .upload_id(upload_id)
-            .set_part_number_marker(marker.clone())
-            .send()
-            .await
-            .map_err(s3_error)
-            .context("ListParts (delete the state file under --state to start this file again)")?;
-        for part in listed.parts() {
-            if let (Some(n), Some(etag)) = (part.part_number(), part.e_tag()) {
-                parts.push((n, etag.to_string()));
-            }
-        }
-        match listed.next_part_number_marker() {
-            Some(next) if listed.is_truncated() == Some(true) => marker = Some(next.to_string()),
-            _ => return Ok(parts),
-        }
-    }
 }
 
 /// Takes the lock on one content's upload state (`<state>/<sha256>.lock`, an OS file lock
@@ -826,7 +734,7 @@ where
     loop {
         match call().await {
             Ok(value) => return Ok(value),
-            Err(e) if e.is::<UploadGone>() => return Err(e),
+            Err(e) if gone(&e) => return Err(e),
             Err(e) => match waits.next() {
                 Some(wait) => tokio::time::sleep(wait).await,
                 None => return Err(e),

@@ -278,8 +278,7 @@ impl Store {
                      (id, dataset, site, source_bucket, source_key, source_etag, source_size,
                       status)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 'received')
-                 ON CONFLICT (source_bucket, source_key, source_etag)
-                     WHERE replay_from IS NULL OR replay_from = 'sanitize' DO NOTHING",
+                 ON CONFLICT DO NOTHING",
                 &[
                     &id,
                     &dataset,

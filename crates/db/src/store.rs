@@ -87,7 +87,10 @@ impl Store {
         let id = file_id(file.bucket, file.key, file.etag);
         let client = self.db.client().await?;
         // A replay's metadata names the earlier run; an id this store does not know is not
-        // kept (the metadata is the uploader's word, not a reference to trust).
+        // kept (the metadata is the uploader's word, not a reference to trust). Any conflict
+        // is this file already registered: of two inserts at once, the second may meet the
+        // first's primary key (the id is the source's) before the source's unique index, so
+        // the conflict has no target.
         let inserted = client
             .query_opt(
                 "WITH earlier AS (
@@ -100,8 +103,7 @@ impl Store {
                         CASE WHEN e.id IS NULL THEN NULL ELSE 'sanitize' END, $9,
                         COALESCE(e.uploaded_at, $10, now())
                  FROM (SELECT 1) one LEFT JOIN earlier e ON true
-                 ON CONFLICT (source_bucket, source_key, source_etag)
-                     WHERE replay_from IS NULL OR replay_from = 'sanitize' DO NOTHING
+                 ON CONFLICT DO NOTHING
                  RETURNING id, replay_of",
                 &[
                     &id,

@@ -1318,3 +1318,38 @@ async fn eight_cuts_marking_one_files_batches_at_once_all_read_back_the_same_mar
         .get(0);
     assert_eq!(rows, 3);
 }
+
+#[tokio::test]
+async fn eight_registrations_of_one_object_at_once_give_one_row() {
+    let schema = Schema::create().await;
+    let first = store(&schema).await;
+    // Eight sanitizers, each on its own warm connection, register the same object at once,
+    // several rounds (the race is on which unique index an insert meets first).
+    for round in 0..5 {
+        let etag = format!("race-{round}");
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+        let mut workers = Vec::new();
+        for _ in 0..8 {
+            let (store, barrier, etag) = (
+                Store::new(Db::new(schema.config())),
+                std::sync::Arc::clone(&barrier),
+                etag.clone(),
+            );
+            workers.push(tokio::spawn(async move {
+                store.file(uuid::Uuid::nil()).await.unwrap();
+                barrier.wait().await;
+                store.register(&orders_file(&etag)).await.unwrap()
+            }));
+        }
+        let mut ids = Vec::new();
+        let mut created = 0;
+        for worker in workers {
+            let registered = worker.await.unwrap();
+            created += usize::from(registered.created);
+            ids.push(registered.id);
+        }
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+        assert_eq!(created, 1, "one registration made the row");
+        assert!(first.file(ids[0]).await.unwrap().is_some());
+    }
+}

@@ -69,7 +69,9 @@ impl FailureKind {
         }
         if let Some(aws) = error.downcast_ref::<AwsError>() {
             return match aws {
-                AwsError::NotFound { .. } | AwsError::S3 { .. } => FailureKind::S3,
+                AwsError::NotFound { .. } | AwsError::S3 { .. } | AwsError::UploadGone { .. } => {
+                    FailureKind::S3
+                }
                 AwsError::Sqs { .. } | AwsError::MessageTooLarge { .. } => FailureKind::Sqs,
                 AwsError::Secret { .. } => FailureKind::SecretsManager,
             };
