@@ -409,7 +409,7 @@ impl Queries<'_> {
         calls_after: Option<i64>,
     ) -> Result<Option<FileDetail>, DbError> {
         let client = self.db.client().await?;
-        let Some(r) = client
+        let row = client
             .query_opt(
                 "SELECT id, dataset, site, name, status, failed_stage, error, source_bucket,
                         source_key, source_size, clean_key, rows_in, rows_out, rows_rejected,
@@ -421,25 +421,13 @@ impl Queries<'_> {
                  FROM dashboard_file WHERE id = $1",
                 &[&id],
             )
-            .await?
-        else {
+            .await?;
+        // The connection is one, held by whoever reads: given back before the next reads.
+        drop(client);
+        let Some(r) = row else {
             return Ok(None);
         };
-        let events: Vec<Event> = client
-            .query(
-                "SELECT at, stage, status, detail FROM dashboard_file_event
-                 WHERE file_id = $1 ORDER BY id",
-                &[&id],
-            )
-            .await?
-            .iter()
-            .map(|e| Event {
-                at: time(e.get(0)),
-                stage: e.get(1),
-                status: e.get(2),
-                detail: e.get(3),
-            })
-            .collect();
+        let events = self.events(id).await?;
         let outcome = |stage: &str, statuses: &[&str]| {
             events
                 .iter()
@@ -449,70 +437,9 @@ impl Queries<'_> {
         };
         let sanitize = outcome("sanitizer", &["sanitized", "rejected"]);
         let transform = outcome("transformer", &["transformed", "failed"]);
-        let replays = client
-            .query(
-                "SELECT id FROM dashboard_file WHERE replay_of = $1 ORDER BY received_at",
-                &[&id],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let batches = client
-            .query(
-                "SELECT batch_id, count(*), bool_or(ok),
-                        (array_agg(http_status ORDER BY id DESC))[1],
-                        (array_agg(error ORDER BY id DESC))[1], max(at)
-                 FROM dashboard_api_call WHERE file_id = $1
-                 GROUP BY batch_id ORDER BY batch_id LIMIT $2",
-                &[&id, &BATCHES_SHOWN],
-            )
-            .await?
-            .iter()
-            .map(|b| Batch {
-                batch_id: b.get(0),
-                attempts: b.get(1),
-                delivered: b.get(2),
-                last_status: b.get(3),
-                last_error: b.get(4),
-                last_at: time(b.get(5)),
-            })
-            .collect();
-        let calls_total: i64 = client
-            .query_one(
-                "SELECT count(*) FROM dashboard_api_call WHERE file_id = $1",
-                &[&id],
-            )
-            .await?
-            .get(0);
-        let mut calls: Vec<Call> = client
-            .query(
-                "SELECT id, at, batch_id, attempt, http_status, latency_ms, error, ok,
-                        CASE WHEN NOT ok THEN response_excerpt END
-                 FROM dashboard_api_call WHERE file_id = $1 AND id > $2
-                 ORDER BY id LIMIT $3",
-                &[&id, &calls_after.unwrap_or(0), &(CALLS_PER_PAGE + 1)],
-            )
-            .await?
-            .iter()
-            .map(|c| Call {
-                id: c.get(0),
-                at: time(c.get(1)),
-                batch_id: c.get(2),
-                attempt: c.get(3),
-                http_status: c.get(4),
-                latency_ms: c.get(5),
-                error: c.get(6),
-                ok: c.get(7),
-                answer: c.get(8),
-            })
-            .collect();
-        let calls_next = if calls.len() as i64 > CALLS_PER_PAGE {
-            calls.truncate(CALLS_PER_PAGE as usize);
-            calls.last().map(|c| c.id)
-        } else {
-            None
-        };
+        let replays = self.replays(id).await?;
+        let batches = self.batches(id).await?;
+        let (calls_total, calls, calls_next) = self.calls(id, calls_after).await?;
         let bucket: String = r.get(7);
         let key: String = r.get(8);
         Ok(Some(FileDetail {
@@ -561,6 +488,112 @@ impl Queries<'_> {
             calls,
             calls_next,
         }))
+    }
+
+    /// A file's history, oldest first.
+    async fn events(&self, id: Uuid) -> Result<Vec<Event>, DbError> {
+        let client = self.db.client().await?;
+        let rows = client
+            .query(
+                "SELECT at, stage, status, detail FROM dashboard_file_event
+                 WHERE file_id = $1 ORDER BY id",
+                &[&id],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|e| Event {
+                at: time(e.get(0)),
+                stage: e.get(1),
+                status: e.get(2),
+                detail: e.get(3),
+            })
+            .collect())
+    }
+
+    /// The later runs of a file (`sluice replay`), oldest first.
+    async fn replays(&self, id: Uuid) -> Result<Vec<Uuid>, DbError> {
+        let client = self.db.client().await?;
+        let rows = client
+            .query(
+                "SELECT id FROM dashboard_file WHERE replay_of = $1 ORDER BY received_at",
+                &[&id],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Each batch's delivery, from its calls (at most [`BATCHES_SHOWN`]).
+    async fn batches(&self, id: Uuid) -> Result<Vec<Batch>, DbError> {
+        let client = self.db.client().await?;
+        let rows = client
+            .query(
+                "SELECT batch_id, count(*), bool_or(ok),
+                        (array_agg(http_status ORDER BY id DESC))[1],
+                        (array_agg(error ORDER BY id DESC))[1], max(at)
+                 FROM dashboard_api_call WHERE file_id = $1
+                 GROUP BY batch_id ORDER BY batch_id LIMIT $2",
+                &[&id, &BATCHES_SHOWN],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|b| Batch {
+                batch_id: b.get(0),
+                attempts: b.get(1),
+                delivered: b.get(2),
+                last_status: b.get(3),
+                last_error: b.get(4),
+                last_at: time(b.get(5)),
+            })
+            .collect())
+    }
+
+    /// A file's calls: how many in all, a page of them after `after`, and the next page's
+    /// cursor.
+    async fn calls(
+        &self,
+        id: Uuid,
+        after: Option<i64>,
+    ) -> Result<(i64, Vec<Call>, Option<i64>), DbError> {
+        let client = self.db.client().await?;
+        let total: i64 = client
+            .query_one(
+                "SELECT count(*) FROM dashboard_api_call WHERE file_id = $1",
+                &[&id],
+            )
+            .await?
+            .get(0);
+        let mut calls: Vec<Call> = client
+            .query(
+                "SELECT id, at, batch_id, attempt, http_status, latency_ms, error, ok,
+                        CASE WHEN NOT ok THEN response_excerpt END
+                 FROM dashboard_api_call WHERE file_id = $1 AND id > $2
+                 ORDER BY id LIMIT $3",
+                &[&id, &after.unwrap_or(0), &(CALLS_PER_PAGE + 1)],
+            )
+            .await?
+            .iter()
+            .map(|c| Call {
+                id: c.get(0),
+                at: time(c.get(1)),
+                batch_id: c.get(2),
+                attempt: c.get(3),
+                http_status: c.get(4),
+                latency_ms: c.get(5),
+                error: c.get(6),
+                ok: c.get(7),
+                answer: c.get(8),
+            })
+            .collect();
+        let next = match calls.len() as i64 > CALLS_PER_PAGE {
+            true => {
+                calls.truncate(CALLS_PER_PAGE as usize);
+                calls.last().map(|c| c.id)
+            }
+            false => None,
+        };
+        Ok((total, calls, next))
     }
 
     /// API calls per dataset and endpoint since `since`: whole hours from the hourly roll-up,
