@@ -68,80 +68,10 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
         id,
     )
     .map_err(bad)?;
-    // One worker transforms a file: the claim is one conditional UPDATE.
-    let claim = deps
-        .store
-        .claim(
-            id,
-            Stage::Transformer,
-            FileStatus::Sanitized,
-            FileStatus::Transforming,
-            lease,
-        )
-        .await
-        .map_err(Fault::store)?;
     // Batches already through (a re-drive's resend only): the others are sent again.
-    let mut delivered = HashSet::new();
-    match claim {
-        Claim::Won { .. } => {}
-        // The listener re-drives a file stuck after its transform: re-send the batches that
-        // have no 2xx on record (ids are stable, so the forwarder skips any it has).
-        Claim::Elsewhere(FileStatus::Transformed | FileStatus::Delivering) if sanitized.resend => {
-            let after = [FileStatus::Transformed, FileStatus::Delivering];
-            match deps
-                .store
-                .claim_in_place(id, Stage::Transformer, &after, lease)
-                .await
-                .map_err(Fault::store)?
-            {
-                Claim::Won { .. } => {
-                    delivered = deps
-                        .store
-                        .delivered_batches(id)
-                        .await
-                        .map_err(Fault::store)?
-                }
-                Claim::Busy => {
-                    let why = format!("file {id} is being re-sent by another worker");
-                    return Err(Fault::new(FaultKind::Waiting, why));
-                }
-                other => {
-                    tracing::info!(file_id = %id, claim = ?other, "nothing left to re-send");
-                    return Ok(());
-                }
-            }
-        }
-        // Another copy of this message is at work: this one comes back after the visibility
-        // timeout and is then a no-op (or takes over if that worker died).
-        Claim::Busy => {
-            let why = format!("file {id} is being transformed by another worker");
-            return Err(Fault::new(FaultKind::Waiting, why));
-        }
-        // The sanitizer sends this message just before it records `sanitized`: the message
-        // can win the race. Fail it, and SQS brings it back once the status is there.
-        Claim::Elsewhere(FileStatus::Received | FileStatus::Sanitizing) => {
-            let why = format!("file {id} is not marked sanitized yet");
-            return Err(Fault::new(FaultKind::Waiting, why));
-        }
-        Claim::Elsewhere(status) if status.is_final() => {
-            return crate::final_status::drop_late(
-                deps.store,
-                id,
-                Stage::Transformer,
-                status,
-                "file sanitized",
-            )
-            .await;
-        }
-        Claim::Elsewhere(status) => {
-            tracing::info!(file_id = %id, status = %status, "already transformed: duplicate message skipped");
-            return Ok(());
-        }
-        Claim::Missing => {
-            let why = format!("file {id} is not in the status store");
-            return Err(Fault::new(FaultKind::Store, why));
-        }
-    }
+    let Some(mut delivered) = claim(deps, sanitized, lease).await? else {
+        return Ok(());
+    };
     // The first run to get here fixes the plan; every later one cuts the same batches with
     // it, whatever the config or the message says now.
     let plan = fix_plan(deps, sanitized).await?;
@@ -149,20 +79,12 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
     let dataset = match plan_dataset(&plan, &sanitized.dataset) {
         Ok(dataset) => dataset,
         Err(reason) => {
-            deps.store
-                .fail(id, Stage::Transformer, &reason)
-                .await
-                .map_err(Fault::store)?;
-            return Ok(());
+            return fail(deps, id, &reason).await;
         }
     };
     let Some(mapping) = &dataset.mapping else {
         let reason = format!("dataset `{}` has no mapping", dataset.name);
-        deps.store
-            .fail(id, Stage::Transformer, &reason)
-            .await
-            .map_err(Fault::store)?;
-        return Ok(());
+        return fail(deps, id, &reason).await;
     };
     // A replay from the forward stage sends only the batches its earlier run did not deliver
     // (for a dataset with a record key its plan does that by itself: what the API has is
@@ -197,11 +119,7 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
     let (counted, total) = match counted {
         Ok(counted) => counted,
         Err(PassError::File(reason)) => {
-            deps.store
-                .fail(id, Stage::Transformer, &reason)
-                .await
-                .map_err(Fault::store)?;
-            return Ok(());
+            return fail(deps, id, &reason).await;
         }
         Err(PassError::Retry(e)) => return Err(retry(deps, id, lease, e).await),
     };
@@ -210,12 +128,8 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
         .as_ref()
         .and_then(|s| replay_mismatch(s, &counted, total))
     {
-        deps.store
-            .fail(id, Stage::Transformer, &reason)
-            .await
-            .map_err(Fault::store)?;
         tracing::warn!(file_id = %id, dataset = %dataset.name, reason = %reason, "replay refused");
-        return Ok(());
+        return fail(deps, id, &reason).await;
     }
     if counted.verdict == TransformVerdict::Failed {
         let reason = counted.reason.clone().unwrap_or_default();
@@ -253,13 +167,9 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
         Some(delta) => send_planned(deps, &source, delta, &mut sender).await,
     };
     if let Some(reason) = sender.mismatch.take() {
-        deps.store
-            .fail(id, Stage::Transformer, &reason)
-            .await
-            .map_err(Fault::store)?;
         tracing::error!(file_id = %id, dataset = %dataset.name, reason = %reason,
             "a batch differs from its plan: file failed");
-        return Ok(());
+        return fail(deps, id, &reason).await;
     }
     let sent = match sent {
         Ok(report) => report,
@@ -315,6 +225,98 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
         records_superseded = delta.map(|d| d.superseded),
         records_missing = delta.and_then(|d| d.missing), "file transformed");
     Ok(())
+}
+
+/// Claims the file for this run (`sanitized -> transforming`, or, for a re-drive's resend, in
+/// place after its transform): the batches already delivered when it may go on (none but on a
+/// resend), `None` when there is nothing to do, a [`FaultKind::Waiting`] fault when another
+/// worker has it or it is not sanitized yet.
+async fn claim<O, S: RecordState, Q>(
+    deps: &Transform<'_, O, S, Q>,
+    sanitized: &FileSanitized,
+    lease: &Lease,
+) -> Result<Option<HashSet<String>>, Fault> {
+    let id = sanitized.file_id;
+    // One worker transforms a file: the claim is one conditional UPDATE.
+    let claim = deps
+        .store
+        .claim(
+            id,
+            Stage::Transformer,
+            FileStatus::Sanitized,
+            FileStatus::Transforming,
+            lease,
+        )
+        .await
+        .map_err(Fault::store)?;
+    match claim {
+        Claim::Won { .. } => Ok(Some(HashSet::new())),
+        // The listener re-drives a file stuck after its transform: re-send the batches that
+        // have no 2xx on record (ids are stable, so the forwarder skips any it has).
+        Claim::Elsewhere(FileStatus::Transformed | FileStatus::Delivering) if sanitized.resend => {
+            let after = [FileStatus::Transformed, FileStatus::Delivering];
+            match deps
+                .store
+                .claim_in_place(id, Stage::Transformer, &after, lease)
+                .await
+                .map_err(Fault::store)?
+            {
+                Claim::Won { .. } => Ok(Some(
+                    deps.store
+                        .delivered_batches(id)
+                        .await
+                        .map_err(Fault::store)?,
+                )),
+                Claim::Busy => {
+                    let why = format!("file {id} is being re-sent by another worker");
+                    Err(Fault::new(FaultKind::Waiting, why))
+                }
+                other => {
+                    tracing::info!(file_id = %id, claim = ?other, "nothing left to re-send");
+                    Ok(None)
+                }
+            }
+        }
+        // Another copy of this message is at work: this one comes back after the visibility
+        // timeout and is then a no-op (or takes over if that worker died).
+        Claim::Busy => {
+            let why = format!("file {id} is being transformed by another worker");
+            Err(Fault::new(FaultKind::Waiting, why))
+        }
+        // The sanitizer sends this message just before it records `sanitized`: the message
+        // can win the race. Fail it, and SQS brings it back once the status is there.
+        Claim::Elsewhere(FileStatus::Received | FileStatus::Sanitizing) => {
+            let why = format!("file {id} is not marked sanitized yet");
+            Err(Fault::new(FaultKind::Waiting, why))
+        }
+        Claim::Elsewhere(status) if status.is_final() => {
+            let late = "file sanitized";
+            crate::final_status::drop_late(deps.store, id, Stage::Transformer, status, late)
+                .await
+                .map(|()| None)
+        }
+        Claim::Elsewhere(status) => {
+            tracing::info!(file_id = %id, status = %status, "already transformed: duplicate message skipped");
+            Ok(None)
+        }
+        Claim::Missing => {
+            let why = format!("file {id} is not in the status store");
+            Err(Fault::new(FaultKind::Store, why))
+        }
+    }
+}
+
+/// Fails the file at the transformer with `reason` (a verdict on the file, not this run).
+async fn fail<O, S: StatusStore, Q>(
+    deps: &Transform<'_, O, S, Q>,
+    id: uuid::Uuid,
+    reason: &str,
+) -> Result<(), Fault> {
+    deps.store
+        .fail(id, Stage::Transformer, reason)
+        .await
+        .map(|_| ())
+        .map_err(Fault::store)
 }
 
 /// Why a replay from forward cannot go on: its transform made other batches than the earlier
