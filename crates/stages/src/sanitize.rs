@@ -100,36 +100,12 @@ pub async fn sanitize_object<O: Objects, S: StatusStore, Q: Outbox>(
     }
 
     let clean_key = sluice_core::layout::clean_key(&dataset.name, id);
-    let mut upload = deps
-        .objects
-        .upload(deps.clean_bucket, &clean_key, "text/csv; charset=utf-8");
-    let run = sanitize_async(
-        body,
-        &mut upload,
-        dataset.sanitize.clone(),
-        Some(dataset.name.clone()),
-    );
-    let report = match with_deadline(deadline, run).await {
-        Ok(Ok(report)) => report,
-        Ok(Err(e)) => {
-            upload.abort().await;
-            let why = format!("reading or writing the file failed: {}", chain(&e));
-            return Err(retry(deps, id, lease, Fault::new(FaultKind::Objects, why)).await);
-        }
-        Err(()) => {
-            upload.abort().await;
-            let why = "stopped before the Lambda timeout; the event will be retried";
-            return Err(retry(deps, id, lease, Fault::new(FaultKind::Deadline, why)).await);
-        }
+    let report = clean(deps, body, dataset, &clean_key, deadline).await;
+    let report = match report {
+        Ok(report) => report,
+        Err(fault) => return Err(retry(deps, id, lease, fault).await),
     };
     let accepted = report.verdict == Verdict::Accepted;
-    if accepted {
-        if let Err(e) = upload.finish().await {
-            return Err(retry(deps, id, lease, Fault::objects(e)).await);
-        }
-    } else {
-        upload.abort().await;
-    }
 
     if let Err(e) = publish(
         object,
@@ -181,6 +157,47 @@ pub async fn sanitize_object<O: Objects, S: StatusStore, Q: Outbox>(
         Some(&dataset.name),
         if accepted { "accepted" } else { "rejected" },
     ))
+}
+
+/// Streams the object through the dataset's sanitizer into `clean_key`: the report, with the
+/// clean object there only when the file is accepted (a rejected file, a failure or the
+/// deadline leaves nothing under the key).
+async fn clean<O: Objects, S, Q>(
+    deps: &Sanitize<'_, O, S, Q>,
+    body: O::Reader,
+    dataset: &sluice_core::Dataset,
+    clean_key: &str,
+    deadline: Option<Instant>,
+) -> Result<Report, Fault> {
+    let mut upload = deps
+        .objects
+        .upload(deps.clean_bucket, clean_key, "text/csv; charset=utf-8");
+    let run = sanitize_async(
+        body,
+        &mut upload,
+        dataset.sanitize.clone(),
+        Some(dataset.name.clone()),
+    );
+    let report = match with_deadline(deadline, run).await {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => {
+            upload.abort().await;
+            let why = format!("reading or writing the file failed: {}", chain(&e));
+            return Err(Fault::new(FaultKind::Objects, why));
+        }
+        Err(()) => {
+            upload.abort().await;
+            let why = "stopped before the Lambda timeout; the event will be retried";
+            return Err(Fault::new(FaultKind::Deadline, why));
+        }
+    };
+    match report.verdict {
+        Verdict::Accepted => {
+            upload.finish().await.map_err(Fault::objects)?;
+        }
+        Verdict::Rejected => upload.abort().await,
+    }
+    Ok(report)
 }
 
 /// Registers the object's file (once per bucket, key and ETag, from what its metadata says)
