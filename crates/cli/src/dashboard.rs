@@ -87,7 +87,7 @@ async fn serve(args: Args) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    println!("sluice dashboard on http://{}/", listener.local_addr()?);
+    outln!("sluice dashboard on http://{}/", listener.local_addr()?);
     axum::serve(listener, router(Arc::new(state)))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -86,7 +86,7 @@ pub fn run(args: Args) -> u8 {
     };
     match runtime.block_on(dispatch(args.command)) {
         Ok((text, code)) => {
-            print!("{text}");
+            out!("{text}");
             code
         }
         Err(e) => {

@@ -100,7 +100,7 @@ pub fn run(args: Args) -> u8 {
         );
         match args.json {
             true => eprintln!("sluice doctor: {note}"),
-            false => println!("NOTE  {note}"),
+            false => outln!("NOTE  {note}"),
         }
     }
     let checks = runtime.block_on(checks(&args));
@@ -120,13 +120,13 @@ pub fn run(args: Args) -> u8 {
                 Outcome::Skip(why) => json!({"check": c.name, "result": "skip", "detail": why}),
             })
             .collect();
-        println!("{:#}", Value::Array(list));
+        outln!("{:#}", Value::Array(list));
     } else {
         for c in &checks {
             match &c.outcome {
-                Outcome::Pass(detail) => println!("PASS  {}: {detail}", c.name),
-                Outcome::Fail { why, fix } => println!("FAIL  {}: {why}\n      fix: {fix}", c.name),
-                Outcome::Skip(why) => println!("SKIP  {}: {why}", c.name),
+                Outcome::Pass(detail) => outln!("PASS  {}: {detail}", c.name),
+                Outcome::Fail { why, fix } => outln!("FAIL  {}: {why}\n      fix: {fix}", c.name),
+                Outcome::Skip(why) => outln!("SKIP  {}: {why}", c.name),
             }
         }
     }

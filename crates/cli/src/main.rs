@@ -1,5 +1,8 @@
 //! `sluice`: the operators' command and local runs of the pipeline stages.
 
+#[macro_use]
+mod out;
+
 mod dashboard;
 mod dataset;
 mod dlq;

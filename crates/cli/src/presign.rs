@@ -67,7 +67,7 @@ pub fn run(args: Args) -> u8 {
     };
     match runtime.block_on(presign(&args, expires)) {
         Ok(lines) => {
-            print!("{lines}");
+            out!("{lines}");
             exit::ACCEPTED
         }
         Err(e) => {

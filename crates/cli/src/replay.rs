@@ -272,8 +272,8 @@ async fn replay_all(args: &Args) -> Result<bool> {
             _ => not_done += 1,
         }
         match args.json {
-            true => println!("{}", serde_json::to_string(&line).unwrap_or_default()),
-            false => println!("{}", line.text()),
+            true => outln!("{}", serde_json::to_string(&line).unwrap_or_default()),
+            false => outln!("{}", line.text()),
         }
     }
     if !args.json {
@@ -282,7 +282,7 @@ async fn replay_all(args: &Args) -> Result<bool> {
         } else {
             "replayed"
         };
-        println!("{done} file(s) {verb}, {not_done} not");
+        outln!("{done} file(s) {verb}, {not_done} not");
     }
     Ok(not_done == 0)
 }

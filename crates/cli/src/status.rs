@@ -81,7 +81,7 @@ impl From<anyhow::Error> for Stop {
 pub fn run(args: Args) -> u8 {
     match show(&args) {
         Ok(text) => {
-            print!("{text}");
+            out!("{text}");
             exit::ACCEPTED
         }
         Err(Stop::Usage(why)) => {

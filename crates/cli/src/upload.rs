@@ -279,7 +279,7 @@ async fn upload_all(args: &Args) -> Result<bool> {
             }
         }
         if args.json {
-            overall.suspend(|| println!("{line}"));
+            overall.suspend(|| outln!("{line}"));
         }
         overall.set_message(format!(
             "{uploaded} uploaded, {skipped} skipped, {failed} failed"
@@ -298,10 +298,10 @@ async fn upload_all(args: &Args) -> Result<bool> {
             "bucket": args.bucket,
             "prefix": prefix,
         });
-        println!("{summary}");
+        outln!("{summary}");
         return Ok(failed == 0);
     }
-    println!(
+    outln!(
         "{uploaded} uploaded ({:.1} MB), {skipped} skipped (already uploaded), {failed} failed, in {secs:.1} s; \
          s3://{}/{prefix}",
         bytes as f64 / 1e6,
@@ -592,8 +592,8 @@ async fn verify_all(args: &Args) -> Result<bool> {
         }
         let line = json!({ "path": path.display().to_string(), "result": result, "key": key });
         match args.json {
-            true => println!("{line}"),
-            false => println!(
+            true => outln!("{line}"),
+            false => outln!(
                 "{result}: {}{}",
                 path.display(),
                 key.map(|k| format!(" (s3://{}/{k})", args.bucket))
@@ -602,7 +602,7 @@ async fn verify_all(args: &Args) -> Result<bool> {
         }
     }
     if !args.json {
-        println!("{good} verified, {bad} not");
+        outln!("{good} verified, {bad} not");
     }
     Ok(bad == 0)
 }

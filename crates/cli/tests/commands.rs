@@ -876,3 +876,41 @@ fn the_readme_command_list_matches_the_commands() {
     }
     assert!(checked >= 12, "{checked} subcommands checked");
 }
+
+/// A reader that stops reading (`sluice ... | head -1`) ends the output, not the command: the
+/// exit code is the one the command gives with its output read to the end.
+#[test]
+fn a_closed_pipe_on_standard_output_does_not_change_the_outcome() {
+    let scratch = Scratch::new();
+    let run = |out: &str, read: bool| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "examples", "--out"])
+            .arg(scratch.path(out))
+            .current_dir(repo())
+            .env_remove("SLUICE_CONFIG")
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut said = String::new();
+        if read {
+            std::io::Read::read_to_string(&mut { stdout }, &mut said).unwrap();
+        } else {
+            // Closed before the command writes a byte.
+            drop(stdout);
+        }
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+            said,
+        )
+    };
+    let (read_code, _, said) = run("read", true);
+    assert!(!said.is_empty());
+    let (closed_code, stderr, _) = run("closed", false);
+    assert_eq!(closed_code, read_code, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

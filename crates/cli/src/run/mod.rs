@@ -124,9 +124,9 @@ pub fn run(args: Args) -> u8 {
     match runtime.block_on(run_all(&args)) {
         Ok(summary) => {
             if args.json {
-                println!("{}", summary.to_json());
+                outln!("{}", summary.to_json());
             } else {
-                print!("{}", summary.table());
+                out!("{}", summary.table());
             }
             summary.exit_code()
         }
@@ -255,25 +255,25 @@ async fn watch_with<S: RecordState + Keep + Outstanding + Sweep>(
         if !ready.is_empty() {
             let summary = chain.run(&ready).await?;
             if args.json {
-                println!("{}", serde_json::to_string(&summary)?);
+                outln!("{}", serde_json::to_string(&summary)?);
             } else {
-                print!("{}", summary.table());
+                out!("{}", summary.table());
             }
         }
         // Files an earlier run left unfinished (with PostgreSQL, whose rows outlive a run).
         if let Some((counts, summary)) = chain.redrive().await? {
             if args.json {
                 let line = serde_json::json!({ "redrive": counts, "files": summary.files });
-                println!("{line}");
+                outln!("{line}");
             } else {
-                println!(
+                outln!(
                     "re-driven: {} to sanitize, {} to transform, {} re-sent, {} given up",
                     counts.redriven_sanitize,
                     counts.redriven_transform,
                     counts.resent_idle,
                     counts.given_up
                 );
-                print!("{}", summary.table());
+                out!("{}", summary.table());
             }
         }
         tokio::time::sleep(Duration::from_secs(args.interval.max(1))).await;
