@@ -10,7 +10,7 @@
 //! file counters equal to `api_call`.
 //!
 //! What it is not: the release binaries under an emulated Lambda service (no process is
-//! killed, the consumer shell of `sluice_lambda` is stood in for by [`Worker`]).
+//! killed, the consumer shell of `sluice_lambda` is stood in for by `Worker`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,9 +1,12 @@
-//! Sluice's adapters over S3 and SQS: one S3 reader/writer and one SQS sender, reused by every
-//! stage and by `sluice`.
+//! Sluice's adapter over AWS: every call to S3, SQS, Secrets Manager and EventBridge in the
+//! workspace, for the stages (through their ports) and for `sluice` (uploads, presigning, the
+//! doctor's probes, dead-letter queues).
 //!
-//! Clients honour the standard AWS environment (region, credentials, `AWS_ENDPOINT_URL`) and
-//! `SLUICE_S3_PATH_STYLE=true` for path-style S3 addressing, so the same binary runs against AWS
-//! and against a local stand-in such as moto server.
+//! Boundary: implements the stages' ports over the AWS SDK; knows no other adapter (no
+//! PostgreSQL, no HTTP to APIs). Clients honour the standard AWS environment (region,
+//! credentials, `AWS_ENDPOINT_URL`) and `SLUICE_S3_PATH_STYLE=true` for path-style S3
+//! addressing, so the same binary runs against AWS and against a local stand-in such as moto
+//! server.
 
 mod clients;
 pub mod copy;

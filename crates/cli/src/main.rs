@@ -1,4 +1,6 @@
-//! `sluice`: the operators' command and local runs of the pipeline stages.
+//! `sluice`: the operators' command and local runs of the pipeline stages. Wiring and words:
+//! what it does is the stages' (over the local, AWS, PostgreSQL and HTTP adapters) and the
+//! dashboard's; it links no Lambda crate (checked by `tests/architecture.rs`).
 
 #[macro_use]
 mod out;

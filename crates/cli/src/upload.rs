@@ -464,7 +464,7 @@ fn gone(e: &anyhow::Error) -> bool {
 }
 
 /// Sends the parts S3 does not have yet, starting the multipart upload if none is under way,
-/// and saving each part as it gets through. Fails with [`UploadGone`] when the upload an
+/// and saving each part as it gets through. Fails with `AwsError::UploadGone` when the upload an
 /// earlier run started is no longer in S3.
 async fn send_parts(
     ctx: &Ctx<'_>,

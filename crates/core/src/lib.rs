@@ -1,8 +1,10 @@
 //! Sluice's pure logic: sniffing and sanitizing files, mapping rows to JSON records, pipeline
-//! (dataset) config, delivery rules, the status model and the messages between stages.
+//! (dataset) config, delivery rules, the status model, upload metadata and the messages between
+//! stages.
 //!
-//! Nothing here talks to AWS or a database, and nothing holds a whole file in memory: the
-//! Lambda stages and the `sluice` command drive the same code over their own byte sources.
+//! Boundary: nothing here talks to AWS, a database or an API, and nothing holds a whole file in
+//! memory: the Lambda stages and the `sluice` command drive the same code over their own byte
+//! sources. No other Sluice crate is reached from here (checked by `tests/architecture.rs`).
 
 pub mod config;
 pub mod delivery;

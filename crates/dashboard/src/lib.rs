@@ -1,7 +1,9 @@
 //! Sluice's dashboard: what operators open instead of psql. One axum router, server-rendered
 //! pages (askama) that work with JavaScript off, and the same data as JSON under `/api/`.
 //! `sluice dashboard` serves it on a port; the `sluice-dashboard` Lambda (crate
-//! `sluice-dashboard-lambda`) serves it behind a Function URL. It reads the dashboard views through a read-only role.
+//! `sluice-dashboard-lambda`) serves it behind a Function URL. It reads the dashboard views
+//! through a read-only role, and reaches AWS only through `sluice-aws` (dead-letter queues,
+//! presigned links); it links no Lambda crate, as the `sluice` binary links it.
 //!
 //! | page | JSON |
 //! |---|---|

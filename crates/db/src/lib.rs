@@ -2,7 +2,10 @@
 //!
 //! One connection per process ([`Db`]), re-made when it drops; embedded, ordered migrations
 //! ([`migrate`]); and the [`Store`] that writes `file_process`, `file_event` and `api_call`
-//! with forward-only status moves.
+//! with forward-only status moves and leases.
+//!
+//! Boundary: implements the stages' status, record-state and call-log ports; knows no other
+//! adapter.
 
 mod calls;
 mod connect;

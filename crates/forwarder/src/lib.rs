@@ -1,4 +1,6 @@
-//! The delivery stage as a library: the handler the Lambda binary runs and tests call.
+//! The delivery Lambda as a library: the handler the binary runs and the tests call. It wires
+//! the queue consumer shell (`sluice-lambda`) to the forward stage (`sluice-stages`) over the AWS,
+//! PostgreSQL and HTTP adapters; the decisions are the stage's.
 
 pub mod handler;
 pub mod settings;

@@ -1,6 +1,11 @@
-//! What every Sluice Lambda binary shares, beside its own wiring: JSON logs whose filter keeps
-//! record contents out at every level ([`logging`]), and invocation failures with a stable
-//! `errorType` that alarms and metric filters can match ([`failure`]).
+//! What every Sluice Lambda binary shares, beside its own wiring: setup at cold start
+//! ([`setup`]), JSON logs whose filter keeps record contents out at every level ([`logging`]),
+//! the SQS consumer shell ([`consumer`]: deadline, receive count, batch item failures,
+//! visibility backoff, the one rule for a message's last delivery) and invocation failures with
+//! a stable `errorType` that alarms can match ([`failure`]).
+//!
+//! Boundary: linked by the Lambda binaries only; the `sluice` binary never links it (checked by
+//! `tests/architecture.rs`).
 
 pub mod consumer;
 pub mod failure;
