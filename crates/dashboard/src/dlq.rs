@@ -71,42 +71,42 @@ impl Dlqs {
     }
 
     pub async fn depths(&self) -> Vec<DlqDepth> {
-        let mut out = Vec::with_capacity(self.urls.len());
-        for url in &self.urls {
+        let depths = self.urls.iter().map(|url| async move {
             let asked = dlq::depth(&self.sqs, url);
             let (messages, error) = match tokio::time::timeout(ANSWER_WITHIN, asked).await {
                 Ok(Ok(n)) => (Some(n), None),
                 Ok(Err(e)) => (None, Some(e.to_string())),
                 Err(_) => (None, Some("no answer within 3 s".into())),
             };
-            out.push(DlqDepth {
+            DlqDepth {
                 queue: name(url),
                 messages,
                 error,
-            });
-        }
-        out
+            }
+        });
+        futures_util::future::join_all(depths).await
     }
 
     /// The messages of each queue that is a dead-letter queue, up to [`MESSAGES_SHOWN`] each,
     /// left in it. A queue that is not one is not looked into: there each look would count
     /// towards dead-lettering its messages.
     pub async fn messages(&self) -> Vec<DlqMessages> {
-        let mut out = Vec::with_capacity(self.urls.len());
-        for url in &self.urls {
+        // The queues are looked into at once: the page must answer within the Lambda's timeout
+        // (30 s) however slow SQS is, so each look has 12 s and they do not add up.
+        let looks = self.urls.iter().map(|url| async move {
             let looked = tokio::time::timeout(4 * ANSWER_WITHIN, self.look(url)).await;
             let (messages, error) = match looked {
                 Ok(Ok(messages)) => (messages, None),
                 Ok(Err(e)) => (Vec::new(), Some(e)),
                 Err(_) => (Vec::new(), Some("no answer within 12 s".into())),
             };
-            out.push(DlqMessages {
+            DlqMessages {
                 queue: name(url),
                 messages,
                 error,
-            });
-        }
-        out
+            }
+        });
+        futures_util::future::join_all(looks).await
     }
 
     async fn look(&self, url: &str) -> Result<Vec<DeadLetter>, String> {
