@@ -1292,14 +1292,7 @@ async fn object_events_that_died_are_registered_from_their_dead_letter_queue() {
         ["not an event"],
         "only the message that is no event is left"
     );
-    c.world
-        .clients
-        .sqs
-        .delete_queue()
-        .queue_url(&dlq)
-        .send()
-        .await
-        .unwrap();
+    c.world.delete_queue(&dlq).await;
     c.clean_up().await;
 }
 
@@ -1353,13 +1346,6 @@ async fn two_listener_runs_at_once_return_each_dead_object_event_once() {
             .unwrap(),
         0
     );
-    c.world
-        .clients
-        .sqs
-        .delete_queue()
-        .queue_url(&dlq)
-        .send()
-        .await
-        .unwrap();
+    c.world.delete_queue(&dlq).await;
     c.clean_up().await;
 }

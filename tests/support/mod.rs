@@ -211,6 +211,17 @@ impl World {
             .to_string()
     }
 
+    /// Removes a queue a test made.
+    pub async fn delete_queue(&self, queue_url: &str) {
+        self.clients
+            .sqs
+            .delete_queue()
+            .queue_url(queue_url)
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Every message now on `queue_url` (received and deleted).
     pub async fn drain(&self, queue_url: &str) -> Vec<serde_json::Value> {
         let mut bodies = Vec::new();

@@ -22,7 +22,7 @@ pub mod sqs;
 pub use clients::{credentials_left, Clients};
 pub use copy::{CopySource, Head, ListPage, Listed};
 pub use events::EventBus;
-pub use s3::{ObjectMeta, ObjectStore, Upload};
+pub use s3::{ObjectMeta, ObjectStore, Presign, Upload};
 pub use sqs::{Queue, Visibility};
 
 /// Why an S3 or SQS call failed. Messages name the bucket/key or queue; never object contents.

@@ -52,6 +52,13 @@ pub fn merge_tags(
 
 pub use sluice_stages::ports::ObjectMeta;
 
+/// What a presigned URL does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presign {
+    Get,
+    Put,
+}
+
 /// Objects in S3.
 #[derive(Debug, Clone)]
 pub struct ObjectStore {
@@ -242,44 +249,35 @@ impl ObjectStore {
         Ok(dropped)
     }
 
-    /// A URL that downloads the object for `expires` (at most 7 days; no longer than the
-    /// signing credentials live), signed here without a call to S3.
-    pub async fn presigned_get(
+    /// A URL that downloads (`Get`) or uploads (`Put`) the object for `expires` (at most 7
+    /// days; no longer than the signing credentials live), signed here without a call to S3.
+    pub async fn presigned(
         &self,
+        method: Presign,
         bucket: &str,
         key: &str,
         expires: std::time::Duration,
     ) -> Result<String, AwsError> {
-        let presigning = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
-            .map_err(|e| s3_error("presign GetObject", bucket, key, e))?;
-        let request = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .presigned(presigning)
-            .await
-            .map_err(|e| s3_error("presign GetObject", bucket, key, e))?;
-        Ok(request.uri().to_string())
-    }
-
-    /// A URL that uploads (PUT) to the key for `expires`, signed here without a call to S3.
-    pub async fn presigned_put(
-        &self,
-        bucket: &str,
-        key: &str,
-        expires: std::time::Duration,
-    ) -> Result<String, AwsError> {
-        let presigning = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
-            .map_err(|e| s3_error("presign PutObject", bucket, key, e))?;
-        let request = self
-            .client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .presigned(presigning)
-            .await
-            .map_err(|e| s3_error("presign PutObject", bucket, key, e))?;
+        let op = match method {
+            Presign::Get => "presign GetObject",
+            Presign::Put => "presign PutObject",
+        };
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
+            .map_err(|e| s3_error(op, bucket, key, e))?;
+        let request = match method {
+            Presign::Get => {
+                let get = self.client.get_object().bucket(bucket).key(key);
+                get.presigned(config)
+                    .await
+                    .map_err(|e| s3_error(op, bucket, key, e))?
+            }
+            Presign::Put => {
+                let put = self.client.put_object().bucket(bucket).key(key);
+                put.presigned(config)
+                    .await
+                    .map_err(|e| s3_error(op, bucket, key, e))?
+            }
+        };
         Ok(request.uri().to_string())
     }
 

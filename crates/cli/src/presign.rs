@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
-use sluice_aws::{credentials_left, Clients, ObjectStore};
+use sluice_aws::{credentials_left, Clients, ObjectStore, Presign};
 use sluice_core::drop::quarantine_key;
 use sluice_core::PipelineConfig;
 use uuid::Uuid;
@@ -98,7 +98,9 @@ async fn presign(args: &Args, expires: Duration) -> Result<String> {
             Uuid::new_v4(),
             &args.key,
         );
-        let url = objects.presigned_put(&bucket, &key, expires).await?;
+        let url = objects
+            .presigned(Presign::Put, &bucket, &key, expires)
+            .await?;
         if args.json {
             return Ok(url_json("PUT", &url, &bucket, &key, expires));
         }
@@ -111,7 +113,9 @@ async fn presign(args: &Args, expires: Duration) -> Result<String> {
     else {
         bail!("no clean bucket: pass --bucket or set SLUICE_CLEAN_BUCKET");
     };
-    let url = objects.presigned_get(&bucket, &args.key, expires).await?;
+    let url = objects
+        .presigned(Presign::Get, &bucket, &args.key, expires)
+        .await?;
     if args.json {
         return Ok(url_json("GET", &url, &bucket, &args.key, expires));
     }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use sluice_aws::ObjectStore;
+use sluice_aws::{ObjectStore, Presign};
 use sluice_core::layout;
 
 use crate::queries::FileDetail;
@@ -88,7 +88,10 @@ impl Links {
                 });
                 continue;
             }
-            let signed = self.objects.presigned_get(&bucket, &key, LINK_LIFE).await;
+            let signed = self
+                .objects
+                .presigned(Presign::Get, &bucket, &key, LINK_LIFE)
+                .await;
             links.push(Link {
                 label,
                 object,
