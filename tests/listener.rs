@@ -1061,7 +1061,7 @@ async fn eight_copies_of_one_resend_at_the_same_moment_send_the_missing_batches_
 async fn the_aws_and_the_local_adapters_give_the_same_records_and_statuses() {
     use sluice_local::{FolderObjects, MemoryQueue, MemoryStore};
     use sluice_stages::forward::{forward_batch, Forward};
-    use sluice_stages::ports::StatusStore;
+    use sluice_stages::ports::Registry;
     use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
     use sluice_stages::transform::{transform_file, Transform};
 

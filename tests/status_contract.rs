@@ -1,14 +1,15 @@
 //! One status-store test suite, run against both stores the stages can be given: PostgreSQL
 //! (the Lambdas') and the embedded in-memory store (`sluice run` without `DATABASE_URL`). Each
-//! test is written once over `StatusStore` and run twice.
+//! test is written once, bound on the ports it exercises ([`Registry`], [`Leases`],
+//! [`Batches`], ...), and run twice: one contract per port, held by both stores.
 
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use sluice_core::{FileStatus, Stage};
 use sluice_stages::ports::{
-    ApiCall, CallLog, Claim, Lease, NewFile, Redrive, RowCounts, StatusStore, Stuck, Sweep,
-    TransformCounts,
+    ApiCall, Batches, CallLog, Claim, Lease, Leases, NewFile, Outcomes, Plans, Progress, Redrive,
+    Registry, RowCounts, Stuck, Sweep, TransformCounts,
 };
 use uuid::Uuid;
 
@@ -58,7 +59,7 @@ fn lease(owner: &str, seconds: i64) -> Lease {
     }
 }
 
-async fn received<S: StatusStore>(store: &S, name: &str) -> Uuid {
+async fn received<S: Registry>(store: &S, name: &str) -> Uuid {
     let key = format!("incoming/orders/{name}");
     store
         .register(&NewFile {
@@ -78,7 +79,7 @@ async fn received<S: StatusStore>(store: &S, name: &str) -> Uuid {
 }
 
 /// A file at `transformed` with `batches` batches sent.
-async fn transformed<S: StatusStore>(store: &S, name: &str, batches: i32) -> Uuid {
+async fn transformed<S: Registry + Outcomes + Leases>(store: &S, name: &str, batches: i32) -> Uuid {
     let id = received(store, name).await;
     let sanitizing = lease("sanitizer/1", 60);
     let claim = store
@@ -131,7 +132,7 @@ async fn transformed<S: StatusStore>(store: &S, name: &str, batches: i32) -> Uui
     id
 }
 
-async fn call<S: StatusStore>(store: &S, id: Uuid, batch: &str, attempt: i32, status: i32) {
+async fn call<S: CallLog>(store: &S, id: Uuid, batch: &str, attempt: i32, status: i32) {
     let record = ApiCall {
         file_id: id,
         batch_id: batch,
@@ -146,7 +147,7 @@ async fn call<S: StatusStore>(store: &S, id: Uuid, batch: &str, attempt: i32, st
     CallLog::record_call(store, &record).await.unwrap();
 }
 
-async fn a_file_is_registered_once_per_source_object<S: StatusStore>(store: &S) {
+async fn a_file_is_registered_once_per_source_object<S: Registry>(store: &S) {
     let file = NewFile {
         dataset: "orders",
         site: None,
@@ -180,7 +181,11 @@ async fn a_file_is_registered_once_per_source_object<S: StatusStore>(store: &S) 
     assert!(store.file(Uuid::new_v4()).await.unwrap().is_none());
 }
 
-async fn statuses_move_only_along_the_table_and_each_move_is_an_event<S: StatusStore>(store: &S) {
+async fn statuses_move_only_along_the_table_and_each_move_is_an_event<
+    S: Registry + Progress + Outcomes,
+>(
+    store: &S,
+) {
     let id = received(store, "t.csv").await;
     // Skipping a step and moving backward change nothing.
     assert!(!store
@@ -236,7 +241,7 @@ async fn statuses_move_only_along_the_table_and_each_move_is_an_event<S: StatusS
     );
 }
 
-async fn a_final_status_keeps_its_reason<S: StatusStore>(store: &S) {
+async fn a_final_status_keeps_its_reason<S: Registry + Progress + Outcomes>(store: &S) {
     let rejected = received(store, "r.csv").await;
     store
         .advance(
@@ -298,7 +303,7 @@ async fn a_final_status_keeps_its_reason<S: StatusStore>(store: &S) {
     );
 }
 
-async fn one_of_eight_claims_wins_and_the_others_learn_why<S: StatusStore>(store: &S) {
+async fn one_of_eight_claims_wins_and_the_others_learn_why<S: Registry + Leases>(store: &S) {
     let id = received(store, "c.csv").await;
     let leases: Vec<Lease> = (0..8).map(|i| lease(&format!("w/{i}"), 60)).collect();
     let claims = futures_util::future::join_all(leases.iter().map(|l| {
@@ -346,7 +351,7 @@ async fn one_of_eight_claims_wins_and_the_others_learn_why<S: StatusStore>(store
 }
 
 /// The sanitizer's claim of file `id` under `lease`.
-async fn sanitizing<S: StatusStore>(store: &S, id: Uuid, lease: &Lease) -> Claim {
+async fn sanitizing<S: Leases>(store: &S, id: Uuid, lease: &Lease) -> Claim {
     store
         .claim(
             id,
@@ -359,7 +364,9 @@ async fn sanitizing<S: StatusStore>(store: &S, id: Uuid, lease: &Lease) -> Claim
         .unwrap()
 }
 
-async fn an_expired_lease_is_taken_over_and_a_released_one_is_free<S: StatusStore>(store: &S) {
+async fn an_expired_lease_is_taken_over_and_a_released_one_is_free<S: Registry + Leases>(
+    store: &S,
+) {
     let id = received(store, "x.csv").await;
     let dead = lease("sanitizer/dead", -1);
     let claim = sanitizing(store, id, &dead).await;
@@ -391,7 +398,9 @@ async fn an_expired_lease_is_taken_over_and_a_released_one_is_free<S: StatusStor
     assert_eq!(taken_over, 2);
 }
 
-async fn a_lease_in_place_leaves_the_status_where_it_is<S: StatusStore>(store: &S) {
+async fn a_lease_in_place_leaves_the_status_where_it_is<S: Registry + Outcomes + Leases>(
+    store: &S,
+) {
     let id = transformed(store, "p.csv", 2).await;
     let after = [FileStatus::Transformed, FileStatus::Delivering];
     let first = lease("transformer/a", 60);
@@ -418,7 +427,11 @@ async fn a_lease_in_place_leaves_the_status_where_it_is<S: StatusStore>(store: &
     assert_eq!(claim, Claim::Elsewhere(FileStatus::Received));
 }
 
-async fn a_batch_is_claimed_by_one_worker_until_its_2xx_is_recorded<S: StatusStore>(store: &S) {
+async fn a_batch_is_claimed_by_one_worker_until_its_2xx_is_recorded<
+    S: Registry + Outcomes + Leases + Batches + CallLog,
+>(
+    store: &S,
+) {
     let id = transformed(store, "b.csv", 1).await;
     let batch = format!("{id}-000001");
     let a = lease("forwarder/a", 60);
@@ -454,7 +467,11 @@ async fn a_batch_is_claimed_by_one_worker_until_its_2xx_is_recorded<S: StatusSto
     assert_eq!((none.attempts, none.delivered), (0, false));
 }
 
-async fn delivery_settles_the_file_as_its_batches_get_through<S: StatusStore>(store: &S) {
+async fn delivery_settles_the_file_as_its_batches_get_through<
+    S: Registry + Outcomes + Leases + Batches + CallLog,
+>(
+    store: &S,
+) {
     let id = transformed(store, "s.csv", 2).await;
     assert_eq!(
         store.settle_delivery(id).await.unwrap(),
@@ -487,7 +504,7 @@ async fn delivery_settles_the_file_as_its_batches_get_through<S: StatusStore>(st
     );
 }
 
-async fn a_plan_is_fixed_by_the_first_writer_of_each_of_its_keys<S: StatusStore>(store: &S) {
+async fn a_plan_is_fixed_by_the_first_writer_of_each_of_its_keys<S: Registry + Plans>(store: &S) {
     assert_eq!(
         store.fix_plan(Uuid::new_v4(), &json!({})).await.unwrap(),
         None
@@ -508,7 +525,7 @@ async fn a_plan_is_fixed_by_the_first_writer_of_each_of_its_keys<S: StatusStore>
     assert_eq!(store.fix_plan(id, &later).await.unwrap(), Some(fixed));
 }
 
-async fn a_batch_mark_is_kept_by_the_first_cut_and_the_plan_around_it_stays<S: StatusStore>(
+async fn a_batch_mark_is_kept_by_the_first_cut_and_the_plan_around_it_stays<S: Registry + Plans>(
     store: &S,
 ) {
     assert_eq!(
@@ -561,7 +578,9 @@ async fn a_batch_mark_is_kept_by_the_first_cut_and_the_plan_around_it_stays<S: S
 
 /// Take-overs of one file at the same moment (config changed between their containers'
 /// loads): each gets the plan that is on the row, and it is one of theirs, whole.
-async fn eight_workers_fixing_one_plan_at_once_all_get_the_same_plan<S: StatusStore>(store: &S) {
+async fn eight_workers_fixing_one_plan_at_once_all_get_the_same_plan<S: Registry + Plans>(
+    store: &S,
+) {
     let id = received(store, "plans-at-once.csv").await;
     let proposals: Vec<_> = (0..8)
         .map(|i| json!({ "dataset": { "batch": i }, "config": format!("v{i}"), "full": false }))
@@ -585,7 +604,9 @@ async fn eight_workers_fixing_one_plan_at_once_all_get_the_same_plan<S: StatusSt
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-async fn a_dead_worker_is_redriven_then_given_up_and_an_idle_file_is_only_resent<S: Sweep>(
+async fn a_dead_worker_is_redriven_then_given_up_and_an_idle_file_is_only_resent<
+    S: Registry + Leases + Sweep,
+>(
     store: &S,
 ) {
     // A worker claimed the file and died: its lease lapsed.
@@ -655,7 +676,11 @@ async fn a_dead_worker_is_redriven_then_given_up_and_an_idle_file_is_only_resent
     assert_eq!(resends, [1, 2, 3]);
 }
 
-async fn two_sweeps_deciding_one_file_at_once_decide_it_once<S: Sweep>(store: &S) {
+async fn two_sweeps_deciding_one_file_at_once_decide_it_once<
+    S: Registry + Leases + Plans + Sweep,
+>(
+    store: &S,
+) {
     let id = received(store, "once.csv").await;
     sanitizing(store, id, &lease("sanitizer/1", -1)).await;
     let listed = store.stuck_files(HOUR, 10).await.unwrap().remove(0);

@@ -14,7 +14,7 @@ use sluice_core::message::{FileSanitized, V1};
 use sluice_core::{layout, FileStatus, PipelineConfig, Stage};
 use sluice_db::{migrate, Db, DbConfig, Lease, NewFile, RowCounts, Store};
 use sluice_local::FolderObjects;
-use sluice_stages::ports::{Outbox, RecordState};
+use sluice_stages::ports::{DeliveredRecords, Outbox};
 use sluice_stages::transform::{transform_file, Transform};
 use uuid::Uuid;
 

@@ -17,7 +17,7 @@ use sluice_core::Dataset;
 use sluice_core::FileStatus;
 use sluice_http::HttpPoster;
 use sluice_stages::delivery::{deliver, target, Outcome, Target};
-use sluice_stages::ports::{ApiCall, CallLog};
+use sluice_stages::ports::{ApiCall, CallLog, Storage};
 use uuid::Uuid;
 
 use crate::dataset::DatasetArgs;
@@ -76,9 +76,11 @@ struct FailureRow {
 #[derive(Default)]
 struct Attempts(Mutex<Vec<AttemptRow>>);
 
-impl CallLog for Attempts {
+impl Storage for Attempts {
     type Error = std::convert::Infallible;
+}
 
+impl CallLog for Attempts {
     async fn record_call(&self, call: &ApiCall<'_>) -> Result<Option<FileStatus>, Self::Error> {
         self.0.lock().unwrap().push(AttemptRow {
             batch_id: call.batch_id.to_string(),

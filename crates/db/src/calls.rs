@@ -218,8 +218,6 @@ impl Store {
 }
 
 impl CallLog for Store {
-    type Error = DbError;
-
     fn record_call(
         &self,
         call: &ApiCall<'_>,

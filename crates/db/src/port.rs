@@ -1,4 +1,5 @@
-//! The PostgreSQL store as the stages' [`StatusStore`]: each method is the store's own.
+//! The PostgreSQL store as the stages' status-store ports ([`Registry`], [`Progress`],
+//! [`Leases`], ...): each method is the store's own.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -6,16 +7,18 @@ use std::future::Future;
 use serde_json::Value;
 use sluice_core::{FileStatus, Stage};
 use sluice_stages::ports::{
-    BatchClaim, BatchHistory, Claim, EventRow, FileRow, Lease, NewFile, Registered, ReplaySkip,
-    RowCounts, StatusStore, TransformCounts,
+    BatchClaim, BatchHistory, Batches, Claim, EventRow, FileRow, Lease, Leases, NewFile, Outcomes,
+    Plans, Progress, Registered, Registry, ReplaySkip, RowCounts, Storage, TransformCounts,
 };
 use uuid::Uuid;
 
 use crate::{DbError, Store};
 
-impl StatusStore for Store {
+impl Storage for Store {
     type Error = DbError;
+}
 
+impl Registry for Store {
     fn register(
         &self,
         file: &NewFile<'_>,
@@ -23,6 +26,16 @@ impl StatusStore for Store {
         Store::register(self, file)
     }
 
+    fn file(&self, id: Uuid) -> impl Future<Output = Result<Option<FileRow>, DbError>> + Send {
+        Store::file(self, id)
+    }
+
+    fn events(&self, id: Uuid) -> impl Future<Output = Result<Vec<EventRow>, DbError>> + Send {
+        Store::events(self, id)
+    }
+}
+
+impl Progress for Store {
     fn advance(
         &self,
         id: Uuid,
@@ -31,29 +44,6 @@ impl StatusStore for Store {
         detail: Value,
     ) -> impl Future<Output = Result<bool, DbError>> + Send {
         Store::advance(self, id, stage, to, detail)
-    }
-
-    fn finish_sanitize(
-        &self,
-        id: Uuid,
-        to: FileStatus,
-        clean_key: Option<&str>,
-        counts: RowCounts,
-        reason: Option<&str>,
-        detail: Value,
-    ) -> impl Future<Output = Result<bool, DbError>> + Send {
-        Store::finish_sanitize(self, id, to, clean_key, counts, reason, detail)
-    }
-
-    fn finish_transform(
-        &self,
-        id: Uuid,
-        to: FileStatus,
-        counts: TransformCounts,
-        reason: Option<&str>,
-        detail: Value,
-    ) -> impl Future<Output = Result<bool, DbError>> + Send {
-        Store::finish_transform(self, id, to, counts, reason, detail)
     }
 
     fn fail(
@@ -82,23 +72,34 @@ impl StatusStore for Store {
     ) -> impl Future<Output = Result<(), DbError>> + Send {
         Store::note_dropped(self, id, stage, what)
     }
+}
 
-    fn fix_plan(
+impl Outcomes for Store {
+    fn finish_sanitize(
         &self,
         id: Uuid,
-        proposed: &serde_json::Value,
-    ) -> impl Future<Output = Result<Option<serde_json::Value>, DbError>> + Send {
-        Store::fix_plan(self, id, proposed)
+        to: FileStatus,
+        clean_key: Option<&str>,
+        counts: RowCounts,
+        reason: Option<&str>,
+        detail: Value,
+    ) -> impl Future<Output = Result<bool, DbError>> + Send {
+        Store::finish_sanitize(self, id, to, clean_key, counts, reason, detail)
     }
 
-    fn mark_batches(
+    fn finish_transform(
         &self,
         id: Uuid,
-        marks: &serde_json::Value,
-    ) -> impl Future<Output = Result<Option<serde_json::Value>, DbError>> + Send {
-        Store::mark_batches(self, id, marks)
+        to: FileStatus,
+        counts: TransformCounts,
+        reason: Option<&str>,
+        detail: Value,
+    ) -> impl Future<Output = Result<bool, DbError>> + Send {
+        Store::finish_transform(self, id, to, counts, reason, detail)
     }
+}
 
+impl Leases for Store {
     fn claim(
         &self,
         id: Uuid,
@@ -123,7 +124,34 @@ impl StatusStore for Store {
     fn release(&self, id: Uuid, owner: &str) -> impl Future<Output = Result<(), DbError>> + Send {
         Store::release(self, id, owner)
     }
+}
 
+impl Plans for Store {
+    fn fix_plan(
+        &self,
+        id: Uuid,
+        proposed: &serde_json::Value,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, DbError>> + Send {
+        Store::fix_plan(self, id, proposed)
+    }
+
+    fn mark_batches(
+        &self,
+        id: Uuid,
+        marks: &serde_json::Value,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, DbError>> + Send {
+        Store::mark_batches(self, id, marks)
+    }
+
+    fn replay_skip(
+        &self,
+        id: Uuid,
+    ) -> impl Future<Output = Result<Option<ReplaySkip>, DbError>> + Send {
+        Store::replay_skip(self, id)
+    }
+}
+
+impl Batches for Store {
     fn claim_batch(
         &self,
         file_id: Uuid,
@@ -160,21 +188,6 @@ impl StatusStore for Store {
         id: Uuid,
     ) -> impl Future<Output = Result<FileStatus, DbError>> + Send {
         Store::settle_delivery(self, id)
-    }
-
-    fn file(&self, id: Uuid) -> impl Future<Output = Result<Option<FileRow>, DbError>> + Send {
-        Store::file(self, id)
-    }
-
-    fn events(&self, id: Uuid) -> impl Future<Output = Result<Vec<EventRow>, DbError>> + Send {
-        Store::events(self, id)
-    }
-
-    fn replay_skip(
-        &self,
-        id: Uuid,
-    ) -> impl Future<Output = Result<Option<ReplaySkip>, DbError>> + Send {
-        Store::replay_skip(self, id)
     }
 }
 

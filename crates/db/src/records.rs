@@ -3,7 +3,9 @@
 //! statement, with the chunk's keys and hashes as array parameters.
 
 use sluice_core::transform::delta::{DeltaReport, RecordHash, DELETED_ORDINAL_BASE};
-use sluice_stages::ports::{Compared, Missing, Planned, PlannedRecord, RecordState};
+use sluice_stages::ports::{
+    Compared, DeliveredRecords, Missing, Planned, PlannedRecord, RecordPlanning, RecordPlans,
+};
 use uuid::Uuid;
 
 use crate::{DbError, Store};
@@ -33,31 +35,7 @@ const MISSING: &str = "WITH me AS (
          JOIN record_state s ON s.dataset = $2 AND s.scope = $3 AND s.record_key = g.k
          WHERE s.uploaded_at <= (SELECT at FROM me))";
 
-impl RecordState for Store {
-    async fn delta_plan(&self, file: Uuid) -> Result<Option<DeltaReport>, DbError> {
-        let client = self.db.client().await?;
-        let row = client
-            .query_opt("SELECT report FROM delta_plan WHERE file_id = $1", &[&file])
-            .await?;
-        row.map(|r| {
-            serde_json::from_value(r.get(0))
-                .map_err(|e| DbError::Corrupt(format!("delta_plan of {file}: {e}")))
-        })
-        .transpose()
-    }
-
-    async fn discard_plan(&self, file: Uuid) -> Result<(), DbError> {
-        let client = self.db.client().await?;
-        client
-            .execute(
-                "WITH plan AS (DELETE FROM record_plan WHERE file_id = $1)
-                 DELETE FROM record_seen WHERE file_id = $1",
-                &[&file],
-            )
-            .await?;
-        Ok(())
-    }
-
+impl RecordPlanning for Store {
     async fn compare_records(
         &self,
         file: Uuid,
@@ -321,6 +299,32 @@ impl RecordState for Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+impl RecordPlans for Store {
+    async fn delta_plan(&self, file: Uuid) -> Result<Option<DeltaReport>, DbError> {
+        let client = self.db.client().await?;
+        let row = client
+            .query_opt("SELECT report FROM delta_plan WHERE file_id = $1", &[&file])
+            .await?;
+        row.map(|r| {
+            serde_json::from_value(r.get(0))
+                .map_err(|e| DbError::Corrupt(format!("delta_plan of {file}: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn discard_plan(&self, file: Uuid) -> Result<(), DbError> {
+        let client = self.db.client().await?;
+        client
+            .execute(
+                "WITH plan AS (DELETE FROM record_plan WHERE file_id = $1)
+                 DELETE FROM record_seen WHERE file_id = $1",
+                &[&file],
+            )
+            .await?;
+        Ok(())
+    }
 
     async fn planned(&self, file: Uuid, after: u64, limit: usize) -> Result<Vec<Planned>, DbError> {
         let client = self.db.client().await?;
@@ -342,7 +346,9 @@ impl RecordState for Store {
             })
             .collect())
     }
+}
 
+impl DeliveredRecords for Store {
     async fn record_delivered(&self, file: Uuid, seq: u32) -> Result<u64, DbError> {
         let client = self.db.client().await?;
         // A key twice in one batch (a file repeating it with other content): the later

@@ -16,9 +16,10 @@ use sluice_core::transform::delta::{DeltaReport, RecordHash};
 use sluice_core::{FileStatus, Stage};
 use sluice_stages::ports::sweep::idle_spacing;
 use sluice_stages::ports::{
-    file_id, ApiCall, BatchClaim, BatchHistory, CallLog, Claim, Compared, EventRow, FileNotice,
-    FileRow, Lease, Missing, NewFile, Outstanding, Planned, PlannedRecord, RecordState, Redrive,
-    Registered, RowCounts, StatusStore, Stuck, StuckFile, Sweep, TransformCounts,
+    file_id, ApiCall, BatchClaim, BatchHistory, Batches, CallLog, Claim, Compared,
+    DeliveredRecords, EventRow, FileNotice, FileRow, Lease, Leases, Missing, NewFile, Outcomes,
+    Outstanding, Planned, PlannedRecord, Plans, Progress, RecordPlanning, RecordPlans, Redrive,
+    Registered, Registry, RowCounts, Storage, Stuck, StuckFile, Sweep, TransformCounts,
 };
 use uuid::Uuid;
 
@@ -244,8 +245,6 @@ impl MemoryStore {
 }
 
 impl CallLog for MemoryStore {
-    type Error = Never;
-
     async fn record_call(&self, call: &ApiCall<'_>) -> Result<Option<FileStatus>, Never> {
         let mut state = self.state();
         let delivered = call.http_status.is_some_and(|s| (200..300).contains(&s));
@@ -265,9 +264,11 @@ impl CallLog for MemoryStore {
     }
 }
 
-impl StatusStore for MemoryStore {
+impl Storage for MemoryStore {
     type Error = Never;
+}
 
+impl Registry for MemoryStore {
     async fn register(&self, file: &NewFile<'_>) -> Result<Registered, Never> {
         let mut state = self.state();
         let source = (
@@ -344,6 +345,21 @@ impl StatusStore for MemoryStore {
         })
     }
 
+    async fn file(&self, id: Uuid) -> Result<Option<FileRow>, Never> {
+        Ok(self.state().files.get(&id).map(|e| e.row.clone()))
+    }
+
+    async fn events(&self, id: Uuid) -> Result<Vec<EventRow>, Never> {
+        Ok(self
+            .state()
+            .files
+            .get(&id)
+            .map(|e| e.events.clone())
+            .unwrap_or_default())
+    }
+}
+
+impl Progress for MemoryStore {
     async fn advance(
         &self,
         id: Uuid,
@@ -352,40 +368,6 @@ impl StatusStore for MemoryStore {
         detail: Value,
     ) -> Result<bool, Never> {
         Ok(self.transition(id, stage, to, Extra::default(), detail))
-    }
-
-    async fn finish_sanitize(
-        &self,
-        id: Uuid,
-        to: FileStatus,
-        clean_key: Option<&str>,
-        counts: RowCounts,
-        reason: Option<&str>,
-        detail: Value,
-    ) -> Result<bool, Never> {
-        let extra = Extra {
-            clean_key,
-            counts: Some(counts),
-            reason,
-            ..Extra::default()
-        };
-        Ok(self.transition(id, Stage::Sanitizer, to, extra, detail))
-    }
-
-    async fn finish_transform(
-        &self,
-        id: Uuid,
-        to: FileStatus,
-        counts: TransformCounts,
-        reason: Option<&str>,
-        detail: Value,
-    ) -> Result<bool, Never> {
-        let extra = Extra {
-            transform: Some(counts),
-            reason,
-            ..Extra::default()
-        };
-        Ok(self.transition(id, Stage::Transformer, to, extra, detail))
     }
 
     async fn fail(&self, id: Uuid, stage: Stage, error: &str) -> Result<bool, Never> {
@@ -425,41 +407,45 @@ impl StatusStore for MemoryStore {
         }
         Ok(())
     }
+}
 
-    async fn mark_batches(&self, id: Uuid, marks: &Value) -> Result<Option<Value>, Never> {
-        let mut state = self.state();
-        let Some(entry) = state.files.get_mut(&id) else {
-            return Ok(None);
+impl Outcomes for MemoryStore {
+    async fn finish_sanitize(
+        &self,
+        id: Uuid,
+        to: FileStatus,
+        clean_key: Option<&str>,
+        counts: RowCounts,
+        reason: Option<&str>,
+        detail: Value,
+    ) -> Result<bool, Never> {
+        let extra = Extra {
+            clean_key,
+            counts: Some(counts),
+            reason,
+            ..Extra::default()
         };
-        let mut recorded = serde_json::Map::new();
-        for (seq, mark) in marks.as_object().into_iter().flatten() {
-            let kept = entry
-                .marks
-                .entry(seq.clone())
-                .or_insert_with(|| mark.clone());
-            recorded.insert(seq.clone(), kept.clone());
-        }
-        Ok(Some(Value::Object(recorded)))
+        Ok(self.transition(id, Stage::Sanitizer, to, extra, detail))
     }
 
-    async fn fix_plan(&self, id: Uuid, proposed: &Value) -> Result<Option<Value>, Never> {
-        let mut state = self.state();
-        let Some(entry) = state.files.get_mut(&id) else {
-            return Ok(None);
+    async fn finish_transform(
+        &self,
+        id: Uuid,
+        to: FileStatus,
+        counts: TransformCounts,
+        reason: Option<&str>,
+        detail: Value,
+    ) -> Result<bool, Never> {
+        let extra = Extra {
+            transform: Some(counts),
+            reason,
+            ..Extra::default()
         };
-        let mut plan = match entry.plan.take() {
-            Some(Value::Object(kept)) => kept,
-            _ => serde_json::Map::new(),
-        };
-        if let Value::Object(proposed) = proposed {
-            for (key, value) in proposed {
-                plan.entry(key.clone()).or_insert_with(|| value.clone());
-            }
-        }
-        entry.plan = Some(Value::Object(plan));
-        Ok(entry.plan.clone())
+        Ok(self.transition(id, Stage::Transformer, to, extra, detail))
     }
+}
 
+impl Leases for MemoryStore {
     async fn claim(
         &self,
         id: Uuid,
@@ -543,7 +529,45 @@ impl StatusStore for MemoryStore {
         }
         Ok(())
     }
+}
 
+impl Plans for MemoryStore {
+    async fn fix_plan(&self, id: Uuid, proposed: &Value) -> Result<Option<Value>, Never> {
+        let mut state = self.state();
+        let Some(entry) = state.files.get_mut(&id) else {
+            return Ok(None);
+        };
+        let mut plan = match entry.plan.take() {
+            Some(Value::Object(kept)) => kept,
+            _ => serde_json::Map::new(),
+        };
+        if let Value::Object(proposed) = proposed {
+            for (key, value) in proposed {
+                plan.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        entry.plan = Some(Value::Object(plan));
+        Ok(entry.plan.clone())
+    }
+
+    async fn mark_batches(&self, id: Uuid, marks: &Value) -> Result<Option<Value>, Never> {
+        let mut state = self.state();
+        let Some(entry) = state.files.get_mut(&id) else {
+            return Ok(None);
+        };
+        let mut recorded = serde_json::Map::new();
+        for (seq, mark) in marks.as_object().into_iter().flatten() {
+            let kept = entry
+                .marks
+                .entry(seq.clone())
+                .or_insert_with(|| mark.clone());
+            recorded.insert(seq.clone(), kept.clone());
+        }
+        Ok(Some(Value::Object(recorded)))
+    }
+}
+
+impl Batches for MemoryStore {
     async fn claim_batch(
         &self,
         file_id: Uuid,
@@ -633,31 +657,9 @@ impl StatusStore for MemoryStore {
         );
         Ok(next)
     }
-
-    async fn file(&self, id: Uuid) -> Result<Option<FileRow>, Never> {
-        Ok(self.state().files.get(&id).map(|e| e.row.clone()))
-    }
-
-    async fn events(&self, id: Uuid) -> Result<Vec<EventRow>, Never> {
-        Ok(self
-            .state()
-            .files
-            .get(&id)
-            .map(|e| e.events.clone())
-            .unwrap_or_default())
-    }
 }
 
-impl RecordState for MemoryStore {
-    async fn delta_plan(&self, file: Uuid) -> Result<Option<DeltaReport>, Never> {
-        Ok(self.records().delta_plan(file))
-    }
-
-    async fn discard_plan(&self, file: Uuid) -> Result<(), Never> {
-        self.records().discard_plan(file);
-        Ok(())
-    }
-
+impl RecordPlanning for MemoryStore {
     async fn compare_records(
         &self,
         file: Uuid,
@@ -749,11 +751,24 @@ impl RecordState for MemoryStore {
         }
         Ok(())
     }
+}
+
+impl RecordPlans for MemoryStore {
+    async fn delta_plan(&self, file: Uuid) -> Result<Option<DeltaReport>, Never> {
+        Ok(self.records().delta_plan(file))
+    }
+
+    async fn discard_plan(&self, file: Uuid) -> Result<(), Never> {
+        self.records().discard_plan(file);
+        Ok(())
+    }
 
     async fn planned(&self, file: Uuid, after: u64, limit: usize) -> Result<Vec<Planned>, Never> {
         Ok(self.records().planned(file, after, limit))
     }
+}
 
+impl DeliveredRecords for MemoryStore {
     async fn record_delivered(&self, file: Uuid, seq: u32) -> Result<u64, Never> {
         let at = self.uploaded_at(file);
         Ok(self.records().delivered(file, at, seq))

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sluice_core::{FileStatus, PipelineConfig};
 use sluice_local::{FolderObjects, MemoryQueue, MemoryStore};
-use sluice_stages::ports::{Lease, Objects, Outbox, StatusStore};
+use sluice_stages::ports::{Lease, Objects, Outbox, Registry};
 use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
 use sluice_stages::FaultKind;
 

@@ -13,7 +13,7 @@ use sluice_stages::delivery::Attempt;
 use sluice_stages::delivery::{Target, Targets};
 use sluice_stages::final_status::{message_failed, Delivery};
 use sluice_stages::forward::{forward_batch, Forward};
-use sluice_stages::ports::{Lease, Poster, StatusStore};
+use sluice_stages::ports::{Lease, Leases, Outcomes, Plans, Poster, Progress, Registry};
 use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
 use sluice_stages::transform::{transform_file, Transform};
 use sluice_stages::FaultKind;

@@ -8,11 +8,11 @@ use sluice_core::{FileStatus, Stage};
 use uuid::Uuid;
 
 use crate::fault::{Fault, FaultKind};
-use crate::ports::StatusStore;
+use crate::ports::{Progress, Registry};
 
 /// Drops `what` (a message's name, e.g. `record batch <id>`) about file `id`, which is
 /// `status` (final): recorded in the file's history, and `Ok` so the message is deleted.
-pub async fn drop_late<S: StatusStore>(
+pub async fn drop_late<S: Progress>(
     store: &S,
     id: Uuid,
     stage: Stage,
@@ -68,7 +68,7 @@ fn ahead_of(stage: Stage, status: FileStatus) -> bool {
 /// A [`FaultKind::Waiting`] fault never fails a file: the work is another worker's, or not
 /// ready yet; nor does a message that is ahead of its file (see [`ahead_of`]). Returns whether
 /// the file was failed now.
-pub async fn message_failed<S: StatusStore>(
+pub async fn message_failed<S: Registry + Progress>(
     store: &S,
     stage: Stage,
     file: Option<Uuid>,
@@ -118,5 +118,128 @@ pub async fn message_failed<S: StatusStore>(
             tracing::error!(file_id = %id, error = %e, "could not mark the file failed");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Mutex;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::ports::{EventRow, FileRow, NewFile, Registered, Storage};
+
+    /// The two ports the last-delivery rule asks for, kept in a list: a store that has lost the
+    /// file's row (so no re-drive can be waited for) and records what it is told.
+    #[derive(Default)]
+    struct Told(Mutex<Vec<String>>);
+
+    impl Storage for Told {
+        type Error = Infallible;
+    }
+
+    impl Registry for Told {
+        async fn register(&self, file: &NewFile<'_>) -> Result<Registered, Infallible> {
+            panic!(
+                "the rule registers nothing (asked to register {})",
+                file.key
+            )
+        }
+        async fn file(&self, _: Uuid) -> Result<Option<FileRow>, Infallible> {
+            Ok(None)
+        }
+        async fn events(&self, _: Uuid) -> Result<Vec<EventRow>, Infallible> {
+            Ok(Vec::new())
+        }
+    }
+
+    impl Progress for Told {
+        async fn advance(
+            &self,
+            _: Uuid,
+            _: Stage,
+            to: FileStatus,
+            _: Value,
+        ) -> Result<bool, Infallible> {
+            self.0.lock().unwrap().push(format!("advance to {to}"));
+            Ok(true)
+        }
+        async fn fail(&self, _: Uuid, stage: Stage, error: &str) -> Result<bool, Infallible> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("fail at {}: {error}", stage.as_str()));
+            Ok(true)
+        }
+        async fn note_error(&self, _: Uuid, _: Stage, error: &str) -> Result<(), Infallible> {
+            self.0.lock().unwrap().push(format!("note {error}"));
+            Ok(())
+        }
+        async fn note_dropped(&self, _: Uuid, _: Stage, what: &str) -> Result<(), Infallible> {
+            self.0.lock().unwrap().push(format!("dropped {what}"));
+            Ok(())
+        }
+    }
+
+    fn delivery(receive_count: u32) -> Delivery {
+        Delivery {
+            receive_count,
+            max_receive_count: 3,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_last_delivery_of_a_failing_message_fails_its_file() {
+        let store = Told::default();
+        let id = Uuid::nil();
+        let fault = Fault::new(FaultKind::Store, "the status store timed out");
+        for n in 1..3 {
+            assert!(!message_failed(&store, Stage::Forwarder, Some(id), delivery(n), &fault).await);
+        }
+        assert!(store.0.lock().unwrap().is_empty());
+
+        assert!(message_failed(&store, Stage::Forwarder, Some(id), delivery(3), &fault).await);
+        assert_eq!(
+            store.0.lock().unwrap().as_slice(),
+            ["fail at forwarder: the status store timed out; delivery 3 of 3, so the message goes to \
+              the dead-letter queue"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_waiting_for_another_worker_never_fails_its_file() {
+        let store = Told::default();
+        let fault = Fault::new(FaultKind::Waiting, "another worker holds the file");
+        let failed = message_failed(
+            &store,
+            Stage::Transformer,
+            Some(Uuid::nil()),
+            delivery(3),
+            &fault,
+        )
+        .await;
+        assert!(!failed);
+        assert!(store.0.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_late_message_is_dropped_with_a_note_in_the_history() {
+        let store = Told::default();
+        let what = "record batch f-00001";
+        drop_late(
+            &store,
+            Uuid::nil(),
+            Stage::Forwarder,
+            FileStatus::Delivered,
+            what,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            store.0.lock().unwrap().as_slice(),
+            ["dropped record batch f-00001"]
+        );
     }
 }

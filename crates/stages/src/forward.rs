@@ -13,7 +13,16 @@ use tokio::io::AsyncReadExt;
 
 use crate::delivery::{deliver, Outcome, Targets};
 use crate::fault::{Fault, FaultKind};
-use crate::ports::{BatchClaim, Claim, Lease, Objects, Poster, RecordState, StatusStore};
+use crate::ports::{
+    BatchClaim, Batches, CallLog, Claim, DeliveredRecords, Lease, Objects, Poster, Progress,
+    Registry,
+};
+
+/// What the forwarder asks of the status store: claim a batch, record its calls, settle the
+/// file's delivery, and (for a dataset with a record key) what the batch delivered.
+pub trait ForwardStore: Registry + Progress + Batches + CallLog + DeliveredRecords {}
+
+impl<T: Registry + Progress + Batches + CallLog + DeliveredRecords> ForwardStore for T {}
 
 /// What the stage works with.
 pub struct Forward<'a, O, S, P> {
@@ -33,7 +42,7 @@ pub struct Forward<'a, O, S, P> {
 /// finds the batch claimed waits ([`FaultKind::Waiting`]). A batch not delivered is an error
 /// about its file; what then becomes of the file is the caller's last-delivery rule
 /// ([`crate::final_status::message_failed`]).
-pub async fn forward_batch<O: Objects, S: RecordState, P: Poster>(
+pub async fn forward_batch<O: Objects, S: ForwardStore, P: Poster>(
     deps: &Forward<'_, O, S, P>,
     body: &str,
     stop: Option<Instant>,
@@ -94,7 +103,7 @@ enum Posted {
 }
 
 /// Delivers a batch this invocation has claimed.
-async fn deliver_claimed<O: Objects, S: RecordState, P: Poster>(
+async fn deliver_claimed<O: Objects, S: ForwardStore, P: Poster>(
     deps: &Forward<'_, O, S, P>,
     batch: &RecordBatchRef<'_>,
     header: &BatchHeader<'_>,
@@ -201,7 +210,7 @@ async fn deliver_claimed<O: Objects, S: RecordState, P: Poster>(
 
 /// For a dataset with a record key, the batch's records become what the API has for their
 /// keys, now that it answered 2xx (never before).
-async fn record_delivered<O, S: RecordState, P>(
+async fn record_delivered<O, S: ForwardStore, P>(
     deps: &Forward<'_, O, S, P>,
     batch: &RecordBatchRef<'_>,
 ) -> Result<(), Fault> {
@@ -222,7 +231,7 @@ async fn record_delivered<O, S: RecordState, P>(
 
 /// Records why a batch was not delivered (the file keeps its status: the message's next
 /// delivery retries, or the last-delivery rule fails the file) and returns it as the fault.
-async fn not_delivered<O, S: StatusStore, P>(
+async fn not_delivered<O, S: ForwardStore, P>(
     deps: &Forward<'_, O, S, P>,
     batch: &BatchHeader<'_>,
     error: String,

@@ -15,9 +15,15 @@ use uuid::Uuid;
 
 use crate::fault::{Fault, FaultKind};
 use crate::ports::{
-    Claim, Lease, NewFile, ObjectMeta, ObjectUpload, Objects, Outbox, RowCounts, StatusStore,
+    Claim, Lease, Leases, NewFile, ObjectMeta, ObjectUpload, Objects, Outbox, Outcomes, Progress,
+    Registry, RowCounts,
 };
 use sluice_core::errors::chain;
+
+/// What the sanitizer asks of the status store: register the file, lease it, end it.
+pub trait SanitizeStore: Registry + Progress + Outcomes + Leases {}
+
+impl<T: Registry + Progress + Outcomes + Leases> SanitizeStore for T {}
 
 /// One object that was created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +63,7 @@ pub struct Outcome {
 /// done is a `duplicate` and does nothing. A failure notes its error on the file and releases
 /// the claim, so the retry claims at once; the fault names the file, for the caller's
 /// last-delivery rule ([`crate::final_status::message_failed`]).
-pub async fn sanitize_object<O: Objects, S: StatusStore, Q: Outbox>(
+pub async fn sanitize_object<O: Objects, S: SanitizeStore, Q: Outbox>(
     deps: &Sanitize<'_, O, S, Q>,
     object: &ObjectCreated,
     deadline: Option<Instant>,
@@ -202,7 +208,7 @@ async fn clean<O: Objects, S, Q>(
 
 /// Registers the object's file (once per bucket, key and ETag, from what its metadata says)
 /// and claims it for the sanitizer: its id, and how the claim went.
-async fn register_and_claim<O: Objects, S: StatusStore, Q: Outbox>(
+async fn register_and_claim<O: Objects, S: SanitizeStore, Q: Outbox>(
     deps: &Sanitize<'_, O, S, Q>,
     object: &ObjectCreated,
     meta: &ObjectMeta,
@@ -244,7 +250,7 @@ async fn register_and_claim<O: Objects, S: StatusStore, Q: Outbox>(
 /// An object no dataset's prefix matches: a `rejected` row with the reason (so it is on the
 /// dashboard and announced like any final status), the quarantine object tagged and left
 /// there. Returns the file's id (`None` when the object is gone).
-async fn reject_unrouted<O: Objects, S: StatusStore, Q: Outbox>(
+async fn reject_unrouted<O: Objects, S: SanitizeStore, Q: Outbox>(
     deps: &Sanitize<'_, O, S, Q>,
     object: &ObjectCreated,
     lease: &Lease,
@@ -317,7 +323,7 @@ async fn with_deadline<F: std::future::Future>(
 
 /// Writes the report beside the clean file, tags the quarantine object with the verdict and,
 /// for an accepted file, tells the transformer.
-async fn publish<O: Objects, S: StatusStore, Q: Outbox>(
+async fn publish<O: Objects, S: SanitizeStore, Q: Outbox>(
     object: &ObjectCreated,
     dataset: &str,
     id: Uuid,
@@ -373,7 +379,7 @@ fn summary(report: &Report) -> Value {
 
 /// Notes a retryable error on the file (best effort: the database may be what failed) and
 /// turns it into the handler's error, so Lambda retries.
-async fn retry<O: Objects, S: StatusStore, Q: Outbox>(
+async fn retry<O: Objects, S: SanitizeStore, Q: Outbox>(
     deps: &Sanitize<'_, O, S, Q>,
     id: Uuid,
     lease: &Lease,

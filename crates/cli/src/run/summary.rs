@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 use sluice_core::FileStatus;
-use sluice_stages::ports::StatusStore;
+use sluice_stages::ports::Registry;
 use uuid::Uuid;
 
 use crate::exit;
@@ -82,7 +82,7 @@ impl FileLine {
     }
 
     /// The line of file `id`, from the status store.
-    pub async fn of<S: StatusStore>(path: &Path, id: Uuid, store: &S, out: &Path) -> Self {
+    pub async fn of<S: Registry>(path: &Path, id: Uuid, store: &S, out: &Path) -> Self {
         let Ok(Some(row)) = store.file(id).await else {
             return Self::failed(path, "the file is not in the status store");
         };

@@ -5,6 +5,8 @@ use std::future::Future;
 use sluice_core::FileStatus;
 use uuid::Uuid;
 
+use crate::ports::Storage;
+
 /// One delivery attempt, as it is recorded (`api_call` in PostgreSQL, the report locally).
 #[derive(Debug, Clone)]
 pub struct ApiCall<'a> {
@@ -27,9 +29,7 @@ pub struct ApiCall<'a> {
 }
 
 /// Where delivery attempts are recorded.
-pub trait CallLog {
-    type Error: std::error::Error + Send + Sync + 'static;
-
+pub trait CallLog: Storage {
     /// Records one attempt. A log that also keeps the files' status may settle the file's
     /// delivery in the same step when the call is a batch's first 2xx, and then says the
     /// file's status after it; `None` leaves settling to the caller.

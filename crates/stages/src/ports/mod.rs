@@ -16,7 +16,10 @@ pub use notify::{
 };
 pub use objects::{ObjectMeta, ObjectUpload, Objects, Outbox};
 pub use post::Poster;
-pub use records::{Compared, Missing, Planned, PlannedRecord, RecordKind, RecordState};
+pub use records::{
+    Compared, DeliveredRecords, Missing, Planned, PlannedRecord, RecordKind, RecordPlanning,
+    RecordPlans, RecordState,
+};
 pub use secrets::{secret_field, SecretError, SecretFuture, SecretSource};
 pub use status::*;
 pub use sweep::{Redrive, Stuck, StuckFile, Sweep};

@@ -13,7 +13,7 @@ use std::future::Future;
 use sluice_core::transform::delta::{DeltaReport, RecordHash};
 use uuid::Uuid;
 
-use crate::ports::StatusStore;
+use crate::ports::{StatusStore, Storage};
 
 /// How a record compares with what was last delivered for its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,20 +78,9 @@ pub struct Planned {
     pub deleted_key: Option<String>,
 }
 
-/// The record-state store. Every method is one round trip (or one transaction).
-pub trait RecordState: StatusStore {
-    /// The file's finished plan, if its first pass completed one.
-    fn delta_plan(
-        &self,
-        file: Uuid,
-    ) -> impl Future<Output = Result<Option<DeltaReport>, <Self as StatusStore>::Error>> + Send;
-
-    /// Forgets an unfinished plan of the file (a first pass that stopped part way).
-    fn discard_plan(
-        &self,
-        file: Uuid,
-    ) -> impl Future<Output = Result<(), <Self as StatusStore>::Error>> + Send;
-
+/// What the transformer's first pass asks while it plans which records to send. Every method
+/// is one round trip (or one transaction).
+pub trait RecordPlanning: Storage {
     /// Compares records with what was delivered for their keys in the scope, in upload order
     /// (a key a newer upload delivered is [`Compared::Superseded`]); with `remember`, notes
     /// the keys as this file's (chunk `chunk`), for finding missing keys later.
@@ -105,7 +94,7 @@ pub trait RecordState: StatusStore {
         keys: &[String],
         hashes: &[RecordHash],
         remember: bool,
-    ) -> impl Future<Output = Result<Vec<Compared>, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<Compared>, Self::Error>> + Send;
 
     /// The scope's newest planned file, if it was uploaded after this one.
     fn newer_upload(
@@ -113,7 +102,7 @@ pub trait RecordState: StatusStore {
         file: Uuid,
         dataset: &str,
         scope: &str,
-    ) -> impl Future<Output = Result<Option<Uuid>, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<Option<Uuid>, Self::Error>> + Send;
 
     /// Adds records to the file's plan; returns the ordinals added. With `exclusive`, a
     /// record whose key and content another plan (of this file or another) is sending now is
@@ -125,14 +114,14 @@ pub trait RecordState: StatusStore {
         scope: &str,
         records: &[PlannedRecord<'_>],
         exclusive: bool,
-    ) -> impl Future<Output = Result<Vec<u64>, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<u64>, Self::Error>> + Send;
 
     /// Moves planned records to other batches: `(ordinal, seq)`.
     fn renumber(
         &self,
         file: Uuid,
         seqs: &[(u64, u32)],
-    ) -> impl Future<Output = Result<(), <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// The keys the previous file of `scope` had and this one has not, among those delivered
     /// by files uploaded no later than this one; none when a newer upload of the scope has
@@ -143,7 +132,7 @@ pub trait RecordState: StatusStore {
         dataset: &str,
         scope: &str,
         limit: usize,
-    ) -> impl Future<Output = Result<Missing, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<Missing, Self::Error>> + Send;
 
     /// Plans a "deleted" record for each missing key (ordinals from
     /// [`DELETED_ORDINAL_BASE`](sluice_core::transform::delta::DELETED_ORDINAL_BASE) + 1, in
@@ -153,7 +142,7 @@ pub trait RecordState: StatusStore {
         file: Uuid,
         dataset: &str,
         scope: &str,
-    ) -> impl Future<Output = Result<u64, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<u64, Self::Error>> + Send;
 
     /// Planned "deleted" records with no batch yet, after `after`: `(ordinal, key)`.
     fn unnumbered(
@@ -161,7 +150,7 @@ pub trait RecordState: StatusStore {
         file: Uuid,
         after: u64,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<(u64, String)>, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<(u64, String)>, Self::Error>> + Send;
 
     /// Records the finished plan and its counts on the file; with `remember`, the file becomes
     /// the one the scope's next file is compared with for missing keys, unless a newer upload
@@ -173,7 +162,20 @@ pub trait RecordState: StatusStore {
         scope: &str,
         remember: bool,
         report: &DeltaReport,
-    ) -> impl Future<Output = Result<(), <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// A file's record plan as the transformer reads it back: whether it is finished, and its
+/// records in order.
+pub trait RecordPlans: Storage {
+    /// The file's finished plan, if its first pass completed one.
+    fn delta_plan(
+        &self,
+        file: Uuid,
+    ) -> impl Future<Output = Result<Option<DeltaReport>, Self::Error>> + Send;
+
+    /// Forgets an unfinished plan of the file (a first pass that stopped part way).
+    fn discard_plan(&self, file: Uuid) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// The file's planned records after ordinal `after`, in order.
     fn planned(
@@ -181,8 +183,11 @@ pub trait RecordState: StatusStore {
         file: Uuid,
         after: u64,
         limit: usize,
-    ) -> impl Future<Output = Result<Vec<Planned>, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<Planned>, Self::Error>> + Send;
+}
 
+/// What the forwarder writes when a batch gets its 2xx.
+pub trait DeliveredRecords: Storage {
     /// Batch `seq` of the file got its 2xx: its records become what was delivered for their
     /// keys (a "deleted" record removes its key), except for keys a newer upload delivered
     /// meanwhile. Returns the records of the batch; a batch done before has none.
@@ -190,5 +195,10 @@ pub trait RecordState: StatusStore {
         &self,
         file: Uuid,
         seq: u32,
-    ) -> impl Future<Output = Result<u64, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<u64, Self::Error>> + Send;
 }
+
+/// The whole record-state store beside the status store: what an adapter implements.
+pub trait RecordState: StatusStore + RecordPlanning + RecordPlans + DeliveredRecords {}
+
+impl<T: StatusStore + RecordPlanning + RecordPlans + DeliveredRecords> RecordState for T {}

@@ -173,18 +173,34 @@ pub struct ReplaySkip {
     pub delivered: Vec<u32>,
 }
 
-/// What a stage asks of the status store. Every status write moves only along
+/// One status store as the stages see it, cut into the capabilities they ask for: a stage
+/// function is bound on the few it uses ([`Registry`], [`Progress`], [`Leases`], ...), so a
+/// fake for its test implements only those. Every status write moves only along
 /// [`sluice_core::status::TRANSITIONS`] (a write that would not is a no-op that says so), and
 /// each move is an event in the file's history, written with it.
-pub trait StatusStore: CallLog<Error = <Self as StatusStore>::Error> + Send + Sync {
+///
+/// `Storage` carries what all the capabilities share: the store's error.
+pub trait Storage: Send + Sync {
     type Error: std::error::Error + Send + Sync + 'static;
+}
 
+/// Files registered once per source object, and read back.
+pub trait Registry: Storage {
     /// Registers a file as `received`, or finds it if it is already known.
     fn register(
         &self,
         file: &NewFile<'_>,
-    ) -> impl Future<Output = Result<Registered, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<Registered, Self::Error>> + Send;
 
+    /// The file's row, if there is one.
+    fn file(&self, id: Uuid) -> impl Future<Output = Result<Option<FileRow>, Self::Error>> + Send;
+
+    /// The file's event history, oldest first.
+    fn events(&self, id: Uuid) -> impl Future<Output = Result<Vec<EventRow>, Self::Error>> + Send;
+}
+
+/// Moves that any stage makes: forward along the table, failed, or a note in the history.
+pub trait Progress: Storage {
     /// Moves the file to `to` if the table allows it from where it is; returns whether it
     /// moved. `detail` goes into the event.
     fn advance(
@@ -193,8 +209,36 @@ pub trait StatusStore: CallLog<Error = <Self as StatusStore>::Error> + Send + Sy
         stage: Stage,
         to: FileStatus,
         detail: Value,
-    ) -> impl Future<Output = Result<bool, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
+    /// Marks the file failed at `stage` with `error` (unless it is final already).
+    fn fail(
+        &self,
+        id: Uuid,
+        stage: Stage,
+        error: &str,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
+    /// Notes an error that will be retried, without moving the status; never on a final one.
+    fn note_error(
+        &self,
+        id: Uuid,
+        stage: Stage,
+        error: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Records that `stage` dropped a message about file `id` because the file is final
+    /// (`what` says which message): an event in its history, nothing else changes.
+    fn note_dropped(
+        &self,
+        id: Uuid,
+        stage: Stage,
+        what: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// A stage's outcome with its counts, written with the move that ends the stage.
+pub trait Outcomes: Storage {
     /// Records a sanitize outcome (`sanitized` or `rejected`) with its counts and clean key.
     fn finish_sanitize(
         &self,
@@ -204,7 +248,7 @@ pub trait StatusStore: CallLog<Error = <Self as StatusStore>::Error> + Send + Sy
         counts: RowCounts,
         reason: Option<&str>,
         detail: Value,
-    ) -> impl Future<Output = Result<bool, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
     /// Records a transform outcome: `transformed` with its counts, or `failed` with the reason.
     fn finish_transform(
@@ -214,52 +258,11 @@ pub trait StatusStore: CallLog<Error = <Self as StatusStore>::Error> + Send + Sy
         counts: TransformCounts,
         reason: Option<&str>,
         detail: Value,
-    ) -> impl Future<Output = Result<bool, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+}
 
-    /// Marks the file failed at `stage` with `error` (unless it is final already).
-    fn fail(
-        &self,
-        id: Uuid,
-        stage: Stage,
-        error: &str,
-    ) -> impl Future<Output = Result<bool, <Self as StatusStore>::Error>> + Send;
-
-    /// Notes an error that will be retried, without moving the status; never on a final one.
-    fn note_error(
-        &self,
-        id: Uuid,
-        stage: Stage,
-        error: &str,
-    ) -> impl Future<Output = Result<(), <Self as StatusStore>::Error>> + Send;
-
-    /// Records that `stage` dropped a message about file `id` because the file is final
-    /// (`what` says which message): an event in its history, nothing else changes.
-    fn note_dropped(
-        &self,
-        id: Uuid,
-        stage: Stage,
-        what: &str,
-    ) -> impl Future<Output = Result<(), <Self as StatusStore>::Error>> + Send;
-
-    /// Fixes file `id`'s plan ([`sluice_core::plan::FilePlan`], as JSON): each key of
-    /// `proposed` the row's plan lacks is added, those it has are kept. Returns the plan now on
-    /// the row (`None` if there is no row).
-    fn fix_plan(
-        &self,
-        id: Uuid,
-        proposed: &serde_json::Value,
-    ) -> impl Future<Output = Result<Option<serde_json::Value>, <Self as StatusStore>::Error>> + Send;
-
-    /// Records the marks of some of file `id`'s batches (`marks`: an object of batch sequence
-    /// numbers to [`sluice_core::plan::BatchMark`]s) in its plan's `batches`, each kept if one
-    /// is there already (first writer wins). Returns the marks now recorded for those
-    /// sequence numbers (`None` if there is no row).
-    fn mark_batches(
-        &self,
-        id: Uuid,
-        marks: &serde_json::Value,
-    ) -> impl Future<Output = Result<Option<serde_json::Value>, <Self as StatusStore>::Error>> + Send;
-
+/// Leases on a file: who works on it, until when.
+pub trait Leases: Storage {
     /// Claims file `id` for `stage`: moves it `from` -> `to`, or takes `to` over when its
     /// lease expired, setting the lease.
     fn claim(
@@ -269,7 +272,7 @@ pub trait StatusStore: CallLog<Error = <Self as StatusStore>::Error> + Send + Sy
         from: FileStatus,
         to: FileStatus,
         lease: &Lease,
-    ) -> impl Future<Output = Result<Claim, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<Claim, Self::Error>> + Send;
 
     /// Leases file `id` without moving it, if it is in one of `statuses` with no live lease.
     fn claim_in_place(
@@ -278,15 +281,49 @@ pub trait StatusStore: CallLog<Error = <Self as StatusStore>::Error> + Send + Sy
         stage: Stage,
         statuses: &[FileStatus],
         lease: &Lease,
-    ) -> impl Future<Output = Result<Claim, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<Claim, Self::Error>> + Send;
 
     /// Gives up `owner`'s lease on file `id`.
     fn release(
         &self,
         id: Uuid,
         owner: &str,
-    ) -> impl Future<Output = Result<(), <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
 
+/// A file's plan: fixed once, then its batches marked as they are cut.
+pub trait Plans: Storage {
+    /// Fixes file `id`'s plan ([`sluice_core::plan::FilePlan`], as JSON): each key of
+    /// `proposed` the row's plan lacks is added, those it has are kept. Returns the plan now on
+    /// the row (`None` if there is no row).
+    fn fix_plan(
+        &self,
+        id: Uuid,
+        proposed: &serde_json::Value,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, Self::Error>> + Send;
+
+    /// Records the marks of some of file `id`'s batches (`marks`: an object of batch sequence
+    /// numbers to [`sluice_core::plan::BatchMark`]s) in its plan's `batches`, each kept if one
+    /// is there already (first writer wins). Returns the marks now recorded for those
+    /// sequence numbers (`None` if there is no row).
+    fn mark_batches(
+        &self,
+        id: Uuid,
+        marks: &serde_json::Value,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, Self::Error>> + Send;
+
+    /// For a replay from the forward stage, what it leaves out; `None` for any other file
+    /// (stores without replays need not implement it).
+    fn replay_skip(
+        &self,
+        _id: Uuid,
+    ) -> impl Future<Output = Result<Option<ReplaySkip>, Self::Error>> + Send {
+        async { Ok(None) }
+    }
+}
+
+/// Batches claimed across their POST, and a file's delivery settled from the calls on record.
+pub trait Batches: Storage {
     /// Claims batch `batch_id` of file `file_id` for delivery, across the POST; with the
     /// batch's history and the file's status, in one round trip.
     fn claim_batch(
@@ -294,53 +331,37 @@ pub trait StatusStore: CallLog<Error = <Self as StatusStore>::Error> + Send + Sy
         file_id: Uuid,
         batch_id: &str,
         lease: &Lease,
-    ) -> impl Future<Output = Result<BatchClaim, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<BatchClaim, Self::Error>> + Send;
 
     /// Gives up `owner`'s claim on a batch.
     fn release_batch(
         &self,
         batch_id: &str,
         owner: &str,
-    ) -> impl Future<Output = Result<(), <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// The batch's attempts so far and whether it is delivered.
     fn batch_history(
         &self,
         batch_id: &str,
-    ) -> impl Future<Output = Result<BatchHistory, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<BatchHistory, Self::Error>> + Send;
 
     /// The ids of the file's batches with a 2xx on record.
     fn delivered_batches(
         &self,
         file_id: Uuid,
-    ) -> impl Future<Output = Result<std::collections::HashSet<String>, <Self as StatusStore>::Error>>
-           + Send;
+    ) -> impl Future<Output = Result<std::collections::HashSet<String>, Self::Error>> + Send;
 
     /// Brings `batches_delivered` and the status up to date with the calls on record:
     /// `delivering` once a batch is through, `delivered` once all are. Returns the status.
     fn settle_delivery(
         &self,
         id: Uuid,
-    ) -> impl Future<Output = Result<FileStatus, <Self as StatusStore>::Error>> + Send;
-
-    /// The file's row, if there is one.
-    fn file(
-        &self,
-        id: Uuid,
-    ) -> impl Future<Output = Result<Option<FileRow>, <Self as StatusStore>::Error>> + Send;
-
-    /// For a replay from the forward stage, what it leaves out; `None` for any other file
-    /// (stores without replays need not implement it).
-    fn replay_skip(
-        &self,
-        _id: Uuid,
-    ) -> impl Future<Output = Result<Option<ReplaySkip>, <Self as StatusStore>::Error>> + Send {
-        async { Ok(None) }
-    }
-
-    /// The file's event history, oldest first.
-    fn events(
-        &self,
-        id: Uuid,
-    ) -> impl Future<Output = Result<Vec<EventRow>, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<FileStatus, Self::Error>> + Send;
 }
+
+/// The whole status store: what an adapter implements, and what a caller that drives every
+/// stage (a local run, the contract suite) asks for.
+pub trait StatusStore: Registry + Progress + Outcomes + Leases + Plans + Batches + CallLog {}
+
+impl<T: Registry + Progress + Outcomes + Leases + Plans + Batches + CallLog> StatusStore for T {}

@@ -20,7 +20,7 @@ use std::time::Duration;
 use sluice_core::FileStatus;
 use uuid::Uuid;
 
-use crate::ports::StatusStore;
+use crate::ports::Storage;
 
 /// Idle re-sends are spaced `stale x 2^min(resends, MAX_DOUBLINGS)` apart.
 pub const MAX_DOUBLINGS: i32 = 6;
@@ -80,13 +80,13 @@ pub fn idle_spacing(stale_after: Duration, resends: i32) -> Duration {
 }
 
 /// The status store's side of the sweep.
-pub trait Sweep: StatusStore {
+pub trait Sweep: Storage {
     /// Up to `limit` stuck files, those whose worker died first, then the longest idle.
     fn stuck_files(
         &self,
         stale_after: Duration,
         limit: i64,
-    ) -> impl Future<Output = Result<Vec<StuckFile>, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<Vec<StuckFile>, Self::Error>> + Send;
 
     /// Decides, once across overlapping sweeps, what becomes of `file` (as listed): a file
     /// whose worker died is re-driven, or failed after `max_redrives`; an idle file's input is
@@ -98,5 +98,5 @@ pub trait Sweep: StatusStore {
         max_redrives: i32,
         stale_after: Duration,
         why: &str,
-    ) -> impl Future<Output = Result<Redrive, <Self as StatusStore>::Error>> + Send;
+    ) -> impl Future<Output = Result<Redrive, Self::Error>> + Send;
 }

@@ -24,11 +24,24 @@ use uuid::Uuid;
 
 use crate::fault::{Fault, FaultKind};
 use crate::ports::{
-    Claim, Lease, Objects, Outbox, RecordState, ReplaySkip, StatusStore, TransformCounts,
+    Batches, Claim, Lease, Leases, Objects, Outbox, Outcomes, Plans, Progress, RecordPlanning,
+    RecordPlans, Registry, ReplaySkip, TransformCounts,
 };
 use pass::{PassError, Source};
 use plan::{Planner, Subject};
 use send::Sender;
+
+/// What the transformer asks of the status store: lease the file, fix its plan (and its record
+/// plan, for a dataset with a record key), end it; and for a resend, the batches on record.
+pub trait TransformStore:
+    Registry + Progress + Outcomes + Leases + Plans + Batches + RecordPlanning + RecordPlans
+{
+}
+
+impl<T> TransformStore for T where
+    T: Registry + Progress + Outcomes + Leases + Plans + Batches + RecordPlanning + RecordPlans
+{
+}
 
 /// Plan entries the second pass reads per round trip.
 const PLAN_PAGE: usize = 8192;
@@ -53,7 +66,7 @@ pub struct Transform<'a, O, S, Q> {
 /// `transformed`. A copy of the message that finds the file claimed, or not sanitized yet,
 /// waits ([`FaultKind::Waiting`]); one that finds it done is a no-op; a `resend` re-sends the
 /// batches with no 2xx on record.
-pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
+pub async fn transform_file<O: Objects, S: TransformStore, Q: Outbox>(
     deps: &Transform<'_, O, S, Q>,
     sanitized: &FileSanitized,
     lease: &Lease,
@@ -231,7 +244,7 @@ pub async fn transform_file<O: Objects, S: RecordState, Q: Outbox>(
 /// place after its transform): the batches already delivered when it may go on (none but on a
 /// resend), `None` when there is nothing to do, a [`FaultKind::Waiting`] fault when another
 /// worker has it or it is not sanitized yet.
-async fn claim<O, S: RecordState, Q>(
+async fn claim<O, S: TransformStore, Q>(
     deps: &Transform<'_, O, S, Q>,
     sanitized: &FileSanitized,
     lease: &Lease,
@@ -307,7 +320,7 @@ async fn claim<O, S: RecordState, Q>(
 }
 
 /// Fails the file at the transformer with `reason` (a verdict on the file, not this run).
-async fn fail<O, S: StatusStore, Q>(
+async fn fail<O, S: TransformStore, Q>(
     deps: &Transform<'_, O, S, Q>,
     id: uuid::Uuid,
     reason: &str,
@@ -322,7 +335,7 @@ async fn fail<O, S: StatusStore, Q>(
 /// Why a replay from forward cannot go on: its transform made other batches than the earlier
 /// run's (the config changed since), so "the batches not delivered" names other records.
 /// Fixes the file's plan (the first run's config section and options win) and returns it.
-async fn fix_plan<O, S: StatusStore, Q>(
+async fn fix_plan<O, S: TransformStore, Q>(
     deps: &Transform<'_, O, S, Q>,
     sanitized: &FileSanitized,
 ) -> Result<FilePlan, Fault> {
@@ -434,13 +447,13 @@ async fn count<O: Objects, S, Q>(
 
 /// Pass one of a keyed dataset: the plan, made once. A plan finished by an earlier attempt
 /// is kept (its batches may be on their way already), and only the report is read again.
-async fn plan_once<O: Objects, S: RecordState, Q>(
+async fn plan_once<O: Objects, S: TransformStore, Q>(
     deps: &Transform<'_, O, S, Q>,
     source: &Source<'_>,
     delta: &Delta,
 ) -> Result<(TransformReport, u32), PassError> {
     let (store, id) = (deps.store, source.message.file_id);
-    let stored = |e: <S as StatusStore>::Error| PassError::Retry(e.to_string());
+    let stored = |e: S::Error| PassError::Retry(e.to_string());
     if let Some(plan) = store.delta_plan(id).await.map_err(stored)? {
         let (mut report, _) = count(deps, source).await?;
         let total = plan.batches;
@@ -486,7 +499,7 @@ async fn plan_once<O: Objects, S: RecordState, Q>(
 }
 
 /// Pass two of a dataset without a record key: every record.
-async fn send_all<O: Objects, S: StatusStore, Q: Outbox>(
+async fn send_all<O: Objects, S: TransformStore, Q: Outbox>(
     deps: &Transform<'_, O, S, Q>,
     source: &Source<'_>,
     sender: &mut Sender<'_, O, S, Q>,
@@ -508,7 +521,7 @@ async fn send_all<O: Objects, S: StatusStore, Q: Outbox>(
 }
 
 /// Pass two of a keyed dataset: the planned records, read from the plan as the file is.
-async fn send_planned<O: Objects, S: RecordState, Q: Outbox>(
+async fn send_planned<O: Objects, S: TransformStore, Q: Outbox>(
     deps: &Transform<'_, O, S, Q>,
     source: &Source<'_>,
     delta: &Delta,
@@ -547,7 +560,7 @@ async fn send_planned<O: Objects, S: RecordState, Q: Outbox>(
     worker.finish(fed.or(sent.err())).await
 }
 
-async fn retry<O, S: StatusStore, Q>(
+async fn retry<O, S: TransformStore, Q>(
     deps: &Transform<'_, O, S, Q>,
     id: Uuid,
     lease: &Lease,

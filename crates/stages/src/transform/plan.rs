@@ -15,7 +15,7 @@ use sluice_core::transform::{Delta, OnMissing};
 use uuid::Uuid;
 
 use super::pass::KeyChunk;
-use crate::ports::{Compared, PlannedRecord, RecordKind, RecordState};
+use crate::ports::{Compared, PlannedRecord, RecordKind, RecordPlanning};
 
 /// Missing keys given their batches per round trip.
 const DELETIONS_PAGE: usize = 4096;
@@ -51,7 +51,7 @@ pub(super) struct Planner<'a, S> {
     newer: Option<Option<Uuid>>,
 }
 
-impl<'a, S: RecordState> Planner<'a, S> {
+impl<'a, S: RecordPlanning> Planner<'a, S> {
     pub fn new(store: &'a S, subject: Subject<'a>, batches: SizeBatches) -> Self {
         let report = DeltaReport {
             scope: subject.scope.clone(),

@@ -10,7 +10,7 @@ use sluice_core::plan::BatchMark;
 use sluice_core::transform::batch::{claim_check_message, inline_message, Batch};
 
 use super::MAX_MESSAGE_BYTES;
-use crate::ports::{Objects, Outbox, StatusStore};
+use crate::ports::{Objects, Outbox, Plans};
 
 pub(super) struct Sender<'a, O, S, Q> {
     pub objects: &'a O,
@@ -32,7 +32,7 @@ pub(super) struct Sender<'a, O, S, Q> {
     pub mismatch: Option<String>,
 }
 
-impl<O: Objects, S: StatusStore, Q: Outbox> Sender<'_, O, S, Q> {
+impl<O: Objects, S: Plans, Q: Outbox> Sender<'_, O, S, Q> {
     pub fn new<'a>(
         objects: &'a O,
         store: &'a S,
