@@ -5,7 +5,11 @@
 //! - the stages reach core and nothing else of Sluice, and no engine;
 //! - an adapter (aws, db, http, local) reaches no other adapter;
 //! - the `sluice` binary, and the dashboard library it links, reach no Lambda crate;
-//! - no crate but the end-to-end tests depends on a Lambda binary's crate.
+//! - no crate but the end-to-end tests depends on a Lambda binary's crate;
+//! - each outside system has one adapter: only `sluice-aws` links the AWS SDK, only
+//!   `sluice-http` reqwest, only `sluice-db` tokio-postgres and refinery (and the dashboard,
+//!   whose read model is SQL over its own views, through `sluice-db`'s connection), only
+//!   `sluice-lambda` and the Lambda binaries the Lambda runtime.
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::Command;
@@ -30,6 +34,36 @@ const ENGINES: &[&str] = &[
 ];
 const ADAPTERS: &[&str] = &["sluice-aws", "sluice-db", "sluice-http", "sluice-local"];
 const LAMBDA_RUNTIME: &[&str] = &["lambda_runtime", "lambda_http", "sluice-lambda"];
+/// Each outside system's client crates, and the only workspace members that may link them
+/// directly (tests' dev-dependencies aside).
+const OWNERS: &[(&[&str], &[&str])] = &[
+    (
+        &[
+            "aws-config",
+            "aws-sdk-s3",
+            "aws-sdk-sqs",
+            "aws-sdk-secretsmanager",
+            "aws-sdk-eventbridge",
+        ],
+        &["sluice-aws"],
+    ),
+    (&["reqwest"], &["sluice-http"]),
+    (
+        &["tokio-postgres", "refinery"],
+        &["sluice-db", "sluice-dashboard"],
+    ),
+    (
+        &["lambda_runtime", "lambda_http"],
+        &[
+            "sluice-lambda",
+            "sluice-sanitizer",
+            "sluice-transformer",
+            "sluice-forwarder",
+            "sluice-listener",
+            "sluice-dashboard-lambda",
+        ],
+    ),
+];
 const LAMBDAS: &[&str] = &[
     "sluice-sanitizer",
     "sluice-transformer",
@@ -130,6 +164,17 @@ impl Graph {
                 "the dashboard library links no Lambda crate",
             );
         }
+        for (engines, owners) in OWNERS {
+            let bound = |m: &&String| !owners.contains(&m.as_str()) && m.as_str() != "sluice-e2e";
+            for member in self.members.iter().filter(bound) {
+                for engine in engines.iter().filter(|e| self.links_directly(member, e)) {
+                    out.push(format!(
+                        "{member} links {engine} itself (an outside system has one adapter: {})",
+                        owners.join(", ")
+                    ));
+                }
+            }
+        }
         for member in self.members.iter().filter(|m| m.as_str() != "sluice-e2e") {
             for lambda in LAMBDAS.iter().filter(|l| *l != member) {
                 if self.deps.get(member).is_some_and(|d| d.contains(*lambda)) {
@@ -140,6 +185,11 @@ impl Graph {
             }
         }
         out
+    }
+
+    /// Whether `from` names `to` among its own (linked) dependencies.
+    fn links_directly(&self, from: &str, to: &str) -> bool {
+        self.deps.get(from).is_some_and(|d| d.contains(to))
     }
 
     /// One chain of dependencies from `from` to `to`, for the message.
@@ -250,7 +300,10 @@ fn each_broken_rule_is_named_with_its_path() {
         ("sluice-db", &["sluice-stages"]),
         ("sluice-dashboard", &["sluice-db", "sluice-lambda"]),
         ("sluice-lambda", &["lambda_runtime"]),
-        ("sluice-cli", &["sluice-dashboard", "sluice-forwarder"]),
+        (
+            "sluice-cli",
+            &["sluice-dashboard", "sluice-forwarder", "aws-sdk-sqs"],
+        ),
         ("sluice-forwarder", &["sluice-lambda"]),
         ("reqwest", &["hyper"]),
     ]));
@@ -269,6 +322,10 @@ fn each_broken_rule_is_named_with_its_path() {
         "{broken:#?}"
     );
     assert!(has("sluice-cli depends on sluice-forwarder"), "{broken:#?}");
+    assert!(
+        has("sluice-cli links aws-sdk-sqs itself (an outside system has one adapter: sluice-aws)"),
+        "{broken:#?}"
+    );
     assert!(!has("sluice-core reaches"), "{broken:#?}");
     // And a sound graph breaks none.
     let sound = Graph::from_metadata(&metadata(&[

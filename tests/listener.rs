@@ -1341,7 +1341,8 @@ async fn two_listener_runs_at_once_return_each_dead_object_event_once() {
         assert_eq!(c.row(id).await.status, FileStatus::Received);
     }
     assert_eq!(
-        sluice_aws::dlq::depth(&c.world.clients.sqs, &dlq)
+        sluice_aws::dlq::Queues::new(c.world.clients.sqs.clone())
+            .depth(&dlq)
             .await
             .unwrap(),
         0

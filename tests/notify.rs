@@ -38,7 +38,8 @@ async fn bus_to_queue(w: &World) -> (String, String) {
     let bus = unique("sluice-bus");
     events.create_event_bus().name(&bus).send().await.unwrap();
     let queue = w.new_queue("sluice-notices").await;
-    let arn = sluice_aws::dlq::queue_arn(&w.clients.sqs, &queue)
+    let arn = sluice_aws::dlq::Queues::new(w.clients.sqs.clone())
+        .queue_arn(&queue)
         .await
         .unwrap();
     events

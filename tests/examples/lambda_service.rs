@@ -59,7 +59,8 @@ async fn main() {
         ("forwarder", "SLUICE_FORWARD_QUEUE_URL", 10, 120),
     ] {
         let url = var(queue);
-        let arn = sluice_aws::dlq::queue_arn(&sqs, &url)
+        let arn = sluice_aws::dlq::Queues::new(sqs.clone())
+            .queue_arn(&url)
             .await
             .expect("the queue exists");
         let mapping = Mapping {

@@ -30,6 +30,11 @@ impl Clients {
             events: aws_sdk_eventbridge::Client::new(&shared),
         }
     }
+
+    /// The queues as the operator tools see them.
+    pub fn queues(&self) -> crate::dlq::Queues {
+        crate::dlq::Queues::new(self.sqs.clone())
+    }
 }
 
 /// How long the credentials of this environment still work, when they expire at all

@@ -12,9 +12,9 @@ mod clients;
 pub mod copy;
 pub mod dlq;
 pub mod events;
+pub mod multipart;
 pub mod probe;
 mod ranged;
-mod resumable;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;
@@ -22,7 +22,8 @@ pub mod sqs;
 pub use clients::{credentials_left, Clients};
 pub use copy::{CopySource, Head, ListPage, Listed};
 pub use events::EventBus;
-pub use s3::{ObjectMeta, ObjectStore, Presign, Upload};
+pub use multipart::Upload;
+pub use s3::{ObjectMeta, ObjectStore, Presign};
 pub use sqs::{Queue, Visibility};
 
 /// Why an S3 or SQS call failed. Messages name the bucket/key or queue; never object contents.

@@ -1,16 +1,14 @@
-//! S3: streaming reads, multipart writes that complete only at the end, tags.
-
-use std::io;
+//! S3: streaming reads, small writes, tags, presigned links. Multipart writes are in
+//! [`crate::multipart`].
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Tag, Tagging};
-use sluice_core::sanitize::drive::ByteSink;
+use aws_sdk_s3::types::{Tag, Tagging};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::task::JoinSet;
 
+use crate::multipart::Upload;
 use crate::ranged::{read_ranges, total_size, Pinned, RANGE_BYTES};
 use crate::AwsError;
 use sluice_core::errors::chain;
@@ -63,7 +61,7 @@ pub enum Presign {
 #[derive(Debug, Clone)]
 pub struct ObjectStore {
     pub(crate) client: aws_sdk_s3::Client,
-    parts_in_flight: usize,
+    pub(crate) parts_in_flight: usize,
     ranges_in_flight: usize,
 }
 
@@ -200,16 +198,43 @@ impl ObjectStore {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), AwsError> {
-        self.client
+        self.put_object(bucket, key, body, Some(content_type), &[])
+            .await
+    }
+
+    /// Writes a small object whole, with user metadata (`x-amz-meta-*`).
+    pub async fn put_with_metadata(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        metadata: &[(String, String)],
+    ) -> Result<(), AwsError> {
+        self.put_object(bucket, key, body, None, metadata).await
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: Option<&str>,
+        metadata: &[(String, String)],
+    ) -> Result<(), AwsError> {
+        let mut put = self
+            .client
             .put_object()
             .bucket(bucket)
             .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(body))
-            .send()
+            .set_content_type(content_type.map(str::to_string))
+            .body(ByteStream::from(body));
+        for (k, v) in metadata {
+            put = put.metadata(k, v);
+        }
+        put.send()
             .await
-            .map_err(|e| s3_error("PutObject", bucket, key, e))?;
-        Ok(())
+            .map(|_| ())
+            .map_err(|e| s3_error("PutObject", bucket, key, e))
     }
 
     /// Sets `ours` on the object, keeping the tags it already has (an uploader's, Transfer
@@ -297,23 +322,6 @@ impl ObjectStore {
             .map(|t| (t.key().to_string(), t.value().to_string()))
             .collect())
     }
-
-    /// Starts writing an object that appears under `key` only when [`Upload::finish`]
-    /// succeeds; [`Upload::abort`] leaves nothing behind.
-    pub fn upload(&self, bucket: &str, key: &str, content_type: &str) -> Upload {
-        Upload {
-            client: self.client.clone(),
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            content_type: content_type.to_string(),
-            buf: Vec::new(),
-            upload_id: None,
-            parts: Vec::new(),
-            sending: JoinSet::new(),
-            parts_in_flight: self.parts_in_flight,
-            bytes: 0,
-        }
-    }
 }
 
 /// A whole-object answer as a stream of its body.
@@ -335,183 +343,6 @@ fn object_meta(object: &GetObjectOutput, size: i64) -> ObjectMeta {
         last_modified: object
             .last_modified()
             .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
-    }
-}
-
-/// An object being written in parts. Small objects (under one part) are written with one
-/// PutObject at the end; larger ones with a multipart upload completed at the end, with up
-/// to `parts_in_flight` parts being sent while the next one fills.
-pub struct Upload {
-    client: aws_sdk_s3::Client,
-    bucket: String,
-    key: String,
-    content_type: String,
-    buf: Vec<u8>,
-    upload_id: Option<String>,
-    /// Parts sent, in the order they finished.
-    parts: Vec<CompletedPart>,
-    /// Parts being sent; dropping the set (and so the upload) cancels them.
-    sending: JoinSet<Result<CompletedPart, AwsError>>,
-    parts_in_flight: usize,
-    bytes: u64,
-}
-
-impl Upload {
-    /// Appends bytes, sending a part whenever a full one is buffered.
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), AwsError> {
-        self.bytes += bytes.len() as u64;
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let room = PART_BYTES - self.buf.len();
-            let take = room.min(rest.len());
-            self.buf.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.buf.len() == PART_BYTES {
-                self.send_part().await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Makes the object appear under its key; returns its size.
-    pub async fn finish(mut self) -> Result<u64, AwsError> {
-        let Some(upload_id) = self.upload_id.clone() else {
-            let body = std::mem::take(&mut self.buf);
-            let store = ObjectStore::new(self.client.clone());
-            store
-                .put(&self.bucket, &self.key, body, &self.content_type)
-                .await?;
-            return Ok(self.bytes);
-        };
-        let last = if self.buf.is_empty() {
-            Ok(())
-        } else {
-            self.send_part().await
-        };
-        if let Err(e) = last.and(self.wait_for_parts(0).await) {
-            self.abort().await;
-            return Err(e);
-        }
-        // S3 wants the parts listed in order.
-        self.parts.sort_by_key(|p| p.part_number());
-        let result = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .upload_id(&upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(std::mem::take(&mut self.parts)))
-                    .build(),
-            )
-            .send()
-            .await;
-        if let Err(e) = result {
-            let error = s3_error("CompleteMultipartUpload", &self.bucket, &self.key, e);
-            self.abort().await;
-            return Err(error);
-        }
-        Ok(self.bytes)
-    }
-
-    /// Drops what was written; nothing appears under the key.
-    pub async fn abort(mut self) {
-        self.sending.abort_all();
-        while self.sending.join_next().await.is_some() {}
-        let Some(upload_id) = &self.upload_id else {
-            return;
-        };
-        let result = self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .upload_id(upload_id)
-            .send()
-            .await;
-        if let Err(e) = result {
-            // The bucket's lifecycle rule for incomplete uploads cleans up what is left.
-            tracing::warn!(bucket = %self.bucket, key = %self.key, error = %chain(&e),
-                "could not abort multipart upload");
-        }
-    }
-
-    /// Starts sending the buffered part, once fewer than `parts_in_flight` are on their way.
-    async fn send_part(&mut self) -> Result<(), AwsError> {
-        let upload_id = match &self.upload_id {
-            Some(id) => id.clone(),
-            None => {
-                let created = self
-                    .client
-                    .create_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(&self.key)
-                    .content_type(&self.content_type)
-                    .send()
-                    .await
-                    .map_err(|e| s3_error("CreateMultipartUpload", &self.bucket, &self.key, e))?;
-                let id = created.upload_id().unwrap_or_default().to_string();
-                self.upload_id = Some(id.clone());
-                id
-            }
-        };
-        self.wait_for_parts(self.parts_in_flight - 1).await?;
-        let number = (self.parts.len() + self.sending.len()) as i32 + 1;
-        let body = std::mem::replace(&mut self.buf, Vec::with_capacity(PART_BYTES));
-        let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), self.key.clone());
-        self.sending.spawn(async move {
-            let part = client
-                .upload_part()
-                .bucket(&bucket)
-                .key(&key)
-                .upload_id(upload_id)
-                .part_number(number)
-                .body(ByteStream::from(body))
-                .send()
-                .await
-                .map_err(|e| s3_error("UploadPart", &bucket, &key, e))?;
-            Ok(CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(part.e_tag().map(str::to_string))
-                .build())
-        });
-        Ok(())
-    }
-
-    /// Waits until at most `left` parts are still being sent.
-    async fn wait_for_parts(&mut self, left: usize) -> Result<(), AwsError> {
-        while self.sending.len() > left {
-            let Some(joined) = self.sending.join_next().await else {
-                break;
-            };
-            let part = joined.map_err(|e| AwsError::S3 {
-                op: "UploadPart",
-                bucket: self.bucket.clone(),
-                key: self.key.clone(),
-                message: format!("the part's task ended: {e}"),
-            })??;
-            self.parts.push(part);
-        }
-        Ok(())
-    }
-}
-
-impl ByteSink for Upload {
-    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.write(bytes).await.map_err(io::Error::other)
-    }
-}
-
-impl sluice_stages::ports::ObjectUpload for Upload {
-    type Error = AwsError;
-
-    fn finish(self) -> impl std::future::Future<Output = Result<u64, AwsError>> + Send {
-        Upload::finish(self)
-    }
-
-    fn abort(self) -> impl std::future::Future<Output = ()> + Send {
-        Upload::abort(self)
     }
 }
 

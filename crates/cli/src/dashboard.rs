@@ -73,7 +73,7 @@ async fn serve(args: Args) -> Result<()> {
         .as_deref()
         .filter(|u| !u.trim().is_empty())
         .map(|urls| Dlqs {
-            sqs: clients.sqs.clone(),
+            queues: clients.queues(),
             urls: urls.split(',').map(|u| u.trim().to_string()).collect(),
         });
     let links = args

@@ -98,8 +98,8 @@ pub fn run(args: Args) -> u8 {
 
 /// Looking receives each message once: harmless in a dead-letter queue, a step toward the
 /// dead-letter queue anywhere else. Refuses any other queue unless `force`.
-async fn only_dead_letters(sqs: &aws_sdk_sqs::Client, url: &str, force: bool) -> Result<()> {
-    let why = match dlq::queue_role(sqs, url).await? {
+async fn only_dead_letters(queues: &dlq::Queues, url: &str, force: bool) -> Result<()> {
+    let why = match queues.queue_role(url).await? {
         dlq::QueueRole::DeadLetter { .. } => return Ok(()),
         _ if force => return Ok(()),
         dlq::QueueRole::Source { max_receives } => format!(
@@ -122,7 +122,7 @@ async fn only_dead_letters(sqs: &aws_sdk_sqs::Client, url: &str, force: bool) ->
 /// What to print, and the exit code.
 async fn dispatch(command: Sub) -> Result<(String, u8)> {
     let clients = Clients::from_env().await;
-    let sqs = clients.sqs.clone();
+    let queues = clients.queues();
     match command {
         Sub::List {
             queue,
@@ -130,9 +130,9 @@ async fn dispatch(command: Sub) -> Result<(String, u8)> {
             json,
             force,
         } => {
-            let url = dlq::queue_url(&sqs, &queue).await?;
-            only_dead_letters(&sqs, &url, force).await?;
-            let messages = dlq::peek(&sqs, &url, max).await?;
+            let url = queues.queue_url(&queue).await?;
+            only_dead_letters(&queues, &url, force).await?;
+            let messages = queues.peek(&url, max).await?;
             let text = match json {
                 true => format!(
                     "{:#}\n",
@@ -148,9 +148,9 @@ async fn dispatch(command: Sub) -> Result<(String, u8)> {
             json,
             force,
         } => {
-            let url = dlq::queue_url(&sqs, &queue).await?;
-            only_dead_letters(&sqs, &url, force).await?;
-            let messages = dlq::peek(&sqs, &url, usize::MAX).await?;
+            let url = queues.queue_url(&queue).await?;
+            only_dead_letters(&queues, &url, force).await?;
+            let messages = queues.peek(&url, usize::MAX).await?;
             let Some(message) = messages.iter().find(|m| m.message_id == message_id) else {
                 bail!("no message {message_id} in {url} (it may have been moved or expired)");
             };
@@ -178,11 +178,11 @@ async fn dispatch(command: Sub) -> Result<(String, u8)> {
             database_url,
             ca_file,
         } => {
-            let url = dlq::queue_url(&sqs, &queue).await?;
+            let url = queues.queue_url(&queue).await?;
             let to = match to {
-                Some(to) => dlq::queue_url(&sqs, &to).await?,
+                Some(to) => queues.queue_url(&to).await?,
                 None => {
-                    let sources = dlq::source_queues(&sqs, &url).await?;
+                    let sources = queues.source_queues(&url).await?;
                     match sources.as_slice() {
                         [one] => one.clone(),
                         [] => bail!("no queue names {url} as its dead-letter queue: say where with --to"),
@@ -204,7 +204,8 @@ async fn dispatch(command: Sub) -> Result<(String, u8)> {
             };
             let look = &look;
             let decide = move |body: String| async move { look.decide(&body).await };
-            let done = dlq::redrive(&sqs, &url, &to, rate, decide)
+            let done = queues
+                .redrive(&url, &to, rate, decide)
                 .await
                 .context("redriving")?;
             Ok(redriven(&done, &to, store.is_some()))

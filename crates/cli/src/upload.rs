@@ -480,7 +480,7 @@ async fn send_parts(
     let resuming = state.upload_id.is_some();
     if !resuming {
         let id = objects
-            .start_upload(&state.bucket, &state.key, metadata)
+            .start_upload(&state.bucket, &state.key, None, metadata)
             .await?;
         state.upload_id = Some(id);
         save(state_file, state)?;

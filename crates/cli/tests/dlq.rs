@@ -99,13 +99,17 @@ async fn queue(clients: &Clients, name: &str) -> String {
 }
 
 async fn count(clients: &Clients, url: &str) -> usize {
-    sluice_aws::dlq::depth(&clients.sqs, url).await.unwrap() as usize
+    sluice_aws::dlq::Queues::new(clients.sqs.clone())
+        .depth(url)
+        .await
+        .unwrap() as usize
 }
 
 async fn dead_letter_queue(clients: &Clients, suffix: &str) -> (String, String) {
     let dead = queue(clients, &format!("sluice-forward-dlq-{suffix}")).await;
     let source = queue(clients, &format!("sluice-forward-{suffix}")).await;
-    let dead_arn = sluice_aws::dlq::queue_arn(&clients.sqs, &dead)
+    let dead_arn = sluice_aws::dlq::Queues::new(clients.sqs.clone())
+        .queue_arn(&dead)
         .await
         .unwrap();
     clients

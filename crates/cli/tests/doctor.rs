@@ -101,7 +101,10 @@ async fn queue(clients: &Clients, name: &str, visibility: u32, dlq: Option<&str>
         visibility.to_string(),
     );
     if let Some(dlq) = dlq {
-        let arn = sluice_aws::dlq::queue_arn(sqs, dlq).await.unwrap();
+        let arn = sluice_aws::dlq::Queues::new(sqs.clone())
+            .queue_arn(dlq)
+            .await
+            .unwrap();
         create = create.attributes(
             QueueAttributeName::RedrivePolicy,
             format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#),

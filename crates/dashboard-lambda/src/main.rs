@@ -38,7 +38,7 @@ async fn state() -> Result<State, Box<dyn std::error::Error + Send + Sync>> {
         .unwrap_or(3600);
     Ok(State::new(
         config,
-        Dlqs::from_env(clients.sqs.clone()),
+        Dlqs::from_env(clients.queues()),
         Duration::from_secs(stale),
     )
     .with_links(Links::from_env(ObjectStore::new(clients.s3.clone()))))

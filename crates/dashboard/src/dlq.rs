@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 /// The dead-letter queues to watch (`SLUICE_DLQ_URLS`, comma-separated queue URLs).
 pub struct Dlqs {
-    pub sqs: aws_sdk_sqs::Client,
+    pub queues: dlq::Queues,
     pub urls: Vec<String>,
 }
 
@@ -59,7 +59,7 @@ fn name(url: &str) -> String {
 
 impl Dlqs {
     /// From `SLUICE_DLQ_URLS`; `None` when it is not set.
-    pub fn from_env(sqs: aws_sdk_sqs::Client) -> Option<Self> {
+    pub fn from_env(queues: dlq::Queues) -> Option<Self> {
         let urls: Vec<String> = std::env::var("SLUICE_DLQ_URLS")
             .ok()?
             .split(',')
@@ -67,12 +67,12 @@ impl Dlqs {
             .filter(|u| !u.is_empty())
             .map(str::to_string)
             .collect();
-        (!urls.is_empty()).then_some(Dlqs { sqs, urls })
+        (!urls.is_empty()).then_some(Dlqs { queues, urls })
     }
 
     pub async fn depths(&self) -> Vec<DlqDepth> {
         let depths = self.urls.iter().map(|url| async move {
-            let asked = dlq::depth(&self.sqs, url);
+            let asked = self.queues.depth(url);
             let (messages, error) = match tokio::time::timeout(ANSWER_WITHIN, asked).await {
                 Ok(Ok(n)) => (Some(n), None),
                 Ok(Err(e)) => (None, Some(e.to_string())),
@@ -110,7 +110,7 @@ impl Dlqs {
     }
 
     async fn look(&self, url: &str) -> Result<Vec<DeadLetter>, String> {
-        match dlq::queue_role(&self.sqs, url).await {
+        match self.queues.queue_role(url).await {
             Ok(QueueRole::DeadLetter { .. }) => {}
             Ok(_) => {
                 return Err(
@@ -121,7 +121,9 @@ impl Dlqs {
             }
             Err(e) => return Err(e.to_string()),
         }
-        let peeked = dlq::peek(&self.sqs, url, MESSAGES_SHOWN)
+        let peeked = self
+            .queues
+            .peek(url, MESSAGES_SHOWN)
             .await
             .map_err(|e| e.to_string())?;
         Ok(peeked

@@ -183,7 +183,7 @@ async fn an_operator_finds_where_a_file_is_and_why_in_a_browser() {
     let state = State::new(
         schema.config.clone(),
         Some(Dlqs {
-            sqs: clients.sqs.clone(),
+            queues: clients.queues(),
             urls: vec![dead.clone()],
         }),
         Duration::from_secs(3600),

@@ -215,7 +215,7 @@ async fn the_dead_letter_page_links_each_message_to_its_file_and_leaves_it_there
 
     let schema = Schema::create().await;
     let dlqs = Dlqs {
-        sqs: clients.sqs.clone(),
+        queues: clients.queues(),
         urls: vec![dead.clone(), source.clone()],
     };
     let app = router(Arc::new(State::new(
@@ -240,7 +240,10 @@ async fn the_dead_letter_page_links_each_message_to_its_file_and_leaves_it_there
     // Every message is where it was, and visible: two looks later, still two in the DLQ; the
     // source queue's message was never received.
     assert_eq!(
-        sluice_aws::dlq::depth(&clients.sqs, &dead).await.unwrap(),
+        sluice_aws::dlq::Queues::new(clients.sqs.clone())
+            .depth(&dead)
+            .await
+            .unwrap(),
         2
     );
     let received = clients

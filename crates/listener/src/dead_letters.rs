@@ -48,9 +48,12 @@ pub async fn sweep_dead_letters(
         if budget.low() {
             return Ok(true);
         }
-        let sqs = deps.sanitize_queue.client();
+        let queues = dlq::Queues::new(deps.sanitize_queue.client().clone());
         let to = deps.sanitize_queue.url();
-        match dlq::redrive(sqs, dlq_url, to, PER_SECOND, |body| decide(deps, body)).await {
+        match queues
+            .redrive(dlq_url, to, PER_SECOND, |body| decide(deps, body))
+            .await
+        {
             Ok(done) => {
                 counts.dead_letters_returned += done.moved as u64;
                 counts.dead_letters_settled += done.removed as u64;

@@ -312,7 +312,8 @@ pub async fn dead_letter_queue(clients: &sluice_aws::Clients, suffix: &str) -> (
     };
     let dead = create(format!("sluice-{suffix}-dlq")).await;
     let source = create(format!("sluice-{suffix}")).await;
-    let arn = sluice_aws::dlq::queue_arn(&clients.sqs, &dead)
+    let arn = sluice_aws::dlq::Queues::new(clients.sqs.clone())
+        .queue_arn(&dead)
         .await
         .unwrap();
     clients
