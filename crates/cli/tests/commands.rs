@@ -877,6 +877,63 @@ fn the_readme_command_list_matches_the_commands() {
     assert!(checked >= 12, "{checked} subcommands checked");
 }
 
+/// Every command synopsis in the book (a code block line starting `sluice `, with its indented
+/// continuation lines) names a command that exists, and only flags it takes.
+#[test]
+fn every_command_synopsis_in_the_book_matches_the_commands() {
+    let mut pages: Vec<_> = std::fs::read_dir(repo().join("docs/src"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    pages.sort();
+    let mut synopses: Vec<(String, String)> = Vec::new();
+    for page in &pages {
+        let name = page.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(page).unwrap();
+        for block in text.split("```").skip(1).step_by(2) {
+            let mut continued = false;
+            for line in block.lines() {
+                // Comments explain; the synopsis is what precedes them.
+                let line = line.split(" #").next().unwrap();
+                if line.starts_with("sluice ") {
+                    synopses.push((name.clone(), line.to_string()));
+                    continued = true;
+                } else if continued && line.starts_with(' ') && !line.trim().is_empty() {
+                    synopses.last_mut().unwrap().1.push_str(line);
+                } else {
+                    continued = false;
+                }
+            }
+        }
+    }
+    let mut checked = 0;
+    for (page, synopsis) in &synopses {
+        let words: Vec<&str> = synopsis.split_whitespace().skip(1).collect();
+        // `sluice dlq list QUEUE`: a subcommand's own subcommand is a lowercase word after it.
+        let nested = words
+            .get(1)
+            .filter(|w| w.chars().all(|c| c.is_ascii_lowercase()))
+            .map(|w| vec![words[0], w, "--help"])
+            .filter(|args| sluice(args).status.success());
+        let args = nested.unwrap_or_else(|| vec![words[0], "--help"]);
+        let help = sluice(&args);
+        assert!(help.status.success(), "{page}: sluice {args:?}: {synopsis}");
+        let text = String::from_utf8_lossy(&help.stdout);
+        for flag in synopsis
+            .split(|c: char| c.is_whitespace() || "[]|".contains(c))
+            .filter(|w| w.starts_with("--"))
+        {
+            assert!(
+                text.contains(flag),
+                "{page}: sluice {args:?} has no {flag}: {synopsis}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "{checked} synopses checked: {synopses:#?}");
+}
+
 /// A reader that stops reading (`sluice ... | head -1`) ends the output, not the command: the
 /// exit code is the one the command gives with its output read to the end.
 #[test]

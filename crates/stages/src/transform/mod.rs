@@ -17,7 +17,7 @@ use sluice_core::layout;
 use sluice_core::message::{batch_id, FileSanitized};
 use sluice_core::plan::FilePlan;
 use sluice_core::transform::delta::{scope_of, SizeBatches};
-use sluice_core::transform::{DateFilter, Delta, TransformReport, TransformVerdict};
+use sluice_core::transform::{DateFilter, Delta, Mapping, TransformReport, TransformVerdict};
 use sluice_core::{Dataset, FileStatus, PipelineConfig, Stage};
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -72,7 +72,6 @@ pub async fn transform_file<O: Objects, S: TransformStore, Q: Outbox>(
     lease: &Lease,
 ) -> Result<(), Fault> {
     let id = sanitized.file_id;
-    let bad = |e: String| Fault::new(FaultKind::BadInput, e);
     layout::check_clean_file(
         &sanitized.clean_bucket,
         &sanitized.clean_key,
@@ -80,7 +79,7 @@ pub async fn transform_file<O: Objects, S: TransformStore, Q: Outbox>(
         &sanitized.dataset,
         id,
     )
-    .map_err(bad)?;
+    .map_err(|e| Fault::new(FaultKind::BadInput, e))?;
     // Batches already through (a re-drive's resend only): the others are sent again.
     let Some(mut delivered) = claim(deps, sanitized, lease).await? else {
         return Ok(());
@@ -91,98 +90,134 @@ pub async fn transform_file<O: Objects, S: TransformStore, Q: Outbox>(
     let sanitized = &plan.apply(sanitized);
     let dataset = match plan_dataset(&plan, &sanitized.dataset) {
         Ok(dataset) => dataset,
-        Err(reason) => {
-            return fail(deps, id, &reason).await;
-        }
+        Err(reason) => return fail(deps, id, &reason).await,
     };
     let Some(mapping) = &dataset.mapping else {
         let reason = format!("dataset `{}` has no mapping", dataset.name);
         return fail(deps, id, &reason).await;
     };
-    // A replay from the forward stage sends only the batches its earlier run did not deliver
-    // (for a dataset with a record key its plan does that by itself: what the API has is
-    // unchanged).
-    let skip = match &mapping.delta {
-        Some(_) => None,
-        None => deps.store.replay_skip(id).await.map_err(Fault::store)?,
-    };
+    let skip = replay_skip(deps, id, mapping).await?;
     if let Some(skip) = &skip {
         delivered.extend(skip.delivered.iter().map(|&seq| batch_id(id, seq)));
     }
-    let filter = sanitized
-        .date_range
-        .as_ref()
-        .map(date_filter)
-        .transpose()
-        .map_err(bad)?;
     let source = Source {
         message: sanitized,
         mapping,
-        filter,
+        filter: sanitized
+            .date_range
+            .as_ref()
+            .map(date_filter)
+            .transpose()
+            .map_err(|e| Fault::new(FaultKind::BadInput, e))?,
         batch_size: dataset.delivery.batch_size,
         batch_max_bytes: dataset.delivery.batch_max_bytes,
     };
+    let Some((counted, total)) = first_pass(deps, &source, skip.as_ref(), lease).await? else {
+        return Ok(());
+    };
+    let Some(resent) = second_pass(deps, &source, &counted, total, &delivered, lease).await? else {
+        return Ok(());
+    };
+    let done = Done {
+        counted: &counted,
+        total,
+        skipped: skip.as_ref().map_or(0, |s| s.delivered.len() as u32),
+        resent,
+        already_delivered: delivered.len(),
+    };
+    record_transformed(deps, sanitized, &done, lease).await
+}
 
-    // Pass one counts (or, with a record key, plans), so every batch can carry the total;
-    // nothing is sent yet.
-    let counted = match &mapping.delta {
-        None => count(deps, &source).await,
-        Some(delta) => plan_once(deps, &source, delta).await,
+/// For a replay from the forward stage, the batches its earlier run delivered (not sent
+/// again). A dataset with a record key needs none: its plan leaves out what the API has.
+async fn replay_skip<O, S: TransformStore, Q>(
+    deps: &Transform<'_, O, S, Q>,
+    id: Uuid,
+    mapping: &Mapping,
+) -> Result<Option<ReplaySkip>, Fault> {
+    match &mapping.delta {
+        Some(_) => Ok(None),
+        None => deps.store.replay_skip(id).await.map_err(Fault::store),
+    }
+}
+
+/// Pass one counts (or, with a record key, plans), so every batch can carry the total; nothing
+/// is sent yet. The report is written. `None` when the pass ended the file (failed).
+async fn first_pass<O: Objects, S: TransformStore, Q>(
+    deps: &Transform<'_, O, S, Q>,
+    source: &Source<'_>,
+    skip: Option<&ReplaySkip>,
+    lease: &Lease,
+) -> Result<Option<(TransformReport, u32)>, Fault> {
+    let id = source.message.file_id;
+    let counted = match &source.mapping.delta {
+        None => count(deps, source).await,
+        Some(delta) => plan_once(deps, source, delta).await,
     };
     let (counted, total) = match counted {
         Ok(counted) => counted,
-        Err(PassError::File(reason)) => {
-            return fail(deps, id, &reason).await;
-        }
+        Err(PassError::File(reason)) => return fail(deps, id, &reason).await.map(|()| None),
         Err(PassError::Retry(e)) => return Err(retry(deps, id, lease, e).await),
     };
-    put_report(deps, sanitized, &counted).await?;
-    if let Some(reason) = skip
-        .as_ref()
-        .and_then(|s| replay_mismatch(s, &counted, total))
-    {
-        tracing::warn!(file_id = %id, dataset = %dataset.name, reason = %reason, "replay refused");
-        return fail(deps, id, &reason).await;
+    put_report(deps, source.message, &counted).await?;
+    let dataset = &source.message.dataset;
+    if let Some(reason) = skip.and_then(|s| replay_mismatch(s, &counted, total)) {
+        tracing::warn!(file_id = %id, dataset = %dataset, reason = %reason, "replay refused");
+        return fail(deps, id, &reason).await.map(|()| None);
     }
     if counted.verdict == TransformVerdict::Failed {
         let reason = counted.reason.clone().unwrap_or_default();
+        let counts = TransformCounts {
+            records: 0,
+            batches: 0,
+            rows_unmapped: counted.rows_failed as i64,
+        };
         deps.store
             .finish_transform(
                 id,
                 FileStatus::Failed,
-                TransformCounts {
-                    records: 0,
-                    batches: 0,
-                    rows_unmapped: counted.rows_failed as i64,
-                },
+                counts,
                 Some(&reason),
                 summary(&counted, 0),
             )
             .await
             .map_err(Fault::store)?;
-        tracing::warn!(file_id = %id, dataset = %dataset.name, reason = %reason, "file failed to transform");
-        return Ok(());
+        tracing::warn!(file_id = %id, dataset = %dataset, reason = %reason, "file failed to transform");
+        return Ok(None);
     }
+    Ok(Some((counted, total)))
+}
 
-    // Pass two sends: batch ids are the file id and sequence, the same on every run.
+/// Pass two sends: batch ids are the file id and sequence, the same on every run. Returns how
+/// many batches were sent again (a resend's); `None` when a batch differed from its plan and
+/// the file was failed.
+async fn second_pass<O: Objects, S: TransformStore, Q: Outbox>(
+    deps: &Transform<'_, O, S, Q>,
+    source: &Source<'_>,
+    counted: &TransformReport,
+    total: u32,
+    delivered: &HashSet<String>,
+    lease: &Lease,
+) -> Result<Option<u32>, Fault> {
+    let id = source.message.file_id;
     let mut sender = Sender::new(
         deps.objects,
         deps.store,
         deps.queue,
-        sanitized,
+        source.message,
         total,
-        &delivered,
+        delivered,
     );
-    let sent = match &mapping.delta {
-        None => send_all(deps, &source, &mut sender).await,
+    let sent = match &source.mapping.delta {
+        None => send_all(deps, source, &mut sender).await,
         // A plan that sends nothing needs no second read.
         Some(_) if total == 0 => Ok(counted.clone()),
-        Some(delta) => send_planned(deps, &source, delta, &mut sender).await,
+        Some(delta) => send_planned(deps, source, delta, &mut sender).await,
     };
     if let Some(reason) = sender.mismatch.take() {
-        tracing::error!(file_id = %id, dataset = %dataset.name, reason = %reason,
+        tracing::error!(file_id = %id, dataset = %source.message.dataset, reason = %reason,
             "a batch differs from its plan: file failed");
-        return fail(deps, id, &reason).await;
+        return fail(deps, id, &reason).await.map(|()| None);
     }
     let sent = match sent {
         Ok(report) => report,
@@ -191,46 +226,63 @@ pub async fn transform_file<O: Objects, S: TransformStore, Q: Outbox>(
         }
     };
     if sent.records_out != counted.records_out {
-        return Err(retry(
-            deps,
-            id,
-            lease,
-            "the clean file changed between the two passes".into(),
-        )
-        .await);
+        let why = "the clean file changed between the two passes".to_string();
+        return Err(retry(deps, id, lease, why).await);
     }
-    let resent = sender.resent;
-    // A replay from forward owes only the batches it does not skip.
-    let skipped = skip.as_ref().map_or(0, |s| s.delivered.len() as u32);
-    // A resend finds the file transformed already: this does not move it, and changes nothing.
+    Ok(Some(sender.resent))
+}
+
+/// What the two passes did.
+struct Done<'a> {
+    counted: &'a TransformReport,
+    total: u32,
+    /// Batches a replay from forward leaves out.
+    skipped: u32,
+    /// Batches a resend sent again.
+    resent: u32,
+    /// Batches with a 2xx on record before this run.
+    already_delivered: usize,
+}
+
+/// Records the file `transformed` (a resend finds it so already: that changes nothing), and
+/// settles its delivery: fast forwarders may have delivered every batch already (or there are
+/// none), and then no later batch will come to settle it.
+async fn record_transformed<O, S: TransformStore, Q>(
+    deps: &Transform<'_, O, S, Q>,
+    sanitized: &FileSanitized,
+    done: &Done<'_>,
+    lease: &Lease,
+) -> Result<(), Fault> {
+    let (id, counted, total) = (sanitized.file_id, done.counted, done.total);
+    let counts = TransformCounts {
+        records: counted.records_out as i64,
+        // A replay from forward owes only the batches it does not skip.
+        batches: total.saturating_sub(done.skipped) as i32,
+        rows_unmapped: counted.rows_failed as i64,
+    };
     deps.store
         .finish_transform(
             id,
             FileStatus::Transformed,
-            TransformCounts {
-                records: counted.records_out as i64,
-                batches: total.saturating_sub(skipped) as i32,
-                rows_unmapped: counted.rows_failed as i64,
-            },
+            counts,
             None,
-            summary(&counted, total),
+            summary(counted, total),
         )
         .await
         .map_err(Fault::store)?;
-    // Fast forwarders may have delivered every batch already (or there are none): then the
-    // file is delivered now, as no later batch will come to settle it.
     deps.store.settle_delivery(id).await.map_err(Fault::store)?;
+    let dataset = &sanitized.dataset;
     if sanitized.resend {
         deps.store
             .release(id, &lease.owner)
             .await
             .map_err(Fault::store)?;
-        tracing::info!(file_id = %id, dataset = %dataset.name, batches = total, resent,
-            already_delivered = delivered.len(), "undelivered batches re-sent");
+        tracing::info!(file_id = %id, dataset = %dataset, batches = total, resent = done.resent,
+            already_delivered = done.already_delivered, "undelivered batches re-sent");
         return Ok(());
     }
     let delta = counted.delta.as_ref();
-    tracing::info!(file_id = %id, dataset = %dataset.name, rows_in = counted.rows_in,
+    tracing::info!(file_id = %id, dataset = %dataset, rows_in = counted.rows_in,
         records = counted.records_out, rows_filtered = counted.rows_filtered,
         rows_failed = counted.rows_failed, batches = total,
         records_new = delta.map(|d| d.new), records_changed = delta.map(|d| d.changed),
@@ -332,8 +384,6 @@ async fn fail<O, S: TransformStore, Q>(
         .map_err(Fault::store)
 }
 
-/// Why a replay from forward cannot go on: its transform made other batches than the earlier
-/// run's (the config changed since), so "the batches not delivered" names other records.
 /// Fixes the file's plan (the first run's config section and options win) and returns it.
 async fn fix_plan<O, S: TransformStore, Q>(
     deps: &Transform<'_, O, S, Q>,
@@ -371,12 +421,15 @@ fn plan_dataset(plan: &FilePlan, name: &str) -> Result<Dataset, String> {
         .map_err(|e| format!("the config this file was planned with no longer loads: {e}"))
 }
 
+/// Why a replay from forward cannot go on: its transform made other batches than the earlier
+/// run's (the config changed since), so "the batches not delivered" names other records.
 fn replay_mismatch(skip: &ReplaySkip, counted: &TransformReport, total: u32) -> Option<String> {
     let same =
         i64::from(skip.batches) == i64::from(total) && skip.records == counted.records_out as i64;
     (!same).then(|| {
         format!(
-            "replay of {} from forward: the earlier run made {} batches of {} records, this one              {total} of {}: the mapping or batch size changed since; replay it --from transform",
+            "replay of {} from forward: the earlier run made {} batches of {} records, this one \
+             {total} of {}: the mapping or batch size changed since; replay it --from transform",
             skip.of, skip.batches, skip.records, counted.records_out
         )
     })
