@@ -172,13 +172,7 @@ async fn upload_all(args: &Args) -> Result<bool> {
         .with_context(|| format!("cannot create {}", args.state.display()))?;
     let objects = ObjectStore::new(Clients::from_env().await.s3);
     let bars = MultiProgress::new();
-    let overall = bars.add(ProgressBar::new_spinner());
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} {pos} file(s) done, {msg} [{elapsed_precise}]")
-    {
-        overall.set_style(style);
-    }
-    overall.enable_steady_tick(Duration::from_millis(200));
+    let overall = bars.add(overall_bar());
     let started = Instant::now();
     let ctx = Ctx {
         args,
@@ -188,7 +182,7 @@ async fn upload_all(args: &Args) -> Result<bool> {
     };
     // Paths are walked lazily and a bounded number are in flight: memory does not grow with
     // the number of files.
-    let (mut uploaded, mut skipped, mut failed, mut bytes) = (0u64, 0u64, 0u64, 0u64);
+    let mut tally = Tally::default();
     let mut outcomes = stream::iter(walk(&args.paths))
         .map(|path| {
             let ctx = &ctx;
@@ -205,109 +199,139 @@ async fn upload_all(args: &Args) -> Result<bool> {
         .buffer_unordered(args.concurrency);
     while let Some((path, outcome)) = outcomes.next().await {
         overall.inc(1);
-        let mut line = json!({ "path": path.display().to_string() });
-        match outcome {
-            Ok(Outcome::Uploaded {
-                key,
-                bytes: b,
-                resumed_parts,
-                parts,
-            }) => {
-                uploaded += 1;
-                bytes += b;
-                let id = file_of(&objects, &args.bucket, &key).await;
-                line["file_id"] = json!(id);
-                if !args.json {
-                    say(
-                        &overall,
-                        format!(
-                            "uploaded {} as s3://{}/{key} (file {})",
-                            path.display(),
-                            args.bucket,
-                            id.map_or("-".to_string(), |id| id.to_string())
-                        ),
-                    );
-                }
-                if resumed_parts > 0 && !args.json {
-                    say(
-                        &overall,
-                        format!(
-                            "resumed {key}: {resumed_parts} of {parts} part(s) were already there"
-                        ),
-                    );
-                }
-                line["result"] = json!("uploaded");
-                line["key"] = json!(key);
-                line["bytes"] = json!(b);
-                line["parts"] = json!(parts);
-                line["resumed_parts"] = json!(resumed_parts);
-            }
-            Ok(Outcome::Found { key }) => {
-                skipped += 1;
-                if !args.json {
-                    say(
-                        &overall,
-                        format!(
-                            "found {key} complete in S3 (an earlier run's upload): nothing sent"
-                        ),
-                    );
-                }
-                line["result"] = json!("found");
-                line["file_id"] = json!(file_of(&objects, &args.bucket, &key).await);
-                line["key"] = json!(key);
-                line["bytes"] = json!(0);
-            }
-            Ok(Outcome::Skipped { key }) => {
-                skipped += 1;
-                if !args.json {
-                    say(&overall, format!("skipped (already uploaded as {key})"));
-                }
-                line["result"] = json!("skipped");
-                line["file_id"] = json!(file_of(&objects, &args.bucket, &key).await);
-                line["key"] = json!(key);
-            }
-            Err(e) => {
-                failed += 1;
-                if !args.json {
-                    say(
-                        &overall,
-                        format!("FAILED {}: {}", path.display(), crate::exit::describe(&e)),
-                    );
-                }
-                line["result"] = json!("failed");
-                line["error"] = json!(crate::exit::describe(&e));
-            }
-        }
+        let line = tally.add(&ctx, &overall, &path, outcome).await;
         if args.json {
             overall.suspend(|| outln!("{line}"));
         }
         overall.set_message(format!(
-            "{uploaded} uploaded, {skipped} skipped, {failed} failed"
+            "{} uploaded, {} skipped, {} failed",
+            tally.uploaded, tally.skipped, tally.failed
         ));
     }
     overall.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
-    if args.json {
-        let summary = json!({
-            "summary": true,
-            "uploaded": uploaded,
-            "skipped": skipped,
-            "failed": failed,
-            "bytes": bytes,
-            "seconds": (secs * 10.0).round() / 10.0,
-            "bucket": args.bucket,
-            "prefix": prefix,
-        });
-        outln!("{summary}");
-        return Ok(failed == 0);
+    tally.summary(args, &prefix, started.elapsed().as_secs_f64());
+    Ok(tally.failed == 0)
+}
+
+/// The spinner over the whole run.
+fn overall_bar() -> ProgressBar {
+    let overall = ProgressBar::new_spinner();
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {pos} file(s) done, {msg} [{elapsed_precise}]")
+    {
+        overall.set_style(style);
     }
-    outln!(
-        "{uploaded} uploaded ({:.1} MB), {skipped} skipped (already uploaded), {failed} failed, in {secs:.1} s; \
-         s3://{}/{prefix}",
-        bytes as f64 / 1e6,
-        args.bucket
-    );
-    Ok(failed == 0)
+    overall.enable_steady_tick(Duration::from_millis(200));
+    overall
+}
+
+/// What a run has done so far.
+#[derive(Default)]
+struct Tally {
+    uploaded: u64,
+    skipped: u64,
+    failed: u64,
+    bytes: u64,
+}
+
+impl Tally {
+    /// Counts one file's outcome, says it (unless `--json`), and returns its JSON line.
+    async fn add(
+        &mut self,
+        ctx: &Ctx<'_>,
+        overall: &ProgressBar,
+        path: &Path,
+        outcome: Result<Outcome>,
+    ) -> serde_json::Value {
+        let (args, objects) = (ctx.args, ctx.objects);
+        let say_it = |text: String| {
+            if !args.json {
+                say(overall, text);
+            }
+        };
+        let mut line = json!({ "path": path.display().to_string() });
+        match outcome {
+            Ok(Outcome::Uploaded {
+                key,
+                bytes,
+                resumed_parts,
+                parts,
+            }) => {
+                self.uploaded += 1;
+                self.bytes += bytes;
+                let id = file_of(objects, &args.bucket, &key).await;
+                say_it(format!(
+                    "uploaded {} as s3://{}/{key} (file {})",
+                    path.display(),
+                    args.bucket,
+                    id.map_or("-".to_string(), |id| id.to_string())
+                ));
+                if resumed_parts > 0 {
+                    say_it(format!(
+                        "resumed {key}: {resumed_parts} of {parts} part(s) were already there"
+                    ));
+                }
+                line["file_id"] = json!(id);
+                line["result"] = json!("uploaded");
+                line["key"] = json!(key);
+                line["bytes"] = json!(bytes);
+                line["parts"] = json!(parts);
+                line["resumed_parts"] = json!(resumed_parts);
+            }
+            Ok(Outcome::Found { key }) => {
+                self.skipped += 1;
+                say_it(format!(
+                    "found {key} complete in S3 (an earlier run's upload): nothing sent"
+                ));
+                line["result"] = json!("found");
+                line["file_id"] = json!(file_of(objects, &args.bucket, &key).await);
+                line["key"] = json!(key);
+                line["bytes"] = json!(0);
+            }
+            Ok(Outcome::Skipped { key }) => {
+                self.skipped += 1;
+                say_it(format!("skipped (already uploaded as {key})"));
+                line["result"] = json!("skipped");
+                line["file_id"] = json!(file_of(objects, &args.bucket, &key).await);
+                line["key"] = json!(key);
+            }
+            Err(e) => {
+                self.failed += 1;
+                let why = crate::exit::describe(&e);
+                say_it(format!("FAILED {}: {why}", path.display()));
+                line["result"] = json!("failed");
+                line["error"] = json!(why);
+            }
+        }
+        line
+    }
+
+    /// The run's last line: a sentence, or a JSON summary with `--json`.
+    fn summary(&self, args: &Args, prefix: &str, secs: f64) {
+        if args.json {
+            let summary = json!({
+                "summary": true,
+                "uploaded": self.uploaded,
+                "skipped": self.skipped,
+                "failed": self.failed,
+                "bytes": self.bytes,
+                "seconds": (secs * 10.0).round() / 10.0,
+                "bucket": args.bucket,
+                "prefix": prefix,
+            });
+            outln!("{summary}");
+            return;
+        }
+        outln!(
+            "{} uploaded ({:.1} MB), {} skipped (already uploaded), {} failed, in {secs:.1} s; \
+             s3://{}/{prefix}",
+            self.uploaded,
+            self.bytes as f64 / 1e6,
+            self.skipped,
+            self.failed,
+            args.bucket
+        );
+    }
 }
 
 /// A line on standard error, above the progress bars (which hide when it is not a terminal).
