@@ -20,6 +20,14 @@ pub struct Peeked {
     pub receive_count: u32,
 }
 
+fn missing(url: &str, name: QueueAttributeName) -> AwsError {
+    AwsError::Sqs {
+        op: "GetQueueAttributes",
+        queue: url.to_string(),
+        message: format!("no {} in the answer", name.as_str()),
+    }
+}
+
 fn sqs_error(op: &'static str, queue: &str, e: impl std::error::Error + 'static) -> AwsError {
     AwsError::Sqs {
         op,
@@ -183,22 +191,14 @@ impl Queues {
 
     /// Whether `url` is a dead-letter queue, a queue with one, or neither.
     pub async fn queue_role(&self, url: &str) -> Result<QueueRole, AwsError> {
-        let sqs = &self.sqs;
         let sources = self.source_queues(url).await?;
         if !sources.is_empty() {
             return Ok(QueueRole::DeadLetter { sources });
         }
-        let attributes = sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::RedrivePolicy)
-            .send()
-            .await
-            .map_err(|e| sqs_error("GetQueueAttributes", url, e))?;
-        let policy = attributes
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
-            .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok());
+        let policy = self
+            .attribute(url, QueueAttributeName::RedrivePolicy)
+            .await?
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok());
         Ok(match policy {
             Some(policy) => QueueRole::Source {
                 max_receives: policy["maxReceiveCount"]
@@ -224,44 +224,35 @@ impl Queues {
 
     /// The messages a queue holds that are visible now (SQS's approximate count).
     pub async fn depth(&self, url: &str) -> Result<i64, AwsError> {
-        let sqs = &self.sqs;
-        let attributes = sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .map_err(|e| sqs_error("GetQueueAttributes", url, e))?;
-        attributes
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+        let count = QueueAttributeName::ApproximateNumberOfMessages;
+        let n = self.attribute(url, count.clone()).await?;
+        n.as_deref()
             .and_then(|n| n.parse().ok())
-            .ok_or_else(|| AwsError::Sqs {
-                op: "GetQueueAttributes",
-                queue: url.to_string(),
-                message: "no ApproximateNumberOfMessages in the answer".into(),
-            })
+            .ok_or_else(|| missing(url, count))
     }
 
     /// The queue's ARN.
     pub async fn queue_arn(&self, url: &str) -> Result<String, AwsError> {
-        let sqs = &self.sqs;
-        let attributes = sqs
+        let arn = QueueAttributeName::QueueArn;
+        let found = self.attribute(url, arn.clone()).await?;
+        found.ok_or_else(|| missing(url, arn))
+    }
+
+    /// One attribute of the queue, if it has it.
+    async fn attribute(
+        &self,
+        url: &str,
+        name: QueueAttributeName,
+    ) -> Result<Option<String>, AwsError> {
+        let answer = self
+            .sqs
             .get_queue_attributes()
             .queue_url(url)
-            .attribute_names(QueueAttributeName::QueueArn)
+            .attribute_names(name.clone())
             .send()
             .await
             .map_err(|e| sqs_error("GetQueueAttributes", url, e))?;
-        attributes
-            .attributes()
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-            .cloned()
-            .ok_or_else(|| AwsError::Sqs {
-                op: "GetQueueAttributes",
-                queue: url.to_string(),
-                message: "no QueueArn".into(),
-            })
+        Ok(answer.attributes().and_then(|a| a.get(&name)).cloned())
     }
 
     /// Moves the dead-letter queue's messages back to `to`, each one only if `decide` says so,
