@@ -77,7 +77,9 @@ SQL
 fi
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-DATABASE_URL="$url" target/release/sluice dashboard --listen "127.0.0.1:$port" >/dev/null 2>&1 &
+token=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+DATABASE_URL="$url" SLUICE_DASHBOARD_TOKEN="$token" target/release/sluice dashboard \
+  --listen "127.0.0.1:$port" >/dev/null 2>&1 &
 server=$!
 cleanup() {
   kill "$server" 2>/dev/null || true
@@ -85,14 +87,14 @@ cleanup() {
 }
 trap cleanup EXIT
 for _ in $(seq 50); do
-  curl -sf "http://127.0.0.1:$port/style.css" >/dev/null && break
+  curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$port/style.css" >/dev/null && break
   sleep 0.1
 done
 one=$(psql "$url" -Atc "SELECT id FROM file_process WHERE status = 'failed' ORDER BY received_at DESC LIMIT 1")
 busy=$(psql "$url" -Atc "SELECT file_id FROM api_call WHERE file_id = md5('f1')::uuid LIMIT 1")
-python3 - "$port" "$requests" "$one" "$busy" <<'PY'
+python3 - "$port" "$requests" "$one" "$busy" "$token" <<'PY'
 import sys, time, urllib.request
-port, n, one, busy = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+port, n, one, busy, token = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 pages = [
     "/", "/?window=7d", "/api/overview",
     "/files", "/files?dataset=orders", "/files?status=failed&window=24h",
@@ -106,7 +108,8 @@ for page in pages:
     times = []
     for i in range(n + 2):
         t = time.perf_counter()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{page}") as r:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{page}", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request) as r:
             r.read()
             assert r.status == 200, (page, r.status)
         if i >= 2:  # two warm-ups: plans cached, pages in the buffer cache

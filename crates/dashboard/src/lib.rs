@@ -1,7 +1,8 @@
 //! Sluice's dashboard: what operators open instead of psql. One axum router, server-rendered
 //! pages (askama) that work with JavaScript off, and the same data as JSON under `/api/`.
-//! `sluice dashboard` serves it on a port; the `sluice-dashboard` Lambda (crate
-//! `sluice-dashboard-lambda`) serves it behind a Function URL. It reads the dashboard views
+//! `sluice dashboard` serves it on a port behind a [`Guard`] (a token and a Host check); the
+//! `sluice-dashboard` Lambda (crate `sluice-dashboard-lambda`) serves it behind a Function URL
+//! with AWS_IAM. It reads the dashboard views
 //! through a read-only role, and reaches AWS only through `sluice-aws` (dead-letter queues,
 //! presigned links); it links no Lambda crate, as the `sluice` binary links it.
 //!
@@ -14,6 +15,7 @@
 //! | `/dlq` the messages in the dead-letter queues, each with its file | `/api/dlq` |
 
 mod dlq;
+mod guard;
 mod links;
 mod pages;
 pub mod queries;
@@ -27,6 +29,7 @@ use axum::Router;
 use sluice_db::{Db, DbConfig};
 
 pub use dlq::{DeadLetter, DlqDepth, DlqMessages, Dlqs};
+pub use guard::Guard;
 pub use links::{Link, Links, LINK_LIFE};
 pub use window::Window;
 
