@@ -9,6 +9,7 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 use sluice_aws::ObjectStore;
+use sluice_core::delivery::Reach;
 use sluice_core::message::batch_id;
 use sluice_core::transform::batch::{claim_check_message, inline_message, Batch};
 use sluice_core::{FileStatus, PipelineConfig, Stage};
@@ -28,6 +29,7 @@ fn config(endpoint: &str, extra: &str) -> String {
 prefix = "incoming/orders/"
 [datasets.orders.delivery]
 endpoint = "{endpoint}"
+allow_private_hosts = ["127.0.0.1"]
 backoff_base_ms = 20
 backoff_max_ms = 200
 {extra}
@@ -50,12 +52,13 @@ async fn setup(config_text: &str) -> Setup {
         ))),
     )
     .await;
+    let http = HttpPoster::new(Reach::of(&config)).unwrap();
     let deps = Deps {
         config,
         targets,
         store: world.store().await,
         objects: ObjectStore::new(world.clients.s3.clone()),
-        http: HttpPoster::new().unwrap(),
+        http,
         concurrency: 4,
         max_receive_count: 3,
         visibility: None,
@@ -967,6 +970,7 @@ async fn a_dataset_whose_secret_cannot_be_read_fails_only_its_own_batches() {
 prefix = "incoming/returns/"
 [datasets.returns.delivery]
 endpoint = "{}"
+allow_private_hosts = ["127.0.0.1"]
 "#,
         config(&api.url(), ""),
         api.url()
@@ -1040,12 +1044,13 @@ async fn eight_copies_of_one_batch_at_the_same_moment_post_it_once() {
     let mut all = Vec::new();
     for _ in 0..8 {
         let config = s.deps.config.clone();
+        let http = HttpPoster::new(Reach::of(&config)).unwrap();
         all.push(Deps {
             targets: Targets::resolve(&config, None).await,
             config,
             store: s.world.store().await,
             objects: ObjectStore::new(s.world.clients.s3.clone()),
-            http: HttpPoster::new().unwrap(),
+            http,
             concurrency: 4,
             max_receive_count: 3,
             visibility: None,

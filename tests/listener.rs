@@ -12,6 +12,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
 use sluice_aws::{ObjectStore, Queue};
+use sluice_core::delivery::Reach;
 use sluice_core::{FileStatus, PipelineConfig, Stage};
 use sluice_db::{Claim, FileRow, Lease, Store};
 use sluice_e2e::api::{MockApi, Reply};
@@ -31,6 +32,7 @@ drop = {{ pattern = "ftp/{{site}}/orders/**", settle_seconds = 0 }}
 required_columns = ["order_id"]
 [datasets.orders.delivery]
 endpoint = "{api}"
+allow_private_hosts = ["127.0.0.1"]
 batch_size = 2
 backoff_base_ms = 10
 backoff_max_ms = 50
@@ -104,12 +106,13 @@ async fn chain(stale_after: Duration, max_redrives: i32) -> Chain {
         max_receive_count: 3,
         visibility: None,
     };
+    let http = HttpPoster::new(Reach::of(&config)).unwrap();
     let forwarder = sluice_forwarder::Deps {
         targets: Targets::resolve(&config, None).await,
         config: config.clone(),
         store: world.store().await,
         objects: ObjectStore::new(s3.clone()),
-        http: HttpPoster::new().unwrap(),
+        http,
         concurrency: 2,
         max_receive_count: 3,
         visibility: None,
@@ -1120,7 +1123,7 @@ async fn the_aws_and_the_local_adapters_give_the_same_records_and_statuses() {
         transform_file(&transform, &message, &lease).await.unwrap();
     }
     let targets = Targets::resolve(&config, None).await;
-    let http = HttpPoster::new().unwrap();
+    let http = HttpPoster::new(Reach::of(&config)).unwrap();
     let forward = Forward {
         config: &config,
         targets: &targets,

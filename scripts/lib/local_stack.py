@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+import urllib.parse
 
 import boto3
 
@@ -64,7 +65,13 @@ except secrets.exceptions.ResourceExistsException:
 # The repository's config with every endpoint on the local example API.
 with open("pipelines.toml", encoding="utf-8") as f:
     config = f.read()
-config = re.sub(r'(?m)^endpoint = "https://[^/"]+', f'endpoint = "{api_url}', config)
+# The example API is on this machine: a private address, so each dataset lists its host.
+api_host = urllib.parse.urlsplit(api_url).hostname
+config = re.sub(
+    r'(?m)^endpoint = "https://[^/"]+([^"]*)"$',
+    lambda m: f'endpoint = "{api_url}{m.group(1)}"\nallow_private_hosts = ["{api_host}"]',
+    config,
+)
 with open(os.path.join(state, "pipelines.toml"), "w", encoding="utf-8") as f:
     f.write(config)
 

@@ -15,6 +15,7 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::json;
 use sluice_aws::{Clients, ObjectStore};
+use sluice_core::delivery::Reach;
 use sluice_core::transform::batch::{inline_message, Batch};
 use sluice_core::{FileStatus, PipelineConfig, Stage};
 use sluice_db::{migrate, Db, DbConfig, NewFile, RowCounts, Store, TransformCounts};
@@ -76,16 +77,18 @@ async fn main() -> Result<(), Error> {
             let url = std::env::var("SLUICE_BENCH_API_URL").unwrap_or_else(|_| api.url());
             let text = format!(
                 "[datasets.orders]\nprefix = \"incoming/orders/\"\n[datasets.orders.delivery]\n\
-                 endpoint = \"{}\"\nbatch_size = {batch_size}\n",
+                 endpoint = \"{}\"\nbatch_size = {batch_size}\n\
+                 allow_private_hosts = [\"127.0.0.1\"]\n",
                 url
             );
             let config = PipelineConfig::parse(&text, "bench")?;
+            let http = HttpPoster::new(Reach::of(&config))?;
             let deps = Deps {
                 targets: Targets::resolve(&config, None).await,
                 config,
                 store: store.take().unwrap(),
                 objects: objects.take().unwrap(),
-                http: HttpPoster::new()?,
+                http,
                 concurrency,
                 max_receive_count: 5,
                 visibility: None,

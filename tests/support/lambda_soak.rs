@@ -218,6 +218,7 @@ fn config(api: SocketAddr) -> String {
 prefix = "incoming/orders/"
 [datasets.orders.delivery]
 endpoint = "http://{api}/orders"
+allow_private_hosts = ["127.0.0.1"]
 batch_size = 7
 max_attempts = 3
 timeout_ms = 1500

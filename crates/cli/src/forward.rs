@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use serde::Serialize;
 use sluice_core::delivery::spec::check_endpoint;
+use sluice_core::delivery::Reach;
 use sluice_core::delivery::{request_body, BatchHeader, BodyShape, Delivery};
 use sluice_core::message::batch_id;
 use sluice_core::transform::batch::{Batch, Batcher};
@@ -190,7 +191,19 @@ async fn forward_file(
         ..Default::default()
     };
     let log = Attempts::default();
-    let http = HttpPoster::new()?;
+    // The dataset's own hosts; and an `--api` the operator named on the command line may be
+    // on this machine or the LAN.
+    let mut reach = Reach::new(
+        dataset
+            .delivery
+            .allow_private_hosts
+            .iter()
+            .map(String::as_str),
+    );
+    if let (Some(_), Destination::Api(target)) = (&args.api, &destination) {
+        reach = reach.allowing(target.endpoint.host_str().unwrap_or_default());
+    }
+    let http = HttpPoster::new(reach)?;
     report.destination = match &destination {
         Destination::File(_, path) => path.display().to_string(),
         Destination::Api(target) => target.endpoint.to_string(),

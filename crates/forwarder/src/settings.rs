@@ -6,6 +6,7 @@ use sluice_aws::secrets::SecretsManager;
 use sluice_lambda::setup::{required, Common, DatabaseSettings, SetupError};
 
 use crate::Deps;
+use sluice_core::delivery::Reach;
 use sluice_http::HttpPoster;
 use sluice_stages::delivery::Targets;
 
@@ -67,8 +68,12 @@ impl Deps {
             Some(Arc::new(SecretsManager(common.clients.secrets.clone()))),
         )
         .await;
+        // Endpoints reach private addresses only for the hosts datasets list, and never the
+        // Runtime API's port.
+        let runtime_api = std::env::var("AWS_LAMBDA_RUNTIME_API").ok();
+        let reach = Reach::of(&common.config).in_lambda(runtime_api.as_deref());
         let http =
-            HttpPoster::new().map_err(|e| SetupError::Config(format!("HTTP client: {e}")))?;
+            HttpPoster::new(reach).map_err(|e| SetupError::Config(format!("HTTP client: {e}")))?;
         Ok(Deps {
             config: common.config,
             targets,

@@ -15,6 +15,7 @@ use chrono::NaiveDate;
 use futures_util::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice_core::delivery::spec::check_url;
+use sluice_core::delivery::Reach;
 use sluice_core::drop::quarantine_key;
 use sluice_core::message::{DateRange, FileSanitized};
 use sluice_core::metadata::UploadMetadata;
@@ -447,7 +448,11 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
                 let targets = Targets::resolve_to(config, None, Some(&url)).await;
                 (
                     targets,
-                    LocalPoster::Http(HttpPoster::new()?),
+                    // The operator named this API on the command line: it may be on this
+                    // machine or the LAN.
+                    LocalPoster::Http(HttpPoster::new(
+                        Reach::of(config).allowing(url.host_str().unwrap_or_default()),
+                    )?),
                     url.to_string(),
                 )
             }

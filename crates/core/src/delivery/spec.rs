@@ -31,6 +31,10 @@ pub struct Delivery {
     pub retry: RetryPolicy,
     /// What the request body looks like.
     pub body: BodyShape,
+    /// Hosts whose names may resolve to private addresses (a VPC's, this machine's test
+    /// API's): every other endpoint must resolve to public addresses only (see
+    /// [`super::reach`]).
+    pub allow_private_hosts: Vec<String>,
 }
 
 impl Default for Delivery {
@@ -43,6 +47,7 @@ impl Default for Delivery {
             timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
             body: BodyShape::Array,
+            allow_private_hosts: Vec::new(),
         }
     }
 }
@@ -133,6 +138,8 @@ pub(crate) struct RawDelivery {
     backoff_base_ms: Option<u64>,
     backoff_max_ms: Option<u64>,
     body: Option<BodyShape>,
+    #[serde(default)]
+    allow_private_hosts: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +162,15 @@ enum RawHeader {
 
 pub(crate) fn check_delivery(ds: &str, raw: RawDelivery) -> Result<Delivery, ConfigError> {
     let defaults = Delivery::default();
+    let allow_private_hosts = raw
+        .allow_private_hosts
+        .iter()
+        .map(|host| {
+            super::reach::check_private_host(host)
+                .map(|()| host.trim().to_ascii_lowercase())
+                .map_err(|why| invalid(ds, "delivery.allow_private_hosts", why))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let batch_size = raw.batch_size.unwrap_or(defaults.batch_size);
     if !(1..=10_000).contains(&batch_size) {
         return Err(invalid(
@@ -224,6 +240,7 @@ pub(crate) fn check_delivery(ds: &str, raw: RawDelivery) -> Result<Delivery, Con
             max_delay,
         },
         body: raw.body.unwrap_or(defaults.body),
+        allow_private_hosts,
     })
 }
 
