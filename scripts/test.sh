@@ -21,6 +21,8 @@ ensure_sam
 cfn-lint template.yaml
 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=lint AWS_SECRET_ACCESS_KEY=lint \
   sam validate --lint --template template.yaml
+# The quarantine bucket's policy, put to an evaluator (moto enforces no bucket policy).
+"$SAM_VENV/bin/python" scripts/check_policies.py template.yaml
 
 step "services"
 # shellcheck source=lib/postgres.sh
