@@ -24,6 +24,12 @@ AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=lint AWS_SECRET_ACCESS_KEY=lint \
 # The quarantine bucket's policy, put to an evaluator (moto enforces no bucket policy).
 "$SAM_VENV/bin/python" scripts/check_policies.py template.yaml
 
+step "template: checkov (zero failed checks; each skip carries its reason inline)"
+# shellcheck source=lib/checkov.sh
+. scripts/lib/checkov.sh
+ensure_checkov
+"$CHECKOV_VENV/bin/checkov" -f template.yaml --framework cloudformation --compact --quiet
+
 step "services"
 # shellcheck source=lib/postgres.sh
 . scripts/lib/postgres.sh
