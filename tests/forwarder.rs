@@ -40,6 +40,9 @@ backoff_max_ms = 200
 struct Setup {
     world: World,
     deps: Deps,
+    /// The schema owner's store: what the stages before the forwarder did (the forwarder's
+    /// own role registers no file and finishes no transform).
+    owner: Store,
 }
 
 async fn setup(config_text: &str) -> Setup {
@@ -56,7 +59,7 @@ async fn setup(config_text: &str) -> Setup {
     let deps = Deps {
         config,
         targets,
-        store: world.store().await,
+        store: world.store_as("sluice_forwarder").await,
         objects: ObjectStore::new(world.clients.s3.clone()),
         http,
         concurrency: 4,
@@ -64,7 +67,8 @@ async fn setup(config_text: &str) -> Setup {
         visibility: None,
         clean_bucket: world.clean.clone(),
     };
-    Setup { world, deps }
+    let owner = world.store().await;
+    Setup { world, deps, owner }
 }
 
 /// Three orders per batch: `A-<seq>-1` .. `A-<seq>-3`.
@@ -83,7 +87,7 @@ impl Setup {
     /// A file the transformer has finished: `total` batches recorded as sent (or, with
     /// `transformed: false`, still `transforming`).
     async fn file(&self, name: &str, total: i32, transformed: bool) -> Uuid {
-        let store: &Store = &self.deps.store;
+        let store: &Store = &self.owner;
         let id = self.world.sanitized_file(store, name).await;
         store
             .advance(id, Stage::Transformer, FileStatus::Transforming, json!({}))
@@ -101,8 +105,7 @@ impl Setup {
             batches: total,
             rows_unmapped: 0,
         };
-        self.deps
-            .store
+        self.owner
             .finish_transform(id, FileStatus::Transformed, counts, None, json!({}))
             .await
             .unwrap();
@@ -811,7 +814,7 @@ type = "integer"
     let forward = s.world.new_queue("sluice-forward").await;
     let transformer = sluice_transformer::Deps {
         config: s.deps.config.clone(),
-        store: s.world.store().await,
+        store: s.world.store_as("sluice_transformer").await,
         objects: ObjectStore::new(s.world.clients.s3.clone()),
         queue: sluice_aws::Queue::new(s.world.clients.sqs.clone(), forward.clone()),
         clean_bucket: s.world.clean.clone(),
@@ -823,7 +826,7 @@ type = "integer"
     for i in 1..=100 {
         csv.push_str(&format!("O-{i:03},{i}\r\n"));
     }
-    let id = s.world.sanitized_file(&s.deps.store, "chain.csv").await;
+    let id = s.world.sanitized_file(&s.owner, "chain.csv").await;
     let clean_key = sluice_core::layout::clean_key("orders", id);
     s.world.put_clean(&clean_key, csv.into_bytes()).await;
     let sanitized = FileSanitized {
@@ -1048,7 +1051,7 @@ async fn eight_copies_of_one_batch_at_the_same_moment_post_it_once() {
         all.push(Deps {
             targets: Targets::resolve(&config, None).await,
             config,
-            store: s.world.store().await,
+            store: s.world.store_as("sluice_forwarder").await,
             objects: ObjectStore::new(s.world.clients.s3.clone()),
             http,
             concurrency: 4,

@@ -90,7 +90,7 @@ async fn chain(stale_after: Duration, max_redrives: i32) -> Chain {
     let (s3, sqs) = (world.clients.s3.clone(), world.clients.sqs.clone());
     let sanitizer = sluice_sanitizer::Deps {
         config: config.clone(),
-        store: world.store().await,
+        store: world.store_as("sluice_sanitizer").await,
         objects: ObjectStore::new(s3.clone()),
         queue: Queue::new(sqs.clone(), world.queue_url.clone()),
         clean_bucket: world.clean.clone(),
@@ -99,7 +99,7 @@ async fn chain(stale_after: Duration, max_redrives: i32) -> Chain {
     };
     let transformer = sluice_transformer::Deps {
         config: config.clone(),
-        store: world.store().await,
+        store: world.store_as("sluice_transformer").await,
         objects: ObjectStore::new(s3.clone()),
         queue: Queue::new(sqs.clone(), forward_queue.clone()),
         clean_bucket: world.clean.clone(),
@@ -110,7 +110,7 @@ async fn chain(stale_after: Duration, max_redrives: i32) -> Chain {
     let forwarder = sluice_forwarder::Deps {
         targets: Targets::resolve(&config, None).await,
         config: config.clone(),
-        store: world.store().await,
+        store: world.store_as("sluice_forwarder").await,
         objects: ObjectStore::new(s3.clone()),
         http,
         concurrency: 2,
@@ -120,7 +120,7 @@ async fn chain(stale_after: Duration, max_redrives: i32) -> Chain {
     };
     let listener = sluice_listener::Deps {
         config: config.clone(),
-        store: world.store().await,
+        store: world.store_as("sluice_listener").await,
         objects: ObjectStore::new(s3),
         drop_bucket: Some(drop_bucket.clone()),
         quarantine_bucket: world.quarantine.clone(),
@@ -265,7 +265,7 @@ impl Chain {
         let d = &self.listener;
         sluice_listener::Deps {
             config: d.config.clone(),
-            store: self.world.store().await,
+            store: self.world.store_as("sluice_listener").await,
             objects: d.objects.clone(),
             drop_bucket: d.drop_bucket.clone(),
             quarantine_bucket: d.quarantine_bucket.clone(),
@@ -1011,7 +1011,7 @@ async fn eight_copies_of_one_resend_at_the_same_moment_send_the_missing_batches_
     for _ in 0..8 {
         workers.push(sluice_transformer::Deps {
             config: c.transformer.config.clone(),
-            store: c.world.store().await,
+            store: c.world.store_as("sluice_transformer").await,
             objects: c.transformer.objects.clone(),
             queue: c.transformer.queue.clone(),
             clean_bucket: c.transformer.clean_bucket.clone(),

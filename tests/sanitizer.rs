@@ -53,7 +53,7 @@ async fn tags(world: &World, key: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn accepted_messy_file_goes_clean_with_report_tags_message_and_status() {
     let world = World::new().await;
-    let store = world.store().await;
+    let store = world.store_as("sluice_sanitizer").await;
     let deps = deps(&world, store);
     let key = "incoming/orders/2026/11/23/orders-messy.csv";
     let body = example("orders/orders-messy.csv");
@@ -122,7 +122,7 @@ async fn accepted_messy_file_goes_clean_with_report_tags_message_and_status() {
 #[tokio::test]
 async fn rejected_file_stays_in_quarantine_with_its_report_and_is_not_forwarded() {
     let world = World::new().await;
-    let deps = deps(&world, world.store().await);
+    let deps = deps(&world, world.store_as("sluice_sanitizer").await);
     let key = "incoming/orders/2026/11/23/export.xlsx";
     let body = example("orders/not-a-csv.xlsx");
     world.put(key, body.clone()).await;
@@ -152,7 +152,7 @@ async fn rejected_file_stays_in_quarantine_with_its_report_and_is_not_forwarded(
 #[tokio::test]
 async fn key_with_spaces_and_unicode_is_decoded_and_found() {
     let world = World::new().await;
-    let deps = deps(&world, world.store().await);
+    let deps = deps(&world, world.store_as("sluice_sanitizer").await);
     let key = "incoming/orders/2026/11/23/Orders export (Nov 23) café +1.csv";
     let body = b"Order ID,SKU\n1,A\n".to_vec();
     world.put(key, body.clone()).await;
@@ -176,7 +176,7 @@ async fn key_with_spaces_and_unicode_is_decoded_and_found() {
 #[tokio::test]
 async fn a_duplicate_delivery_registers_one_file_and_sends_one_message() {
     let world = World::new().await;
-    let deps = deps(&world, world.store().await);
+    let deps = deps(&world, world.store_as("sluice_sanitizer").await);
     let key = "incoming/orders/2026/11/23/dup.csv";
     let body = b"order_id,sku\n1,A\n2,B\n".to_vec();
     world.put(key, body.clone()).await;
@@ -233,7 +233,7 @@ async fn postgres_unavailable_fails_the_invocation_and_writes_nothing_under_the_
 
     // Once the database is back, Lambda's retry of the same event goes through.
     let deps = Deps {
-        store: world.store().await,
+        store: world.store_as("sluice_sanitizer").await,
         ..deps
     };
     let outcomes = run(&deps, world.created_event(key, body.len()))
@@ -254,7 +254,7 @@ async fn postgres_unavailable_fails_the_invocation_and_writes_nothing_under_the_
 #[tokio::test]
 async fn test_event_and_unrouted_keys_send_nothing() {
     let world = World::new().await;
-    let deps = deps(&world, world.store().await);
+    let deps = deps(&world, world.store_as("sluice_sanitizer").await);
     let test_event = serde_json::json!({"Service": "Amazon S3", "Event": "s3:TestEvent",
         "Time": "2026-11-23T08:00:00.000Z", "Bucket": world.quarantine});
     assert!(run(&deps, test_event).await.unwrap().is_empty());
@@ -337,7 +337,7 @@ async fn database_credentials_can_come_from_a_secrets_manager_secret() {
 #[tokio::test]
 async fn the_sample_event_in_events_runs_through_the_handler() {
     let world = World::new().await;
-    let deps = deps(&world, world.store().await);
+    let deps = deps(&world, world.store_as("sluice_sanitizer").await);
     let mut event: Value =
         serde_json::from_str(include_str!("../events/sanitizer-s3-put.json")).unwrap();
     event["Records"][0]["s3"]["bucket"]["name"] = world.quarantine.clone().into();
@@ -354,7 +354,7 @@ async fn the_sample_event_in_events_runs_through_the_handler() {
 #[tokio::test]
 async fn a_large_file_is_written_in_parts_and_appears_whole() {
     let world = World::new().await;
-    let deps = deps(&world, world.store().await);
+    let deps = deps(&world, world.store_as("sluice_sanitizer").await);
     let key = "incoming/orders/2026/11/23/large.csv";
     let mut body = b"order_id,sku,note\n".to_vec();
     let mut i = 0;
@@ -397,7 +397,7 @@ async fn a_large_file_is_written_in_parts_and_appears_whole() {
 #[tokio::test]
 async fn an_s3_failure_mid_way_leaves_a_visible_error_and_lets_lambda_retry() {
     let world = World::new().await;
-    let mut deps = deps(&world, world.store().await);
+    let mut deps = deps(&world, world.store_as("sluice_sanitizer").await);
     deps.clean_bucket = format!("{}-missing", world.clean);
     let key = "incoming/orders/2026/11/23/retry-me.csv";
     let body = b"order_id,sku\n1,A\n".to_vec();
@@ -436,7 +436,7 @@ async fn an_s3_failure_mid_way_leaves_a_visible_error_and_lets_lambda_retry() {
 #[tokio::test]
 async fn an_object_deleted_before_the_event_arrives_is_skipped_not_retried() {
     let world = World::new().await;
-    let deps = deps(&world, world.store().await);
+    let deps = deps(&world, world.store_as("sluice_sanitizer").await);
     let key = "incoming/orders/2026/11/23/already-gone.csv";
 
     let outcomes = run(&deps, world.created_event(key, 10)).await.unwrap();
@@ -449,7 +449,7 @@ async fn an_object_deleted_before_the_event_arrives_is_skipped_not_retried() {
 #[tokio::test]
 async fn the_uploaders_tags_are_kept_beside_the_verdict() {
     let world = World::new().await;
-    let deps = deps(&world, world.store().await);
+    let deps = deps(&world, world.store_as("sluice_sanitizer").await);
     let key = "incoming/orders/2026/11/23/tagged.csv";
     let body = example("orders/orders-messy.csv");
     world
@@ -548,7 +548,7 @@ async fn eight_copies_of_one_event_at_the_same_moment_sanitize_the_file_once() {
     // Eight invocations, each with its own database connection, as eight Lambda containers.
     let mut all = Vec::new();
     for _ in 0..8 {
-        all.push(deps(&world, world.store().await));
+        all.push(deps(&world, world.store_as("sluice_sanitizer").await));
     }
     let runs = all.iter().map(|deps| run(deps, event.clone()));
     let outcomes: Vec<Vec<Outcome>> = futures_util::future::join_all(runs)
@@ -635,7 +635,7 @@ async fn batch_failures(deps: &Deps, event: Value) -> Vec<String> {
 #[tokio::test]
 async fn queued_eventbridge_and_s3_events_are_sanitized_and_a_bad_message_fails_alone() {
     let world = World::new().await;
-    let deps = deps(&world, world.store().await);
+    let deps = deps(&world, world.store_as("sluice_sanitizer").await);
     let body = example("orders/orders-messy.csv");
     let (a, b) = (
         "incoming/orders/2026/11/23/from eventbridge.csv",
@@ -659,7 +659,7 @@ async fn queued_eventbridge_and_s3_events_are_sanitized_and_a_bad_message_fails_
 #[tokio::test]
 async fn a_queued_event_failing_on_its_last_delivery_fails_its_file() {
     let world = World::new().await;
-    let mut deps = deps(&world, world.store().await);
+    let mut deps = deps(&world, world.store_as("sluice_sanitizer").await);
     // The clean bucket is not there: writing the clean file fails after the file is claimed.
     deps.clean_bucket = unique("sluice-missing");
     let key = "incoming/orders/2026/11/23/doomed.csv";

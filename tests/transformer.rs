@@ -41,6 +41,9 @@ struct Setup {
     world: World,
     deps: Deps,
     forward: String,
+    /// The schema owner's store: what the stages before the transformer did (its own role
+    /// registers no file).
+    owner: sluice_db::Store,
 }
 
 async fn setup() -> Setup {
@@ -48,24 +51,26 @@ async fn setup() -> Setup {
     let forward = world.new_queue("sluice-forward").await;
     let deps = Deps {
         config: PipelineConfig::parse(CONFIG, "test").unwrap(),
-        store: world.store().await,
+        store: world.store_as("sluice_transformer").await,
         objects: ObjectStore::new(world.clients.s3.clone()),
         queue: Queue::new(world.clients.sqs.clone(), forward.clone()),
         clean_bucket: world.clean.clone(),
         max_receive_count: 3,
         visibility: None,
     };
+    let owner = world.store().await;
     Setup {
         world,
         deps,
         forward,
+        owner,
     }
 }
 
 impl Setup {
     /// A sanitized file: its clean CSV in the clean bucket and its row at `sanitized`.
     async fn sanitized_file(&self, name: &str, clean_csv: &str) -> FileSanitized {
-        let id = self.world.sanitized_file(&self.deps.store, name).await;
+        let id = self.world.sanitized_file(&self.owner, name).await;
         let clean_key = sluice_core::layout::clean_key("orders", id);
         self.world
             .put_clean(&clean_key, clean_csv.as_bytes().to_vec())
@@ -328,7 +333,7 @@ async fn a_message_that_overtakes_the_sanitizers_status_write_is_retried_not_dro
     let s = setup().await;
     // The file as the sanitizer leaves it just before it records `sanitized`: the clean object
     // written and the message sent, the row still `sanitizing`.
-    let store = &s.deps.store;
+    let store = &s.owner;
     let id = store
         .register(&sluice_db::NewFile {
             dataset: "orders",
@@ -473,7 +478,7 @@ async fn eight_copies_of_one_message_at_the_same_moment_send_one_set_of_batches(
     for _ in 0..8 {
         all.push(Deps {
             config: s.deps.config.clone(),
-            store: s.world.store().await,
+            store: s.world.store_as("sluice_transformer").await,
             objects: ObjectStore::new(s.world.clients.s3.clone()),
             queue: Queue::new(s.world.clients.sqs.clone(), s.forward.clone()),
             clean_bucket: s.world.clean.clone(),
@@ -629,8 +634,7 @@ async fn a_message_given_back_comes_back_after_its_backoff_not_the_visibility_ti
     // race, so the transformer gives it back (it waits; it does not fail the file).
     let mut message = s.sanitized_file("early.csv", "order_id\r\nA\r\n").await;
     let early = s
-        .deps
-        .store
+        .owner
         .register(&sluice_db::NewFile {
             dataset: "orders",
             site: None,

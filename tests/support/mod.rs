@@ -97,6 +97,13 @@ impl World {
         Store::new(db)
     }
 
+    /// The store of one function: its statements run as its role (`sluice_sanitizer`, ...),
+    /// with that role's grants alone (the schema migrated first, as its owner).
+    pub async fn store_as(&self, role: &str) -> Store {
+        self.store().await;
+        Store::new(Db::new(self.db_config().acting_as(role)))
+    }
+
     /// An `orders` file uploaded as `incoming/orders/<name>` that the sanitizer has finished:
     /// its row at `sanitized` with its clean key from the layout (the clean object is the
     /// caller's to write, at `sluice_core::layout::clean_key("orders", id)`).

@@ -134,6 +134,12 @@ impl DbConfig {
         self.with_option(&format!("search_path={schema}"))
     }
 
+    /// Connections that act as `role` (a function's, see migration V19), whoever logs in: the
+    /// grants of that role alone.
+    pub fn acting_as(self, role: &str) -> Self {
+        self.with_option(&format!("role={role}"))
+    }
+
     /// Connections that act as `role` (the dashboard's `sluice_dashboard`, which may read only
     /// the dashboard views) in read-only transactions, whoever logs in.
     pub fn read_only_as(self, role: &str) -> Self {
