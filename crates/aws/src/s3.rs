@@ -52,9 +52,14 @@ pub use sluice_stages::ports::ObjectMeta;
 
 /// What a presigned URL does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Presign {
+pub enum Presign<'a> {
     Get,
-    Put,
+    /// An upload of exactly `content_length` bytes of `content_type`: both are signed, so S3
+    /// refuses any other.
+    Put {
+        content_type: &'a str,
+        content_length: u64,
+    },
 }
 
 /// Objects in S3.
@@ -278,14 +283,14 @@ impl ObjectStore {
     /// days; no longer than the signing credentials live), signed here without a call to S3.
     pub async fn presigned(
         &self,
-        method: Presign,
+        method: Presign<'_>,
         bucket: &str,
         key: &str,
         expires: std::time::Duration,
     ) -> Result<String, AwsError> {
         let op = match method {
             Presign::Get => "presign GetObject",
-            Presign::Put => "presign PutObject",
+            Presign::Put { .. } => "presign PutObject",
         };
         let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires)
             .map_err(|e| s3_error(op, bucket, key, e))?;
@@ -296,8 +301,18 @@ impl ObjectStore {
                     .await
                     .map_err(|e| s3_error(op, bucket, key, e))?
             }
-            Presign::Put => {
-                let put = self.client.put_object().bucket(bucket).key(key);
+            Presign::Put {
+                content_type,
+                content_length,
+            } => {
+                let length = i64::try_from(content_length).unwrap_or(i64::MAX);
+                let put = self
+                    .client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .content_type(content_type)
+                    .content_length(length);
                 put.presigned(config)
                     .await
                     .map_err(|e| s3_error(op, bucket, key, e))?

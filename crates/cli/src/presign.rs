@@ -18,11 +18,13 @@ const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   sluice presign reports/6f1c2d3e-.../transform.json          # GET from SLUICE_CLEAN_BUCKET
-  sluice presign --put \"orders export.csv\" --dataset orders --expires 1h
+  sluice presign --put \"orders export.csv\" --dataset orders --size 48213 --expires 1h
 
 A PUT URL uploads into the quarantine bucket under the dataset's prefix, at a new key
-(incoming/<dataset>/<yyyy>/<mm>/<dd>/<uuid>-<name>), which is printed too. Use it with any
-HTTP client: curl -X PUT --upload-file FILE 'URL'.
+(incoming/<dataset>/<yyyy>/<mm>/<dd>/<uuid>-<name>), which is printed too. It is signed for
+that key, that Content-Type and exactly --size bytes (at most the dataset's
+sanitize.limits.max_file_bytes): S3 refuses any other upload with it. Use it with any HTTP
+client: curl -X PUT -H 'Content-Type: text/csv' --upload-file FILE 'URL'.
 Exit codes: 0 printed; 1 no credentials or bucket, or the dataset is unknown; 2 bad usage.")]
 pub struct Args {
     /// The object to download (GET); with --put, the name of the file to upload.
@@ -33,6 +35,12 @@ pub struct Args {
     /// With --put: the dataset whose prefix the upload goes under.
     #[arg(long, required_if_eq("put", "true"))]
     dataset: Option<String>,
+    /// With --put: the file's size in bytes; the URL takes exactly this many.
+    #[arg(long, required_if_eq("put", "true"))]
+    size: Option<u64>,
+    /// With --put: the Content-Type the upload must send.
+    #[arg(long, default_value = "text/csv")]
+    content_type: String,
     /// How long the URL works: 90s, 15m, 12h, 7d (at most 7d).
     #[arg(long, default_value = "15m")]
     expires: String,
@@ -42,7 +50,7 @@ pub struct Args {
     /// Pipeline config, for the dataset's prefix with --put.
     #[arg(long, env = "SLUICE_CONFIG", default_value = "pipelines.toml")]
     config: std::path::PathBuf,
-    /// Print one JSON object: method, url, bucket, key, expires_at.
+    /// Print one JSON object: method, url, bucket, key, expires_at (and headers, for a PUT).
     #[arg(long)]
     json: bool,
 }
@@ -72,7 +80,7 @@ pub fn run(args: Args) -> u8 {
         }
         Err(e) => {
             eprintln!("sluice presign: {}", crate::exit::describe(&e));
-            exit::OPERATIONAL
+            exit::of(&e)
         }
     }
 }
@@ -92,19 +100,39 @@ async fn presign(args: &Args, expires: Duration) -> Result<String> {
         let config = PipelineConfig::load(&args.config)?;
         let name = args.dataset.as_deref().unwrap_or_default();
         let dataset = config.dataset(name)?;
+        let size = args.size.unwrap_or_default();
+        let limit = dataset.sanitize.limits.max_file_bytes;
+        if size > limit {
+            return Err(crate::exit::Usage(format!(
+                "--size {size}: dataset `{name}` takes files of at most {limit} bytes \
+                 (sanitize.limits.max_file_bytes)"
+            ))
+            .into());
+        }
         let key = quarantine_key(
             &dataset.prefix,
             DateTime::<Utc>::from(std::time::SystemTime::now()),
             Uuid::new_v4(),
             &args.key,
         );
-        let url = objects
-            .presigned(Presign::Put, &bucket, &key, expires)
-            .await?;
+        let bound = Presign::Put {
+            content_type: &args.content_type,
+            content_length: size,
+        };
+        let url = objects.presigned(bound, &bucket, &key, expires).await?;
         if args.json {
-            return Ok(url_json("PUT", &url, &bucket, &key, expires));
+            let mut out = url_json("PUT", &url, &bucket, &key, expires);
+            out["headers"] = serde_json::json!({
+                "Content-Type": args.content_type,
+                "Content-Length": size.to_string(),
+            });
+            return Ok(format!("{out}\n"));
         }
-        return Ok(format!("{url}\nkey: s3://{bucket}/{key}\n"));
+        return Ok(format!(
+            "{url}\nkey: s3://{bucket}/{key}\nsigned for: Content-Type: {}, Content-Length: \
+             {size} (send exactly these; S3 refuses any other upload with this URL)\n",
+            args.content_type
+        ));
     }
     let Some(bucket) = args
         .bucket
@@ -117,12 +145,19 @@ async fn presign(args: &Args, expires: Duration) -> Result<String> {
         .presigned(Presign::Get, &bucket, &args.key, expires)
         .await?;
     if args.json {
-        return Ok(url_json("GET", &url, &bucket, &args.key, expires));
+        let out = url_json("GET", &url, &bucket, &args.key, expires);
+        return Ok(format!("{out}\n"));
     }
     Ok(format!("{url}\n"))
 }
 
-fn url_json(method: &str, url: &str, bucket: &str, key: &str, expires: Duration) -> String {
+fn url_json(
+    method: &str,
+    url: &str,
+    bucket: &str,
+    key: &str,
+    expires: Duration,
+) -> serde_json::Value {
     let at = DateTime::<Utc>::from(std::time::SystemTime::now() + expires);
     let out = serde_json::json!({
         "method": method,
@@ -131,7 +166,7 @@ fn url_json(method: &str, url: &str, bucket: &str, key: &str, expires: Duration)
         "key": key,
         "expires_at": at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
     });
-    format!("{out}\n")
+    out
 }
 
 /// A URL signed with temporary credentials stops working when they expire, whatever its own

@@ -34,11 +34,15 @@ async fn a_presigned_put_from_a_plain_client_lands_in_quarantine_and_a_get_reads
         .await
         .unwrap();
 
+    let body = "Order ID,SKU\nA-1,S\n";
+    let size = body.len().to_string();
     let put = presign(&[
         "--put",
         "orders export.csv",
         "--dataset",
         "orders",
+        "--size",
+        &size,
         "--bucket",
         &bucket,
         "--expires",
@@ -57,10 +61,31 @@ async fn a_presigned_put_from_a_plain_client_lands_in_quarantine_and_a_get_reads
         key.starts_with("incoming/orders/") && key.ends_with("-orders export.csv"),
         "{key}"
     );
+    // The URL is signed for the type and the exact size, and says so (S3 checks a signature
+    // against the request's headers; moto does not, so the signed names are checked here).
+    assert!(
+        url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost"),
+        "{url}"
+    );
+    assert_eq!(
+        lines.next(),
+        Some(
+            format!(
+                "signed for: Content-Type: text/csv, Content-Length: {size} (send exactly \
+                 these; S3 refuses any other upload with this URL)"
+            )
+            .as_str()
+        )
+    );
 
     let http = reqwest::Client::new();
-    let body = "Order ID,SKU\nA-1,S\n";
-    let stored = http.put(&url).body(body).send().await.unwrap();
+    let stored = http
+        .put(&url)
+        .header("content-type", "text/csv")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert!(stored.status().is_success(), "{stored:?}");
     let object = clients
         .s3
@@ -93,12 +118,40 @@ async fn a_presigned_put_from_a_plain_client_lands_in_quarantine_and_a_get_reads
         Some(2)
     );
     assert_eq!(
-        presign(&["--put", "x.csv", "--bucket", &bucket])
+        presign(&["--put", "x.csv", "--size", "9", "--bucket", &bucket])
             .status
             .code(),
         Some(2)
     );
-    let unknown = presign(&["--put", "x.csv", "--dataset", "nope", "--bucket", &bucket]);
+    // A size, and no more than the dataset takes.
+    assert_eq!(
+        presign(&["--put", "x.csv", "--dataset", "orders", "--bucket", &bucket])
+            .status
+            .code(),
+        Some(2)
+    );
+    let huge = presign(&[
+        "--put",
+        "x.csv",
+        "--dataset",
+        "orders",
+        "--size",
+        "99999999999999",
+        "--bucket",
+        &bucket,
+    ]);
+    assert_eq!(huge.status.code(), Some(2), "{huge:?}");
+    assert!(String::from_utf8_lossy(&huge.stderr).contains("max_file_bytes"));
+    let unknown = presign(&[
+        "--put",
+        "x.csv",
+        "--dataset",
+        "nope",
+        "--size",
+        "9",
+        "--bucket",
+        &bucket,
+    ]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("nope"));
 
