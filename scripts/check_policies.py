@@ -218,9 +218,39 @@ def main():
                 failures.append("with no OperatorPrincipalArns, a rejected object is still open to an operator")
     for failure in failures:
         print(f"quarantine bucket policy: {failure}", file=sys.stderr)
+    failures += config_bucket(template)
     if failures:
         raise SystemExit(1)
     print(f"quarantine bucket policy: {len(CASES)} requests decided as expected, with and without operators")
+    print(f"config bucket policy: {len(CONFIG_CASES)} requests decided as expected")
+
+
+WRITER = f"arn:aws:iam::{ACCOUNT}:role/config-writer"
+
+CONFIG_CASES = [
+    ("the named writer putting a new config", WRITER, "s3:PutObject", "Allow"),
+    ("an operator who is not a writer putting one", OPERATOR, "s3:PutObject", "Deny"),
+    ("the sanitizer (it only reads) putting one", SANITIZER, "s3:PutObject", "Deny"),
+    ("anyone else deleting an old version", UPLOADER, "s3:DeleteObjectVersion", "Deny"),
+    ("the sanitizer reading it", SANITIZER, "s3:GetObject", "Allow"),
+    ("the listener reading a version of it", LISTENER, "s3:GetObjectVersion", "Allow"),
+]
+
+
+def config_bucket(template):
+    """The config bucket's policy with one writer named: only the writer may change it."""
+    render = Render(template, {"ConfigWriterArns": [WRITER], "OperatorPrincipalArns": [""]})
+    policy = render.value(template["Resources"]["ConfigBucketPolicy"]["Properties"]["PolicyDocument"])
+    failures = []
+    for what, principal, action, expected in CONFIG_CASES:
+        request = {"principal": principal, "action": action,
+                   "resource": "arn:aws:s3:::configbucket/pipelines.toml", "context": {}}
+        got, sid = decide(policy, request)
+        if got != expected:
+            failures.append(f"config bucket policy: {what}: {got} ({sid}), expected {expected}")
+    for failure in failures:
+        print(failure, file=sys.stderr)
+    return failures
 
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ pub async fn load_pipeline_config(
         let (bucket, key) = rest
             .split_once('/')
             .ok_or_else(|| SetupError::Config(format!("{uri} is not s3://bucket/key")))?;
-        let (mut body, _) = objects
+        let (mut body, meta) = objects
             .open(bucket, key, None)
             .await
             .map_err(|e| SetupError::Config(e.to_string()))?;
@@ -143,6 +143,9 @@ pub async fn load_pipeline_config(
         body.read_to_string(&mut text)
             .await
             .map_err(|e| SetupError::Config(format!("reading {uri}: {e}")))?;
+        // Which version this container works with: the bucket keeps every one.
+        tracing::info!(config = uri, version = meta.version_id.as_deref().unwrap_or("-"),
+            etag = %meta.etag, "pipeline config loaded");
         return PipelineConfig::parse(&text, uri).map_err(|e| SetupError::Config(e.to_string()));
     }
     PipelineConfig::load(Path::new(uri)).map_err(|e| SetupError::Config(e.to_string()))
