@@ -173,19 +173,7 @@ impl Queues {
             Ok::<(), AwsError>(())
         }
         .await;
-        for handle in handles {
-            let shown = sqs
-                .change_message_visibility()
-                .queue_url(url)
-                .receipt_handle(handle)
-                .visibility_timeout(0)
-                .send()
-                .await;
-            if let Err(e) = shown {
-                tracing::warn!(queue = url, error = %chain(&e),
-                    "a message looked at stays hidden until its visibility timeout ends");
-            }
-        }
+        self.show_again(url, handles).await;
         looked.map(|()| found)
     }
 
@@ -332,19 +320,26 @@ impl Queues {
         }
         .await;
         // Whatever happened, the kept messages are shown again at once.
-        for handle in kept_handles {
-            let shown = sqs
+        self.show_again(dlq_url, kept_handles).await;
+        result.map(|()| done)
+    }
+
+    /// Makes the messages received under `handles` visible again at once; one that cannot be
+    /// stays hidden until its visibility timeout ends, which is said.
+    async fn show_again(&self, url: &str, handles: Vec<String>) {
+        for handle in handles {
+            let shown = self
+                .sqs
                 .change_message_visibility()
-                .queue_url(dlq_url)
+                .queue_url(url)
                 .receipt_handle(handle)
                 .visibility_timeout(0)
                 .send()
                 .await;
             if let Err(e) = shown {
-                tracing::warn!(queue = dlq_url, error = %chain(&e),
-                    "a kept message stays hidden until its visibility timeout ends");
+                tracing::warn!(queue = url, error = %chain(&e),
+                    "a message looked at stays hidden until its visibility timeout ends");
             }
         }
-        result.map(|()| done)
     }
 }
