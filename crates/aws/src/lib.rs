@@ -15,6 +15,7 @@ pub mod events;
 pub mod multipart;
 pub mod probe;
 mod ranged;
+pub mod rds;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;
