@@ -118,3 +118,39 @@ async fn each_function_is_refused_what_is_not_its_job() {
         assert_eq!(said, "permission denied for table file_event", "{role}");
     }
 }
+
+/// On RDS (where the role rds_iam exists) the function roles become logins through IAM. The
+/// test makes an `rds_iam` role of its own in the cluster (a NOLOGIN role, as on RDS) and
+/// migrates a fresh schema.
+#[tokio::test]
+async fn on_rds_each_function_role_logs_in_through_iam() {
+    let setup = World::new().await;
+    let admin = as_role(&setup, "postgres").await;
+    admin
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE rds_iam NOLOGIN; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+        )
+        .await
+        .unwrap();
+    let world = World::new().await;
+    world.store().await;
+    for role in [
+        "sluice_sanitizer",
+        "sluice_transformer",
+        "sluice_forwarder",
+        "sluice_listener",
+        "sluice_dashboard",
+    ] {
+        let row = admin
+            .query_one(
+                "SELECT r.rolcanlogin, pg_has_role(r.oid, 'rds_iam', 'MEMBER') \
+                 FROM pg_roles r WHERE r.rolname = $1",
+                &[&role],
+            )
+            .await
+            .unwrap();
+        let (login, iam): (bool, bool) = (row.get(0), row.get(1));
+        assert!(login && iam, "{role}: login {login}, rds_iam {iam}");
+    }
+}

@@ -188,6 +188,9 @@ async fn every_function_runs_under_sam_local_invoke() {
         "ORDERS_API_TOKEN": "local-test-token",
         "DATABASE_URL": container_db_url,
         "DATABASE_SECRET_ARN": "",
+        // The TLS PostgreSQL here is no RDS: the functions log in with the URL's password,
+        // not as their roles with IAM tokens.
+        "SLUICE_DB_IAM_USER": "",
         "SLUICE_CLEAN_BUCKET": world.clean,
         "SLUICE_MAX_RECEIVE_COUNT": "5",
         // Notifications wait in the status store (tests/notify.rs publishes them to moto).

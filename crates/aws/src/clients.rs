@@ -5,6 +5,8 @@ use aws_config::BehaviorVersion;
 /// The S3, SQS, Secrets Manager and EventBridge clients of one process.
 #[derive(Clone, Debug)]
 pub struct Clients {
+    /// The shared config: region and credentials (an RDS auth token is signed with them).
+    pub sdk: aws_config::SdkConfig,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
@@ -24,11 +26,35 @@ impl Clients {
             .force_path_style(path_style)
             .build();
         Self {
+            sdk: shared.clone(),
             s3: aws_sdk_s3::Client::from_conf(s3),
             sqs: aws_sdk_sqs::Client::new(&shared),
             secrets: aws_sdk_secretsmanager::Client::new(&shared),
             events: aws_sdk_eventbridge::Client::new(&shared),
         }
+    }
+
+    /// A token that logs `user` in to the RDS database at `host:port` for 15 minutes
+    /// ([`crate::rds`]), signed with this process's credentials.
+    pub async fn rds_auth_token(
+        &self,
+        host: &str,
+        port: u16,
+        user: &str,
+    ) -> Result<String, crate::AwsError> {
+        let failed = |message: String| crate::AwsError::Secret {
+            secret: format!("RDS auth token for {user}@{host}"),
+            message,
+        };
+        let provider = self
+            .sdk
+            .credentials_provider()
+            .ok_or_else(|| failed("no AWS credentials are configured".into()))?;
+        let region = self
+            .sdk
+            .region()
+            .ok_or_else(|| failed("no AWS region is configured".into()))?;
+        crate::rds::auth_token_now(provider.as_ref(), region.as_ref(), host, port, user).await
     }
 
     /// The queues as the operator tools see them.

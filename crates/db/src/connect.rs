@@ -95,6 +95,17 @@ impl DbConfig {
         self.tls.is_some()
     }
 
+    /// The server's host name and port (the first of each given), when it is reached over TCP.
+    pub fn endpoint(&self) -> Option<(String, u16)> {
+        let host = match self.pg.get_hosts().first()? {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(_) => return None,
+        };
+        let port = self.pg.get_ports().first().copied().unwrap_or(5432);
+        Some((host, port))
+    }
+
     /// Uses these credentials (from a secret) instead of any in the URL; `host`, `port` and
     /// `dbname` replace the URL's when given. A host that is not loopback needs TLS, so the
     /// URL must have asked for it.

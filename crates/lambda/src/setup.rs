@@ -197,8 +197,13 @@ pub struct DatabaseSettings {
     pub secret: Option<String>,
     /// `SLUICE_DB_CA_FILE`: PEM bundle verifying the database's TLS certificate.
     pub ca_file: Option<std::path::PathBuf>,
-    /// `SLUICE_MIGRATE_ON_START`: apply migrations at cold start (default false).
+    /// `SLUICE_MIGRATE_ON_START`: apply migrations at cold start (default false), as the
+    /// URL's or the secret's user (the schema's owner).
     pub migrate_on_start: bool,
+    /// `SLUICE_DB_IAM_USER`: log in as this user with an RDS IAM token signed with the
+    /// function's own role (the host and database from `DATABASE_URL`, TLS verified); the
+    /// secret is then read only to migrate.
+    pub iam_user: Option<String>,
 }
 
 /// Shows the URL with its password masked.
@@ -209,6 +214,7 @@ impl std::fmt::Debug for DatabaseSettings {
             .field("secret", &self.secret)
             .field("ca_file", &self.ca_file)
             .field("migrate_on_start", &self.migrate_on_start)
+            .field("iam_user", &self.iam_user)
             .finish()
     }
 }
@@ -221,9 +227,15 @@ impl DatabaseSettings {
             secret: optional("DATABASE_SECRET_ARN"),
             ca_file: optional("SLUICE_DB_CA_FILE").map(std::path::PathBuf::from),
             migrate_on_start: flag("SLUICE_MIGRATE_ON_START", false)?,
+            iam_user: optional("SLUICE_DB_IAM_USER"),
         };
         if settings.url.is_none() && settings.secret.is_none() {
             return Err(SetupError::Missing("DATABASE_URL or DATABASE_SECRET_ARN"));
+        }
+        if settings.iam_user.is_some() && settings.url.is_none() {
+            return Err(SetupError::Missing(
+                "DATABASE_URL (the host an RDS IAM login connects to)",
+            ));
         }
         Ok(settings)
     }
@@ -249,38 +261,16 @@ impl Common {
             .with_parts_in_flight(parts)
             .with_ranges_in_flight(ranges);
         let config = load_pipeline_config(pipeline_config, &objects).await?;
-        let db_config = database_config(
-            database.url.as_deref(),
-            database.secret.as_deref(),
-            database.ca_file.as_deref(),
-            &clients,
-        )
-        .await?;
-        let db = match &database.secret {
-            None => sluice_db::Db::new(db_config),
-            Some(_) => {
-                let (database, clients) = (database.clone(), clients.clone());
-                let refresh: sluice_db::Refresh = std::sync::Arc::new(move || {
-                    let (database, clients) = (database.clone(), clients.clone());
-                    Box::pin(async move {
-                        database_config(
-                            database.url.as_deref(),
-                            database.secret.as_deref(),
-                            database.ca_file.as_deref(),
-                            &clients,
-                        )
-                        .await
-                        .map_err(|e| sluice_db::DbError::Config(e.to_string()))
-                    })
-                });
-                sluice_db::Db::with_refresh(db_config, refresh)
-            }
-        };
         if database.migrate_on_start {
-            sluice_db::migrate(&db)
+            let owner = owner_db(database, &clients).await?;
+            sluice_db::migrate(&owner)
                 .await
                 .map_err(|e| SetupError::Database(e.to_string()))?;
         }
+        let db = match &database.iam_user {
+            Some(user) => iam_db(database, user, &clients).await?,
+            None => owner_db(database, &clients).await?,
+        };
         Ok(Self {
             clients,
             objects,
@@ -288,6 +278,85 @@ impl Common {
             store: sluice_db::Store::new(db),
         })
     }
+}
+
+/// The connection as the URL's or the secret's user, reading the secret again when the
+/// server refuses it (RDS rotates its managed secret).
+async fn owner_db(
+    database: &DatabaseSettings,
+    clients: &Clients,
+) -> Result<sluice_db::Db, SetupError> {
+    let config = database_config(
+        database.url.as_deref(),
+        database.secret.as_deref(),
+        database.ca_file.as_deref(),
+        clients,
+    )
+    .await?;
+    if database.secret.is_none() {
+        return Ok(sluice_db::Db::new(config));
+    }
+    let (database, clients) = (database.clone(), clients.clone());
+    let refresh: sluice_db::Refresh = std::sync::Arc::new(move || {
+        let (database, clients) = (database.clone(), clients.clone());
+        Box::pin(async move {
+            database_config(
+                database.url.as_deref(),
+                database.secret.as_deref(),
+                database.ca_file.as_deref(),
+                &clients,
+            )
+            .await
+            .map_err(|e| sluice_db::DbError::Config(e.to_string()))
+        })
+    });
+    Ok(sluice_db::Db::with_refresh(config, refresh))
+}
+
+/// The connection as `user` with an RDS IAM token: a token opens connections for 15 minutes,
+/// so a reconnect after that is refused once and made again with a new one.
+async fn iam_db(
+    database: &DatabaseSettings,
+    user: &str,
+    clients: &Clients,
+) -> Result<sluice_db::Db, SetupError> {
+    let config = iam_config(database, user, clients).await?;
+    let (database, user, clients) = (database.clone(), user.to_string(), clients.clone());
+    let refresh: sluice_db::Refresh = std::sync::Arc::new(move || {
+        let (database, user, clients) = (database.clone(), user.clone(), clients.clone());
+        Box::pin(async move {
+            iam_config(&database, &user, &clients)
+                .await
+                .map_err(|e| sluice_db::DbError::Config(e.to_string()))
+        })
+    });
+    Ok(sluice_db::Db::with_refresh(config, refresh))
+}
+
+async fn iam_config(
+    database: &DatabaseSettings,
+    user: &str,
+    clients: &Clients,
+) -> Result<DbConfig, SetupError> {
+    let invalid = |e: &dyn std::fmt::Display| SetupError::Database(e.to_string());
+    let url = database.url.as_deref().unwrap_or("sslmode=require");
+    let config = DbConfig::parse(url, database.ca_file.as_deref()).map_err(|e| invalid(&e))?;
+    if !config.uses_tls() {
+        return Err(SetupError::Database(
+            "an RDS IAM login needs TLS: DATABASE_URL must not be a loopback or plaintext one"
+                .into(),
+        ));
+    }
+    let (host, port) = config.endpoint().ok_or_else(|| {
+        SetupError::Database("an RDS IAM login needs DATABASE_URL's host and port".into())
+    })?;
+    let token = clients
+        .rds_auth_token(&host, port, user)
+        .await
+        .map_err(|e| invalid(&e))?;
+    config
+        .with_credentials(user, &token, None, None, None)
+        .map_err(|e| invalid(&e))
 }
 
 #[cfg(test)]
@@ -301,6 +370,7 @@ mod tests {
             secret: None,
             ca_file: None,
             migrate_on_start: false,
+            iam_user: Some("sluice_sanitizer".into()),
         };
         let shown = format!("{settings:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
