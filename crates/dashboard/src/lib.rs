@@ -52,8 +52,15 @@ impl State {
     /// The dashboard's database settings: `config`, acting as [`ROLE`] in read-only
     /// transactions.
     pub fn new(config: DbConfig, dlqs: Option<Dlqs>, stale_after: Duration) -> Self {
+        Self::over(Db::new(config.read_only_as(ROLE)), dlqs, stale_after)
+    }
+
+    /// Over a connection made elsewhere (the Lambda's, which logs in as [`ROLE`] with IAM
+    /// tokens); it must read as [`ROLE`] in read-only transactions
+    /// ([`DbConfig::read_only_as`]).
+    pub fn over(db: Db, dlqs: Option<Dlqs>, stale_after: Duration) -> Self {
         State {
-            db: Db::new(config.read_only_as(ROLE)),
+            db,
             dlqs,
             links: None,
             stale_after,

@@ -320,13 +320,25 @@ async fn iam_db(
     user: &str,
     clients: &Clients,
 ) -> Result<sluice_db::Db, SetupError> {
-    let config = iam_config(database, user, clients).await?;
+    iam_db_with(database, user, clients, |config| config).await
+}
+
+/// As [`iam_db`], each connection's settings passed through `adjust` (the dashboard reads as
+/// its role in read-only transactions).
+pub async fn iam_db_with(
+    database: &DatabaseSettings,
+    user: &str,
+    clients: &Clients,
+    adjust: fn(DbConfig) -> DbConfig,
+) -> Result<sluice_db::Db, SetupError> {
+    let config = adjust(iam_config(database, user, clients).await?);
     let (database, user, clients) = (database.clone(), user.to_string(), clients.clone());
     let refresh: sluice_db::Refresh = std::sync::Arc::new(move || {
         let (database, user, clients) = (database.clone(), user.clone(), clients.clone());
         Box::pin(async move {
             iam_config(&database, &user, &clients)
                 .await
+                .map(adjust)
                 .map_err(|e| sluice_db::DbError::Config(e.to_string()))
         })
     });
