@@ -1,7 +1,9 @@
 -- On RDS, each function logs in as its own role with an IAM token (SLUICE_DB_IAM_USER): the
 -- roles of V19 (and the dashboard's) become logins that authenticate through rds_iam. Where
 -- there is no rds_iam (a PostgreSQL that is not RDS), nothing changes: the functions log in
--- as they are configured to.
+-- as they are configured to. Roles belong to the cluster: the first schema's migration does
+-- it, and one running at the same moment in another schema may lose the race to change the
+-- same role, which is then done already.
 DO $$
 DECLARE
     role text;
@@ -11,15 +13,22 @@ BEGIN
     END IF;
     FOREACH role IN ARRAY ARRAY['sluice_sanitizer', 'sluice_transformer', 'sluice_forwarder',
                                 'sluice_listener', 'sluice_dashboard'] LOOP
-        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role) THEN
-            BEGIN
+        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role);
+        BEGIN
+            IF NOT (SELECT rolcanlogin FROM pg_roles WHERE rolname = role) THEN
                 EXECUTE format('ALTER ROLE %I LOGIN', role);
+            END IF;
+            IF NOT pg_has_role(role, 'rds_iam', 'MEMBER') THEN
                 EXECUTE format('GRANT rds_iam TO %I', role);
-            EXCEPTION WHEN insufficient_privilege THEN
+            END IF;
+        EXCEPTION
+            WHEN insufficient_privilege THEN
                 RAISE WARNING 'cannot make % an IAM login (%): an administrator can '
                               '(ALTER ROLE % LOGIN; GRANT rds_iam TO %)', role, SQLERRM, role, role;
-            END;
-        END IF;
+            WHEN OTHERS THEN
+                RAISE NOTICE 'making % an IAM login: % (another migration at the same moment?)',
+                             role, SQLERRM;
+        END;
     END LOOP;
 END
 $$;
