@@ -6,9 +6,14 @@ make is put to it by a small evaluator of IAM's rules for the conditions the tem
 
 Run with the SAM virtualenv's python (scripts/test.sh does): it reads the template with
 cfn-lint's YAML loader, which understands the short intrinsic forms (!GetAtt, !Sub, ...).
+With --write-identity-policies DIR it also writes every function's own inline policy,
+rendered, as DIR/<function>-<n>.json, for a linter (scripts/test.sh runs parliament on them).
 
-    .venv-sam/bin/python scripts/check_policies.py [template.yaml]
+    .venv-sam/bin/python scripts/check_policies.py [template.yaml] [--write-identity-policies DIR]
 """
+
+import json
+import os
 
 import fnmatch
 import re
@@ -30,6 +35,18 @@ SANITIZER = role("SanitizerFunctionRole")
 LISTENER = role("ListenerFunctionRole")
 
 
+NO_VALUE = object()
+
+
+def drop_no_value(node):
+    """The rendered node without what AWS::NoValue removed."""
+    if isinstance(node, list):
+        return [drop_no_value(n) for n in node if n is not NO_VALUE]
+    if isinstance(node, dict):
+        return {k: drop_no_value(v) for k, v in node.items() if v is not NO_VALUE}
+    return node
+
+
 class Render:
     """Resolves the intrinsic functions the policies use, for one set of parameters."""
 
@@ -43,9 +60,21 @@ class Render:
             return role(resource)
         if kind == "AWS::S3::Bucket":
             return f"arn:aws:s3:::{resource.lower()}"
-        return f"arn:aws:{resource}"
+        service, prefix = {
+            "AWS::SQS::Queue": ("sqs", ""),
+            "AWS::SNS::Topic": ("sns", ""),
+            "AWS::Events::EventBus": ("events", "event-bus/"),
+            "AWS::Events::ApiDestination": ("events", "api-destination/"),
+            "AWS::Events::Connection": ("events", "connection/"),
+            "AWS::Serverless::Function": ("lambda", "function:"),
+        }.get(kind, ("cloudformation", "resource/"))
+        return f"arn:aws:{service}:us-east-1:{ACCOUNT}:{prefix}{resource}"
 
     def ref(self, name):
+        if name == "AWS::NoValue":
+            return NO_VALUE
+        if name == "AWS::Partition":
+            return "aws"
         if name in self.params:
             return self.params[name]
         if name == "AWS::AccountId":
@@ -68,7 +97,11 @@ class Render:
                 return self.ref(arg)
             if key == "Fn::GetAtt":
                 resource, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
-                assert attribute == "Arn", attribute
+                if attribute != "Arn":
+                    # A secret's ARN, a resource id: a stand-in of the right shape.
+                    if attribute.endswith("SecretArn"):
+                        return f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:{resource.lower()}-AbCdEf"
+                    return f"{resource.lower()}-id"
                 return self.arn(resource)
             if key == "Fn::Sub":
                 return re.sub(r"\$\{([^}]+)\}", lambda m: self.sub(m.group(1)), arg)
@@ -97,7 +130,10 @@ class Render:
     def sub(self, name):
         if name.endswith(".Arn"):
             return self.arn(name[: -len(".Arn")])
-        return self.ref(name)
+        if "." in name:
+            return self.value({"Fn::GetAtt": name})
+        value = self.ref(name)
+        return value if isinstance(value, str) else ",".join(value)
 
 
 def as_list(x):
@@ -189,8 +225,45 @@ CASES = [
 ]
 
 
+def write_identity_policies(template, directory):
+    """Each function's inline policies (SAM's named policy templates are AWS's), rendered for a
+    stack with its own database, a config bucket and operators named."""
+    render = Render(template, {
+        "ConfigWriterArns": [f"arn:aws:iam::{ACCOUNT}:role/config-writer"],
+        "OperatorPrincipalArns": [OPERATOR],
+        "DatabaseSecretArn": "",
+        "DatabaseHost": "",
+        "NotifyEmail": "",
+        "NotifyWebhookUrl": "",
+        "AlarmTopicArn": "",
+    })
+    os.makedirs(directory, exist_ok=True)
+    written = 0
+    for name, resource in template["Resources"].items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for n, policy in enumerate(resource["Properties"].get("Policies", [])):
+            if not isinstance(policy, dict) or "Statement" not in policy:
+                continue
+            document = drop_no_value(render.value(policy))
+            with open(os.path.join(directory, f"{name}-{n}.json"), "w", encoding="utf-8") as f:
+                json.dump(document, f, indent=2)
+            written += 1
+    print(f"identity policies: {written} written to {directory}")
+
+
 def main():
-    path = sys.argv[1] if len(sys.argv) > 1 else "template.yaml"
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    path = args[0] if args else "template.yaml"
+    template, problems = decode(path)
+    if template is None:
+        raise SystemExit(f"{path}: {problems}")
+    if "--write-identity-policies" in sys.argv:
+        write_identity_policies(template, sys.argv[sys.argv.index("--write-identity-policies") + 1])
+    check(path)
+
+
+def check(path):
     template, problems = decode(path)
     if template is None:
         raise SystemExit(f"{path}: {problems}")

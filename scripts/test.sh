@@ -21,14 +21,18 @@ ensure_sam
 cfn-lint template.yaml
 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=lint AWS_SECRET_ACCESS_KEY=lint \
   sam validate --lint --template template.yaml
-# The quarantine bucket's policy, put to an evaluator (moto enforces no bucket policy).
-"$SAM_VENV/bin/python" scripts/check_policies.py template.yaml
+# The bucket policies, put to an evaluator (moto enforces no bucket policy); and each
+# function's own policies written out for the linter below.
+rm -rf target/policies
+"$SAM_VENV/bin/python" scripts/check_policies.py template.yaml --write-identity-policies target/policies
 
-step "template: checkov (zero failed checks; each skip carries its reason inline)"
+step "template: checkov (zero failed checks; each skip carries its reason inline), parliament"
 # shellcheck source=lib/checkov.sh
 . scripts/lib/checkov.sh
 ensure_checkov
 "$CHECKOV_VENV/bin/checkov" -f template.yaml --framework cloudformation --compact --quiet
+ensure_parliament
+"$PARLIAMENT_VENV/bin/parliament" --directory target/policies --minimum_severity LOW
 
 step "services"
 # shellcheck source=lib/postgres.sh
