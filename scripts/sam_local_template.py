@@ -25,10 +25,10 @@ def code_uri(match):
     return f"    Properties:\n      CodeUri: {folder}"
 
 
-# Metadata: {BuildMethod, BuildProperties: {Binary}} then Properties: CodeUri: ./
+# Metadata: {checkov skips, BuildMethod, BuildProperties: {Binary}} then Properties: CodeUri: ./
 text, n = re.subn(
-    r"    Metadata:\n      BuildMethod: rust-cargolambda\n      BuildProperties:\n"
-    r"        Binary: (\S+)\n    Properties:\n      CodeUri: \./",
+    r"    Metadata:\n(?:      (?!BuildMethod).*\n|        .*\n)*?      BuildMethod: rust-cargolambda\n"
+    r"      BuildProperties:\n        Binary: (\S+)\n    Properties:\n      CodeUri: \./",
     code_uri,
     text,
 )

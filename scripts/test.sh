@@ -30,7 +30,7 @@ step "template: checkov (zero failed checks; each skip carries its reason inline
 # shellcheck source=lib/checkov.sh
 . scripts/lib/checkov.sh
 ensure_checkov
-"$CHECKOV_VENV/bin/checkov" -f template.yaml --framework cloudformation --compact --quiet
+"$CHECKOV_VENV/bin/checkov" -f template.yaml --framework cloudformation --compact --quiet --skip-download
 ensure_parliament
 "$PARLIAMENT_VENV/bin/parliament" --directory target/policies --minimum_severity LOW
 
