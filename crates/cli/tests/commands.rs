@@ -862,19 +862,31 @@ fn the_readme_command_list_matches_the_commands() {
             _ => vec![words[0]],
         };
         for sub in subcommands {
-            let help = sluice(&[sub, "--help"]);
-            assert_eq!(help.status.code(), Some(0), "sluice {sub} --help: {line}");
-            let text = String::from_utf8_lossy(&help.stdout);
-            for flag in synopsis
-                .split(|c: char| c.is_whitespace() || "[]|".contains(c))
-                .filter(|w| w.starts_with("--"))
-            {
-                assert!(text.contains(flag), "sluice {sub} has no {flag}: {line}");
-            }
+            takes_the_flags_of(&[sub, "--help"], synopsis, "README");
             checked += 1;
         }
     }
     assert!(checked >= 12, "{checked} subcommands checked");
+}
+
+/// `sluice <help_args>` (a command's `--help`) answers and names every `--flag` of
+/// `synopsis`, as written on `page`.
+fn takes_the_flags_of(help_args: &[&str], synopsis: &str, page: &str) {
+    let help = sluice(help_args);
+    assert!(
+        help.status.success(),
+        "{page}: sluice {help_args:?}: {synopsis}"
+    );
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in synopsis
+        .split(|c: char| c.is_whitespace() || "[]|".contains(c))
+        .filter(|w| w.starts_with("--"))
+    {
+        assert!(
+            text.contains(flag),
+            "{page}: sluice {help_args:?} has no {flag}: {synopsis}"
+        );
+    }
 }
 
 /// Every command synopsis in the book (a code block line starting `sluice `, with its indented
@@ -917,18 +929,7 @@ fn every_command_synopsis_in_the_book_matches_the_commands() {
             .map(|w| vec![words[0], w, "--help"])
             .filter(|args| sluice(args).status.success());
         let args = nested.unwrap_or_else(|| vec![words[0], "--help"]);
-        let help = sluice(&args);
-        assert!(help.status.success(), "{page}: sluice {args:?}: {synopsis}");
-        let text = String::from_utf8_lossy(&help.stdout);
-        for flag in synopsis
-            .split(|c: char| c.is_whitespace() || "[]|".contains(c))
-            .filter(|w| w.starts_with("--"))
-        {
-            assert!(
-                text.contains(flag),
-                "{page}: sluice {args:?} has no {flag}: {synopsis}"
-            );
-        }
+        takes_the_flags_of(&args, synopsis, page);
         checked += 1;
     }
     assert!(checked >= 15, "{checked} synopses checked: {synopses:#?}");
