@@ -683,3 +683,96 @@ async fn a_queued_event_failing_on_its_last_delivery_fails_its_file() {
     assert!(row.error.unwrap().contains("delivery 3 of 3"));
     world.clean_up().await;
 }
+
+/// A versioned config bucket of its own, with `text` as `pipelines.toml`: its URI and the
+/// version id S3 gave the object.
+async fn config_in_s3(world: &World, bucket: &str, text: &str) -> (String, String) {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let s3 = &world.clients.s3;
+    if s3.head_bucket().bucket(bucket).send().await.is_err() {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        s3.put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let put = s3
+        .put_object()
+        .bucket(bucket)
+        .key("pipelines.toml")
+        .body(text.as_bytes().to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let version = put.version_id().expect("a versioned bucket").to_string();
+    (format!("s3://{bucket}/pipelines.toml"), version)
+}
+
+async fn remove_config_bucket(world: &World, bucket: &str) {
+    let s3 = &world.clients.s3;
+    let versions = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    for v in versions.versions() {
+        let _ = s3
+            .delete_object()
+            .bucket(bucket)
+            .key(v.key().unwrap_or_default())
+            .set_version_id(v.version_id().map(str::to_string))
+            .send()
+            .await;
+    }
+    let _ = s3.delete_bucket().bucket(bucket).send().await;
+}
+
+#[tokio::test]
+async fn a_file_records_the_s3_version_of_the_config_it_was_sanitized_with() {
+    let world = World::new().await;
+    let bucket = unique("sluice-config");
+    let objects = ObjectStore::new(world.clients.s3.clone());
+    let (uri, first) = config_in_s3(&world, &bucket, CONFIG).await;
+    let config = sluice_lambda::setup::load_pipeline_config(&uri, &objects)
+        .await
+        .unwrap();
+    assert_eq!(config.version(), format!("{uri}#versionId={first}"));
+    let deps = Deps {
+        config,
+        ..deps(&world, world.store_as("sluice_sanitizer").await)
+    };
+    let key = "incoming/orders/2026/12/07/orders.csv";
+    let body = b"order_id,sku\r\nA-1,X\r\n".to_vec();
+    world.put(key, body.clone()).await;
+    let outcomes = run(&deps, world.created_event(key, body.len()))
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0].result, "accepted");
+    let id = outcomes[0].file_id.unwrap();
+    let row = world.store().await.file(id).await.unwrap().unwrap();
+    assert_eq!(
+        row.config_version.as_deref(),
+        Some(format!("{uri}#versionId={first}").as_str())
+    );
+    let digest = &deps.config.dataset("orders").unwrap().digest;
+    assert_eq!(row.config_digest.as_ref(), Some(digest));
+
+    // The operator publishes a new version: a container that starts now works with it.
+    let changed = CONFIG.replace(r#"["order_id", "sku"]"#, r#"["order_id"]"#);
+    let (_, second) = config_in_s3(&world, &bucket, &changed).await;
+    assert_ne!(second, first);
+    let config = sluice_lambda::setup::load_pipeline_config(&uri, &objects)
+        .await
+        .unwrap();
+    assert_eq!(config.version(), format!("{uri}#versionId={second}"));
+    assert_ne!(&config.dataset("orders").unwrap().digest, digest);
+    remove_config_bucket(&world, &bucket).await;
+    world.clean_up().await;
+}

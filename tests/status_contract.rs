@@ -39,6 +39,7 @@ on_both_stores! {
     takeover => an_expired_lease_is_taken_over_and_a_released_one_is_free,
     in_place => a_lease_in_place_leaves_the_status_where_it_is,
     batches => a_batch_is_claimed_by_one_worker_until_its_2xx_is_recorded,
+    pinned => a_batch_claim_brings_the_section_its_file_was_pinned_to,
     settling => delivery_settles_the_file_as_its_batches_get_through,
     plans => a_plan_is_fixed_by_the_first_writer_of_each_of_its_keys,
     plans_at_once => eight_workers_fixing_one_plan_at_once_all_get_the_same_plan,
@@ -465,6 +466,47 @@ async fn a_batch_is_claimed_by_one_worker_until_its_2xx_is_recorded<
     assert_eq!((history.attempts, history.delivered), (2, true));
     let none = store.batch_history("nothing").await.unwrap();
     assert_eq!((none.attempts, none.delivered), (0, false));
+}
+
+async fn a_batch_claim_brings_the_section_its_file_was_pinned_to<
+    S: Registry + Outcomes + Leases + Batches + Plans,
+>(
+    store: &S,
+) {
+    let id = transformed(store, "pinned.csv", 2).await;
+    let claimed = store
+        .claim_batch(id, &format!("{id}-000001"), &lease("forwarder/a", 60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.pinned, None, "a file planned before pins has none");
+    // A pin without a section (the dataset was not in the config) is none either.
+    let other = transformed(store, "unpinned.csv", 1).await;
+    store
+        .fix_plan(other, &json!({ "dataset": null, "config": null }))
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_batch(other, &format!("{other}-000001"), &lease("forwarder/a", 60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.pinned, None);
+    let section = json!({ "prefix": "orders/", "delivery": { "endpoint": "https://a.example/" } });
+    store
+        .fix_plan(id, &json!({ "dataset": section, "config": "aa" }))
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_batch(id, &format!("{id}-000002"), &lease("forwarder/b", 60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.claim, Claim::Won { attempts: 1 });
+    assert_eq!(claimed.pinned, Some(section.clone()));
+    // A busy claim brings it too: the loser's answer is as complete as the winner's.
+    let busy = store
+        .claim_batch(id, &format!("{id}-000002"), &lease("forwarder/c", 60))
+        .await
+        .unwrap();
+    assert_eq!((busy.claim, busy.pinned), (Claim::Busy, Some(section)));
 }
 
 async fn delivery_settles_the_file_as_its_batches_get_through<

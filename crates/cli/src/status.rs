@@ -255,6 +255,8 @@ fn file_json(f: &FileRow) -> Value {
         "batches_delivered": f.batches_delivered,
         "replay_of": f.replay_of,
         "replay_from": f.replay_from,
+        "config_version": f.config_version,
+        "config_digest": f.config_digest,
         "received_at": time(f.received_at),
         "updated_at": time(f.updated_at),
     })
@@ -364,6 +366,10 @@ fn file_text(f: &FileRow, events: &[EventRow], calls: &[ApiCallRow]) -> String {
     );
     if let (Some(of), Some(from)) = (f.replay_of, &f.replay_from) {
         out.push_str(&format!("replay    of {of}, from {from}\n"));
+    }
+    if let Some(version) = &f.config_version {
+        let digest = f.config_digest.as_deref().unwrap_or("-");
+        out.push_str(&format!("config    {version} (dataset section {digest})\n"));
     }
     if let Some(error) = &f.error {
         out.push_str(&format!("error     {error}\n"));

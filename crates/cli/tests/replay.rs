@@ -158,7 +158,7 @@ impl World {
             base.split('?').next().unwrap()
         );
         let config = PipelineConfig::parse(CONFIG, "test").unwrap();
-        let targets = Targets::headless(&config, &"https://api.invalid/orders".parse().unwrap());
+        let targets = Targets::headless(&"https://api.invalid/orders".parse().unwrap());
         World {
             objects: ObjectStore::new(clients.s3.clone()),
             clients,

@@ -116,6 +116,13 @@ async fn sanitizing(store: &Store, id: Uuid, seconds: i64) {
 async fn seed(store: &Store) -> (Uuid, Uuid, Uuid) {
     let delivered = received(store, "delivered.csv").await;
     sanitizing(store, delivered, 60).await;
+    // The config the sanitizer pinned (sluice_core::plan::ConfigPin).
+    let pin = json!({
+        "dataset": { "prefix": "incoming/orders/" },
+        "config": "0123456789abcdef",
+        "config_version": "s3://config/pipelines.toml#versionId=v7"
+    });
+    store.fix_plan(delivered, &pin).await.unwrap();
     let counts = RowCounts {
         rows_in: 3,
         rows_out: 3,
@@ -258,6 +265,13 @@ async fn status_lists_filters_and_shows_a_delivered_a_rejected_and_a_stuck_file(
     let one = json_of(&status(&url, &[&delivered.to_string(), "--json"]));
     assert_eq!(one["file"]["status"], "delivered");
     assert_eq!(one["file"]["batches_delivered"], 1);
+    assert_eq!(
+        one["file"]["config_version"],
+        "s3://config/pipelines.toml#versionId=v7"
+    );
+    assert_eq!(one["file"]["config_digest"], "0123456789abcdef");
+    let rejected_file = json_of(&status(&url, &[&rejected.to_string(), "--json"]));
+    assert_eq!(rejected_file["file"]["config_version"], Value::Null);
     let history: Vec<&str> = one["events"]
         .as_array()
         .unwrap()
@@ -288,6 +302,12 @@ async fn status_lists_filters_and_shows_a_delivered_a_rejected_and_a_stuck_file(
     assert_eq!(text.status.code(), Some(0));
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.contains("status    delivered"), "{text}");
+    assert!(
+        text.contains(
+            "config    s3://config/pipelines.toml#versionId=v7 (dataset section 0123456789abcdef)"
+        ),
+        "{text}"
+    );
     assert!(
         text.contains("api calls: 2 attempts, 1 with a 2xx"),
         "{text}"

@@ -47,6 +47,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
     datasets: BTreeMap<String, Dataset>,
+    /// Which config this is, for a file's plan and the logs: where it was read from and its
+    /// S3 version, or the SHA-256 of its text ([`Self::version`]).
+    version: String,
     /// Each dataset's section as written, as JSON: what a file's plan keeps, so the file is
     /// finished with the config it started with (see [`PipelineConfig::dataset_snapshot`]).
     snapshots: BTreeMap<String, serde_json::Value>,
@@ -67,6 +70,9 @@ pub struct Dataset {
     pub delivery: Delivery,
     /// How its files arrive by FTP/SFTP drop, if they do.
     pub drop: Option<DropRule>,
+    /// The first 16 hex digits of the SHA-256 of its section as written: two datasets of one
+    /// name with the same digest were read from the same section.
+    pub digest: String,
 }
 
 /// Where a drop object goes.
@@ -183,23 +189,14 @@ impl PipelineConfig {
 
     /// Parses and checks config text; `origin` names it in errors (a path or URI).
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let syntax = |e: toml::de::Error| ConfigError::Syntax {
             origin: origin.to_string(),
             message: e.to_string().trim_end().replace('\n', " "),
-        })?;
-        let mut datasets = BTreeMap::new();
-        for (name, raw) in raw.datasets {
-            let dataset = check_dataset(&name, raw)?;
-            datasets.insert(name, dataset);
-        }
-        check_prefixes_disjoint(&datasets)?;
-        check_archives_outside_drops(&datasets)?;
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(syntax)?;
         // The same text again, untyped: each dataset's section as the operator wrote it.
-        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            origin: origin.to_string(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
-        let snapshots = match table.get("datasets") {
+        let table: toml::Table = toml::from_str(text).map_err(syntax)?;
+        let snapshots: BTreeMap<String, serde_json::Value> = match table.get("datasets") {
             Some(toml::Value::Table(sections)) => sections
                 .iter()
                 .filter_map(|(name, section)| {
@@ -208,10 +205,32 @@ impl PipelineConfig {
                 .collect(),
             _ => BTreeMap::new(),
         };
+        let mut datasets = BTreeMap::new();
+        for (name, raw) in raw.datasets {
+            let section = snapshots.get(&name).unwrap_or(&serde_json::Value::Null);
+            let dataset = check_dataset(&name, raw, section_digest(section))?;
+            datasets.insert(name, dataset);
+        }
+        check_prefixes_disjoint(&datasets)?;
+        check_archives_outside_drops(&datasets)?;
         Ok(Self {
             datasets,
             snapshots,
+            version: format!("{origin}#sha256={}", short_sha256(text.as_bytes())),
         })
+    }
+
+    /// The same config, known by its storage's version (an S3 object's version id, or its
+    /// ETag when the bucket keeps no versions) rather than the digest of its text.
+    pub fn with_version(mut self, origin: &str, version: &str) -> Self {
+        self.version = format!("{origin}#{version}");
+        self
+    }
+
+    /// Which config this is: `<path or URI>#sha256=<16 hex digits>` (its text's digest), or
+    /// `<URI>#versionId=<id>` / `#etag=<etag>` when read from S3.
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     /// Dataset `name`'s section of the config, as JSON: kept with a file's plan so that a
@@ -231,7 +250,7 @@ impl PipelineConfig {
                 origin: format!("the plan of a file of dataset `{name}`"),
                 message: e.to_string(),
             })?;
-        check_dataset(name, raw)
+        check_dataset(name, raw, section_digest(snapshot))
     }
 
     /// The dataset with this name.
@@ -300,7 +319,19 @@ pub(crate) fn invalid(dataset: &str, field: &str, message: impl Into<String>) ->
     }
 }
 
-fn check_dataset(name: &str, raw: RawDataset) -> Result<Dataset, ConfigError> {
+/// The digest a dataset's section is known by ([`Dataset::digest`]); serde_json writes object
+/// keys sorted, so it does not depend on the order the section was written in.
+pub fn section_digest(section: &serde_json::Value) -> String {
+    short_sha256(section.to_string().as_bytes())
+}
+
+fn short_sha256(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(bytes);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn check_dataset(name: &str, raw: RawDataset, digest: String) -> Result<Dataset, ConfigError> {
     if name.is_empty()
         || !name
             .bytes()
@@ -333,6 +364,7 @@ fn check_dataset(name: &str, raw: RawDataset) -> Result<Dataset, ConfigError> {
         mapping,
         delivery,
         drop,
+        digest,
     })
 }
 

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::config::section_digest;
 use crate::message::{DateRange, FileSanitized};
+use crate::{Dataset, PipelineConfig};
 
 /// The options of one run of a file: the upload's (or a replay's) date range and full flag.
 /// Stored as the first part of a plan; merged key by key, the first value written wins.
@@ -31,26 +33,60 @@ impl RunOptions {
     }
 }
 
-/// A file's whole plan as the transformer fixes it.
+/// A file's whole plan: the config it is handled with ([`ConfigPin`], fixed by the first stage
+/// that works on it) and its run's options (fixed by the transformer, or by a replay).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FilePlan {
-    /// The dataset's section of the config, as it was when the file's transform began
-    /// (absent when that dataset was not in the config: the file then fails).
-    pub dataset: Option<Value>,
-    /// The first 16 hex digits of the SHA-256 of `dataset`: which config a file was cut with,
-    /// for operators comparing files.
-    pub config: Option<String>,
+    #[serde(flatten)]
+    pub pin: ConfigPin,
     #[serde(flatten)]
     pub options: RunOptions,
+}
+
+/// Which config a file is handled with: its dataset's section as it was when the first stage
+/// began work on the file (the sanitizer, or for a replay from transform the transformer).
+/// Every later stage, take-over and re-drive reads the dataset from here, so a file in
+/// flight finishes with the config it started with, and a changed config is used by new files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigPin {
+    /// The dataset's section of the config (absent when that dataset was not in the config:
+    /// the file then fails).
+    pub dataset: Option<Value>,
+    /// The section's digest ([`crate::Dataset::digest`]): which config a file was cut with,
+    /// for operators comparing files.
+    pub config: Option<String>,
+    /// The config the section was read from ([`PipelineConfig::version`]).
+    #[serde(default)]
+    pub config_version: Option<String>,
+}
+
+impl ConfigPin {
+    /// The pin a stage would fix now: `config`'s section for `dataset`.
+    pub fn of(config: &PipelineConfig, dataset: &str) -> Self {
+        let section = config.dataset_snapshot(dataset);
+        Self {
+            dataset: section.cloned(),
+            config: section.map(section_digest),
+            config_version: Some(config.version().to_string()),
+        }
+    }
+
+    /// The dataset `name` as pinned, checked as at load; an error that says why there is none.
+    pub fn dataset(&self, name: &str) -> Result<Dataset, String> {
+        let Some(section) = &self.dataset else {
+            return Err(format!("dataset `{name}` is not in the config"));
+        };
+        PipelineConfig::dataset_from_snapshot(name, section)
+            .map_err(|e| format!("the config this file was planned with no longer loads: {e}"))
+    }
 }
 
 impl FilePlan {
     /// The plan a run would fix now: this config's section for the dataset and the
     /// message's options.
-    pub fn proposed(dataset: Option<&Value>, message: &FileSanitized) -> Self {
+    pub fn proposed(config: &PipelineConfig, message: &FileSanitized) -> Self {
         Self {
-            dataset: dataset.cloned(),
-            config: dataset.map(config_hash),
+            pin: ConfigPin::of(config, &message.dataset),
             options: RunOptions::of(message),
         }
     }
@@ -91,17 +127,10 @@ impl BatchMark {
     }
 }
 
-/// A stable short hash of a dataset section (serde_json writes object keys sorted).
-fn config_hash(section: &Value) -> String {
-    let digest = Sha256::digest(section.to_string().as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::message::V1;
-    use serde_json::json;
     use uuid::Uuid;
 
     fn message(full: bool) -> FileSanitized {
@@ -119,21 +148,57 @@ mod tests {
         }
     }
 
+    const CONFIG: &str = r#"
+        [datasets.d]
+        prefix = "x/"
+        delivery = { batch_size = 5 }
+    "#;
+
     #[test]
     fn a_plan_reads_back_as_written_and_overrides_the_message_options() {
-        let section = json!({ "prefix": "x/", "delivery": { "batch_size": 5 } });
+        let config = PipelineConfig::parse(CONFIG, "pipelines.toml").unwrap();
         let mut first = message(false);
         first.date_range = Some(DateRange {
             start: Some("2026-01-01".into()),
             end: None,
         });
-        let plan = FilePlan::proposed(Some(&section), &first);
+        let plan = FilePlan::proposed(&config, &first);
         let back: FilePlan = serde_json::from_value(serde_json::to_value(&plan).unwrap()).unwrap();
         assert_eq!(back, plan);
-        assert_eq!(back.config.as_deref().map(str::len), Some(16));
+        assert_eq!(
+            back.pin.config.as_deref(),
+            Some(config.dataset("d").unwrap().digest.as_str())
+        );
+        assert!(back
+            .pin
+            .config_version
+            .as_deref()
+            .unwrap()
+            .starts_with("pipelines.toml#sha256="));
         let later = back.apply(&message(true));
         assert_eq!(later.date_range, first.date_range);
         assert!(!later.full);
+    }
+
+    #[test]
+    fn a_pinned_dataset_reads_back_as_loaded_and_a_changed_section_has_another_digest() {
+        let config = PipelineConfig::parse(CONFIG, "pipelines.toml").unwrap();
+        let pin = ConfigPin::of(&config, "d");
+        let pinned = pin.dataset("d").unwrap();
+        assert_eq!(pinned.digest, config.dataset("d").unwrap().digest);
+        assert_eq!(pinned.delivery.batch_size, 5);
+        let changed = CONFIG.replace("batch_size = 5", "batch_size = 6");
+        let changed = PipelineConfig::parse(&changed, "pipelines.toml").unwrap();
+        assert_ne!(ConfigPin::of(&changed, "d").config, pin.config);
+        assert_ne!(changed.version(), config.version());
+        let s3 = changed.with_version("s3://cfg/pipelines.toml", "versionId=3");
+        assert_eq!(s3.version(), "s3://cfg/pipelines.toml#versionId=3");
+        let missing = ConfigPin::of(&config, "other");
+        assert_eq!(missing.dataset, None);
+        assert!(missing
+            .dataset("other")
+            .unwrap_err()
+            .contains("not in the config"));
     }
 
     #[test]
@@ -149,7 +214,7 @@ mod tests {
             "batches": { "1": a }
         }))
         .unwrap();
-        assert_eq!(plan.dataset, None);
+        assert_eq!(plan.pin.dataset, None);
     }
 
     #[test]
@@ -160,7 +225,7 @@ mod tests {
         };
         let plan: FilePlan = serde_json::from_value(serde_json::to_value(&options).unwrap())
             .expect("options are a partial plan");
-        assert_eq!(plan.dataset, None);
+        assert_eq!(plan.pin.dataset, None);
         assert!(plan.options.full);
     }
 }

@@ -32,7 +32,8 @@ const CLAIM_BATCH: &str = "WITH claimed AS (
             COALESCE(max(a.attempt), 0),
             COALESCE(bool_or(a.http_status BETWEEN 200 AND 299), false)
                 OR COALESCE((SELECT delivered FROM claimed), false),
-            (SELECT status FROM file_process WHERE id = $2)
+            (SELECT status FROM file_process WHERE id = $2),
+            (SELECT plan->'dataset' FROM file_process WHERE id = $2)
      FROM api_call a WHERE a.batch_id = $1";
 
 impl Store {
@@ -177,6 +178,9 @@ impl Store {
                 delivered: row.get(2),
             },
             file_status: file_status.map(parse_status).transpose()?,
+            pinned: row
+                .get::<_, Option<serde_json::Value>>(4)
+                .filter(|v| !v.is_null()),
         })
     }
 

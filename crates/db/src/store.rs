@@ -16,7 +16,8 @@ macro_rules! file_columns {
          failed_stage, error, rows_in, rows_out, rows_rejected, received_at, updated_at,
          records, batches_sent, rows_unmapped, batches_delivered, site, records_new,
          records_changed, records_unchanged, records_missing, replay_of, replay_from,
-         uploaded_by, records_superseded, uploaded_at"
+         uploaded_by, records_superseded, uploaded_at, plan->>'config_version',
+         plan->>'config'"
     };
 }
 pub(crate) const FILE_COLUMNS: &str = file_columns!();
@@ -57,6 +58,8 @@ pub(crate) fn file_row(r: &tokio_postgres::Row) -> Result<FileRow, DbError> {
         uploaded_by: r.get(26),
         records_superseded: r.get(27),
         uploaded_at: r.get(28),
+        config_version: r.get(29),
+        config_digest: r.get(30),
     })
 }
 

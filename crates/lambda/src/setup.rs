@@ -143,10 +143,16 @@ pub async fn load_pipeline_config(
         body.read_to_string(&mut text)
             .await
             .map_err(|e| SetupError::Config(format!("reading {uri}: {e}")))?;
-        // Which version this container works with: the bucket keeps every one.
-        tracing::info!(config = uri, version = meta.version_id.as_deref().unwrap_or("-"),
-            etag = %meta.etag, "pipeline config loaded");
-        return PipelineConfig::parse(&text, uri).map_err(|e| SetupError::Config(e.to_string()));
+        let version = match &meta.version_id {
+            Some(id) => format!("versionId={id}"),
+            None => format!("etag={}", meta.etag.trim_matches('"')),
+        };
+        let config = PipelineConfig::parse(&text, uri)
+            .map_err(|e| SetupError::Config(e.to_string()))?
+            .with_version(uri, &version);
+        // Which version this container starts new files with (each file keeps its own).
+        tracing::info!(config = config.version(), "pipeline config loaded");
+        return Ok(config);
     }
     PipelineConfig::load(Path::new(uri)).map_err(|e| SetupError::Config(e.to_string()))
 }

@@ -323,6 +323,8 @@ impl Registry for MemoryStore {
                 replay_of,
                 replay_from: replay_of.map(|_| "sanitize".to_string()),
                 uploaded_by: file.uploaded_by.map(str::to_string),
+                config_version: None,
+                config_digest: None,
                 received_at: now,
                 updated_at: now,
             },
@@ -546,6 +548,9 @@ impl Plans for MemoryStore {
                 plan.entry(key.clone()).or_insert_with(|| value.clone());
             }
         }
+        let text = |key: &str| plan.get(key).and_then(Value::as_str).map(str::to_string);
+        (entry.row.config_version, entry.row.config_digest) =
+            (text("config_version"), text("config"));
         entry.plan = Some(Value::Object(plan));
         Ok(entry.plan.clone())
     }
@@ -578,11 +583,16 @@ impl Batches for MemoryStore {
         // the other would let this claim win over a delivered batch and POST it again.
         let mut state = self.state();
         let history = state.batch_history(batch_id);
-        let file_status = state.files.get(&file_id).map(|e| e.row.status);
+        let file = state.files.get(&file_id);
+        let file_status = file.map(|e| e.row.status);
+        let pinned = file
+            .and_then(|e| e.plan.as_ref()?.get("dataset").cloned())
+            .filter(|v| !v.is_null());
         let claimed = |claim| BatchClaim {
             claim,
             history,
             file_status,
+            pinned: pinned.clone(),
         };
         let held = state
             .batch_claims

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sluice_core::{FileStatus, PipelineConfig};
 use sluice_local::{FolderObjects, MemoryQueue, MemoryStore};
-use sluice_stages::ports::{Lease, Objects, Outbox, Registry};
+use sluice_stages::ports::{Lease, Objects, Outbox, Plans, Registry};
 use sluice_stages::sanitize::{sanitize_object, ObjectCreated, Sanitize};
 use sluice_stages::FaultKind;
 
@@ -299,6 +299,96 @@ async fn a_failure_is_noted_and_retried_and_on_the_last_delivery_fails_the_file(
     let row = local.store.file(id).await.unwrap().unwrap();
     assert_eq!(row.status, FileStatus::Failed);
     assert!(row.error.unwrap().contains("delivery 5 of 5"));
+}
+
+#[tokio::test]
+async fn a_retry_after_the_config_changed_sanitizes_with_the_config_the_file_started_with() {
+    let local = Local::new("pinned");
+    let object = local.drop_in("incoming/orders/p.csv", ORDERS);
+    // The first run pins the config it began with, then fails (the queue is down).
+    let fault = sanitize_object(&local.stage_with(&DownQueue), &object, None, &lease("t/1"))
+        .await
+        .unwrap_err();
+    assert_eq!(fault.kind, FaultKind::Queue);
+    let id = fault.file.expect("the fault names its file");
+    // The operator now requires a column this file lacks; the retry runs in a container that
+    // loaded the new config, and sanitizes the file by the one it started with.
+    let changed = PipelineConfig::parse(
+        &CONFIG.replace(r#"["order_id"]"#, r#"["order_id", "customer"]"#),
+        "changed",
+    )
+    .unwrap();
+    let stage = Sanitize {
+        config: &changed,
+        ..local.stage()
+    };
+    let outcome = sanitize_object(&stage, &object, None, &lease("t/2"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.result, "accepted");
+    let plan = local
+        .store
+        .fix_plan(id, &serde_json::json!({}))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(plan["config_version"], local.config.version(), "{plan}");
+    assert_eq!(
+        plan["config"],
+        local.config.dataset("orders").unwrap().digest.as_str()
+    );
+    // A new file goes by the new config.
+    let fresh = local.drop_in("incoming/orders/q.csv", ORDERS);
+    let outcome = sanitize_object(&stage, &fresh, None, &lease("t/3"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.result, "rejected");
+}
+
+#[tokio::test]
+async fn a_pinned_config_that_no_longer_loads_fails_the_file_with_the_reason() {
+    let local = Local::new("unloadable");
+    let object = local.drop_in("incoming/orders/u.csv", ORDERS);
+    // What an older version of Sluice may have pinned: a section this one refuses.
+    let (_, meta) = local
+        .objects
+        .open("quarantine", &object.key, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let registered = local
+        .store
+        .register(&sluice_stages::ports::NewFile {
+            dataset: "orders",
+            site: None,
+            bucket: "quarantine",
+            key: &object.key,
+            etag: &meta.etag,
+            size: meta.size,
+            replay_of: None,
+            uploaded_by: None,
+            uploaded_at: None,
+        })
+        .await
+        .unwrap();
+    let mut section = local.config.dataset_snapshot("orders").unwrap().clone();
+    section["sanitize"]["no_such_option"] = serde_json::json!(true);
+    let pin = serde_json::json!({ "dataset": section, "config": "old" });
+    local.store.fix_plan(registered.id, &pin).await.unwrap();
+    let outcome = sanitize_object(&local.stage(), &object, None, &lease("t"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.result, "failed");
+    assert_eq!(outcome.file_id, Some(registered.id));
+    let row = local.store.file(registered.id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Failed);
+    let error = row.error.unwrap();
+    assert!(
+        error.contains("no longer loads") && error.contains("no_such_option"),
+        "{error}"
+    );
+    assert!(local.queue.is_empty(), "nothing announced");
+    assert!(local.clean_files().is_empty(), "nothing written");
 }
 
 #[tokio::test]

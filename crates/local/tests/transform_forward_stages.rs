@@ -32,21 +32,23 @@ column = "order_id"
 required = true
 "#;
 
-/// An API that answers every POST with `status` and counts what it got.
+/// An API that answers every POST with `status` and counts what it got, and where.
 struct CountingApi {
     status: u16,
     got: Mutex<Vec<String>>,
+    at: Mutex<Vec<String>>,
 }
 
 impl Poster for CountingApi {
     async fn post(
         &self,
-        _target: &Target,
+        target: &Target,
         batch: &BatchHeader<'_>,
         _body: Bytes,
         _timeout: Duration,
     ) -> Attempt {
         self.got.lock().unwrap().push(batch.batch_id.to_string());
+        self.at.lock().unwrap().push(target.endpoint.to_string());
         let delivered = (200..300).contains(&self.status);
         Attempt {
             class: if delivered {
@@ -68,6 +70,7 @@ impl CountingApi {
         Self {
             status,
             got: Mutex::default(),
+            at: Mutex::default(),
         }
     }
 }
@@ -109,11 +112,16 @@ fn lease(owner: &str) -> Lease {
 
 /// A sanitized orders file of five rows; its "file sanitized" message.
 async fn sanitized(name: &str) -> (Local, String) {
+    sanitized_with(name, CONFIG).await
+}
+
+/// [`sanitized`] under the config `config`.
+async fn sanitized_with(name: &str, config: &str) -> (Local, String) {
     let dir = std::env::temp_dir().join(format!("sluice-tf-{name}-{}", uuid::Uuid::new_v4()));
     let local = Local {
         objects: FolderObjects::new(&dir),
         dir,
-        config: PipelineConfig::parse(CONFIG, "test").unwrap(),
+        config: PipelineConfig::parse(config, "test").unwrap(),
         store: MemoryStore::new(),
     };
     let key = "incoming/orders/o.csv";
@@ -282,14 +290,77 @@ async fn a_config_changed_while_a_file_is_in_flight_leaves_its_batches_as_planne
     assert_eq!(again, first, "the same ids name the same records");
 
     // A new file is cut with the new config.
-    let (mut local, message) = sanitized("plan-new").await;
-    local.config =
-        PipelineConfig::parse(&CONFIG.replace("batch_size = 2", "batch_size = 3"), "new").unwrap();
+    let new = CONFIG.replace("batch_size = 2", "batch_size = 3");
+    let (local, message) = sanitized_with("plan-new", &new).await;
     let message: sluice_core::message::FileSanitized = serde_json::from_str(&message).unwrap();
     transform_file(&transform_stage(&local, &queue), &message, &lease("t/new"))
         .await
         .unwrap();
     assert_eq!(queue.take_all().len(), 2, "5 records in batches of 3");
+}
+
+#[tokio::test]
+async fn a_file_is_cut_and_sent_with_the_config_it_was_sanitized_with() {
+    let (mut local, message) = sanitized("pinned").await;
+    let message: sluice_core::message::FileSanitized = serde_json::from_str(&message).unwrap();
+    let started = local.config.version().to_string();
+    // Before its transform starts, the operator points the dataset at another API with
+    // another batch size, and the containers that handle the file next loaded that config.
+    let changed = CONFIG
+        .replace("batch_size = 2", "batch_size = 5")
+        .replace("api.example.com/orders", "api.example.net/v2/orders");
+    local.config = PipelineConfig::parse(&changed, "changed").unwrap();
+    let queue = MemoryQueue::new();
+    transform_file(&transform_stage(&local, &queue), &message, &lease("t"))
+        .await
+        .unwrap();
+    let batches = queue.take_all();
+    assert_eq!(batches.len(), 3, "cut in batches of 2, as when it started");
+    let plan = local
+        .store
+        .fix_plan(message.file_id, &serde_json::json!({}))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(plan["config_version"], started.as_str(), "{plan}");
+    let api = CountingApi::answering(200);
+    let targets = Targets::resolve(&local.config, None).await;
+    let forward = forward_stage(&local, &targets, &api);
+    for (i, body) in batches.iter().enumerate() {
+        forward_batch(&forward, body, None, &lease(&format!("f/{i}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        *api.at.lock().unwrap(),
+        vec!["https://api.example.com/orders"; 3],
+        "sent where its config said"
+    );
+    let row = local.store.file(message.file_id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Delivered);
+
+    // A file that starts under the changed config goes by it.
+    let (local, message) = sanitized_with("pinned-new", &changed).await;
+    let message: sluice_core::message::FileSanitized = serde_json::from_str(&message).unwrap();
+    transform_file(&transform_stage(&local, &queue), &message, &lease("t"))
+        .await
+        .unwrap();
+    let batches = queue.take_all();
+    assert_eq!(batches.len(), 1, "5 records in one batch of 5");
+    let api = CountingApi::answering(200);
+    let targets = Targets::resolve(&local.config, None).await;
+    forward_batch(
+        &forward_stage(&local, &targets, &api),
+        &batches[0],
+        None,
+        &lease("f"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        *api.at.lock().unwrap(),
+        vec!["https://api.example.net/v2/orders"]
+    );
 }
 
 #[tokio::test]

@@ -1,14 +1,16 @@
 //! The forward stage: one "record batch" message in, its records POSTed to the dataset's API
 //! (every attempt recorded), the file settled. The forwarder Lambda calls [`forward_batch`].
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::json;
+use sluice_core::config::section_digest;
 use sluice_core::delivery::{request_body, BatchHeader};
 use sluice_core::layout;
 use sluice_core::message::{RecordBatchRef, RecordsAt};
-use sluice_core::{FileStatus, PipelineConfig, Stage};
+use sluice_core::{Dataset, FileStatus, PipelineConfig, Stage};
 use tokio::io::AsyncReadExt;
 
 use crate::delivery::{deliver, Outcome, Targets};
@@ -112,15 +114,20 @@ async fn deliver_claimed<O: Objects, S: ForwardStore, P: Poster>(
 ) -> Result<Posted, Fault> {
     let id = batch.file_id;
     let history = claimed.history;
+    let dataset = file_dataset(deps.config, &batch.dataset, claimed);
     if history.delivered {
         tracing::info!(file_id = %id, batch_id = %batch.batch_id,
             "batch already delivered: duplicate message skipped");
         // The copy that got the 2xx may have stopped before writing the record state.
-        record_delivered(deps, batch).await?;
+        record_delivered(deps, batch, dataset.as_deref().ok()).await?;
         deps.store.settle_delivery(id).await.map_err(Fault::store)?;
         return Ok(Posted::Already);
     }
-    let target = match deps.targets.get(&batch.dataset, deps.config) {
+    let dataset = match dataset {
+        Ok(dataset) => dataset,
+        Err(reason) => return Err(not_delivered(deps, header, reason).await),
+    };
+    let target = match deps.targets.get(&dataset).await {
         Ok(target) => target,
         Err(reason) => return Err(not_delivered(deps, header, reason).await),
     };
@@ -145,12 +152,7 @@ async fn deliver_claimed<O: Objects, S: ForwardStore, P: Poster>(
             layout::check_claim_check(&at.bucket, &at.key, deps.clean_bucket, id, batch.seq)
                 .map_err(|e| Fault::new(FaultKind::BadInput, e))?;
             // The transformer never writes a batch larger than the dataset's cap.
-            let limit = deps
-                .config
-                .dataset(&batch.dataset)
-                .map_err(|e| Fault::new(FaultKind::BadInput, e.to_string()))?
-                .delivery
-                .batch_max_bytes;
+            let limit = dataset.delivery.batch_max_bytes;
             claim_checked = read_small(deps.objects, &at.bucket, &at.key, limit as u64).await?;
             &claim_checked
         }
@@ -171,11 +173,7 @@ async fn deliver_claimed<O: Objects, S: ForwardStore, P: Poster>(
     if outcome.credentials_refused() && target.has_credentials {
         tracing::info!(dataset = %batch.dataset, batch_id = %batch.batch_id,
             "the API refused the credentials: reading them again (rotated?)");
-        let dataset = deps
-            .config
-            .dataset(&batch.dataset)
-            .map_err(|e| Fault::new(FaultKind::BadInput, e.to_string()))?;
-        let fresh = deps.targets.refresh(dataset, target.endpoint.clone()).await;
+        let fresh = deps.targets.refresh(&dataset).await;
         match fresh {
             Ok(fresh) => {
                 let next = history.attempts + 1 + outcome.attempts() as i32;
@@ -194,7 +192,7 @@ async fn deliver_claimed<O: Objects, S: ForwardStore, P: Poster>(
             status,
             settled,
         } => {
-            record_delivered(deps, batch).await?;
+            record_delivered(deps, batch, Some(&dataset)).await?;
             let now = match settled {
                 Some(now) => now,
                 None => deps.store.settle_delivery(id).await.map_err(Fault::store)?,
@@ -208,16 +206,33 @@ async fn deliver_claimed<O: Objects, S: ForwardStore, P: Poster>(
     }
 }
 
+/// The dataset the batch's file is handled with: the section its plan pinned, else (a file
+/// planned before plans pinned the config) the one this forwarder loaded.
+fn file_dataset<'c>(
+    config: &'c PipelineConfig,
+    name: &str,
+    claimed: &BatchClaim,
+) -> Result<Cow<'c, Dataset>, String> {
+    let loaded = config.dataset(name);
+    let Some(section) = &claimed.pinned else {
+        return loaded.map(Cow::Borrowed).map_err(|e| e.to_string());
+    };
+    match loaded {
+        Ok(dataset) if dataset.digest == section_digest(section) => Ok(Cow::Borrowed(dataset)),
+        _ => PipelineConfig::dataset_from_snapshot(name, section)
+            .map(Cow::Owned)
+            .map_err(|e| format!("the config this file was planned with no longer loads: {e}")),
+    }
+}
+
 /// For a dataset with a record key, the batch's records become what the API has for their
 /// keys, now that it answered 2xx (never before).
 async fn record_delivered<O, S: ForwardStore, P>(
     deps: &Forward<'_, O, S, P>,
     batch: &RecordBatchRef<'_>,
+    dataset: Option<&Dataset>,
 ) -> Result<(), Fault> {
-    let keyed = deps
-        .config
-        .dataset(&batch.dataset)
-        .ok()
+    let keyed = dataset
         .and_then(|d| d.mapping.as_ref())
         .is_some_and(|m| m.delta.is_some());
     if keyed {

@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod fault;
 pub mod final_status;
 pub mod forward;
+pub mod pin;
 pub mod ports;
 pub mod redrive;
 pub mod sanitize;

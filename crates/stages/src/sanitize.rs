@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sluice_core::message::{FileSanitized, V1};
 use sluice_core::metadata::UploadMetadata;
+use sluice_core::plan::ConfigPin;
 use sluice_core::sanitize::drive::sanitize_async;
 use sluice_core::sanitize::SanitizeSummary;
 use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
@@ -15,15 +16,16 @@ use uuid::Uuid;
 
 use crate::fault::{Fault, FaultKind};
 use crate::ports::{
-    Claim, Lease, Leases, NewFile, ObjectMeta, ObjectUpload, Objects, Outbox, Outcomes, Progress,
-    Registry, RowCounts,
+    Claim, Lease, Leases, NewFile, ObjectMeta, ObjectUpload, Objects, Outbox, Outcomes, Plans,
+    Progress, Registry, RowCounts,
 };
 use sluice_core::errors::chain;
 
-/// What the sanitizer asks of the status store: register the file, lease it, end it.
-pub trait SanitizeStore: Registry + Progress + Outcomes + Leases {}
+/// What the sanitizer asks of the status store: register the file, lease it, pin its config,
+/// end it.
+pub trait SanitizeStore: Registry + Progress + Outcomes + Leases + Plans {}
 
-impl<T: Registry + Progress + Outcomes + Leases> SanitizeStore for T {}
+impl<T: Registry + Progress + Outcomes + Leases + Plans> SanitizeStore for T {}
 
 /// One object that was created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +54,9 @@ pub struct Outcome {
     pub key: String,
     pub file_id: Option<Uuid>,
     pub dataset: Option<String>,
-    /// `accepted`, `rejected`, `duplicate` (already handled), `unrouted` (no dataset) or
-    /// `gone` (the object was deleted before it could be read).
+    /// `accepted`, `rejected`, `duplicate` (already handled), `unrouted` (no dataset),
+    /// `gone` (the object was deleted before it could be read) or `failed` (the config the
+    /// file was pinned to no longer loads).
     pub result: &'static str,
 }
 
@@ -104,6 +107,25 @@ pub async fn sanitize_object<O: Objects, S: SanitizeStore, Q: Outbox>(
             key = %object.key, claim = ?claim, "claimed elsewhere or already handled: duplicate event skipped");
         return Ok(outcome(Some(id), Some(&dataset.name), "duplicate"));
     }
+    // The first run pins the dataset's section; a take-over or re-drive sanitizes with it,
+    // whatever config this container loaded since.
+    let pin = ConfigPin::of(deps.config, &dataset.name);
+    let pinned = match crate::pin::fix_plan(deps.store, id, &pin).await {
+        Ok(plan) => plan.pin.dataset(&dataset.name),
+        Err(fault) => return Err(retry(deps, id, lease, fault).await),
+    };
+    let dataset = &match pinned {
+        Ok(dataset) => dataset,
+        Err(reason) => {
+            deps.store
+                .fail(id, Stage::Sanitizer, &reason)
+                .await
+                .map_err(Fault::store)?;
+            tracing::error!(file_id = %id, dataset = %dataset.name, reason = %reason,
+                "the file's pinned config does not load: failed");
+            return Ok(outcome(Some(id), Some(&dataset.name), "failed"));
+        }
+    };
 
     let clean_key = sluice_core::layout::clean_key(&dataset.name, id);
     let report = clean(deps, body, dataset, &clean_key, deadline).await;

@@ -459,7 +459,7 @@ impl<'a, S: RecordState + Keep + Outstanding> Chain<'a, S> {
             None => {
                 let dir = args.out.join("requests");
                 let here = url::Url::parse("file:///requests").expect("a valid URL");
-                let targets = Targets::headless(config, &here);
+                let targets = Targets::headless(&here);
                 let shown = dir.display().to_string();
                 (targets, LocalPoster::Files(RequestFiles::new(dir)), shown)
             }

@@ -14,6 +14,9 @@ use crate::ports::{secret_field, SecretSource};
 /// Secret values already read, by secret id and JSON key.
 type SecretCache = HashMap<(String, Option<String>), String>;
 
+/// A dataset's target (or why it has none), by dataset name and section digest.
+type BySection = HashMap<(String, String), Result<Arc<Target>, String>>;
+
 /// The target of one dataset at `endpoint` (its own, or another for a local run).
 pub async fn target(
     dataset: &Dataset,
@@ -188,12 +191,26 @@ pub struct TargetError {
 
 /// The delivery targets of every dataset that has an endpoint, each resolved on its own: a
 /// dataset whose secret cannot be read fails its own batches (with the reason), not the whole
-/// forwarder. A target is resolved again, with fresh secret reads, when its API refuses the
-/// credentials ([`Targets::refresh`]).
-#[derive(Debug, Default)]
+/// forwarder. Targets are kept by dataset and section digest: a file pinned to an older
+/// section of its dataset ([`sluice_core::plan::ConfigPin`]) is sent where that section said,
+/// its target resolved the first time one of its batches comes. A target is resolved again,
+/// with fresh secret reads, when its API refuses the credentials ([`Targets::refresh`]).
+#[derive(Debug)]
 pub struct Targets {
-    by_dataset: RwLock<HashMap<String, Result<Arc<Target>, String>>>,
+    by_section: RwLock<BySection>,
     secrets: Option<Arc<dyn SecretSource>>,
+    to: Destination,
+}
+
+/// Where the targets send.
+#[derive(Debug, Clone)]
+enum Destination {
+    /// Each dataset's own endpoint.
+    Own,
+    /// Every dataset to this endpoint (a local run's `--api`), with its own headers.
+    At(Url),
+    /// Every dataset to this endpoint with no headers: requests written to a file.
+    Headless(Url),
 }
 
 impl Targets {
@@ -211,80 +228,117 @@ impl Targets {
         secrets: Option<Arc<dyn SecretSource>>,
         endpoint: Option<&Url>,
     ) -> Self {
-        let mut by_dataset = HashMap::new();
+        let to = match endpoint {
+            Some(url) => Destination::At(url.clone()),
+            None => Destination::Own,
+        };
+        let targets = Self::empty(secrets, to);
         let mut cache = SecretCache::default();
+        let mut by_section = HashMap::new();
         for dataset in config.datasets() {
-            if let Some(endpoint) = endpoint.or(dataset.delivery.endpoint.as_ref()) {
-                let source = secrets.as_deref();
-                let target = resolve_target(dataset, endpoint.clone(), source, &mut cache)
-                    .await
-                    .map(Arc::new)
-                    .map_err(|e| {
-                        tracing::error!(dataset = %dataset.name, error = %e,
-                            "delivery target unresolved: this dataset's batches will fail");
-                        e.to_string()
-                    });
-                by_dataset.insert(dataset.name.clone(), target);
+            if let Some(target) = targets.resolve_one(dataset, &mut cache).await {
+                by_section.insert(section_key(dataset), target);
             }
         }
-        Self {
-            by_dataset: RwLock::new(by_dataset),
-            secrets,
-        }
+        *targets
+            .by_section
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = by_section;
+        targets
     }
 
     /// Targets for requests written to a file rather than sent: every dataset at `endpoint`
     /// with no headers (a requests file carries none, so no secret is read).
-    pub fn headless(config: &PipelineConfig, endpoint: &Url) -> Self {
-        let by_dataset = config
-            .datasets()
-            .map(|dataset| {
+    pub fn headless(endpoint: &Url) -> Self {
+        Self::empty(None, Destination::Headless(endpoint.clone()))
+    }
+
+    fn empty(secrets: Option<Arc<dyn SecretSource>>, to: Destination) -> Self {
+        Self {
+            by_section: RwLock::new(HashMap::new()),
+            secrets,
+            to,
+        }
+    }
+
+    /// The target of `dataset` (as loaded, or as a file's plan pinned it); an error that
+    /// says why there is none.
+    pub async fn get(&self, dataset: &Dataset) -> Result<Arc<Target>, String> {
+        let known = self
+            .by_section
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&section_key(dataset))
+            .cloned();
+        if let Some(target) = known {
+            return target;
+        }
+        let Some(target) = self.resolve_one(dataset, &mut SecretCache::default()).await else {
+            return Err(format!(
+                "dataset `{}` has no delivery.endpoint",
+                dataset.name
+            ));
+        };
+        let mut by_section = self.by_section.write().unwrap_or_else(|e| e.into_inner());
+        // Two batches may resolve one section at once: the first kept is the one used.
+        by_section
+            .entry(section_key(dataset))
+            .or_insert(target)
+            .clone()
+    }
+
+    /// Resolves `dataset`'s target again, reading its environment variables and secrets
+    /// afresh (a rotated API key), and keeps the result for later batches.
+    pub async fn refresh(&self, dataset: &Dataset) -> Result<Arc<Target>, String> {
+        let fresh = self
+            .resolve_one(dataset, &mut SecretCache::default())
+            .await
+            .unwrap_or_else(|| {
+                Err(format!(
+                    "dataset `{}` has no delivery.endpoint",
+                    dataset.name
+                ))
+            });
+        let mut by_section = self.by_section.write().unwrap_or_else(|e| e.into_inner());
+        by_section.insert(section_key(dataset), fresh.clone());
+        fresh
+    }
+
+    /// `dataset`'s target at this destination; `None` when it has no endpoint to send to.
+    async fn resolve_one(
+        &self,
+        dataset: &Dataset,
+        cache: &mut SecretCache,
+    ) -> Option<Result<Arc<Target>, String>> {
+        let endpoint = match &self.to {
+            Destination::Own => dataset.delivery.endpoint.clone()?,
+            Destination::At(url) => url.clone(),
+            Destination::Headless(url) => {
                 let delivery = &dataset.delivery;
-                let target = Target {
-                    endpoint: endpoint.clone(),
+                return Some(Ok(Arc::new(Target {
+                    endpoint: url.clone(),
                     headers: Vec::new(),
                     has_credentials: false,
                     timeout: delivery.timeout,
                     retry: delivery.retry,
                     body: delivery.body,
-                };
-                (dataset.name.clone(), Ok(Arc::new(target)))
-            })
-            .collect();
-        Self {
-            by_dataset: RwLock::new(by_dataset),
-            secrets: None,
-        }
+                })));
+            }
+        };
+        let resolved = resolve_target(dataset, endpoint, self.secrets.as_deref(), cache)
+            .await
+            .map(Arc::new)
+            .map_err(|e| {
+                tracing::error!(dataset = %dataset.name, section = %dataset.digest, error = %e,
+                    "delivery target unresolved: this dataset's batches will fail");
+                e.to_string()
+            });
+        Some(resolved)
     }
+}
 
-    /// The target of `dataset`; an error that says why there is none.
-    pub fn get(&self, dataset: &str, config: &PipelineConfig) -> Result<Arc<Target>, String> {
-        let by_dataset = self.by_dataset.read().unwrap_or_else(|e| e.into_inner());
-        match by_dataset.get(dataset) {
-            Some(target) => target.clone(),
-            None => Err(match config.dataset(dataset) {
-                Ok(_) => format!("dataset `{dataset}` has no delivery.endpoint"),
-                Err(e) => e.to_string(),
-            }),
-        }
-    }
-
-    /// Resolves `dataset`'s target again, reading its environment variables and secrets
-    /// afresh (a rotated API key), and keeps the result for later batches.
-    pub async fn refresh(&self, dataset: &Dataset, endpoint: Url) -> Result<Arc<Target>, String> {
-        let fresh = resolve_target(
-            dataset,
-            endpoint,
-            self.secrets.as_deref(),
-            &mut SecretCache::default(),
-        )
-        .await
-        .map(Arc::new)
-        .map_err(|e| e.to_string());
-        let mut by_dataset = self.by_dataset.write().unwrap_or_else(|e| e.into_inner());
-        by_dataset.insert(dataset.name.clone(), fresh.clone());
-        fresh
-    }
+fn section_key(dataset: &Dataset) -> (String, String) {
+    (dataset.name.clone(), dataset.digest.clone())
 }
 
 #[cfg(test)]

@@ -105,6 +105,11 @@ pub struct FileRow {
     pub replay_of: Option<Uuid>,
     pub replay_from: Option<String>,
     pub uploaded_by: Option<String>,
+    /// The config the file is handled with ([`sluice_core::plan::ConfigPin`]): where it was
+    /// read from and its version, and its dataset section's digest; `None` until a stage
+    /// pinned it.
+    pub config_version: Option<String>,
+    pub config_digest: Option<String>,
     pub received_at: SystemTime,
     pub updated_at: SystemTime,
 }
@@ -149,6 +154,9 @@ pub struct BatchClaim {
     pub history: BatchHistory,
     /// The status of the batch's file; `None` when there is no such file.
     pub file_status: Option<FileStatus>,
+    /// The dataset section the file's plan pinned ([`sluice_core::plan::ConfigPin`]); `None`
+    /// when it has none.
+    pub pinned: Option<serde_json::Value>,
 }
 
 /// What is on record for a batch.

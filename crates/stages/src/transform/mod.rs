@@ -18,7 +18,7 @@ use sluice_core::message::{batch_id, FileSanitized};
 use sluice_core::plan::FilePlan;
 use sluice_core::transform::delta::{scope_of, SizeBatches};
 use sluice_core::transform::{DateFilter, Delta, Mapping, TransformReport, TransformVerdict};
-use sluice_core::{Dataset, FileStatus, PipelineConfig, Stage};
+use sluice_core::{FileStatus, PipelineConfig, Stage};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -86,9 +86,10 @@ pub async fn transform_file<O: Objects, S: TransformStore, Q: Outbox>(
     };
     // The first run to get here fixes the plan; every later one cuts the same batches with
     // it, whatever the config or the message says now.
-    let plan = fix_plan(deps, sanitized).await?;
+    let proposed = FilePlan::proposed(deps.config, sanitized);
+    let plan = crate::pin::fix_plan(deps.store, id, &proposed).await?;
     let sanitized = &plan.apply(sanitized);
-    let dataset = match plan_dataset(&plan, &sanitized.dataset) {
+    let dataset = match plan.pin.dataset(&sanitized.dataset) {
         Ok(dataset) => dataset,
         Err(reason) => return fail(deps, id, &reason).await,
     };
@@ -382,43 +383,6 @@ async fn fail<O, S: TransformStore, Q>(
         .await
         .map(|_| ())
         .map_err(Fault::store)
-}
-
-/// Fixes the file's plan (the first run's config section and options win) and returns it.
-async fn fix_plan<O, S: TransformStore, Q>(
-    deps: &Transform<'_, O, S, Q>,
-    sanitized: &FileSanitized,
-) -> Result<FilePlan, Fault> {
-    let id = sanitized.file_id;
-    let proposed = FilePlan::proposed(deps.config.dataset_snapshot(&sanitized.dataset), sanitized);
-    let proposed =
-        serde_json::to_value(&proposed).map_err(|e| Fault::new(FaultKind::Store, e.to_string()))?;
-    let fixed = deps
-        .store
-        .fix_plan(id, &proposed)
-        .await
-        .map_err(Fault::store)?
-        .ok_or_else(|| {
-            Fault::new(
-                FaultKind::Store,
-                format!("file {id} is not in the status store"),
-            )
-        })?;
-    serde_json::from_value(fixed).map_err(|e| {
-        Fault::new(
-            FaultKind::Store,
-            format!("the plan of file {id} cannot be read: {e}"),
-        )
-    })
-}
-
-/// The dataset a plan was fixed with, or why the file cannot be transformed.
-fn plan_dataset(plan: &FilePlan, name: &str) -> Result<Dataset, String> {
-    let Some(section) = &plan.dataset else {
-        return Err(format!("dataset `{name}` is not in the config"));
-    };
-    PipelineConfig::dataset_from_snapshot(name, section)
-        .map_err(|e| format!("the config this file was planned with no longer loads: {e}"))
 }
 
 /// Why a replay from forward cannot go on: its transform made other batches than the earlier
