@@ -150,6 +150,61 @@ async fn rejected_file_stays_in_quarantine_with_its_report_and_is_not_forwarded(
 }
 
 #[tokio::test]
+async fn a_gzip_export_is_read_through_and_a_cut_one_is_rejected_not_retried() {
+    let world = World::new().await;
+    let deps = deps(&world, world.store_as("sluice_sanitizer").await);
+    let gz = example("orders/orders-evening.csv.gz");
+    let key = "incoming/orders/2026/11/23/orders-evening.csv.gz";
+    world.put(key, gz.clone()).await;
+    let outcomes = run(&deps, world.created_event(key, gz.len()))
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0].result, "accepted");
+    let id = outcomes[0].file_id.unwrap();
+    let clean = world
+        .get(&world.clean, &format!("clean/orders/{id}.csv"))
+        .await
+        .unwrap();
+    assert!(clean.starts_with(b"order_id,order_date,sku,"));
+    assert_eq!(
+        clean.iter().filter(|&&b| b == b'\n').count(),
+        4,
+        "header and 3 rows"
+    );
+    let report: Value = serde_json::from_slice(
+        &world
+            .get(&world.clean, &format!("reports/{id}/sanitize.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["compression"], "gzip");
+    assert_eq!(report["bytes_compressed"], gz.len());
+
+    // Cut short in transit: rejected with the reason at once (a retry reads the same bytes).
+    let cut = &gz[..gz.len() - 12];
+    let key = "incoming/orders/2026/11/23/orders-cut.csv.gz";
+    world.put(key, cut.to_vec()).await;
+    let outcomes = run(&deps, world.created_event(key, cut.len()))
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0].result, "rejected");
+    let row = deps
+        .store
+        .file(outcomes[0].file_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, FileStatus::Rejected);
+    let error = row.error.unwrap();
+    assert!(
+        error.contains("gzip data is corrupt or cut short"),
+        "{error}"
+    );
+    world.clean_up().await;
+}
+
+#[tokio::test]
 async fn key_with_spaces_and_unicode_is_decoded_and_found() {
     let world = World::new().await;
     let deps = deps(&world, world.store_as("sluice_sanitizer").await);

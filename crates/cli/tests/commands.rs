@@ -557,6 +557,7 @@ fn run_takes_the_examples_through_the_whole_chain_into_request_files() {
         [
             ("not-a-csv.xlsx".into(), "rejected".into()),
             ("orders-afternoon.csv".into(), "delivered".into()),
+            ("orders-evening.csv.gz".into(), "delivered".into()),
             ("orders-messy.csv".into(), "delivered".into()),
             ("train-movements-1252.csv".into(), "delivered".into()),
         ]
@@ -566,7 +567,13 @@ fn run_takes_the_examples_through_the_whole_chain_into_request_files() {
         Some(3),
         "delivered, and one file rejected as expected"
     );
-    let orders = &summary["files"][2];
+    let evening = &summary["files"][2];
+    assert_eq!(
+        (evening["rows_in"].as_i64(), evening["records"].as_i64()),
+        (Some(3), Some(3)),
+        "a gzip export is read through"
+    );
+    let orders = &summary["files"][3];
     assert_eq!(
         (orders["rows_in"].as_i64(), orders["records"].as_i64()),
         (Some(13), Some(11))
@@ -581,7 +588,7 @@ fn run_takes_the_examples_through_the_whole_chain_into_request_files() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2);
+    assert_eq!(lines.len(), 3);
     let id = orders["file_id"].as_str().unwrap();
     let messy = lines
         .iter()
@@ -597,7 +604,7 @@ fn run_takes_the_examples_through_the_whole_chain_into_request_files() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(events.len(), 4);
+    assert_eq!(events.len(), 5);
     let messy = events
         .iter()
         .find(|e| e["detail"]["file_id"] == id)
@@ -628,12 +635,12 @@ fn run_twice_on_the_same_folder_sends_nothing_the_second_time() {
             .lines()
             .count()
     };
-    assert_eq!(requests(), 2);
+    assert_eq!(requests(), 3);
     assert!(Path::new(out).join("record-state.json").exists());
     let (code, summary) = run_json(&["examples/orders", "--out", out], &[]);
     assert_eq!(code, Some(3), "{summary}");
-    assert_eq!(requests(), 2, "no new request the second time");
-    let messy = &summary["files"][2];
+    assert_eq!(requests(), 3, "no new request the second time");
+    let messy = &summary["files"][3];
     assert_eq!(messy["status"], "delivered");
     assert_eq!(
         (
@@ -646,7 +653,7 @@ fn run_twice_on_the_same_folder_sends_nothing_the_second_time() {
     assert_eq!(messy["batches"].as_i64(), Some(0));
     // --full sends everything again.
     run_json(&["examples/orders", "--out", out, "--full"], &[]);
-    assert_eq!(requests(), 4);
+    assert_eq!(requests(), 6);
 }
 
 #[test]
@@ -670,18 +677,23 @@ fn run_posts_each_record_once_to_the_api_and_says_why_a_file_was_not_delivered()
         files[1],
         ("orders-afternoon.csv".into(), "delivered".into())
     );
-    assert_eq!(files[2], ("orders-messy.csv".into(), "delivered".into()));
+    assert_eq!(
+        files[2],
+        ("orders-evening.csv.gz".into(), "delivered".into())
+    );
+    assert_eq!(files[3], ("orders-messy.csv".into(), "delivered".into()));
     // Train movements take their API key from Secrets Manager, which a local run cannot read.
-    assert_eq!(files[3].1, "failed");
-    assert!(summary["files"][3]["reason"]
+    assert_eq!(files[4].1, "failed");
+    assert!(summary["files"][4]["reason"]
         .as_str()
         .unwrap()
         .contains("Secrets Manager"));
-    // Each file's records once: 11 from the morning export, 4 from the afternoon's. The
+    // Each file's records once: 11 from the morning export, 4 from the afternoon's, 3 from
+    // the evening's. The
     // afternoon export repeats two morning orders, which go again: it is another export (its
     // own name, so its own delta scope), new to the record state.
     let ids = api.ids("orderId");
-    assert_eq!(ids.len(), 15, "{ids:?}");
+    assert_eq!(ids.len(), 18, "{ids:?}");
     let twice: Vec<&String> = ids
         .windows(2)
         .filter(|w| w[0] == w[1])

@@ -175,6 +175,7 @@ struct RawLimits {
     max_rows: Option<u64>,
     max_record_lines: Option<u64>,
     max_rejected_share: Option<f64>,
+    max_compression_ratio: Option<u64>,
 }
 
 impl PipelineConfig {
@@ -601,6 +602,12 @@ fn check_limits(ds: &str, raw: RawLimits, defaults: &Limits) -> Result<Limits, C
             defaults.max_record_lines,
         )?,
         max_rejected_share: share,
+        max_compression_ratio: positive(
+            ds,
+            "max_compression_ratio",
+            raw.max_compression_ratio,
+            defaults.max_compression_ratio,
+        )?,
     })
 }
 

@@ -10,6 +10,7 @@ use std::thread;
 
 use sha2::{Digest, Sha256};
 
+use super::compressed::{self, SourceInfo};
 use super::{Digests, Policy, Report, Sanitizer, Verdict};
 
 /// Input is read in pieces of this size.
@@ -19,14 +20,16 @@ pub const CHUNK_BYTES: usize = 256 * 1024;
 /// through the jitter of reads and writes, few enough that memory stays a few MB.
 const PIPELINE_DEPTH: usize = 4;
 
-/// Sanitizes `input` into `output` with `policy`; `dataset` names it in the report.
+/// Sanitizes `input` into `output` with `policy`; `dataset` names it in the report. A
+/// compressed input is read through ([`compressed`]).
 /// `Err` only for I/O errors; a rejected file is an `Ok` report with verdict `rejected`.
-pub fn sanitize_read(
-    mut input: impl Read,
+pub fn sanitize_read<'a>(
+    input: impl Read + Send + 'a,
     mut output: impl Write,
     policy: Policy,
     dataset: Option<String>,
 ) -> io::Result<Report> {
+    let (mut input, source) = compressed::open_read(input)?.split();
     let mut sanitizer = Sanitizer::new(policy, dataset);
     let mut chunk = vec![0u8; CHUNK_BYTES];
     let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
@@ -37,12 +40,14 @@ pub fn sanitize_read(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
+        note_source(&mut sanitizer, &source);
         let _ = sanitizer.feed(&chunk[..n], &mut out);
         if !sanitizer.is_rejected() {
             output.write_all(&out)?;
         }
         out.clear();
     }
+    end_of_source(&mut sanitizer, &source);
     let report = sanitizer.finish(&mut out);
     if report.verdict == Verdict::Accepted {
         output.write_all(&out)?;
@@ -66,6 +71,7 @@ where
     R: Read + Send,
     W: Write + Send,
 {
+    let (input, source) = compressed::open_read(input)?.split();
     let (free_in, empty_chunks) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
     let (full_in, chunks) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
     let (full_out, outputs) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
@@ -89,6 +95,7 @@ where
                 break;
             };
             out.clear();
+            note_source(&mut sanitizer, &source);
             let _ = sanitizer.feed(&chunk, &mut out);
             let _ = free_in.send(chunk);
             if sanitizer.is_rejected() || out.is_empty() {
@@ -102,6 +109,7 @@ where
         }
         // The reader stops at its next chunk once nobody takes or returns them.
         drop((chunks, free_in));
+        end_of_source(&mut sanitizer, &source);
         let mut out = spare.unwrap_or_default();
         out.clear();
         let mut io_result = Ok(());
@@ -167,6 +175,21 @@ fn hash_and_write(
     (hash, output.flush())
 }
 
+/// Tells the sanitizer how much of a compressed source has been read.
+fn note_source(sanitizer: &mut Sanitizer, source: &SourceInfo) {
+    if let Some(format) = source.compression() {
+        sanitizer.note_compressed(format, source.source_bytes());
+    }
+}
+
+/// The source has ended: for a compressed one, perhaps because its data was bad.
+fn end_of_source(sanitizer: &mut Sanitizer, source: &SourceInfo) {
+    note_source(sanitizer, source);
+    if let Some(reason) = source.failure() {
+        sanitizer.refuse(reason);
+    }
+}
+
 fn join<T>(handle: thread::ScopedJoinHandle<'_, T>) -> T {
     handle
         .join()
@@ -193,13 +216,14 @@ impl<W: tokio::io::AsyncWrite + Unpin> ByteSink for W {
 /// the file was rejected).
 #[cfg(feature = "tokio")]
 pub async fn sanitize_async(
-    mut input: impl tokio::io::AsyncRead + Unpin,
+    input: impl tokio::io::AsyncRead + Unpin + Send,
     output: &mut impl ByteSink,
     policy: Policy,
     dataset: Option<String>,
 ) -> io::Result<Report> {
     use tokio::io::AsyncReadExt;
 
+    let (mut input, source) = compressed::open_async(input).await?.split();
     let mut sanitizer = Sanitizer::new(policy, dataset);
     let mut chunk = vec![0u8; CHUNK_BYTES];
     let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
@@ -208,12 +232,14 @@ pub async fn sanitize_async(
         if n == 0 {
             break;
         }
+        note_source(&mut sanitizer, &source);
         let _ = sanitizer.feed(&chunk[..n], &mut out);
         if !sanitizer.is_rejected() {
             output.write_all(&out).await?;
         }
         out.clear();
     }
+    end_of_source(&mut sanitizer, &source);
     let report = sanitizer.finish(&mut out);
     if report.verdict == Verdict::Accepted {
         output.write_all(&out).await?;
@@ -338,6 +364,98 @@ mod tests {
         assert_eq!(report.verdict, Verdict::Rejected);
         assert_eq!(report.sha256_in, None);
         assert!(report.reason.unwrap().contains("larger than"));
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn lenient() -> Policy {
+        Policy {
+            limits: crate::sanitize::Limits {
+                max_rejected_share: 0.5,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_gzip_file_is_sanitized_as_the_text_it_holds_by_every_driver() {
+        let text = long_messy_file();
+        let packed = gzip(&text);
+        let mut plain = Vec::new();
+        let plain_report = sanitize_read(text.as_slice(), &mut plain, lenient(), None).unwrap();
+        let mut single = Vec::new();
+        let report = sanitize_read(packed.as_slice(), &mut single, lenient(), None).unwrap();
+        assert_eq!(report.verdict, Verdict::Accepted, "{:?}", report.reason);
+        assert_eq!(single, plain);
+        assert_eq!(report.compression, Some(compressed::Compression::Gzip));
+        assert_eq!(report.bytes_compressed, Some(packed.len() as u64));
+        assert_eq!(report.bytes_in, text.len() as u64);
+        assert_eq!(report.sha256_in, plain_report.sha256_in, "of the text read");
+        let mut piped = Vec::new();
+        let piped_report =
+            sanitize_pipelined(packed.as_slice(), &mut piped, lenient(), None).unwrap();
+        assert_eq!(piped, plain);
+        assert_eq!(piped_report, report);
+    }
+
+    #[test]
+    fn a_cut_gzip_file_is_rejected_with_the_reason_by_every_driver() {
+        let packed = gzip(&long_messy_file());
+        let cut = &packed[..packed.len() / 2];
+        let single = sanitize_read(cut, io::sink(), lenient(), None).unwrap();
+        let piped = sanitize_pipelined(cut, io::sink(), lenient(), None).unwrap();
+        for report in [single, piped] {
+            assert_eq!(report.verdict, Verdict::Rejected);
+            let reason = report.reason.unwrap();
+            assert!(
+                reason.starts_with("the gzip data is corrupt or cut short"),
+                "{reason}"
+            );
+            assert_eq!(report.sha256_in, None, "not read to its end");
+        }
+    }
+
+    #[test]
+    fn a_compression_bomb_is_refused_after_reading_little_of_it() {
+        // 35 MiB of one repeated row in some 35 KiB of gzip: a thousand times its size.
+        let row = b"1,2,3\r\n".repeat(1 << 20);
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        use std::io::Write as _;
+        e.write_all(b"a,b,c\r\n").unwrap();
+        for _ in 0..5 {
+            e.write_all(&row).unwrap();
+        }
+        let bomb = e.finish().unwrap();
+        let report = sanitize_read(bomb.as_slice(), io::sink(), Policy::default(), None).unwrap();
+        assert_eq!(report.verdict, Verdict::Rejected);
+        let reason = report.reason.unwrap();
+        assert!(reason.contains("expands more than 200 times"), "{reason}");
+        assert!(
+            report.bytes_in < 16 << 20,
+            "stopped early: {}",
+            report.bytes_in
+        );
+    }
+
+    #[tokio::test]
+    async fn the_async_driver_reads_a_zstd_file_as_the_sync_one_does() {
+        let text = long_messy_file();
+        let packed = zstd::stream::encode_all(text.as_slice(), 3).unwrap();
+        let mut sync_out = Vec::new();
+        let sync = sanitize_read(packed.as_slice(), &mut sync_out, lenient(), None).unwrap();
+        let mut async_out = Vec::new();
+        let report = sanitize_async(packed.as_slice(), &mut async_out, lenient(), None)
+            .await
+            .unwrap();
+        assert_eq!(report, sync);
+        assert_eq!(async_out, sync_out);
+        assert_eq!(report.compression, Some(compressed::Compression::Zstd));
     }
 
     /// Fails after `ok` bytes, like a full disk or a closed pipe.

@@ -11,6 +11,7 @@
 //! and markup cells; write RFC 4180 output; hash input and output.
 
 pub mod cell;
+pub mod compressed;
 pub mod drive;
 pub mod encoding;
 pub mod header;
@@ -30,6 +31,7 @@ pub use report::{
     CellCounts, ColumnReport, Report, RowReject, SanitizeSummary, Verdict, MAX_LISTED_REJECTS,
 };
 
+use compressed::Compression;
 use encoding::TextDecoder;
 use rows::Rows;
 use sniff::{check_is_text, guess_encoding, sniff_delimiter, EncodingGuess, SNIFF_BYTES};
@@ -55,6 +57,8 @@ pub struct Sanitizer {
     gave_up_reading: bool,
     guess: Option<EncodingGuess>,
     delimiter: Option<u8>,
+    /// The input was compressed: its format and the compressed bytes read so far.
+    compressed: Option<(Compression, u64)>,
 }
 
 /// SHA-256 digests of a file's input and its clean output, taken by a driver that hashes
@@ -91,6 +95,7 @@ impl Sanitizer {
             gave_up_reading: false,
             guess: None,
             delimiter: None,
+            compressed: None,
         }
     }
 
@@ -107,6 +112,22 @@ impl Sanitizer {
     /// is still read, for its hash, unless the file is over the size limit.
     pub fn wants_input(&self) -> bool {
         !self.gave_up_reading
+    }
+
+    /// The input is compressed in `format`, and `bytes` of it have been read so far (the
+    /// driver says so before each chunk it feeds): the decompressed bytes may not pass the
+    /// expansion limit ([`Limits::max_compression_ratio`]).
+    pub fn note_compressed(&mut self, format: Compression, bytes: u64) {
+        self.compressed = Some((format, bytes));
+    }
+
+    /// The input could not be read to its end as what it is (compressed data that is
+    /// corrupt or cut short): the file is rejected with `reason`, and nothing more is read.
+    pub fn refuse(&mut self, reason: String) {
+        self.gave_up_reading = true;
+        if self.rejected.is_none() {
+            self.reject(reason);
+        }
     }
 
     /// Whether the file has been rejected; its output must then be discarded.
@@ -131,6 +152,10 @@ impl Sanitizer {
                 "file is larger than {} bytes, the limit",
                 self.policy.limits.max_file_bytes
             )));
+        }
+        if let Some(reason) = self.expands_too_much() {
+            self.gave_up_reading = true;
+            return Err(self.reject(reason));
         }
         let mark = out.len();
         let result = match &mut self.stage {
@@ -260,6 +285,21 @@ impl Sanitizer {
         }
     }
 
+    /// Why a compressed input is refused as a compression bomb, if it is.
+    fn expands_too_much(&self) -> Option<String> {
+        let (format, compressed) = self.compressed?;
+        let ratio = self.policy.limits.max_compression_ratio;
+        let over = self.bytes_in > compressed.max(1).saturating_mul(ratio);
+        (self.bytes_in > compressed::RATIO_FLOOR_BYTES && over).then(|| {
+            format!(
+                "the {format} file expands more than {ratio} times ({} bytes from the first \
+                 {compressed} compressed ones), the limit (sanitize.limits.\
+                 max_compression_ratio): a compression bomb?",
+                self.bytes_in
+            )
+        })
+    }
+
     fn reject(&mut self, reason: String) -> Rejected {
         let rejected = Rejected { reason };
         self.rejected = Some(rejected.clone());
@@ -302,6 +342,8 @@ impl Sanitizer {
             delimiter: self.delimiter.map(|d| char::from(d).to_string()),
             line_endings: parsing.map(|p| p.rows.line_endings().to_string()),
             bytes_in: self.bytes_in,
+            compression: self.compressed.map(|(format, _)| format),
+            bytes_compressed: self.compressed.map(|(_, bytes)| bytes),
             bytes_out: if accepted { self.bytes_out } else { 0 },
             rows_in: count(|s| s.rows_in),
             rows_out: if accepted { count(|s| s.rows_out) } else { 0 },

@@ -119,6 +119,9 @@ pub struct Limits {
     pub max_record_lines: u64,
     /// Share (0.0–1.0) of non-blank data rows that may be rejected before the file is.
     pub max_rejected_share: f64,
+    /// How many times a compressed file may expand (decompressed bytes over compressed ones,
+    /// checked past the first 8 MiB): more is refused as a compression bomb.
+    pub max_compression_ratio: u64,
 }
 
 impl Default for Limits {
@@ -130,6 +133,7 @@ impl Default for Limits {
             max_rows: 100_000_000,
             max_record_lines: 200,
             max_rejected_share: 0.10,
+            max_compression_ratio: 200,
         }
     }
 }

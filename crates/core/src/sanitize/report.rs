@@ -139,7 +139,14 @@ pub struct Report {
     pub delimiter: Option<String>,
     /// Input line endings: `lf`, `crlf`, `cr`, `mixed` or `none`.
     pub line_endings: Option<String>,
+    /// Bytes of text read (decompressed, for a compressed file).
     pub bytes_in: u64,
+    /// The file was compressed (`gzip`, `bzip2`, `zstd`): it was read through, and this many
+    /// compressed bytes were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<super::compressed::Compression>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_compressed: Option<u64>,
     pub bytes_out: u64,
     /// Data records read (header excluded), blank ones included.
     pub rows_in: u64,
