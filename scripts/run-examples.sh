@@ -14,8 +14,8 @@ set +e
 env -u DATABASE_URL target/release/sluice run examples/ --out out
 code=$?
 set -e
-# 3 means every file was delivered or rejected: examples/orders/not-a-csv.xlsx, a spreadsheet
-# posing as a CSV, is rejected on purpose.
+# 3 means every file was delivered or rejected: examples/orders/not-a-csv.xlsx, a broken
+# spreadsheet (a zip package that holds no workbook), is rejected on purpose.
 if [ "$code" -ne 0 ] && [ "$code" -ne 3 ]; then
   echo "sluice run failed with exit code $code" >&2
   exit "$code"

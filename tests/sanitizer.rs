@@ -205,6 +205,46 @@ async fn a_gzip_export_is_read_through_and_a_cut_one_is_rejected_not_retried() {
 }
 
 #[tokio::test]
+async fn a_workbook_is_read_from_s3_as_its_first_visible_sheet() {
+    let world = World::new().await;
+    let deps = deps(&world, world.store_as("sluice_sanitizer").await);
+    let book = example("orders/orders-warehouse.xlsx");
+    let key = "incoming/orders/2026/11/24/orders-warehouse.xlsx";
+    world.put(key, book.clone()).await;
+    let outcomes = run(&deps, world.created_event(key, book.len()))
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0].result, "accepted");
+    let id = outcomes[0].file_id.unwrap();
+    let clean = String::from_utf8(
+        world
+            .get(&world.clean, &format!("clean/orders/{id}.csv"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        clean.starts_with("order_id,order_date,sku,qty,unit_price_eur,coupon,customer_e_mail,notes\r\nA-1030,2026-11-24T07:55:00,SKU-RED-L,1,21.5,"),
+        "{clean}"
+    );
+    assert!(
+        clean.contains("'=HYPERLINK"),
+        "the formula-like note is neutralized"
+    );
+    let report: Value = serde_json::from_slice(
+        &world
+            .get(&world.clean, &format!("reports/{id}/sanitize.json"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["spreadsheet"]["format"], "xlsx");
+    assert_eq!(report["spreadsheet"]["sheet"], "Orders");
+    assert_eq!(report["spreadsheet"]["other_sheets"][0], "Summary");
+    world.clean_up().await;
+}
+
+#[tokio::test]
 async fn key_with_spaces_and_unicode_is_decoded_and_found() {
     let world = World::new().await;
     let deps = deps(&world, world.store_as("sluice_sanitizer").await);

@@ -559,6 +559,7 @@ fn run_takes_the_examples_through_the_whole_chain_into_request_files() {
             ("orders-afternoon.csv".into(), "delivered".into()),
             ("orders-evening.csv.gz".into(), "delivered".into()),
             ("orders-messy.csv".into(), "delivered".into()),
+            ("orders-warehouse.xlsx".into(), "delivered".into()),
             ("train-movements-1252.csv".into(), "delivered".into()),
         ]
     );
@@ -572,6 +573,12 @@ fn run_takes_the_examples_through_the_whole_chain_into_request_files() {
         (evening["rows_in"].as_i64(), evening["records"].as_i64()),
         (Some(3), Some(3)),
         "a gzip export is read through"
+    );
+    let workbook = &summary["files"][4];
+    assert_eq!(
+        (workbook["rows_in"].as_i64(), workbook["records"].as_i64()),
+        (Some(3), Some(3)),
+        "a workbook's sheet is read"
     );
     let orders = &summary["files"][3];
     assert_eq!(
@@ -588,7 +595,7 @@ fn run_takes_the_examples_through_the_whole_chain_into_request_files() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 4);
     let id = orders["file_id"].as_str().unwrap();
     let messy = lines
         .iter()
@@ -604,7 +611,7 @@ fn run_takes_the_examples_through_the_whole_chain_into_request_files() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(events.len(), 5);
+    assert_eq!(events.len(), 6);
     let messy = events
         .iter()
         .find(|e| e["detail"]["file_id"] == id)
@@ -635,11 +642,11 @@ fn run_twice_on_the_same_folder_sends_nothing_the_second_time() {
             .lines()
             .count()
     };
-    assert_eq!(requests(), 3);
+    assert_eq!(requests(), 4);
     assert!(Path::new(out).join("record-state.json").exists());
     let (code, summary) = run_json(&["examples/orders", "--out", out], &[]);
     assert_eq!(code, Some(3), "{summary}");
-    assert_eq!(requests(), 3, "no new request the second time");
+    assert_eq!(requests(), 4, "no new request the second time");
     let messy = &summary["files"][3];
     assert_eq!(messy["status"], "delivered");
     assert_eq!(
@@ -653,7 +660,7 @@ fn run_twice_on_the_same_folder_sends_nothing_the_second_time() {
     assert_eq!(messy["batches"].as_i64(), Some(0));
     // --full sends everything again.
     run_json(&["examples/orders", "--out", out, "--full"], &[]);
-    assert_eq!(requests(), 6);
+    assert_eq!(requests(), 8);
 }
 
 #[test]
@@ -682,18 +689,22 @@ fn run_posts_each_record_once_to_the_api_and_says_why_a_file_was_not_delivered()
         ("orders-evening.csv.gz".into(), "delivered".into())
     );
     assert_eq!(files[3], ("orders-messy.csv".into(), "delivered".into()));
+    assert_eq!(
+        files[4],
+        ("orders-warehouse.xlsx".into(), "delivered".into())
+    );
     // Train movements take their API key from Secrets Manager, which a local run cannot read.
-    assert_eq!(files[4].1, "failed");
-    assert!(summary["files"][4]["reason"]
+    assert_eq!(files[5].1, "failed");
+    assert!(summary["files"][5]["reason"]
         .as_str()
         .unwrap()
         .contains("Secrets Manager"));
     // Each file's records once: 11 from the morning export, 4 from the afternoon's, 3 from
-    // the evening's. The
+    // the evening's, 3 from the warehouse's workbook. The
     // afternoon export repeats two morning orders, which go again: it is another export (its
     // own name, so its own delta scope), new to the record state.
     let ids = api.ids("orderId");
-    assert_eq!(ids.len(), 18, "{ids:?}");
+    assert_eq!(ids.len(), 21, "{ids:?}");
     let twice: Vec<&String> = ids
         .windows(2)
         .filter(|w| w[0] == w[1])

@@ -13,6 +13,7 @@ use crate::delivery::spec::{check_delivery, RawDelivery};
 use crate::delivery::Delivery;
 use crate::drop::{AfterCopy, DropMatch, DropPattern, DropRule};
 use crate::sanitize::header::normalize_header;
+use crate::sanitize::spreadsheet::SheetChoice;
 use crate::sanitize::{
     CellPolicy, Encoding, Limits, MarkupPolicy, NumberFormat, Policy, RaggedRows,
 };
@@ -155,6 +156,8 @@ struct RawSanitize {
     #[serde(default)]
     number_format: Option<RawNumberFormat>,
     #[serde(default)]
+    sheet: Option<SheetChoice>,
+    #[serde(default)]
     limits: RawLimits,
 }
 
@@ -176,6 +179,7 @@ struct RawLimits {
     max_record_lines: Option<u64>,
     max_rejected_share: Option<f64>,
     max_compression_ratio: Option<u64>,
+    max_spreadsheet_bytes: Option<u64>,
 }
 
 impl PipelineConfig {
@@ -498,6 +502,19 @@ fn check_sanitize(ds: &str, raw: RawSanitize) -> Result<Policy, ConfigError> {
         markup: raw.markup.unwrap_or(defaults.markup),
         markup_allowed_columns,
         numbers,
+        sheet: match raw.sheet {
+            Some(SheetChoice::Position(0)) => {
+                return Err(invalid(
+                    ds,
+                    "sanitize.sheet",
+                    "a sheet's position counts from 1",
+                ))
+            }
+            Some(SheetChoice::Name(name)) if name.is_empty() => {
+                return Err(invalid(ds, "sanitize.sheet", "a sheet name is not empty"))
+            }
+            other => other,
+        },
         limits,
     })
 }
@@ -607,6 +624,12 @@ fn check_limits(ds: &str, raw: RawLimits, defaults: &Limits) -> Result<Limits, C
             "max_compression_ratio",
             raw.max_compression_ratio,
             defaults.max_compression_ratio,
+        )?,
+        max_spreadsheet_bytes: positive(
+            ds,
+            "max_spreadsheet_bytes",
+            raw.max_spreadsheet_bytes,
+            defaults.max_spreadsheet_bytes,
         )?,
     })
 }

@@ -11,7 +11,8 @@ use std::thread;
 use sha2::{Digest, Sha256};
 
 use super::compressed::{self, SourceInfo};
-use super::{Digests, Policy, Report, Sanitizer, Verdict};
+use super::spreadsheet::{self, Sheet, Unreadable};
+use super::{hex, Digests, Policy, Report, Sanitizer, Verdict};
 
 /// Input is read in pieces of this size.
 pub const CHUNK_BYTES: usize = 256 * 1024;
@@ -21,15 +22,30 @@ pub const CHUNK_BYTES: usize = 256 * 1024;
 const PIPELINE_DEPTH: usize = 4;
 
 /// Sanitizes `input` into `output` with `policy`; `dataset` names it in the report. A
-/// compressed input is read through ([`compressed`]).
+/// compressed input is read through ([`compressed`]), a workbook's sheet is read as its text
+/// ([`spreadsheet`]).
 /// `Err` only for I/O errors; a rejected file is an `Ok` report with verdict `rejected`.
 pub fn sanitize_read<'a>(
     input: impl Read + Send + 'a,
-    mut output: impl Write,
+    output: impl Write,
     policy: Policy,
     dataset: Option<String>,
 ) -> io::Result<Report> {
-    let (mut input, source) = compressed::open_read(input)?.split();
+    let (input, source) = compressed::open_read(input)?.split();
+    match open_sync(input, &policy)? {
+        Opened::Stream(input) => read_stream(input, output, policy, dataset, &source),
+        Opened::Workbook(bytes) => read_workbook(bytes, output, policy, dataset, &source),
+        Opened::TooLarge => Ok(too_large(policy, dataset)),
+    }
+}
+
+fn read_stream(
+    mut input: impl Read,
+    mut output: impl Write,
+    policy: Policy,
+    dataset: Option<String>,
+    source: &SourceInfo,
+) -> io::Result<Report> {
     let mut sanitizer = Sanitizer::new(policy, dataset);
     let mut chunk = vec![0u8; CHUNK_BYTES];
     let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
@@ -40,20 +56,137 @@ pub fn sanitize_read<'a>(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        note_source(&mut sanitizer, &source);
+        note_source(&mut sanitizer, source);
         let _ = sanitizer.feed(&chunk[..n], &mut out);
         if !sanitizer.is_rejected() {
             output.write_all(&out)?;
         }
         out.clear();
     }
-    end_of_source(&mut sanitizer, &source);
+    end_of_source(&mut sanitizer, source);
     let report = sanitizer.finish(&mut out);
     if report.verdict == Verdict::Accepted {
         output.write_all(&out)?;
     }
     output.flush()?;
     Ok(report)
+}
+
+/// The start of an input: a workbook is read whole (calamine needs it so), up to the
+/// dataset's limit; anything else goes on as a stream.
+enum Opened<R> {
+    Stream(R),
+    Workbook(Vec<u8>),
+    TooLarge,
+}
+
+/// Bytes looked at to tell a workbook: a zip's first entry name, or an OLE file's signature.
+const WORKBOOK_HEAD: usize = 64;
+
+fn open_sync<R: Read>(
+    mut input: R,
+    policy: &Policy,
+) -> io::Result<Opened<io::Chain<io::Cursor<Vec<u8>>, R>>> {
+    let mut head = Vec::with_capacity(WORKBOOK_HEAD);
+    (&mut input)
+        .take(WORKBOOK_HEAD as u64)
+        .read_to_end(&mut head)?;
+    if !spreadsheet::looks_like_workbook(&head) {
+        return Ok(Opened::Stream(io::Cursor::new(head).chain(input)));
+    }
+    let limit = policy.limits.max_spreadsheet_bytes;
+    let mut bytes = head;
+    (&mut input)
+        .take(limit + 1 - bytes.len() as u64)
+        .read_to_end(&mut bytes)?;
+    Ok(if bytes.len() as u64 > limit {
+        Opened::TooLarge
+    } else {
+        Opened::Workbook(bytes)
+    })
+}
+
+/// A workbook over the size limit: rejected, having read no more than the limit.
+fn too_large(policy: Policy, dataset: Option<String>) -> Report {
+    let limit = policy.limits.max_spreadsheet_bytes;
+    let mut sanitizer = Sanitizer::new(policy, dataset);
+    sanitizer.refuse(format!(
+        "the workbook is larger than {limit} bytes, the limit for a spreadsheet \
+         (sanitize.limits.max_spreadsheet_bytes: a workbook is read whole)"
+    ));
+    sanitizer.finish(&mut Vec::new())
+}
+
+/// What a workbook's sheet is sanitized with: its text is UTF-8 CSV with `,` and numbers
+/// written plainly, whatever the dataset's CSV files look like.
+fn sheet_policy(policy: Policy) -> Policy {
+    Policy {
+        encoding: Some(super::Encoding::UTF_8),
+        delimiter: Some(b','),
+        numbers: super::NumberFormat::default(),
+        ..policy
+    }
+}
+
+/// A workbook's chosen sheet, or why it gives none.
+enum Workbook {
+    Sheet(Box<Sheet>, String),
+    /// Not a workbook calamine reads: judged as the bytes it is.
+    Bytes(Vec<u8>),
+    Refused(String),
+}
+
+fn open_workbook(bytes: Vec<u8>, policy: &Policy) -> Workbook {
+    match Sheet::open(&bytes, policy.sheet.as_ref()) {
+        Ok(sheet) => Workbook::Sheet(Box::new(sheet), hex(Sha256::digest(&bytes))),
+        Err(Unreadable::NotAWorkbook) => Workbook::Bytes(bytes),
+        Err(Unreadable::Refused(reason)) => Workbook::Refused(reason),
+    }
+}
+
+fn read_workbook(
+    bytes: Vec<u8>,
+    mut output: impl Write,
+    policy: Policy,
+    dataset: Option<String>,
+    source: &SourceInfo,
+) -> io::Result<Report> {
+    let (mut sheet, sha256) = match open_workbook(bytes, &policy) {
+        Workbook::Sheet(sheet, sha256) => (sheet, sha256),
+        Workbook::Bytes(bytes) => {
+            return read_stream(bytes.as_slice(), output, policy, dataset, source)
+        }
+        Workbook::Refused(reason) => return Ok(refused(policy, dataset, source, reason)),
+    };
+    let mut sanitizer = Sanitizer::new(sheet_policy(policy), dataset);
+    note_source(&mut sanitizer, source);
+    let mut text = Vec::with_capacity(CHUNK_BYTES + 4096);
+    let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
+    let mut more = true;
+    while more && sanitizer.wants_input() {
+        text.clear();
+        more = sheet.next_text(&mut text, CHUNK_BYTES);
+        let _ = sanitizer.feed(&text, &mut out);
+        if !sanitizer.is_rejected() {
+            output.write_all(&out)?;
+        }
+        out.clear();
+    }
+    let mut report = sanitizer.finish(&mut out);
+    if report.verdict == Verdict::Accepted {
+        output.write_all(&out)?;
+    }
+    output.flush()?;
+    report.sha256_in = Some(sha256);
+    report.spreadsheet = Some(sheet.report);
+    Ok(report)
+}
+
+fn refused(policy: Policy, dataset: Option<String>, source: &SourceInfo, reason: String) -> Report {
+    let mut sanitizer = Sanitizer::new(policy, dataset);
+    note_source(&mut sanitizer, source);
+    sanitizer.refuse(reason);
+    sanitizer.finish(&mut Vec::new())
 }
 
 /// [`sanitize_read`] on three threads: one reads and hashes the input, one (the caller's)
@@ -72,6 +205,11 @@ where
     W: Write + Send,
 {
     let (input, source) = compressed::open_read(input)?.split();
+    let input = match open_sync(input, &policy)? {
+        Opened::Stream(input) => input,
+        Opened::Workbook(bytes) => return read_workbook(bytes, output, policy, dataset, &source),
+        Opened::TooLarge => return Ok(too_large(policy, dataset)),
+    };
     let (free_in, empty_chunks) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
     let (full_in, chunks) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
     let (full_out, outputs) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
@@ -221,9 +359,54 @@ pub async fn sanitize_async(
     policy: Policy,
     dataset: Option<String>,
 ) -> io::Result<Report> {
+    let (input, source) = compressed::open_async(input).await?.split();
+    match open_nonblocking(input, &policy).await? {
+        Opened::Stream(input) => stream_async(input, output, policy, dataset, &source).await,
+        Opened::Workbook(bytes) => workbook_async(bytes, output, policy, dataset, &source).await,
+        Opened::TooLarge => Ok(too_large(policy, dataset)),
+    }
+}
+
+#[cfg(feature = "tokio")]
+async fn open_nonblocking<R: tokio::io::AsyncRead + Unpin>(
+    mut input: R,
+    policy: &Policy,
+) -> io::Result<Opened<tokio::io::Chain<io::Cursor<Vec<u8>>, R>>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::with_capacity(WORKBOOK_HEAD);
+    (&mut input)
+        .take(WORKBOOK_HEAD as u64)
+        .read_to_end(&mut head)
+        .await?;
+    if !spreadsheet::looks_like_workbook(&head) {
+        return Ok(Opened::Stream(AsyncReadExt::chain(
+            io::Cursor::new(head),
+            input,
+        )));
+    }
+    let limit = policy.limits.max_spreadsheet_bytes;
+    let mut bytes = head;
+    (&mut input)
+        .take(limit + 1 - bytes.len() as u64)
+        .read_to_end(&mut bytes)
+        .await?;
+    Ok(if bytes.len() as u64 > limit {
+        Opened::TooLarge
+    } else {
+        Opened::Workbook(bytes)
+    })
+}
+
+#[cfg(feature = "tokio")]
+async fn stream_async(
+    mut input: impl tokio::io::AsyncRead + Unpin,
+    output: &mut impl ByteSink,
+    policy: Policy,
+    dataset: Option<String>,
+    source: &SourceInfo,
+) -> io::Result<Report> {
     use tokio::io::AsyncReadExt;
 
-    let (mut input, source) = compressed::open_async(input).await?.split();
     let mut sanitizer = Sanitizer::new(policy, dataset);
     let mut chunk = vec![0u8; CHUNK_BYTES];
     let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
@@ -232,18 +415,56 @@ pub async fn sanitize_async(
         if n == 0 {
             break;
         }
-        note_source(&mut sanitizer, &source);
+        note_source(&mut sanitizer, source);
         let _ = sanitizer.feed(&chunk[..n], &mut out);
         if !sanitizer.is_rejected() {
             output.write_all(&out).await?;
         }
         out.clear();
     }
-    end_of_source(&mut sanitizer, &source);
+    end_of_source(&mut sanitizer, source);
     let report = sanitizer.finish(&mut out);
     if report.verdict == Verdict::Accepted {
         output.write_all(&out).await?;
     }
+    Ok(report)
+}
+
+#[cfg(feature = "tokio")]
+async fn workbook_async(
+    bytes: Vec<u8>,
+    output: &mut impl ByteSink,
+    policy: Policy,
+    dataset: Option<String>,
+    source: &SourceInfo,
+) -> io::Result<Report> {
+    let (mut sheet, sha256) = match open_workbook(bytes, &policy) {
+        Workbook::Sheet(sheet, sha256) => (sheet, sha256),
+        Workbook::Bytes(bytes) => {
+            return stream_async(bytes.as_slice(), output, policy, dataset, source).await
+        }
+        Workbook::Refused(reason) => return Ok(refused(policy, dataset, source, reason)),
+    };
+    let mut sanitizer = Sanitizer::new(sheet_policy(policy), dataset);
+    note_source(&mut sanitizer, source);
+    let mut text = Vec::with_capacity(CHUNK_BYTES + 4096);
+    let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
+    let mut more = true;
+    while more && sanitizer.wants_input() {
+        text.clear();
+        more = sheet.next_text(&mut text, CHUNK_BYTES);
+        let _ = sanitizer.feed(&text, &mut out);
+        if !sanitizer.is_rejected() {
+            output.write_all(&out).await?;
+        }
+        out.clear();
+    }
+    let mut report = sanitizer.finish(&mut out);
+    if report.verdict == Verdict::Accepted {
+        output.write_all(&out).await?;
+    }
+    report.sha256_in = Some(sha256);
+    report.spreadsheet = Some(sheet.report);
     Ok(report)
 }
 
@@ -443,6 +664,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "tokio")]
     #[tokio::test]
     async fn the_async_driver_reads_a_zstd_file_as_the_sync_one_does() {
         let text = long_messy_file();

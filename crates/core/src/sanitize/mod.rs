@@ -22,6 +22,7 @@ mod policy;
 mod report;
 mod rows;
 pub mod sniff;
+pub mod spreadsheet;
 
 use sha2::{Digest, Sha256};
 
@@ -357,6 +358,7 @@ impl Sanitizer {
             cells,
             sha256_in,
             sha256_out,
+            spreadsheet: None,
         }
     }
 }
@@ -379,7 +381,7 @@ fn has_bom(head: &[u8], encoding: Encoding) -> bool {
     head.starts_with(bom)
 }
 
-fn hex(digest: impl AsRef<[u8]>) -> String {
+pub(crate) fn hex(digest: impl AsRef<[u8]>) -> String {
     use std::fmt::Write;
     digest
         .as_ref()

@@ -28,6 +28,8 @@ pub struct Policy {
     pub markup_allowed_columns: Vec<String>,
     /// How numbers are written, so that `-25,728.00` counts as a number, not a formula.
     pub numbers: NumberFormat,
+    /// Which sheet of a workbook is read; `None`: the first visible one.
+    pub sheet: Option<super::spreadsheet::SheetChoice>,
     /// Size limits.
     pub limits: Limits,
 }
@@ -44,6 +46,7 @@ impl Default for Policy {
             markup: MarkupPolicy::Neutralize,
             markup_allowed_columns: Vec::new(),
             numbers: NumberFormat::default(),
+            sheet: None,
             limits: Limits::default(),
         }
     }
@@ -122,6 +125,8 @@ pub struct Limits {
     /// How many times a compressed file may expand (decompressed bytes over compressed ones,
     /// checked past the first 8 MiB): more is refused as a compression bomb.
     pub max_compression_ratio: u64,
+    /// The largest workbook read (calamine holds a workbook and its sheet in memory).
+    pub max_spreadsheet_bytes: u64,
 }
 
 impl Default for Limits {
@@ -134,6 +139,7 @@ impl Default for Limits {
             max_record_lines: 200,
             max_rejected_share: 0.10,
             max_compression_ratio: 200,
+            max_spreadsheet_bytes: 100 * 1024 * 1024,
         }
     }
 }

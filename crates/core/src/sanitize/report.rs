@@ -165,6 +165,9 @@ pub struct Report {
     pub sha256_in: Option<String>,
     /// SHA-256 of the clean output, hex; `null` when the file was rejected.
     pub sha256_out: Option<String>,
+    /// The file was a workbook: its format, the sheet read, the others, its error cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spreadsheet: Option<super::spreadsheet::SpreadsheetReport>,
 }
 
 #[cfg(test)]
