@@ -156,6 +156,10 @@ struct RawSanitize {
     #[serde(default)]
     number_format: Option<RawNumberFormat>,
     #[serde(default)]
+    header_row: Option<u64>,
+    #[serde(default)]
+    row_names_column: Option<String>,
+    #[serde(default)]
     sheet: Option<SheetChoice>,
     #[serde(default)]
     limits: RawLimits,
@@ -502,6 +506,14 @@ fn check_sanitize(ds: &str, raw: RawSanitize) -> Result<Policy, ConfigError> {
         markup: raw.markup.unwrap_or(defaults.markup),
         markup_allowed_columns,
         numbers,
+        header_row: match raw.header_row {
+            Some(0) => return Err(invalid(ds, "sanitize.header_row", "lines count from 1")),
+            other => other,
+        },
+        row_names_column: match raw.row_names_column {
+            Some(name) => clean_names(ds, "sanitize.row_names_column", &[name])?.remove(0),
+            None => defaults.row_names_column,
+        },
         sheet: match raw.sheet {
             Some(SheetChoice::Position(0)) => {
                 return Err(invalid(

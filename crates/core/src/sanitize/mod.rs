@@ -350,6 +350,8 @@ impl Sanitizer {
             rows_out: if accepted { count(|s| s.rows_out) } else { 0 },
             rows_rejected: count(|s| s.rows_rejected),
             rows_blank: count(|s| s.rows_blank),
+            rows_preamble: count(|s| s.rows_preamble),
+            row_names_column: stats.and_then(|s| s.row_names_column.clone()),
             headers_original: header.map(|h| h.original.clone()).unwrap_or_default(),
             headers: header.map(|h| h.clean.clone()).unwrap_or_default(),
             columns: parsing.map(|p| p.rows.column_reports()).unwrap_or_default(),

@@ -28,6 +28,11 @@ pub struct Policy {
     pub markup_allowed_columns: Vec<String>,
     /// How numbers are written, so that `-25,728.00` counts as a number, not a formula.
     pub numbers: NumberFormat,
+    /// The line the header is on (from 1); `None`: the first row that has the required
+    /// columns, past blank, title and note rows.
+    pub header_row: Option<u64>,
+    /// The name of the column added for R's row names (a header one field short of its rows).
+    pub row_names_column: String,
     /// Which sheet of a workbook is read; `None`: the first visible one.
     pub sheet: Option<super::spreadsheet::SheetChoice>,
     /// Size limits.
@@ -46,6 +51,8 @@ impl Default for Policy {
             markup: MarkupPolicy::Neutralize,
             markup_allowed_columns: Vec::new(),
             numbers: NumberFormat::default(),
+            header_row: None,
+            row_names_column: "row_name".into(),
             sheet: None,
             limits: Limits::default(),
         }

@@ -154,6 +154,12 @@ pub struct Report {
     pub rows_rejected: u64,
     /// Blank and whitespace-only rows dropped.
     pub rows_blank: u64,
+    /// Rows above the header skipped: blank, title and note rows.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rows_preamble: u64,
+    /// The column added for R's row names (a header one field short of its rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_names_column: Option<String>,
     pub headers_original: Vec<String>,
     pub headers: Vec<String>,
     pub columns: Vec<ColumnReport>,
@@ -168,6 +174,10 @@ pub struct Report {
     /// The file was a workbook: its format, the sheet read, the others, its error cells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spreadsheet: Option<super::spreadsheet::SpreadsheetReport>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

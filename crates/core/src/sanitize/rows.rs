@@ -4,7 +4,7 @@
 use csv_core::ReadRecordResult;
 
 use super::cell::{is_formula_like, strip_controls};
-use super::header::{build_header, Header};
+use super::header::{build_header, Header, HeaderError};
 use super::lines::{LineCounter, Tally};
 use super::markup;
 use super::plain::{is_stripped_control, plain_record, CellChecks, PieceIndex, Shape};
@@ -70,7 +70,25 @@ struct Columns {
     header: Header,
     markup_allowed: Vec<bool>,
     reports: Vec<ColumnReport>,
+    /// The header is written with the first data row, which may still add a column for R's
+    /// row names ([`Rows::write_header`]).
+    written: bool,
+    /// Every cell of the header was quoted, as R writes it.
+    quoted: bool,
 }
+
+/// Rows above the header: how many, and what the first one that could not be a header said.
+#[derive(Debug, Default)]
+struct Preamble {
+    rows: u64,
+    /// The first non-blank row's reason for not being the header, and its line.
+    first: Option<(u64, String)>,
+    /// The most non-empty cells of a skipped row, and its line.
+    widest: Option<(u64, usize)>,
+}
+
+/// Rows looked at for the header when the file's first row lacks the required columns.
+pub const MAX_PREAMBLE_ROWS: u64 = 20;
 
 /// Row counters and findings, read into the report at the end.
 #[derive(Debug, Default)]
@@ -79,6 +97,10 @@ pub struct RowStats {
     pub rows_out: u64,
     pub rows_rejected: u64,
     pub rows_blank: u64,
+    /// Rows above the header (title, note and blank rows), skipped.
+    pub rows_preamble: u64,
+    /// The name given to R's row names, when the header was one field short.
+    pub row_names_column: Option<String>,
     pub rejects: Vec<RowReject>,
     pub cells: CellCounts,
 }
@@ -111,6 +133,7 @@ pub struct Rows {
     /// Records copied that way, for tests.
     plain_rows: u64,
     columns: Option<Columns>,
+    preamble: Preamble,
     pub stats: RowStats,
     scratch: String,
     cell: String,
@@ -140,6 +163,7 @@ impl Rows {
             plain: true,
             plain_rows: 0,
             columns: None,
+            preamble: Preamble::default(),
             stats: RowStats::default(),
             scratch: String::new(),
             cell: String::new(),
@@ -221,7 +245,13 @@ impl Rows {
         if !(self.plain && between_records && self.delimiter == b',' && run.worth_it()) {
             return None;
         }
-        let columns = self.columns.as_ref()?.header.clean.len();
+        let columns = self
+            .columns
+            .as_ref()
+            .filter(|c| c.written)?
+            .header
+            .clean
+            .len();
         Some(Shape {
             columns,
             cells: self.cell_checks(),
@@ -295,8 +325,12 @@ impl Rows {
             self.step(res, &[], 0, out)?;
         }
         if self.columns.is_none() {
-            return Err("no header row: the file has no data, only blank lines".into());
+            return Err(match self.preamble.first.take() {
+                Some((line, reason)) => format!("line {line}: {reason}"),
+                None => "no header row: the file has no data, only blank lines".into(),
+            });
         }
+        self.write_header(None, out);
         Ok(())
     }
 
@@ -472,7 +506,7 @@ impl Rows {
                 self.reject(line, 0, None, reason);
                 Ok(())
             }
-            None if self.columns.is_none() => self.header_record(text, &fields, out),
+            None if self.columns.is_none() => self.header_or_preamble(text, raw, &fields),
             None => self.data_record(text, raw, &fields, out),
         };
         self.rec = rec;
@@ -482,12 +516,25 @@ impl Rows {
         result
     }
 
-    fn header_record(
+    /// A record before the header: the header, or a row above it. Blank rows and rows before
+    /// the dataset's `header_row` are skipped; so are up to [`MAX_PREAMBLE_ROWS`] rows that
+    /// lack the required columns (titles, notes, a count), when a later row has them and every
+    /// skipped row is narrower than it.
+    fn header_or_preamble(
         &mut self,
         text: &[u8],
+        raw: Option<&[u8]>,
         fields: &Fields,
-        out: &mut Vec<u8>,
     ) -> Result<(), Fatal> {
+        let line = self.record_line(text);
+        let skip = match self.policy.header_row {
+            Some(at) => line < at,
+            None => fields.is_blank(),
+        };
+        if skip {
+            self.skip_preamble(line, fields, None);
+            return Ok(());
+        }
         let original: Vec<String> = (0..fields.len())
             .map(|i| String::from_utf8_lossy(fields.get(i)).into_owned())
             .collect();
@@ -497,8 +544,54 @@ impl Rows {
             &p.aliases,
             &p.required_columns,
             p.limits.max_columns,
-        )
-        .map_err(|e| format!("line {}: {e}", self.record_line(text)))?;
+        );
+        let header = match header {
+            Ok(header) => header,
+            Err(e @ HeaderError::MissingRequired { .. })
+                if self.policy.header_row.is_none() && self.preamble.rows < MAX_PREAMBLE_ROWS =>
+            {
+                self.skip_preamble(line, fields, Some(e.to_string()));
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(match self.preamble.first.take() {
+                    Some((first, reason)) => format!("line {first}: {reason}"),
+                    None => format!("line {line}: {e}"),
+                })
+            }
+        };
+        let width = (0..fields.len())
+            .filter(|&i| !fields.is_blank_at(i))
+            .count();
+        let found = self.policy.header_row.is_none();
+        if let Some((wide, cells)) = self.preamble.widest.filter(|&(_, n)| found && n >= width) {
+            return Err(format!(
+                "line {wide}: a row above the header (line {line}) has {cells} cells, as many \
+                 as the header: it is not a title or note; if the header is on line {line}, \
+                 say so with sanitize.header_row = {line}"
+            ));
+        }
+        // R's write.table quotes every cell of its header by default; a header written so is
+        // the one whose rows may carry row names in front.
+        let quoted = raw.is_some_and(|raw| every_cell_quoted(raw, fields.len()));
+        self.header_record(header, quoted)
+    }
+
+    fn skip_preamble(&mut self, line: u64, fields: &Fields, reason: Option<String>) {
+        self.preamble.rows += 1;
+        self.stats.rows_preamble += 1;
+        if let Some(reason) = reason {
+            self.preamble.first.get_or_insert((line, reason));
+        }
+        let cells = (0..fields.len())
+            .filter(|&i| !fields.is_blank_at(i))
+            .count();
+        if self.preamble.widest.is_none_or(|(_, n)| cells > n) && cells > 0 {
+            self.preamble.widest = Some((line, cells));
+        }
+    }
+
+    fn header_record(&mut self, header: Header, quoted: bool) -> Result<(), Fatal> {
         let p = &self.policy;
         let markup_allowed = header
             .clean
@@ -515,14 +608,42 @@ impl Rows {
                 ..ColumnReport::default()
             })
             .collect();
-        out.extend_from_slice(header.clean.join(",").as_bytes());
-        out.extend_from_slice(TERMINATOR);
         self.columns = Some(Columns {
             header,
             markup_allowed,
             reports,
+            written: false,
+            quoted,
         });
         Ok(())
+    }
+
+    /// Writes the header before the first data row (`fields` of them), once. A first row one
+    /// field longer than a header whose every cell was quoted is R's `write.table` with row
+    /// names: their column is added in front, named by `row_names_column`. (A first row one
+    /// field longer than an unquoted header is a ragged row, as it always was.)
+    fn write_header(&mut self, fields: Option<usize>, out: &mut Vec<u8>) {
+        let name = self.policy.row_names_column.clone();
+        let Some(columns) = self.columns.as_mut().filter(|c| !c.written) else {
+            return;
+        };
+        columns.written = true;
+        let r_style = columns.quoted && fields == Some(columns.header.clean.len() + 1);
+        if r_style && !columns.header.clean.contains(&name) {
+            columns.header.original.insert(0, String::new());
+            columns.header.clean.insert(0, name.clone());
+            columns.markup_allowed.insert(0, false);
+            columns.reports.insert(
+                0,
+                ColumnReport {
+                    name: name.clone(),
+                    ..ColumnReport::default()
+                },
+            );
+            self.stats.row_names_column = Some(name);
+        }
+        out.extend_from_slice(columns.header.clean.join(",").as_bytes());
+        out.extend_from_slice(TERMINATOR);
     }
 
     fn data_record(
@@ -545,6 +666,7 @@ impl Rows {
             self.stats.rows_blank += 1;
             return Ok(());
         }
+        self.write_header(Some(fields.len()), out);
         let quotes_or_breaks = memchr::memchr3(b'"', b'\n', b'\r', fields.bytes).is_some();
         // Line breaks inside the record (in quoted fields): a rejected record reports its span.
         let breaks = if quotes_or_breaks {
@@ -736,6 +858,14 @@ fn is_clean_rfc4180(raw: &[u8], fields: &Fields, checks: CellChecks) -> bool {
     false
 }
 
+/// Whether `raw` (a comma-separated record) is `n` cells, each in quotes.
+fn every_cell_quoted(raw: &[u8], n: usize) -> bool {
+    raw.len() >= 2
+        && raw.starts_with(b"\"")
+        && raw.ends_with(b"\"")
+        && memchr::memmem::find_iter(raw, b"\",\"").count() + 1 == n
+}
+
 fn trim_line_break(mut raw: &[u8]) -> &[u8] {
     while let Some((b'\r' | b'\n', rest)) = raw.split_last() {
         raw = rest;
@@ -922,9 +1052,10 @@ mod tests {
         rows.push(&text, &mut out).unwrap();
         rows.finish(&mut out).unwrap();
         // The header of every block after the first is a data row too: 50 + 3 * 50 - 1 rows,
-        // all but the 50 with a doubled quote copied without csv-core.
+        // all but the 50 with a doubled quote, and the first (it writes the header, which R's
+        // row names may widen), copied without csv-core.
         assert_eq!(rows.stats.rows_out, 199);
-        assert_eq!(rows.plain_rows, 149);
+        assert_eq!(rows.plain_rows, 148);
         assert_eq!(run(&text, &Policy::default(), 1000, false).0, out);
     }
 }

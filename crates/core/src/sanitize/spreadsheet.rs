@@ -115,6 +115,11 @@ impl Sheet {
                 "sheet {sheet:?} of the {format} workbook cannot be read: {e}"
             ))
         })?;
+        if range.is_empty() {
+            return Err(Unreadable::Refused(format!(
+                "sheet {sheet:?} of the {format} workbook is empty"
+            )));
+        }
         Ok(Self {
             range,
             next: 0,

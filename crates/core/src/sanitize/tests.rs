@@ -900,3 +900,95 @@ mod properties {
         }
     }
 }
+
+fn requiring(columns: &[&str]) -> Policy {
+    Policy {
+        required_columns: columns.iter().map(|c| c.to_string()).collect(),
+        ..Policy::default()
+    }
+}
+
+#[test]
+fn blank_and_title_rows_above_the_header_are_skipped_and_counted() {
+    // An Excel export saved as CSV: a blank first row, a title, a note, then the table.
+    let input = b",,,\r\nOrders export,,,\r\nExported 2026-11-23 by shop,,,\r\nOrder ID,SKU,Qty,Note\r\nA-1,X,2,\r\nA-2,Y,1,ok\r\n";
+    let (out, report) = run_with(input, requiring(&["order_id", "sku"]));
+    assert_eq!(report.verdict, Verdict::Accepted, "{:?}", report.reason);
+    assert_eq!(
+        lines_of(&out),
+        ["order_id,sku,qty,note", "A-1,X,2,", "A-2,Y,1,ok"]
+    );
+    assert_eq!(report.rows_preamble, 3);
+    assert_eq!((report.rows_in, report.rows_out), (2, 2));
+    // A count line above the header, as some exports write.
+    let (out, report) = run_with(
+        b"2\r\norder_id,sku\r\nA-1,X\r\nA-2,Y\r\n",
+        requiring(&["sku"]),
+    );
+    assert_eq!(lines_of(&out), ["order_id,sku", "A-1,X", "A-2,Y"]);
+    assert_eq!(report.rows_preamble, 1);
+    // Without required columns only blank rows are passed over.
+    let (out, report) = accepted(b",,\r\n , \r\na,b\r\n1,2\r\n");
+    assert_eq!(lines_of(&out), ["a,b", "1,2"]);
+    assert_eq!(report.rows_preamble, 2);
+}
+
+#[test]
+fn a_header_that_is_nowhere_is_refused_by_what_the_first_row_lacks() {
+    let reason = rejected_reason(b"a,b\r\n1,2\r\n3,4\r\n", requiring(&["sku"]));
+    assert!(
+        reason.starts_with("line 1: missing required column(s): sku"),
+        "{reason}"
+    );
+    // A row as wide as the header above it is no title: the header is probably wrong.
+    let reason = rejected_reason(
+        b"id,item,count\r\norder_id,sku,qty\r\nA-1,X,2\r\n",
+        requiring(&["sku"]),
+    );
+    assert!(
+        reason.starts_with("line 1: a row above the header (line 2) has 3 cells")
+            && reason.contains("sanitize.header_row = 2"),
+        "{reason}"
+    );
+    // Past the rows looked at, the first row's reason stands.
+    let mut input = b"title\r\n".repeat(rows::MAX_PREAMBLE_ROWS as usize + 1);
+    input.extend_from_slice(b"sku\r\nX\r\n");
+    let reason = rejected_reason(&input, requiring(&["sku"]));
+    assert!(reason.starts_with("line 1: missing required"), "{reason}");
+}
+
+#[test]
+fn header_row_says_where_the_header_is() {
+    let policy = Policy {
+        header_row: Some(3),
+        ..Policy::default()
+    };
+    let (out, report) = run_with(b"id,item,count\r\nnote\r\nsku,qty\r\nX,2\r\n", policy);
+    assert_eq!(report.verdict, Verdict::Accepted, "{:?}", report.reason);
+    assert_eq!(lines_of(&out), ["sku,qty", "X,2"]);
+    assert_eq!(report.rows_preamble, 2);
+}
+
+#[test]
+fn r_row_names_get_a_column_of_their_own() {
+    // R's write.table(x, sep = ","): the header has no cell above the row names.
+    let input = b"\"height\",\"weight\"\n\"1\",150,50.5\n\"2\",160,61\n";
+    let (out, report) = accepted(input);
+    assert_eq!(
+        lines_of(&out),
+        ["row_name,height,weight", "\"1\",150,50.5", "\"2\",160,61"]
+    );
+    assert_eq!(report.row_names_column.as_deref(), Some("row_name"));
+    assert_eq!(report.headers, ["row_name", "height", "weight"]);
+    assert_eq!(report.rows_rejected, 0);
+    let named = Policy {
+        row_names_column: "id".into(),
+        ..Policy::default()
+    };
+    let (out, _) = run_with(input, named);
+    assert!(out.starts_with("id,height,weight\r\n"), "{out}");
+    // A header as long as its rows is left alone.
+    let (out, report) = accepted(b"a,b\n1,2\n");
+    assert_eq!(lines_of(&out), ["a,b", "1,2"]);
+    assert_eq!(report.row_names_column, None);
+}
