@@ -50,6 +50,34 @@ async fn tags(world: &World, key: &str) -> Vec<(String, String)> {
     tags
 }
 
+/// Puts `body` at `key` in quarantine and runs the handler on its event: the one outcome.
+async fn drop_in(world: &World, deps: &Deps, key: &str, body: &[u8]) -> Outcome {
+    world.put(key, body.to_vec()).await;
+    let mut outcomes = run(deps, world.created_event(key, body.len()))
+        .await
+        .unwrap();
+    assert_eq!(outcomes.len(), 1);
+    outcomes.remove(0)
+}
+
+/// The sanitize report of file `id`.
+async fn report_of(world: &World, id: uuid::Uuid) -> Value {
+    let bytes = world
+        .get(&world.clean, &format!("reports/{id}/sanitize.json"))
+        .await
+        .expect("the report is written");
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// The clean file of accepted file `id`, as text.
+async fn clean_of(world: &World, id: uuid::Uuid) -> String {
+    let bytes = world
+        .get(&world.clean, &format!("clean/orders/{id}.csv"))
+        .await
+        .expect("the clean file is written");
+    String::from_utf8(bytes).unwrap()
+}
+
 #[tokio::test]
 async fn accepted_messy_file_goes_clean_with_report_tags_message_and_status() {
     let world = World::new().await;
@@ -79,6 +107,22 @@ async fn accepted_messy_file_goes_clean_with_report_tags_message_and_status() {
     .unwrap();
     assert_eq!(report["verdict"], "accepted");
     assert_eq!(report["rejects"][0]["line"], 11);
+    // The rejected row, with its cells, for whoever sent the file.
+    let errors = world
+        .get(&world.clean, &format!("reports/{id}/errors.csv"))
+        .await
+        .expect("an errors file");
+    let errors = String::from_utf8(errors).unwrap();
+    assert!(
+        errors.starts_with("line,column,reason,order_id,order_date,"),
+        "{errors}"
+    );
+    let row = errors.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with("11,,\"expected 8 fields, found 5\","),
+        "{row}"
+    );
+    assert_eq!(report["error_rows"], 1);
     assert_eq!(
         tags(&world, key).await,
         [
@@ -155,43 +199,24 @@ async fn a_gzip_export_is_read_through_and_a_cut_one_is_rejected_not_retried() {
     let deps = deps(&world, world.store_as("sluice_sanitizer").await);
     let gz = example("orders/orders-evening.csv.gz");
     let key = "incoming/orders/2026/11/23/orders-evening.csv.gz";
-    world.put(key, gz.clone()).await;
-    let outcomes = run(&deps, world.created_event(key, gz.len()))
-        .await
-        .unwrap();
-    assert_eq!(outcomes[0].result, "accepted");
-    let id = outcomes[0].file_id.unwrap();
-    let clean = world
-        .get(&world.clean, &format!("clean/orders/{id}.csv"))
-        .await
-        .unwrap();
-    assert!(clean.starts_with(b"order_id,order_date,sku,"));
-    assert_eq!(
-        clean.iter().filter(|&&b| b == b'\n').count(),
-        4,
-        "header and 3 rows"
-    );
-    let report: Value = serde_json::from_slice(
-        &world
-            .get(&world.clean, &format!("reports/{id}/sanitize.json"))
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let outcome = drop_in(&world, &deps, key, &gz).await;
+    assert_eq!(outcome.result, "accepted");
+    let id = outcome.file_id.unwrap();
+    let clean = clean_of(&world, id).await;
+    assert!(clean.starts_with("order_id,order_date,sku,"));
+    assert_eq!(clean.lines().count(), 4, "header and 3 rows");
+    let report = report_of(&world, id).await;
     assert_eq!(report["compression"], "gzip");
     assert_eq!(report["bytes_compressed"], gz.len());
 
     // Cut short in transit: rejected with the reason at once (a retry reads the same bytes).
     let cut = &gz[..gz.len() - 12];
     let key = "incoming/orders/2026/11/23/orders-cut.csv.gz";
-    world.put(key, cut.to_vec()).await;
-    let outcomes = run(&deps, world.created_event(key, cut.len()))
-        .await
-        .unwrap();
-    assert_eq!(outcomes[0].result, "rejected");
+    let outcome = drop_in(&world, &deps, key, cut).await;
+    assert_eq!(outcome.result, "rejected");
     let row = deps
         .store
-        .file(outcomes[0].file_id.unwrap())
+        .file(outcome.file_id.unwrap())
         .await
         .unwrap()
         .unwrap();
@@ -210,19 +235,10 @@ async fn a_workbook_is_read_from_s3_as_its_first_visible_sheet() {
     let deps = deps(&world, world.store_as("sluice_sanitizer").await);
     let book = example("orders/orders-warehouse.xlsx");
     let key = "incoming/orders/2026/11/24/orders-warehouse.xlsx";
-    world.put(key, book.clone()).await;
-    let outcomes = run(&deps, world.created_event(key, book.len()))
-        .await
-        .unwrap();
-    assert_eq!(outcomes[0].result, "accepted");
-    let id = outcomes[0].file_id.unwrap();
-    let clean = String::from_utf8(
-        world
-            .get(&world.clean, &format!("clean/orders/{id}.csv"))
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let outcome = drop_in(&world, &deps, key, &book).await;
+    assert_eq!(outcome.result, "accepted");
+    let id = outcome.file_id.unwrap();
+    let clean = clean_of(&world, id).await;
     assert!(
         clean.starts_with("order_id,order_date,sku,qty,unit_price_eur,coupon,customer_e_mail,notes\r\nA-1030,2026-11-24T07:55:00,SKU-RED-L,1,21.5,"),
         "{clean}"
@@ -231,13 +247,7 @@ async fn a_workbook_is_read_from_s3_as_its_first_visible_sheet() {
         clean.contains("'=HYPERLINK"),
         "the formula-like note is neutralized"
     );
-    let report: Value = serde_json::from_slice(
-        &world
-            .get(&world.clean, &format!("reports/{id}/sanitize.json"))
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let report = report_of(&world, id).await;
     assert_eq!(report["spreadsheet"]["format"], "xlsx");
     assert_eq!(report["spreadsheet"]["sheet"], "Orders");
     assert_eq!(report["spreadsheet"]["other_sheets"][0], "Summary");
@@ -673,8 +683,10 @@ async fn eight_copies_of_one_event_at_the_same_moment_sanitize_the_file_once() {
         world.keys(&world.clean).await,
         [
             sluice_core::layout::clean_key("orders", id),
+            sluice_core::layout::errors_key(id),
             sluice_core::layout::sanitize_report_key(id)
-        ]
+        ],
+        "one clean file, one errors file (its ragged row), one report"
     );
     let events = all[0].store.events(id).await.unwrap();
     let sanitizing = events

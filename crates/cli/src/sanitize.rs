@@ -5,7 +5,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use sluice_core::sanitize::drive::sanitize_pipelined;
+use sluice_core::sanitize::drive::sanitize_pipelined_with_errors;
 use sluice_core::{ConfigError, PipelineConfig, Policy, Report, Verdict};
 
 use crate::exit;
@@ -20,6 +20,10 @@ pub struct Args {
     /// Where the JSON report goes (written in every case).
     #[arg(long, short)]
     report: PathBuf,
+    /// Where the errors file goes: every rejected row with its line, column, reason and
+    /// cells, as CSV (written in every case: empty when no row was rejected).
+    #[arg(long)]
+    errors: Option<PathBuf>,
     /// Dataset whose sanitizing policy applies (needs --config).
     #[arg(long, requires = "config")]
     dataset: Option<String>,
@@ -87,7 +91,8 @@ fn sanitize_file(args: &Args, policy: Policy) -> Result<Report> {
     create_parent(&args.output)?;
     let file =
         File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
-    let outcome = sanitize_pipelined(input, file, policy, args.dataset.clone())
+    let errors = errors_file(args)?;
+    let outcome = sanitize_pipelined_with_errors(input, file, errors, policy, args.dataset.clone())
         .with_context(|| format!("sanitizing {}", args.input.display()));
     let report = match outcome {
         Ok(report) => report,
@@ -125,10 +130,21 @@ fn sanitize_to_special(args: &Args, input: Box<dyn Read + Send>, policy: Policy)
         .write(true)
         .open(&args.output)
         .with_context(|| format!("cannot open {}", args.output.display()))?;
-    let report = sanitize_pipelined(input, file, policy, args.dataset.clone())
+    let errors = errors_file(args)?;
+    let report = sanitize_pipelined_with_errors(input, file, errors, policy, args.dataset.clone())
         .with_context(|| format!("sanitizing {}", args.input.display()))?;
     write_report(&args.report, &report)?;
     Ok(report)
+}
+
+/// Where `--errors` asks the errors file to go; nowhere without it.
+fn errors_file(args: &Args) -> Result<Box<dyn Write>> {
+    let Some(path) = &args.errors else {
+        return Ok(Box::new(io::sink()));
+    };
+    create_parent(path)?;
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(Box::new(BufWriter::new(file)))
 }
 
 fn open_input(path: &Path) -> Result<Box<dyn Read + Send>> {

@@ -65,10 +65,18 @@ fn report(scratch: &Scratch) -> serde_json::Value {
 #[test]
 fn accepted_messy_file_exits_0_with_clean_output_and_report() {
     let scratch = Scratch::new();
+    let errors = scratch.path("errors.csv");
     let run = sanitize(
         &scratch,
         "examples/orders/orders-messy.csv",
-        &["--dataset", "orders", "--config", "pipelines.toml"],
+        &[
+            "--dataset",
+            "orders",
+            "--config",
+            "pipelines.toml",
+            "--errors",
+            errors.to_str().unwrap(),
+        ],
     );
     assert_eq!(
         run.status.code(),
@@ -84,6 +92,12 @@ fn accepted_messy_file_exits_0_with_clean_output_and_report() {
     assert_eq!(report["dataset"], "orders");
     assert_eq!(report["rejects"][0]["line"], 11);
     assert!(String::from_utf8_lossy(&run.stderr).contains("accepted"));
+    // The ragged row, with its cells, in the errors file.
+    let errors = std::fs::read_to_string(errors).unwrap();
+    let lines: Vec<&str> = errors.lines().collect();
+    assert_eq!(lines.len(), 2, "{errors}");
+    assert!(lines[0].starts_with("line,column,reason,order_id,"));
+    assert!(lines[1].starts_with("11,,\"expected 8 fields, found 5\","));
 }
 
 #[test]

@@ -184,6 +184,7 @@ struct RawLimits {
     max_rejected_share: Option<f64>,
     max_compression_ratio: Option<u64>,
     max_spreadsheet_bytes: Option<u64>,
+    max_error_rows: Option<u64>,
 }
 
 impl PipelineConfig {
@@ -643,6 +644,7 @@ fn check_limits(ds: &str, raw: RawLimits, defaults: &Limits) -> Result<Limits, C
             raw.max_spreadsheet_bytes,
             defaults.max_spreadsheet_bytes,
         )?,
+        max_error_rows: raw.max_error_rows.unwrap_or(defaults.max_error_rows),
     })
 }
 

@@ -14,6 +14,11 @@ pub fn sanitize_report_key(id: Uuid) -> String {
     format!("reports/{id}/sanitize.json")
 }
 
+/// The errors file of file `id` (its rejected rows with their cells), in the clean bucket.
+pub fn errors_key(id: Uuid) -> String {
+    format!("reports/{id}/errors.csv")
+}
+
 /// The transform report of file `id`, in the clean bucket.
 pub fn transform_report_key(id: Uuid) -> String {
     format!("reports/{id}/transform.json")

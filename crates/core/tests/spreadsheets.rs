@@ -201,3 +201,83 @@ fn a_zip_that_is_no_workbook_is_still_an_archive() {
     assert!(report.reason.unwrap().contains("archive"));
     assert_eq!(report.spreadsheet, None);
 }
+
+/// The errors file of `input`, and the report.
+fn errors_of(input: &[u8], policy: Policy) -> (String, Report) {
+    let mut errors = Vec::new();
+    let report = sluice_core::sanitize::drive::sanitize_read_with_errors(
+        input,
+        std::io::sink(),
+        &mut errors,
+        policy,
+        None,
+    )
+    .unwrap();
+    (String::from_utf8(errors).unwrap(), report)
+}
+
+#[test]
+fn every_rejected_row_is_in_the_errors_file_with_its_cells_and_python_reads_them_back() {
+    let policy = Policy {
+        limits: sluice_core::sanitize::Limits {
+            max_rejected_share: 0.9,
+            max_field_bytes: 16,
+            ..Default::default()
+        },
+        ..Policy::default()
+    };
+    let input = "id,name,note\r\n1,ok,fine\r\n2,too,many,cells\r\n3,\"x, \"\"y\"\"\",=HYPERLINK(\"evil\")\r\n4,a field far longer than sixteen bytes,z\r\n5\r\n";
+    let (errors, report) = errors_of(input.as_bytes(), policy.clone());
+    assert_eq!(report.rows_rejected, 4, "{:?}", report.rejects);
+    assert_eq!(report.error_rows, 4);
+    let script = r#"
+import csv, json, sys
+rows = list(csv.reader(sys.stdin))
+print(json.dumps(rows))
+"#;
+    let mut python = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    use std::io::Write;
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(errors.as_bytes())
+        .unwrap();
+    let rows: Vec<Vec<String>> =
+        serde_json::from_slice(&python.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(rows[0], ["line", "column", "reason", "id", "name", "note"]);
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert_eq!(rows[1][..3], ["3", "", "expected 3 fields, found 4"]);
+    assert_eq!(rows[1][3..], ["2", "too", "many", "cells"]);
+    // The original cells come back, a formula-like one defused so that opening the file in
+    // a spreadsheet is safe.
+    assert_eq!(
+        rows[2][..3],
+        ["4", "note", "field is 18 bytes, over the limit of 16"]
+    );
+    assert_eq!(rows[2][3..], ["3", "x, \"y\"", "'=HYPERLINK(\"evil\")"]);
+    assert_eq!(rows[3][..2], ["5", "name"]);
+    assert_eq!(rows[3][4], "a field far longer than sixteen bytes");
+    assert_eq!(rows[4][..4], ["6", "", "expected 3 fields, found 1", "5"]);
+
+    // At most max_error_rows rows, and the last line says how many there were.
+    let capped = Policy {
+        limits: sluice_core::sanitize::Limits {
+            max_error_rows: 1,
+            ..policy.limits
+        },
+        ..policy
+    };
+    let (errors, report) = errors_of(input.as_bytes(), capped);
+    assert_eq!(report.error_rows, 1);
+    let last = errors.lines().last().unwrap();
+    assert!(
+        last.contains("the first 1 of 4 rejected rows are listed"),
+        "{errors}"
+    );
+}

@@ -9,7 +9,7 @@ use serde_json::Value;
 use sluice_core::message::{FileSanitized, V1};
 use sluice_core::metadata::UploadMetadata;
 use sluice_core::plan::ConfigPin;
-use sluice_core::sanitize::drive::sanitize_async;
+use sluice_core::sanitize::drive::sanitize_async_with_errors;
 use sluice_core::sanitize::SanitizeSummary;
 use sluice_core::{FileStatus, PipelineConfig, Report, Stage, Verdict};
 use uuid::Uuid;
@@ -128,7 +128,8 @@ pub async fn sanitize_object<O: Objects, S: SanitizeStore, Q: Outbox>(
     };
 
     let clean_key = sluice_core::layout::clean_key(&dataset.name, id);
-    let report = clean(deps, body, dataset, &clean_key, deadline).await;
+    let errors_key = sluice_core::layout::errors_key(id);
+    let report = clean(deps, body, dataset, &clean_key, &errors_key, deadline).await;
     let report = match report {
         Ok(report) => report,
         Err(fault) => return Err(retry(deps, id, lease, fault).await),
@@ -187,38 +188,56 @@ pub async fn sanitize_object<O: Objects, S: SanitizeStore, Q: Outbox>(
     ))
 }
 
-/// Streams the object through the dataset's sanitizer into `clean_key`: the report, with the
-/// clean object there only when the file is accepted (a rejected file, a failure or the
-/// deadline leaves nothing under the key).
+/// Streams the object through the dataset's sanitizer into `clean_key`, and its rejected rows
+/// into `errors_key`: the report, with the clean object there only when the file is accepted
+/// (a rejected file, a failure or the deadline leaves nothing under the key) and the errors
+/// file only when a row was rejected (accepted file or not: a file rejected for too many bad
+/// rows is the one whose sender most needs them).
 async fn clean<O: Objects, S, Q>(
     deps: &Sanitize<'_, O, S, Q>,
     body: O::Reader,
     dataset: &sluice_core::Dataset,
     clean_key: &str,
+    errors_key: &str,
     deadline: Option<Instant>,
 ) -> Result<Report, Fault> {
-    let mut upload = deps
-        .objects
-        .upload(deps.clean_bucket, clean_key, "text/csv; charset=utf-8");
-    let run = sanitize_async(
+    let objects = deps.objects;
+    let mut upload = objects.upload(deps.clean_bucket, clean_key, "text/csv; charset=utf-8");
+    let mut errors = objects.upload(deps.clean_bucket, errors_key, "text/csv; charset=utf-8");
+    let run = sanitize_async_with_errors(
         body,
         &mut upload,
+        &mut errors,
         dataset.sanitize.clone(),
         Some(dataset.name.clone()),
     );
-    let report = match with_deadline(deadline, run).await {
-        Ok(Ok(report)) => report,
-        Ok(Err(e)) => {
+    let stopped = match with_deadline(deadline, run).await {
+        Ok(Ok(report)) => Ok(report),
+        Ok(Err(e)) => Err(Fault::new(
+            FaultKind::Objects,
+            format!("reading or writing the file failed: {}", chain(&e)),
+        )),
+        Err(()) => Err(Fault::new(
+            FaultKind::Deadline,
+            "stopped before the Lambda timeout; the event will be retried",
+        )),
+    };
+    let report = match stopped {
+        Ok(report) => report,
+        Err(fault) => {
             upload.abort().await;
-            let why = format!("reading or writing the file failed: {}", chain(&e));
-            return Err(Fault::new(FaultKind::Objects, why));
-        }
-        Err(()) => {
-            upload.abort().await;
-            let why = "stopped before the Lambda timeout; the event will be retried";
-            return Err(Fault::new(FaultKind::Deadline, why));
+            errors.abort().await;
+            return Err(fault);
         }
     };
+    if report.error_rows > 0 {
+        if let Err(e) = errors.finish().await {
+            upload.abort().await;
+            return Err(Fault::objects(e));
+        }
+    } else {
+        errors.abort().await;
+    }
     match report.verdict {
         Verdict::Accepted => {
             upload.finish().await.map_err(Fault::objects)?;

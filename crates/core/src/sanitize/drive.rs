@@ -31,17 +31,33 @@ pub fn sanitize_read<'a>(
     policy: Policy,
     dataset: Option<String>,
 ) -> io::Result<Report> {
+    sanitize_read_with_errors(input, output, io::sink(), policy, dataset)
+}
+
+/// [`sanitize_read`], writing the errors file (each rejected row with its cells) to `errors`.
+pub fn sanitize_read_with_errors<'a>(
+    input: impl Read + Send + 'a,
+    output: impl Write,
+    mut errors: impl Write,
+    policy: Policy,
+    dataset: Option<String>,
+) -> io::Result<Report> {
     let (input, source) = compressed::open_read(input)?.split();
-    match open_sync(input, &policy)? {
-        Opened::Stream(input) => read_stream(input, output, policy, dataset, &source),
-        Opened::Workbook(bytes) => read_workbook(bytes, output, policy, dataset, &source),
+    let report = match open_sync(input, &policy)? {
+        Opened::Stream(input) => read_stream(input, output, &mut errors, policy, dataset, &source),
+        Opened::Workbook(bytes) => {
+            read_workbook(bytes, output, &mut errors, policy, dataset, &source)
+        }
         Opened::TooLarge => Ok(too_large(policy, dataset)),
-    }
+    }?;
+    errors.flush()?;
+    Ok(report)
 }
 
 fn read_stream(
     mut input: impl Read,
     mut output: impl Write,
+    errors: &mut impl Write,
     policy: Policy,
     dataset: Option<String>,
     source: &SourceInfo,
@@ -49,6 +65,7 @@ fn read_stream(
     let mut sanitizer = Sanitizer::new(policy, dataset);
     let mut chunk = vec![0u8; CHUNK_BYTES];
     let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
+    let mut rejected = Vec::new();
     while sanitizer.wants_input() {
         let n = match input.read(&mut chunk) {
             Ok(0) => break,
@@ -62,14 +79,30 @@ fn read_stream(
             output.write_all(&out)?;
         }
         out.clear();
+        write_errors(&mut sanitizer, &mut rejected, errors)?;
     }
     end_of_source(&mut sanitizer, source);
-    let report = sanitizer.finish(&mut out);
+    let report = sanitizer.finish_with_errors(&mut out, &mut rejected);
+    errors.write_all(&rejected)?;
     if report.verdict == Verdict::Accepted {
         output.write_all(&out)?;
     }
     output.flush()?;
     Ok(report)
+}
+
+/// Writes the errors file's rows the sanitizer has ready.
+fn write_errors(
+    sanitizer: &mut Sanitizer,
+    buf: &mut Vec<u8>,
+    errors: &mut impl Write,
+) -> io::Result<()> {
+    sanitizer.take_errors(buf);
+    if !buf.is_empty() {
+        errors.write_all(buf)?;
+        buf.clear();
+    }
+    Ok(())
 }
 
 /// The start of an input: a workbook is read whole (calamine needs it so), up to the
@@ -147,39 +180,98 @@ fn open_workbook(bytes: Vec<u8>, policy: &Policy) -> Workbook {
 fn read_workbook(
     bytes: Vec<u8>,
     mut output: impl Write,
+    errors: &mut impl Write,
     policy: Policy,
     dataset: Option<String>,
     source: &SourceInfo,
 ) -> io::Result<Report> {
-    let (mut sheet, sha256) = match open_workbook(bytes, &policy) {
+    let (sheet, sha256) = match open_workbook(bytes, &policy) {
         Workbook::Sheet(sheet, sha256) => (sheet, sha256),
         Workbook::Bytes(bytes) => {
-            return read_stream(bytes.as_slice(), output, policy, dataset, source)
+            return read_stream(bytes.as_slice(), output, errors, policy, dataset, source)
         }
         Workbook::Refused(reason) => return Ok(refused(policy, dataset, source, reason)),
     };
-    let mut sanitizer = Sanitizer::new(sheet_policy(policy), dataset);
-    note_source(&mut sanitizer, source);
-    let mut text = Vec::with_capacity(CHUNK_BYTES + 4096);
-    let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
-    let mut more = true;
-    while more && sanitizer.wants_input() {
-        text.clear();
-        more = sheet.next_text(&mut text, CHUNK_BYTES);
-        let _ = sanitizer.feed(&text, &mut out);
-        if !sanitizer.is_rejected() {
-            output.write_all(&out)?;
-        }
-        out.clear();
+    let mut run = SheetRun::new(sheet, sha256, policy, dataset, source);
+    while let Some((clean, rejected)) = run.next_clean() {
+        output.write_all(clean)?;
+        errors.write_all(rejected)?;
     }
-    let mut report = sanitizer.finish(&mut out);
-    if report.verdict == Verdict::Accepted {
-        output.write_all(&out)?;
-    }
+    let (report, tail, rejected) = run.finish();
+    output.write_all(&tail)?;
+    errors.write_all(&rejected)?;
     output.flush()?;
-    report.sha256_in = Some(sha256);
-    report.spreadsheet = Some(sheet.report);
     Ok(report)
+}
+
+/// A workbook's sheet through the sanitizer, a piece of text at a time: the same steps for
+/// every driver, which only write what comes out.
+struct SheetRun {
+    sheet: Box<Sheet>,
+    sha256: String,
+    sanitizer: Sanitizer,
+    text: Vec<u8>,
+    out: Vec<u8>,
+    errors: Vec<u8>,
+    more: bool,
+}
+
+impl SheetRun {
+    fn new(
+        sheet: Box<Sheet>,
+        sha256: String,
+        policy: Policy,
+        dataset: Option<String>,
+        source: &SourceInfo,
+    ) -> Self {
+        let mut sanitizer = Sanitizer::new(sheet_policy(policy), dataset);
+        note_source(&mut sanitizer, source);
+        Self {
+            sheet,
+            sha256,
+            sanitizer,
+            text: Vec::with_capacity(CHUNK_BYTES + 4096),
+            out: Vec::with_capacity(CHUNK_BYTES * 2),
+            errors: Vec::new(),
+            more: true,
+        }
+    }
+
+    /// The clean bytes of the next piece of the sheet (empty for a rejected file) and the
+    /// errors file's rows it made; `None` once the sheet is read.
+    fn next_clean(&mut self) -> Option<(&[u8], &[u8])> {
+        if !(self.more && self.sanitizer.wants_input()) {
+            return None;
+        }
+        self.text.clear();
+        self.out.clear();
+        self.errors.clear();
+        self.more = self.sheet.next_text(&mut self.text, CHUNK_BYTES);
+        let _ = self.sanitizer.feed(&self.text, &mut self.out);
+        self.sanitizer.take_errors(&mut self.errors);
+        let clean: &[u8] = if self.sanitizer.is_rejected() {
+            &[]
+        } else {
+            &self.out
+        };
+        Some((clean, &self.errors))
+    }
+
+    /// The report, the last clean bytes to write (none for a rejected file) and the errors
+    /// file's last rows.
+    fn finish(mut self) -> (Report, Vec<u8>, Vec<u8>) {
+        self.out.clear();
+        self.errors.clear();
+        let mut report = self
+            .sanitizer
+            .finish_with_errors(&mut self.out, &mut self.errors);
+        if report.verdict != Verdict::Accepted {
+            self.out.clear();
+        }
+        report.sha256_in = Some(self.sha256);
+        report.spreadsheet = Some(self.sheet.report);
+        (report, self.out, self.errors)
+    }
 }
 
 fn refused(policy: Policy, dataset: Option<String>, source: &SourceInfo, reason: String) -> Report {
@@ -204,10 +296,31 @@ where
     R: Read + Send,
     W: Write + Send,
 {
+    sanitize_pipelined_with_errors(input, output, io::sink(), policy, dataset)
+}
+
+/// [`sanitize_pipelined`], writing the errors file to `errors` (from the parsing thread:
+/// rejected rows are few beside the clean ones).
+pub fn sanitize_pipelined_with_errors<R, W, E>(
+    input: R,
+    output: W,
+    mut errors: E,
+    policy: Policy,
+    dataset: Option<String>,
+) -> io::Result<Report>
+where
+    R: Read + Send,
+    W: Write + Send,
+    E: Write,
+{
     let (input, source) = compressed::open_read(input)?.split();
     let input = match open_sync(input, &policy)? {
         Opened::Stream(input) => input,
-        Opened::Workbook(bytes) => return read_workbook(bytes, output, policy, dataset, &source),
+        Opened::Workbook(bytes) => {
+            let report = read_workbook(bytes, output, &mut errors, policy, dataset, &source)?;
+            errors.flush()?;
+            return Ok(report);
+        }
         Opened::TooLarge => return Ok(too_large(policy, dataset)),
     };
     let (free_in, empty_chunks) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
@@ -227,6 +340,7 @@ where
             .spawn_scoped(scope, move || hash_and_write(output, outputs, free_out))?;
         let mut sanitizer = Sanitizer::hashed_outside(policy, dataset);
         let mut spare: Option<Vec<u8>> = None;
+        let mut rejected = Vec::new();
         for chunk in &chunks {
             // No free buffer means the writer stopped on an error, reported below.
             let Some(mut out) = spare.take().or_else(|| empty_outputs.recv().ok()) else {
@@ -236,6 +350,7 @@ where
             note_source(&mut sanitizer, &source);
             let _ = sanitizer.feed(&chunk, &mut out);
             let _ = free_in.send(chunk);
+            write_errors(&mut sanitizer, &mut rejected, &mut errors)?;
             if sanitizer.is_rejected() || out.is_empty() {
                 spare = Some(out);
             } else if full_out.send(out).is_err() {
@@ -251,7 +366,7 @@ where
         let mut out = spare.unwrap_or_default();
         out.clear();
         let mut io_result = Ok(());
-        let report = sanitizer.finish_hashed(&mut out, |tail, accepted| {
+        let report = sanitizer.finish_hashed(&mut out, &mut rejected, |tail, accepted| {
             if accepted && !tail.is_empty() {
                 let _ = full_out.send(tail.to_vec());
             }
@@ -261,7 +376,10 @@ where
             io_result = read.and(written);
             Digests { input, output }
         });
-        io_result.map(|()| report)
+        io_result?;
+        errors.write_all(&rejected)?;
+        errors.flush()?;
+        Ok(report)
     })
 }
 
@@ -359,10 +477,38 @@ pub async fn sanitize_async(
     policy: Policy,
     dataset: Option<String>,
 ) -> io::Result<Report> {
+    sanitize_async_with_errors(input, output, &mut Discard, policy, dataset).await
+}
+
+/// A sink that keeps nothing: the errors file of a caller that wants none.
+#[cfg(feature = "tokio")]
+pub struct Discard;
+
+#[cfg(feature = "tokio")]
+impl ByteSink for Discard {
+    async fn write_all(&mut self, _: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// [`sanitize_async`], writing the errors file (each rejected row with its cells) to
+/// `errors`, which is not flushed or closed either.
+#[cfg(feature = "tokio")]
+pub async fn sanitize_async_with_errors(
+    input: impl tokio::io::AsyncRead + Unpin + Send,
+    output: &mut impl ByteSink,
+    errors: &mut impl ByteSink,
+    policy: Policy,
+    dataset: Option<String>,
+) -> io::Result<Report> {
     let (input, source) = compressed::open_async(input).await?.split();
     match open_nonblocking(input, &policy).await? {
-        Opened::Stream(input) => stream_async(input, output, policy, dataset, &source).await,
-        Opened::Workbook(bytes) => workbook_async(bytes, output, policy, dataset, &source).await,
+        Opened::Stream(input) => {
+            stream_async(input, output, errors, policy, dataset, &source).await
+        }
+        Opened::Workbook(bytes) => {
+            workbook_async(bytes, output, errors, policy, dataset, &source).await
+        }
         Opened::TooLarge => Ok(too_large(policy, dataset)),
     }
 }
@@ -401,6 +547,7 @@ async fn open_nonblocking<R: tokio::io::AsyncRead + Unpin>(
 async fn stream_async(
     mut input: impl tokio::io::AsyncRead + Unpin,
     output: &mut impl ByteSink,
+    errors: &mut impl ByteSink,
     policy: Policy,
     dataset: Option<String>,
     source: &SourceInfo,
@@ -410,6 +557,7 @@ async fn stream_async(
     let mut sanitizer = Sanitizer::new(policy, dataset);
     let mut chunk = vec![0u8; CHUNK_BYTES];
     let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
+    let mut rejected = Vec::new();
     while sanitizer.wants_input() {
         let n = input.read(&mut chunk).await?;
         if n == 0 {
@@ -421,9 +569,15 @@ async fn stream_async(
             output.write_all(&out).await?;
         }
         out.clear();
+        sanitizer.take_errors(&mut rejected);
+        if !rejected.is_empty() {
+            errors.write_all(&rejected).await?;
+            rejected.clear();
+        }
     }
     end_of_source(&mut sanitizer, source);
-    let report = sanitizer.finish(&mut out);
+    let report = sanitizer.finish_with_errors(&mut out, &mut rejected);
+    errors.write_all(&rejected).await?;
     if report.verdict == Verdict::Accepted {
         output.write_all(&out).await?;
     }
@@ -434,37 +588,26 @@ async fn stream_async(
 async fn workbook_async(
     bytes: Vec<u8>,
     output: &mut impl ByteSink,
+    errors: &mut impl ByteSink,
     policy: Policy,
     dataset: Option<String>,
     source: &SourceInfo,
 ) -> io::Result<Report> {
-    let (mut sheet, sha256) = match open_workbook(bytes, &policy) {
+    let (sheet, sha256) = match open_workbook(bytes, &policy) {
         Workbook::Sheet(sheet, sha256) => (sheet, sha256),
         Workbook::Bytes(bytes) => {
-            return stream_async(bytes.as_slice(), output, policy, dataset, source).await
+            return stream_async(bytes.as_slice(), output, errors, policy, dataset, source).await
         }
         Workbook::Refused(reason) => return Ok(refused(policy, dataset, source, reason)),
     };
-    let mut sanitizer = Sanitizer::new(sheet_policy(policy), dataset);
-    note_source(&mut sanitizer, source);
-    let mut text = Vec::with_capacity(CHUNK_BYTES + 4096);
-    let mut out = Vec::with_capacity(CHUNK_BYTES * 2);
-    let mut more = true;
-    while more && sanitizer.wants_input() {
-        text.clear();
-        more = sheet.next_text(&mut text, CHUNK_BYTES);
-        let _ = sanitizer.feed(&text, &mut out);
-        if !sanitizer.is_rejected() {
-            output.write_all(&out).await?;
-        }
-        out.clear();
+    let mut run = SheetRun::new(sheet, sha256, policy, dataset, source);
+    while let Some((clean, rejected)) = run.next_clean() {
+        output.write_all(clean).await?;
+        errors.write_all(rejected).await?;
     }
-    let mut report = sanitizer.finish(&mut out);
-    if report.verdict == Verdict::Accepted {
-        output.write_all(&out).await?;
-    }
-    report.sha256_in = Some(sha256);
-    report.spreadsheet = Some(sheet.report);
+    let (report, tail, rejected) = run.finish();
+    output.write_all(&tail).await?;
+    errors.write_all(&rejected).await?;
     Ok(report)
 }
 

@@ -174,10 +174,26 @@ impl Sanitizer {
     }
 
     /// Ends the input: flushes the last record, runs the whole-file checks, returns the report.
-    pub fn finish(mut self, out: &mut Vec<u8>) -> Report {
+    pub fn finish(self, out: &mut Vec<u8>) -> Report {
+        self.finish_with_errors(out, &mut Vec::new())
+    }
+
+    /// [`Self::finish`], moving the errors file's last rows onto `errors`.
+    pub fn finish_with_errors(mut self, out: &mut Vec<u8>, errors: &mut Vec<u8>) -> Report {
         self.flush(out);
+        self.take_errors(errors);
         let digests = self.hashes.take().map(|h| *h);
         self.report(digests)
+    }
+
+    /// Moves the errors file's rows written since the last call onto `out`: each rejected
+    /// row's line, column and reason, then its cells (formula-like ones defused), under a
+    /// header row; at most `limits.max_error_rows` rows, the last line saying when more were
+    /// rejected.
+    pub fn take_errors(&mut self, out: &mut Vec<u8>) {
+        if let Stage::Parsing(p) = &mut self.stage {
+            p.rows.errors.take(out);
+        }
     }
 
     /// [`Self::finish`] for a sanitizer made by [`Self::hashed_outside`]; `digests` must
@@ -185,10 +201,12 @@ impl Sanitizer {
     pub(crate) fn finish_hashed(
         mut self,
         out: &mut Vec<u8>,
+        errors: &mut Vec<u8>,
         digests: impl FnOnce(&[u8], bool) -> Digests,
     ) -> Report {
         let mark = out.len();
         self.flush(out);
+        self.take_errors(errors);
         let digests = digests(&out[mark..], self.rejected.is_none());
         self.report(Some(digests))
     }
@@ -351,6 +369,7 @@ impl Sanitizer {
             rows_rejected: count(|s| s.rows_rejected),
             rows_blank: count(|s| s.rows_blank),
             rows_preamble: count(|s| s.rows_preamble),
+            error_rows: parsing.map_or(0, |p| p.rows.errors.listed()),
             row_names_column: stats.and_then(|s| s.row_names_column.clone()),
             headers_original: header.map(|h| h.original.clone()).unwrap_or_default(),
             headers: header.map(|h| h.clean.clone()).unwrap_or_default(),

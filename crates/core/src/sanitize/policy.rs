@@ -134,6 +134,8 @@ pub struct Limits {
     pub max_compression_ratio: u64,
     /// The largest workbook read (calamine holds a workbook and its sheet in memory).
     pub max_spreadsheet_bytes: u64,
+    /// Rejected rows listed in the errors file (the report counts them all).
+    pub max_error_rows: u64,
 }
 
 impl Default for Limits {
@@ -146,7 +148,8 @@ impl Default for Limits {
             max_record_lines: 200,
             max_rejected_share: 0.10,
             max_compression_ratio: 200,
-            max_spreadsheet_bytes: 100 * 1024 * 1024,
+            max_spreadsheet_bytes: 64 * 1024 * 1024,
+            max_error_rows: 100_000,
         }
     }
 }

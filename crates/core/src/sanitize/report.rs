@@ -157,6 +157,9 @@ pub struct Report {
     /// Rows above the header skipped: blank, title and note rows.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rows_preamble: u64,
+    /// Rejected rows listed in the errors file (`errors.csv`), with their cells.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub error_rows: u64,
     /// The column added for R's row names (a header one field short of its rows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_names_column: Option<String>,

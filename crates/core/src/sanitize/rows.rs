@@ -87,6 +87,115 @@ struct Preamble {
     widest: Option<(u64, usize)>,
 }
 
+/// The errors file (`errors.csv`): each rejected row's line, column and reason, then its
+/// cells as they were read (decoded; formula-like cells prefixed with `'` and control
+/// characters removed, so that opening the file is safe), at most `cap` rows; the last line
+/// says so when there were more. Written a row at a time: the driver drains [`Self::take`].
+#[derive(Debug)]
+pub struct ErrorRows {
+    buf: Vec<u8>,
+    listed: u64,
+    cap: u64,
+    header_written: bool,
+}
+
+impl ErrorRows {
+    fn new(cap: u64) -> Self {
+        Self {
+            buf: Vec::new(),
+            listed: 0,
+            cap,
+            header_written: false,
+        }
+    }
+
+    /// Rows listed so far.
+    pub fn listed(&self) -> u64 {
+        self.listed
+    }
+
+    /// Moves what has been written since the last call onto `out`.
+    pub fn take(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.buf);
+    }
+
+    fn row(
+        &mut self,
+        header: Option<&[String]>,
+        line: u64,
+        column: Option<&str>,
+        reason: &str,
+        fields: Option<&Fields>,
+    ) {
+        if self.listed >= self.cap {
+            return;
+        }
+        if !self.header_written {
+            self.header_written = true;
+            let mut names = vec!["line", "column", "reason"];
+            names.extend(header.unwrap_or_default().iter().map(String::as_str));
+            self.write_record(names.iter().map(|n| n.as_bytes()));
+        }
+        self.listed += 1;
+        let line = line.to_string();
+        let head = [
+            line.as_bytes(),
+            column.unwrap_or("").as_bytes(),
+            reason.as_bytes(),
+        ];
+        let cells = fields
+            .into_iter()
+            .flat_map(|f| (0..f.len()).map(|i| f.get(i)));
+        self.write_record(head.into_iter().chain(cells));
+    }
+
+    /// The last line, when rows were left out: how many were rejected in all.
+    fn close(&mut self, rejected: u64) {
+        if rejected > self.listed && self.header_written {
+            let note = format!(
+                "the first {} of {rejected} rejected rows are listed \
+                 (sanitize.limits.max_error_rows); the report counts them all",
+                self.listed
+            );
+            self.write_record(["".as_bytes(), b"", note.as_bytes()].into_iter());
+        }
+    }
+
+    fn write_record<'a>(&mut self, cells: impl Iterator<Item = &'a [u8]>) {
+        let mut first = true;
+        for cell in cells {
+            if !first {
+                self.buf.push(b',');
+            }
+            first = false;
+            let text = String::from_utf8_lossy(cell);
+            let safe: String = text
+                .chars()
+                .filter(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
+                .collect();
+            let formula = safe.starts_with(['=', '+', '-', '@', '\t', '\r', '\n'])
+                && safe.parse::<f64>().is_err();
+            let needs_quotes = formula || safe.contains([',', '"', '\r', '\n']);
+            if needs_quotes {
+                self.buf.push(b'"');
+            }
+            if formula {
+                self.buf.push(b'\'');
+            }
+            for b in safe.bytes() {
+                if b == b'"' {
+                    self.buf.push(b'"');
+                }
+                self.buf.push(b);
+            }
+            if needs_quotes {
+                self.buf.push(b'"');
+            }
+        }
+        self.buf.extend_from_slice(TERMINATOR);
+    }
+}
+
 /// Rows looked at for the header when the file's first row lacks the required columns.
 pub const MAX_PREAMBLE_ROWS: u64 = 20;
 
@@ -134,6 +243,8 @@ pub struct Rows {
     plain_rows: u64,
     columns: Option<Columns>,
     preamble: Preamble,
+    /// The rejected rows with their cells, for the errors file.
+    pub errors: ErrorRows,
     pub stats: RowStats,
     scratch: String,
     cell: String,
@@ -141,6 +252,7 @@ pub struct Rows {
 
 impl Rows {
     pub fn new(policy: Policy, delimiter: u8) -> Self {
+        let max_error_rows = policy.limits.max_error_rows;
         let csv = csv_core::ReaderBuilder::new()
             .delimiter(delimiter)
             .quote(b'"')
@@ -164,6 +276,7 @@ impl Rows {
             plain_rows: 0,
             columns: None,
             preamble: Preamble::default(),
+            errors: ErrorRows::new(max_error_rows),
             stats: RowStats::default(),
             scratch: String::new(),
             cell: String::new(),
@@ -331,6 +444,7 @@ impl Rows {
             });
         }
         self.write_header(None, out);
+        self.errors.close(self.stats.rows_rejected);
         Ok(())
     }
 
@@ -503,7 +617,7 @@ impl Rows {
             Some(reason) => {
                 self.stats.rows_in += 1;
                 let line = self.record_line(text);
-                self.reject(line, 0, None, reason);
+                self.reject(line, 0, None, reason, None);
                 Ok(())
             }
             None if self.columns.is_none() => self.header_or_preamble(text, raw, &fields),
@@ -690,7 +804,7 @@ impl Rows {
             Ok(used) => used,
             Err(reason) => {
                 let line = self.record_line(text);
-                self.reject(line, breaks, None, reason);
+                self.reject(line, breaks, None, reason, Some(fields));
                 return Ok(());
             }
         };
@@ -725,7 +839,7 @@ impl Rows {
             if let Err((column, reason)) = written {
                 out.truncate(row_start);
                 let line = self.record_line(text);
-                self.reject(line, breaks, Some(column), reason);
+                self.reject(line, breaks, Some(column), reason, Some(fields));
                 return Ok(());
             }
             out.push(b',');
@@ -812,8 +926,18 @@ impl Rows {
     }
 
     /// Records a rejected row starting on `line` and holding `breaks` line breaks.
-    fn reject(&mut self, line: u64, breaks: u64, column: Option<String>, reason: String) {
+    fn reject(
+        &mut self,
+        line: u64,
+        breaks: u64,
+        column: Option<String>,
+        reason: String,
+        fields: Option<&Fields>,
+    ) {
         self.stats.rows_rejected += 1;
+        let header = self.columns.as_ref().map(|c| c.header.clean.as_slice());
+        self.errors
+            .row(header, line, column.as_deref(), &reason, fields);
         if self.stats.rejects.len() < MAX_LISTED_REJECTS {
             self.stats.rejects.push(RowReject {
                 line,
