@@ -144,6 +144,24 @@ fn a_workbook_over_the_size_limit_is_refused_with_the_setting_to_change() {
 }
 
 #[test]
+fn a_workbook_that_unpacks_to_many_times_its_size_is_refused_before_it_is_read() {
+    let dense = read("dense.xlsx");
+    let mut policy = Policy::default();
+    policy.limits.max_spreadsheet_bytes = dense.len() as u64 + 1;
+    let (_, report) = sanitize(&dense, policy);
+    assert_eq!(report.verdict, Verdict::Rejected);
+    let reason = report.reason.unwrap();
+    assert!(
+        reason.starts_with("the workbook unpacks to ") && reason.contains("compression bomb"),
+        "{reason}"
+    );
+    // Under the default limit the same workbook is read.
+    let (_, report) = sanitize(&dense, Policy::default());
+    assert_eq!(report.verdict, Verdict::Accepted, "{:?}", report.reason);
+    assert_eq!(report.rows_out, 40_000);
+}
+
+#[test]
 fn every_driver_reads_a_workbook_alike_and_a_gzipped_one_too() {
     let book = read("orders.xlsx");
     let (want, report) = sanitize(&book, Policy::default());

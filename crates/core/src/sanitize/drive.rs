@@ -170,7 +170,11 @@ enum Workbook {
 }
 
 fn open_workbook(bytes: Vec<u8>, policy: &Policy) -> Workbook {
-    match Sheet::open(&bytes, policy.sheet.as_ref()) {
+    let unpack_limit = policy
+        .limits
+        .max_spreadsheet_bytes
+        .saturating_mul(spreadsheet::MAX_UNPACK_FACTOR);
+    match Sheet::open(&bytes, policy.sheet.as_ref(), unpack_limit) {
         Ok(sheet) => Workbook::Sheet(Box::new(sheet), hex(Sha256::digest(&bytes))),
         Err(Unreadable::NotAWorkbook) => Workbook::Bytes(bytes),
         Err(Unreadable::Refused(reason)) => Workbook::Refused(reason),
