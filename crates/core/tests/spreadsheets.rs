@@ -133,14 +133,17 @@ fn the_dataset_chooses_a_sheet_by_name_or_position_and_a_missing_one_is_a_reject
 
 #[test]
 fn a_workbook_over_the_size_limit_is_refused_with_the_setting_to_change() {
-    let mut policy = Policy::default();
-    policy.limits.max_spreadsheet_bytes = 1024;
-    let (_, report) = sanitize(&read("orders.xlsx"), policy);
-    assert_eq!(report.verdict, Verdict::Rejected);
-    assert!(report
-        .reason
-        .unwrap()
-        .contains("sanitize.limits.max_spreadsheet_bytes"));
+    // A limit below the bytes looked at to tell a workbook is a limit too.
+    for limit in [1024, 10] {
+        let mut policy = Policy::default();
+        policy.limits.max_spreadsheet_bytes = limit;
+        let (_, report) = sanitize(&read("orders.xlsx"), policy);
+        assert_eq!(report.verdict, Verdict::Rejected);
+        assert!(report
+            .reason
+            .unwrap()
+            .contains("sanitize.limits.max_spreadsheet_bytes"));
+    }
 }
 
 #[test]

@@ -130,7 +130,7 @@ fn open_sync<R: Read>(
     let limit = policy.limits.max_spreadsheet_bytes;
     let mut bytes = head;
     (&mut input)
-        .take(limit + 1 - bytes.len() as u64)
+        .take(limit.saturating_add(1).saturating_sub(bytes.len() as u64))
         .read_to_end(&mut bytes)?;
     Ok(if bytes.len() as u64 > limit {
         Opened::TooLarge
@@ -537,7 +537,7 @@ async fn open_nonblocking<R: tokio::io::AsyncRead + Unpin>(
     let limit = policy.limits.max_spreadsheet_bytes;
     let mut bytes = head;
     (&mut input)
-        .take(limit + 1 - bytes.len() as u64)
+        .take(limit.saturating_add(1).saturating_sub(bytes.len() as u64))
         .read_to_end(&mut bytes)
         .await?;
     Ok(if bytes.len() as u64 > limit {
